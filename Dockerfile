@@ -1,0 +1,19 @@
+# evh in a container: the same scripts as on a developer machine.
+#   docker build --target test .    builds and runs every test (debug preset)
+#   docker build --target build .   a Release build of the library and evh-bench
+#   docker run --rm <image>         runs the latency suite (tools/bench) and prints its table
+FROM debian:bookworm AS base
+ENV DEBIAN_FRONTEND=noninteractive
+WORKDIR /src/evh
+COPY tools/setup tools/setup
+RUN tools/setup && rm -rf /var/lib/apt/lists/*
+COPY . .
+
+FROM base AS build
+RUN cmake --preset release && cmake --build --preset release
+
+FROM build AS test
+RUN tools/test debug
+
+FROM build AS final
+ENTRYPOINT ["tools/bench"]

@@ -1,0 +1,164 @@
+// evh-bench: runs the latency benchmark suite of BENCHMARKS.md for evh and its peers in one
+// process and prints one table. This file resolves the command line against the workload
+// registry and sends the results to their outputs; suite.cc runs the cells.
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "options.h"
+#include "plot.h"
+#include "report.h"
+#include "suite.h"
+#include "syscalls.h"
+#include "workloads.h"
+
+namespace evh::bench {
+namespace {
+
+constexpr int kUsageStatus = 2;
+
+// Every impl name BENCHMARKS.md defines. One this build lacks is skipped, not an error, so that
+// a CI script asking for a peer keeps working on a build without it.
+constexpr std::string_view kContractImpls[] = {"evh",   "evh-exact", "evh-epoll", "evh-uring",
+                                               "libuv", "asio",      "libevent",  "raw"};
+
+// Every impl of this build, in the registry's order: the column order of the table.
+std::vector<std::string> known_impls() {
+  std::vector<std::string> impls;
+  for (const Workload& w : all_workloads()) {
+    for (const std::string& impl : w.impls) {
+      if (std::find(impls.begin(), impls.end(), impl) == impls.end()) impls.push_back(impl);
+    }
+  }
+  return impls;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Throws UsageError for a name this build does not have. Impls of the contract that this build
+// lacks go to `skipped`.
+SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
+  SuitePlan plan;
+  plan.size = o.size;
+  plan.reps = o.reps;
+  std::vector<std::string> workload_names;
+  for (const Workload& w : all_workloads()) workload_names.push_back(w.name);
+  for (const std::string& name : o.workloads) {
+    if (!contains(workload_names, name)) {
+      throw UsageError("unknown workload '" + name +
+                       "' (this build has: " + joined(workload_names) + ")");
+    }
+  }
+  for (const Workload& w : all_workloads()) {
+    if (o.workloads.empty() || contains(o.workloads, w.name)) plan.workloads.push_back(&w);
+  }
+  const std::vector<std::string> impls = known_impls();
+  for (const std::string& name : o.impls) {
+    if (contains(impls, name)) continue;
+    if (std::find(std::begin(kContractImpls), std::end(kContractImpls), name) !=
+        std::end(kContractImpls)) {
+      std::fprintf(stderr, "evh-bench: impl %s is not built; skipped\n", name.c_str());
+      if (!contains(skipped, name)) skipped.push_back(name);
+      continue;
+    }
+    throw UsageError("unknown impl '" + name + "' (this build has: " + joined(impls) + ")");
+  }
+  for (const std::string& impl : impls) {
+    if (o.impls.empty() || contains(o.impls, impl)) plan.impls.push_back(impl);
+  }
+  return plan;
+}
+
+void print_list() {
+  for (const Workload& w : all_workloads()) std::cout << "workload " << w.name << '\n';
+  for (const std::string& impl : known_impls()) std::cout << "impl " << impl << '\n';
+}
+
+// Returns false (and says why on stderr) when the file cannot be written.
+bool write_file(const std::string& path, const std::function<void(std::ostream&)>& write) {
+  std::ofstream out(path);
+  if (out) write(out);
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "evh-bench: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+int run(int argc, char** argv) {
+  Options o;
+  SuitePlan plan;
+  std::vector<std::string> skipped;
+  try {
+    o = parse_options(argc, argv);
+    if (o.help) {
+      print_usage(std::cout);
+      return 0;
+    }
+    if (o.syscall_child) {
+      return run_syscall_child(o.syscall_child->workload, o.syscall_child->impl,
+                               o.syscall_child->units);
+    }
+    if (o.list) {
+      print_list();
+      return 0;
+    }
+    plan = make_plan(o, skipped);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "evh-bench: %s\n(evh-bench --help shows the usage)\n", e.what());
+    return kUsageStatus;
+  }
+
+  // A run takes minutes; find out now, not after it, that a result file cannot be written.
+  for (const std::string* path : {&o.json_path, &o.markdown_path, &o.plot_path}) {
+    if (!path->empty() && !std::ofstream(*path, std::ios::app)) {
+      std::fprintf(stderr, "evh-bench: cannot write %s\n", path->c_str());
+      return 1;
+    }
+  }
+
+  SuiteResult result = run_suite(plan);
+  result.skipped_impls = std::move(skipped);
+  std::cout << '\n';
+  write_table(std::cout, result);
+  std::cout.flush();
+
+  bool written = true;
+  if (!o.json_path.empty()) {
+    const MachineInfo machine = machine_info();
+    written &=
+        write_file(o.json_path, [&](std::ostream& out) { write_json(out, result, machine); });
+  }
+  if (!o.markdown_path.empty()) {
+    written &= write_file(o.markdown_path, [&](std::ostream& out) { write_markdown(out, result); });
+  }
+  if (!o.plot_path.empty()) {
+    written &= write_file(o.plot_path, [&](std::ostream& out) { write_plot(out, result); });
+  }
+  if (result.failed_cells > 0) {
+    std::fprintf(stderr, "evh-bench: %d cell(s) failed\n", result.failed_cells);
+    return 1;
+  }
+  return written ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace evh::bench
+
+int main(int argc, char** argv) { return evh::bench::run(argc, argv); }

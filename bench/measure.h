@@ -1,0 +1,71 @@
+// bench/measure.h — the measuring tools every workload shares: the clock, latency samples turned
+// into metrics, resident memory, busy-waiting and CPU pinning.
+//
+// Threads: everything here is either a pure function or acts on the calling thread only.
+#pragma once
+
+#include <sched.h>
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <string_view>
+#include <vector>
+
+#include "workloads.h"
+
+namespace evh::bench {
+
+// CLOCK_MONOTONIC (through the vDSO: reading it makes no syscall).
+using Clock = std::chrono::steady_clock;
+
+inline std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// Which percentile to report and under which name: {99.9, "p999"} gives "rtt_p999_us".
+struct PercentileName {
+  double pct;
+  std::string_view label;
+};
+
+// Sorts `samples_ns` and appends one metric per requested percentile, named
+// `<prefix>_<label>_us<suffix>` (so "probe_rtt", "_x4" gives "probe_rtt_p50_us_x4"), and one
+// curve named `<prefix><suffix>` for the plot. Throws BenchError when there are no samples.
+void add_latency_metrics(RunResult& out, std::string_view prefix, std::string_view suffix,
+                         std::vector<std::int64_t>& samples_ns,
+                         std::initializer_list<PercentileName> which);
+
+// Resident set size of this process in bytes, from /proc/self/statm.
+std::int64_t resident_bytes();
+
+// Returns freed heap memory to the kernel so that an RSS delta measures the phase, not what an
+// earlier repetition left in malloc's free lists.
+void trim_heap() noexcept;
+
+// Busy-waits on the monotonic clock; never sleeps, never yields.
+void spin_for(std::chrono::nanoseconds duration) noexcept;
+
+// Makes the compiler believe `p` escapes, so that a new/delete pair under test is not elided
+// (C++14 lets a compiler drop an allocation whose result is never used).
+inline void escape(void* p) noexcept { asm volatile("" : : "g"(p) : "memory"); }
+
+// Pins the calling thread to one CPU of its current affinity mask for the object's lifetime and
+// restores the mask afterwards. Threads the caller creates meanwhile inherit the single CPU.
+class ScopedCpuPin {
+ public:
+  ScopedCpuPin() noexcept;
+  ~ScopedCpuPin();
+  ScopedCpuPin(const ScopedCpuPin&) = delete;
+  ScopedCpuPin& operator=(const ScopedCpuPin&) = delete;
+
+  // The CPU pinned to, or -1 when the mask could not be changed (e.g. a seccomp policy).
+  int cpu() const noexcept { return cpu_; }
+
+ private:
+  cpu_set_t saved_{};
+  int cpu_ = -1;
+};
+
+}  // namespace evh::bench

@@ -1,0 +1,36 @@
+// bench/stats.h — summaries of repetitions and percentiles of latency samples.
+//
+// Percentiles use the nearest-rank definition on the full sample vector: the p-th percentile is
+// the smallest sample such that at least p% of the samples are less than or equal to it. It
+// never interpolates, so every reported latency is one that was actually observed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace evh::bench {
+
+// Median, min and max of the repetitions of one metric.
+struct Summary {
+  double median = 0;
+  double min = 0;
+  double max = 0;
+  std::size_t count = 0;
+};
+
+// Precondition: `values` is not empty. The median of an even count is the mean of the middle two.
+Summary summarize(std::vector<double> values);
+
+// Nearest-rank percentile, `pct` in (0, 100]. Precondition: `sorted` is sorted ascending and not
+// empty.
+std::int64_t percentile_of_sorted(std::span<const std::int64_t> sorted, double pct);
+double percentile_of_sorted(std::span<const double> sorted, double pct);
+
+// Whether a larger value of this metric is the better one (BENCHMARKS.md: names ending in
+// "_per_s"); every other metric is a cost.
+bool higher_is_better(std::string_view metric);
+
+}  // namespace evh::bench

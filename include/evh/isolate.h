@@ -1,0 +1,136 @@
+// evh/isolate.h — an isolate: a single-threaded unit of execution with a mailbox and ports.
+//
+// An isolate handles one message at a time, never on two threads at once (SEMANTICS 5). It is
+// scheduled on its `TaskRunner` only when its mailbox goes from empty to non-empty (SEMANTICS 6),
+// so an idle isolate costs no thread and no CPU. A running isolate handles out-of-band messages
+// first, then normal ones, and gives way after `budget` messages (or a time slice) so that other
+// isolates on the same runner progress (SEMANTICS 7). The isolate's microtasks are drained after
+// every message.
+//
+// Lifetime: an isolate lives from `Runtime::spawn()` until `destroy()` (or runtime shutdown);
+// dropping every `IsolateRef` does not destroy it — it lives while it can receive. After
+// `destroy()`, its ports are closed, queued messages are released exactly once, and the memory
+// is freed when the last `IsolateRef`/`SendPort` naming it goes away.
+//
+// Threads: methods marked "any thread" are thread-safe. Methods marked "own turn" may only be
+// called from inside the isolate's own callbacks (message handler or microtask); debug builds
+// check it.
+#pragma once
+
+#include <evh/error.h>
+#include <evh/message.h>
+#include <evh/task_runner.h>
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+namespace evh {
+
+class Isolate;
+class Runtime;
+
+namespace detail {
+class IsolateImpl;
+void retain(Isolate* isolate) noexcept;
+void release(Isolate* isolate) noexcept;
+}  // namespace detail
+
+// The embedder's message callback. It may throw: the exception is caught at the worker boundary,
+// counted in `IsolateStats::exceptions`, reported through `RuntimeOptions::on_uncaught`, and the
+// isolate goes on with its next message.
+using MessageFn = void (*)(Isolate& self, Message& message, void* user);
+using MicrotaskFn = void (*)(Isolate& self, void* arg);
+// Releases a microtask's argument when the microtask will never run (its isolate was destroyed).
+using DropFn = void (*)(void* arg) noexcept;
+
+struct IsolateHandler {
+  MessageFn on_message = nullptr;
+  void* user = nullptr;
+  DropFn destroy_user = nullptr;  // called once when the isolate is freed, if set
+};
+
+// Wraps any callable `void(Isolate&, Message&)` into a handler that owns a copy of it.
+template <class F>
+IsolateHandler make_handler(F f) {
+  auto* owned = new F(std::move(f));
+  return IsolateHandler{
+      [](Isolate& self, Message& message, void* user) { (*static_cast<F*>(user))(self, message); },
+      owned, [](void* user) noexcept { delete static_cast<F*>(user); }};
+}
+
+struct IsolateOptions {
+  TaskRunner* runner = nullptr;  // null: the runtime's thread pool
+  std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
+  void* data = nullptr;          // opaque embedder data, returned by `Isolate::data()`
+};
+
+struct IsolateStats {
+  std::uint64_t handled = 0;     // messages delivered to the handler
+  std::uint64_t dropped = 0;     // messages released undelivered (port closed, isolate destroyed)
+  std::uint64_t exceptions = 0;  // exceptions that escaped the handler or a microtask
+  std::uint64_t turns = 0;       // times the isolate was run by its runner
+  std::uint64_t yields = 0;      // turns that ended with work left (budget or time slice)
+};
+
+class Isolate {
+ public:
+  Isolate(const Isolate&) = delete;
+  Isolate& operator=(const Isolate&) = delete;
+
+  // Any thread.
+  PortId main_port() const noexcept;
+  void* data() const noexcept;
+  Runtime& runtime() const noexcept;
+  bool is_dead() const noexcept;
+  IsolateStats stats() const noexcept;
+  // Stops normal messages until a matching `resume()`; OOB messages still run (SEMANTICS 8).
+  void pause() noexcept;
+  // Releases one pause; `Errc::invalid_argument` when the isolate is not paused.
+  Status resume() noexcept;
+  // Closes every port and releases every queued message exactly once. Idempotent. From outside
+  // the isolate, if it is idle, the release happens on the calling thread before this returns;
+  // if it is running or scheduled, its runner releases them when the current message finishes.
+  void destroy() noexcept;
+
+  // Own turn only.
+  Result<PortId> open_port();
+  // Closes one of this isolate's ports; messages queued for it are dropped (released) when
+  // reached. `Errc::unknown_port` when the isolate has no open port with that id.
+  Status close_port(PortId port) noexcept;
+  // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
+  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
+
+ private:
+  friend class detail::IsolateImpl;
+  Isolate() = default;
+  ~Isolate() = default;
+};
+
+// A counted reference to an isolate. Copyable; any thread.
+class IsolateRef {
+ public:
+  IsolateRef() noexcept = default;
+  explicit IsolateRef(Isolate* isolate) noexcept : p_(isolate) {}  // adopts one reference
+  IsolateRef(const IsolateRef& o) noexcept : p_(o.p_) {
+    if (p_ != nullptr) detail::retain(p_);
+  }
+  IsolateRef(IsolateRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  IsolateRef& operator=(IsolateRef o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~IsolateRef() {
+    if (p_ != nullptr) detail::release(p_);
+  }
+
+  Isolate* get() const noexcept { return p_; }
+  Isolate* operator->() const noexcept { return p_; }
+  Isolate& operator*() const noexcept { return *p_; }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+
+ private:
+  Isolate* p_ = nullptr;
+};
+
+}  // namespace evh

@@ -1,0 +1,44 @@
+// evh/port.h — SendPort: a cheap, copyable capability to post to one port.
+//
+// A `SendPort` is looked up once (`Runtime::send_port(id)`) and then posts without touching the
+// runtime's port map. Copying one is an atomic increment. It stays valid (posting then fails with
+// `Errc::port_closed`) after the port is closed or its isolate destroyed, and after the runtime
+// has shut down — but it must be destroyed before the `Runtime` object itself.
+//
+// Threads: every method may be called from any thread; `post()` never blocks (SEMANTICS 4).
+#pragma once
+
+#include <evh/error.h>
+#include <evh/message.h>
+
+namespace evh {
+
+namespace detail {
+class PortState;
+}
+
+class SendPort {
+ public:
+  SendPort() noexcept = default;
+  explicit SendPort(detail::PortState* state) noexcept : state_(state) {}  // adopts one reference
+  SendPort(const SendPort& other) noexcept;
+  SendPort(SendPort&& other) noexcept : state_(other.state_) { other.state_ = nullptr; }
+  SendPort& operator=(SendPort other) noexcept {
+    std::swap(state_, other.state_);
+    return *this;
+  }
+  ~SendPort();
+
+  PortId id() const noexcept;
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+
+  // Queues `message` for the port's isolate. On error the message is released before this
+  // returns (its finalizer runs on this thread): `Errc::port_closed` when the port was closed
+  // or its isolate destroyed, `Errc::unknown_port` for an empty SendPort.
+  Status post(Message message, Priority priority = Priority::normal) const noexcept;
+
+ private:
+  detail::PortState* state_ = nullptr;
+};
+
+}  // namespace evh

@@ -1,0 +1,101 @@
+// evh/runtime.h — the runtime: port map, thread pool, runners, configuration, shutdown.
+//
+// Nothing in evh is global: two Runtimes in one process share nothing and cannot see each
+// other's ports. Constructing a Runtime may throw `std::system_error` (set-up); every other call
+// reports errors through `Result`/`Status`.
+//
+// Threads: every method may be called from any thread, except that the destructor (and
+// `shutdown()`) must not be called from a thread the runtime owns (a pool worker or a dedicated
+// runner), and the Runtime object must outlive every SendPort, Receiver and IsolateRef taken
+// from it.
+#pragma once
+
+#include <evh/error.h>
+#include <evh/isolate.h>
+#include <evh/message.h>
+#include <evh/port.h>
+#include <evh/receiver.h>
+#include <evh/task_runner.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+
+namespace evh {
+
+struct RuntimeOptions {
+  // The shared pool grows on demand up to `max_workers` threads; workers idle for longer than
+  // `worker_idle_timeout` exit (down to `min_workers`). 0 max = the number of online CPUs.
+  unsigned max_workers = 0;
+  unsigned min_workers = 0;
+  std::chrono::milliseconds worker_idle_timeout{5000};
+  // How long an idle worker or a waiting Receiver polls before sleeping in the kernel. Spinning
+  // trades CPU for latency: a message that arrives while it spins costs no wakeup syscall.
+  std::chrono::microseconds spin_before_park{50};
+  // Messages an isolate handles per turn before giving way, and the time slice after which it
+  // gives way even inside its budget (checked every few messages).
+  std::uint32_t default_budget = 64;
+  std::chrono::microseconds time_slice{500};
+  // Told about every exception that escapes an isolate's handler or microtask (on the isolate's
+  // thread). May be null; exceptions are counted either way.
+  void (*on_uncaught)(Isolate& isolate, std::exception_ptr error, void* user) = nullptr;
+  void* on_uncaught_user = nullptr;
+};
+
+struct RuntimeStats {
+  std::uint64_t isolates_live = 0;
+  std::uint64_t isolates_spawned = 0;
+  std::uint64_t ports_open = 0;
+  std::uint64_t workers_live = 0;
+  std::uint64_t workers_started = 0;
+  std::uint64_t exceptions = 0;
+};
+
+namespace detail {
+class RuntimeImpl;
+}
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions options = {});
+  ~Runtime();  // shutdown()
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Creates an isolate with one open port (its main port). The handler's `destroy_user` runs
+  // when the isolate is freed — also when spawning fails.
+  Result<IsolateRef> spawn(IsolateHandler handler, IsolateOptions options = {});
+
+  // Posts by id. Looks the id up in the port map (sharded; no global lock). On error the message
+  // is released before this returns: `Errc::unknown_port`, `Errc::port_closed` (a closed port
+  // whose id is still known is reported as unknown: ids are forgotten on close) or
+  // `Errc::shutting_down`.
+  Status post(PortId port, Message message, Priority priority = Priority::normal) noexcept;
+
+  // A SendPort for `port`, for repeated posts without map look-ups.
+  Result<SendPort> send_port(PortId port) noexcept;
+
+  // Opens a port for a plain thread to receive on.
+  Result<Receiver> open_receiver();
+
+  // A runner with one thread of its own (a "UI" or "platform" thread): isolates spawned with it
+  // are only ever handled on that thread. It lives until shutdown.
+  TaskRunner& create_dedicated_runner(std::string name);
+
+  // Orderly shutdown, idempotent: new posts and spawns fail with `Errc::shutting_down`, every
+  // isolate is destroyed (queued payloads released exactly once), the pool and dedicated
+  // threads finish what they hold and are joined. No task runs after it returns.
+  void shutdown() noexcept;
+
+  RuntimeStats stats() const noexcept;
+  const RuntimeOptions& options() const noexcept;
+
+  detail::RuntimeImpl& impl() noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<detail::RuntimeImpl> impl_;
+};
+
+}  // namespace evh

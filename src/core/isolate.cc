@@ -1,0 +1,399 @@
+#include "core/isolate_impl.h"
+
+#include <chrono>
+
+#include "core/assert.h"
+#include "core/runtime_impl.h"
+#include "sync/spin.h"
+
+namespace evh {
+namespace detail {
+namespace {
+
+#if defined(EVH_DEBUG_CHECKS)
+// This thread's identity for the "one thread per isolate" check: the address of a thread_local.
+thread_local const char tls_thread_tag = 0;
+#endif
+
+// A turn that finds a message claimed but not yet written waits this many backoff steps for the
+// producer to finish its two stores, then gives way (the producer was probably preempted).
+constexpr int kPendingSnoozes = 64;
+
+// Tiny spin lock on an atomic<bool>: guards the rarely changed list of extra ports.
+class FlagLock {
+ public:
+  explicit FlagLock(std::atomic<bool>& flag) noexcept : flag_(flag) {
+    Backoff backoff;
+    // acquire: pairs with the release in the destructor of the previous holder.
+    while (flag_.exchange(true, std::memory_order_acquire)) backoff.snooze();
+  }
+  ~FlagLock() { flag_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool>& flag_;
+};
+
+void close_port_state(RuntimeImpl& runtime, PortState* port) noexcept {
+  if (!port->mark_closed()) return;
+  if (PortState* in_map = runtime.map().erase(port->id())) in_map->release();
+}
+
+}  // namespace
+
+IsolateImpl::IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler,
+                         const IsolateOptions& options, std::uint32_t budget)
+    : budget_(budget),
+      runtime_(&runtime),
+      runner_(options.runner != nullptr ? options.runner : &runtime.pool()),
+      handler_(handler),
+      data_(options.data) {}
+
+IsolateImpl::~IsolateImpl() {
+  // No reference is left, so no producer can reach the queues: release what is in them.
+  queue_destroy(normal_tail_, normal_head_);
+  delete oob_.load(std::memory_order_acquire);
+  if (microtasks_ != nullptr) {
+    for (const Microtask& t : *microtasks_) {
+      if (t.drop != nullptr) t.drop(t.arg);
+    }
+    delete microtasks_;
+  }
+  EVH_ASSERT(extra_ports_ == nullptr || extra_ports_->empty(), "open ports keep an isolate alive");
+  delete extra_ports_;
+  if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
+  runtime_->note_isolate_freed();
+}
+
+void IsolateImpl::release() noexcept {
+  // acq_rel: the last releaser sees every other holder's writes before destroying.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+MpscQueue* IsolateImpl::oob_queue() noexcept {
+  MpscQueue* q = oob_.load(std::memory_order_acquire);
+  if (q != nullptr) return q;
+  auto* fresh = new MpscQueue;
+  // acq_rel: publishes the new queue (release) or sees the winner's (acquire).
+  if (oob_.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
+  delete fresh;
+  return q;
+}
+
+void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
+  if (priority == Priority::oob) {
+    oob_queue()->push(std::move(message));
+  } else {
+    queue_push(normal_tail_, std::move(message));
+  }
+  // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
+  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+}
+
+bool IsolateImpl::try_schedule() noexcept {
+  std::uint32_t expected = kIdle;
+  // acq_rel: acquire pairs with the previous turn's store of kIdle, so the next turn sees what
+  // the previous one did; release publishes our push to whoever runs the turn.
+  if (!state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+    return false;
+  }
+  retain();  // the turn's reference
+  runner_->post(*this);
+  return true;
+}
+
+bool IsolateImpl::has_work() noexcept {
+  // seq_cst loads: the other half of the lost-wakeup argument in the header.
+  if (dead_requested_.load(std::memory_order_seq_cst)) return true;
+  if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr && q->has_claimed()) {
+    return true;
+  }
+  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
+         queue_has_claimed(normal_tail_, normal_head_);
+}
+
+bool IsolateImpl::owns_turn() const noexcept {
+#if defined(EVH_DEBUG_CHECKS)
+  return running_on_.load(std::memory_order_relaxed) == &tls_thread_tag;
+#else
+  return true;
+#endif
+}
+
+void IsolateImpl::run() noexcept {
+#if defined(EVH_DEBUG_CHECKS)
+  const void* previous = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
+  EVH_ASSERT(previous == nullptr, "two threads ran one isolate at once");
+  auto leave = [this] { running_on_.store(nullptr, std::memory_order_release); };
+  auto enter = [this] {
+    const void* prev = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
+    EVH_ASSERT(prev == nullptr, "two threads ran one isolate at once");
+  };
+#else
+  auto leave = [] {};
+  auto enter = [] {};
+#endif
+  bump(turns_);
+  std::uint32_t handled = 0;
+  int pending_snoozes = 0;
+  Backoff backoff;
+  std::chrono::steady_clock::time_point slice_end{};
+  for (;;) {
+    if (dead_requested_.load(std::memory_order_acquire)) {
+      leave();
+      finish_dead();
+      return;
+    }
+    Message message;
+    PopResult got = PopResult::empty;
+    if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) got = q->pop(message);
+    if (got != PopResult::item && pause_count_.load(std::memory_order_acquire) == 0) {
+      PopResult normal = queue_pop(normal_tail_, normal_head_, message);
+      if (normal != PopResult::empty) got = normal;
+    }
+    if (got == PopResult::item) {
+      pending_snoozes = 0;
+      deliver(message);
+      ++handled;
+      bool give_way = handled >= budget_;
+      // The time slice is read only in turns that handle several messages, so a turn of one
+      // message (the common ping-pong case) costs no clock read.
+      if (!give_way && (handled & 3) == 2) {
+        const auto now = std::chrono::steady_clock::now();
+        if (handled == 2) {
+          slice_end = now + runtime_->options().time_slice;
+        } else {
+          give_way = now >= slice_end;
+        }
+      }
+      if (give_way && has_work()) {
+        yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        leave();
+        runner_->post_yielded(*this);  // keeps the turn's reference
+        return;
+      }
+      continue;
+    }
+    if (got == PopResult::pending) {
+      // A producer claimed a slot and has not yet published it: it is between two stores.
+      if (++pending_snoozes < kPendingSnoozes) {
+        backoff.snooze();
+        continue;
+      }
+      yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      leave();
+      runner_->post_yielded(*this);
+      return;
+    }
+    // Empty: go idle, then re-check (see the header for why this cannot lose a wakeup).
+    leave();
+    state_.store(kIdle, std::memory_order_seq_cst);
+    if (has_work()) {
+      std::uint32_t expected = kIdle;
+      if (state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+        enter();
+        continue;
+      }
+    }
+    release();  // the turn's reference; may free this
+    return;
+  }
+}
+
+void IsolateImpl::deliver(Message& message) noexcept {
+  if (!is_open_port(message.port())) {
+    bump(dropped_);
+    return;  // the caller's `message` releases the payload on this thread
+  }
+  try {
+    handler_.on_message(*this, message, handler_.user);
+  } catch (...) {
+    report_exception();
+  }
+  bump(handled_);
+  run_microtasks();
+}
+
+bool IsolateImpl::is_open_port(PortId id) noexcept {
+  if (id == main_port_id_) return !main_closed_.load(std::memory_order_acquire);
+  if (extra_ports_ == nullptr) return false;
+  FlagLock lock(ports_lock_);
+  for (PortState* p : *extra_ports_) {
+    if (p->id() == id) return !p->is_closed();
+  }
+  return false;
+}
+
+void IsolateImpl::run_microtasks() noexcept {
+  if (microtasks_ == nullptr) return;
+  // A microtask may schedule more: index, do not iterate, and copy each entry out first.
+  for (std::size_t i = 0; i < microtasks_->size(); ++i) {
+    Microtask t = (*microtasks_)[i];
+    try {
+      t.fn(*this, t.arg);
+    } catch (...) {
+      report_exception();
+    }
+  }
+  microtasks_->clear();
+}
+
+void IsolateImpl::report_exception() noexcept {
+  exceptions_.store(exceptions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  runtime_->note_exception(*this, std::current_exception());
+}
+
+bool IsolateImpl::close_main_port() noexcept {
+  if (main_closed_.exchange(true, std::memory_order_acq_rel)) return false;
+  // The map holds the only reference the isolate side has; SendPorts may hold more.
+  if (PortState* port = runtime_->map().erase(main_port_id_)) {
+    port->mark_closed();
+    port->release();
+  }
+  return true;
+}
+
+void IsolateImpl::close_all_ports() noexcept {
+  close_main_port();
+  std::vector<PortState*> extra;
+  {
+    FlagLock lock(ports_lock_);
+    if (extra_ports_ != nullptr) extra.swap(*extra_ports_);
+  }
+  for (PortState* p : extra) {
+    close_port_state(*runtime_, p);
+    p->release();  // the isolate's reference
+  }
+}
+
+void IsolateImpl::finish_dead() noexcept {
+  std::uint64_t released = queue_drain(normal_tail_, normal_head_);
+  if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) released += q->drain();
+  bump(dropped_, released);
+  // seq_cst: a producer that loads kDead after this does not schedule; what it pushes later is
+  // released by the destructor.
+  state_.store(kDead, std::memory_order_seq_cst);
+  state_.notify_all();
+  release();  // the turn's reference; may free this
+}
+
+void IsolateImpl::destroy() noexcept {
+  if (closing_.exchange(true, std::memory_order_seq_cst)) return;  // idempotent
+  // Ports first: after this no post can reach the mailbox through a port, only racing ones
+  // already past the check, whose messages are drained below or by the destructor.
+  close_all_ports();
+  dead_requested_.store(true, std::memory_order_seq_cst);
+  std::uint32_t expected = kIdle;
+  // Idle: claim the mailbox and drain it here, now. Otherwise the current or queued turn sees
+  // dead_requested_ at its next message boundary and drains it on the runner.
+  if (state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+    retain();
+    run();
+  }
+  runtime_->unregister_isolate(*this);  // drops the registry's reference last
+}
+
+void IsolateImpl::wait_dead() noexcept {
+  for (std::uint32_t s = state_.load(std::memory_order_acquire); s != kDead;
+       s = state_.load(std::memory_order_acquire)) {
+    state_.wait(s, std::memory_order_acquire);
+  }
+}
+
+void IsolateImpl::pause() noexcept { pause_count_.fetch_add(1, std::memory_order_seq_cst); }
+
+Status IsolateImpl::resume() noexcept {
+  std::uint32_t count = pause_count_.load(std::memory_order_relaxed);
+  do {
+    if (count == 0) return Errc::invalid_argument;
+  } while (!pause_count_.compare_exchange_weak(count, count - 1, std::memory_order_seq_cst));
+  // The last resume: a turn that went idle while paused may have left normal messages queued.
+  // Only the consumer may read the queue's head, so schedule a turn and let it look.
+  if (count == 1 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  return {};
+}
+
+IsolateStats IsolateImpl::stats() const noexcept {
+  IsolateStats s;
+  s.handled = handled_.load(std::memory_order_relaxed);
+  s.dropped = dropped_.load(std::memory_order_relaxed);
+  s.exceptions = exceptions_.load(std::memory_order_relaxed);
+  s.turns = turns_.load(std::memory_order_relaxed);
+  s.yields = yields_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Result<PortId> IsolateImpl::open_port() {
+  EVH_ASSERT(owns_turn(), "open_port() is for the isolate's own turn");
+  if (is_dead()) return Errc::isolate_dead;
+  const PortId id = runtime_->next_port_id();
+  auto* port = new PortState(id, this);  // our reference
+  runtime_->map().insert(port);
+  {
+    FlagLock lock(ports_lock_);
+    // Checked under the lock: destroy() sets closing_ before it takes the lock to close the
+    // ports, so either it sees this port or we see the flag.
+    if (!closing_.load(std::memory_order_seq_cst)) {
+      if (extra_ports_ == nullptr) extra_ports_ = new std::vector<PortState*>;
+      extra_ports_->push_back(port);
+      return id;
+    }
+  }
+  close_port_state(*runtime_, port);
+  port->release();
+  return Errc::isolate_dead;
+}
+
+Status IsolateImpl::close_port(PortId id) noexcept {
+  if (id == main_port_id_) return close_main_port() ? Status{} : Status{Errc::unknown_port};
+  PortState* found = nullptr;
+  {
+    FlagLock lock(ports_lock_);
+    if (extra_ports_ != nullptr) {
+      for (auto it = extra_ports_->begin(); it != extra_ports_->end(); ++it) {
+        if ((*it)->id() == id) {
+          found = *it;
+          extra_ports_->erase(it);
+          break;
+        }
+      }
+    }
+  }
+  if (found == nullptr) return Errc::unknown_port;
+  close_port_state(*runtime_, found);
+  found->release();
+  return {};
+}
+
+void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  EVH_ASSERT(owns_turn(), "schedule_microtask() is for the isolate's own turn");
+  if (microtasks_ == nullptr) microtasks_ = new std::vector<Microtask>;
+  microtasks_->push_back(Microtask{fn, arg, drop});
+}
+
+}  // namespace detail
+
+// The public face: Isolate has no data of its own; every call forwards to IsolateImpl.
+using detail::IsolateImpl;
+
+PortId Isolate::main_port() const noexcept { return IsolateImpl::of(*this).main_port_id(); }
+void* Isolate::data() const noexcept { return IsolateImpl::of(*this).data(); }
+Runtime& Isolate::runtime() const noexcept {
+  return IsolateImpl::of(*this).runtime_impl().owner();
+}
+bool Isolate::is_dead() const noexcept { return IsolateImpl::of(*this).is_dead(); }
+IsolateStats Isolate::stats() const noexcept { return IsolateImpl::of(*this).stats(); }
+void Isolate::pause() noexcept { IsolateImpl::of(*this).pause(); }
+Status Isolate::resume() noexcept { return IsolateImpl::of(*this).resume(); }
+void Isolate::destroy() noexcept { IsolateImpl::of(*this).destroy(); }
+Result<PortId> Isolate::open_port() { return IsolateImpl::of(*this).open_port(); }
+Status Isolate::close_port(PortId port) noexcept { return IsolateImpl::of(*this).close_port(port); }
+void Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
+}
+
+namespace detail {
+void retain(Isolate* isolate) noexcept { IsolateImpl::of(*isolate).retain(); }
+void release(Isolate* isolate) noexcept { IsolateImpl::of(*isolate).release(); }
+}  // namespace detail
+
+}  // namespace evh

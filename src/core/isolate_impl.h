@@ -1,0 +1,136 @@
+// IsolateImpl: an isolate's mailbox, its MessageHandlerTask and its state machine.
+//
+// State (`state_`): idle → scheduled (by the producer that finds the mailbox idle after its push,
+// or by resume()/destroy()) → running a turn on the runner → idle again, or → dead (terminal,
+// after destroy() has drained the queues). Exactly one MessageHandlerTask exists per isolate:
+// the isolate itself is the Task, and it is queued on its runner only by the thread that moved
+// the state from idle to scheduled.
+//
+// The lost-wakeup argument: a producer does CAS(tail.pos) [seq_cst] then load(state_) [seq_cst];
+// the finishing turn does store(state_, idle) [seq_cst] then load(tail.pos) [seq_cst]. In the
+// single total order of seq_cst operations one of the two loads sees the other's write, so
+// either the producer sees idle and schedules, or the turn sees the message and carries on.
+// pause/resume and destroy use the same pattern with `pause_count_` and `dead_requested_`.
+//
+// References (`refs_`): one for the runtime's registry until destroy(), one per PortState
+// naming it (ports retain their target; a closed port lives on while SendPorts name it), one per
+// IsolateRef, and one while a turn is queued or running (taken by whoever schedules it, dropped
+// at the end of the turn).
+//
+// Layout: the words producers write (queue tails, state) come first; the consumer's queue head
+// comes last, more than a cache line away, so a flood of posts does not bounce the line the
+// consumer writes per message.
+#pragma once
+
+#include <evh/isolate.h>
+#include <evh/runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "core/mpsc_queue.h"
+#include "port/port.h"
+
+namespace evh::detail {
+
+class RuntimeImpl;
+
+class IsolateImpl final : public Isolate, public Task, public PortTarget {
+ public:
+  IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler, const IsolateOptions& options,
+              std::uint32_t budget);
+
+  static IsolateImpl& of(Isolate& i) noexcept { return static_cast<IsolateImpl&>(i); }
+  static const IsolateImpl& of(const Isolate& i) noexcept {
+    return static_cast<const IsolateImpl&>(i);
+  }
+
+  // Task
+  void run() noexcept override;
+  // PortTarget
+  void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept override;
+  void enqueue(Message&& message, Priority priority) noexcept override;
+
+  // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
+  // reference to the main port's PortState (that would be a cycle: ports retain their target);
+  // it keeps the port's open/closed state in `main_closed_` for delivery to check.
+  void set_main_port(PortId id) noexcept { main_port_id_ = id; }
+
+  PortId main_port_id() const noexcept { return main_port_id_; }
+  void pause() noexcept;
+  Status resume() noexcept;
+  void destroy() noexcept;
+  bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
+  // Blocks until the queues have been drained after destroy().
+  void wait_dead() noexcept;
+  IsolateStats stats() const noexcept;
+  Result<PortId> open_port();
+  Status close_port(PortId port) noexcept;
+  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);
+  RuntimeImpl& runtime_impl() const noexcept { return *runtime_; }
+  void* data() const noexcept { return data_; }
+
+  // The runtime's registry of live isolates (guarded by the runtime's registry mutex).
+  IsolateImpl* registry_prev = nullptr;
+  IsolateImpl* registry_next = nullptr;
+
+ private:
+  enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
+  struct Microtask {
+    MicrotaskFn fn;
+    void* arg;
+    DropFn drop;
+  };
+
+  ~IsolateImpl();
+  // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
+  bool try_schedule() noexcept;
+  MpscQueue* oob_queue() noexcept;
+  bool has_work() noexcept;
+  void deliver(Message& message) noexcept;
+  void run_microtasks() noexcept;
+  bool is_open_port(PortId id) noexcept;
+  void report_exception() noexcept;
+  void finish_dead() noexcept;
+  void close_all_ports() noexcept;
+  bool close_main_port() noexcept;
+  bool owns_turn() const noexcept;
+  void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
+    // Only the thread running the turn writes the counters; others read them.
+    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
+
+  // --- written by producers ---
+  QueueTail normal_tail_;
+  std::atomic<MpscQueue*> oob_{nullptr};  // created on the first OOB post
+  std::atomic<std::uint32_t> state_{kIdle};
+  std::atomic<std::uint32_t> refs_{1};  // the registry's reference
+  // --- cold ---
+  std::atomic<std::uint32_t> pause_count_{0};
+  std::atomic<bool> closing_{false};         // destroy() has begun: its ports are closing
+  std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
+  std::atomic<bool> main_closed_{false};
+  std::atomic<bool> ports_lock_{false};  // guards extra_ports_ (open/close are rare)
+  std::uint32_t budget_;
+  RuntimeImpl* runtime_;
+  TaskRunner* runner_;
+  IsolateHandler handler_;
+  void* data_;
+  PortId main_port_id_ = PortId::none;
+  std::vector<PortState*>* extra_ports_ = nullptr;  // created by the first open_port()
+  std::vector<Microtask>* microtasks_ = nullptr;    // created by the first microtask
+  std::atomic<std::uint64_t> handled_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> turns_{0};
+  std::atomic<std::uint32_t> yields_{0};
+  std::atomic<std::uint32_t> exceptions_{0};
+#if defined(EVH_DEBUG_CHECKS)
+  std::atomic<const void*> running_on_{nullptr};
+#endif
+  // --- written by the consumer ---
+  QueueHead normal_head_;
+};
+
+}  // namespace evh::detail

@@ -1,0 +1,106 @@
+#include "core/receiver_impl.h"
+
+#include "core/runtime_impl.h"
+#include "sync/futex.h"
+#include "sync/spin.h"
+
+namespace evh {
+namespace detail {
+
+ReceiverImpl::ReceiverImpl(RuntimeImpl& runtime)
+    : runtime_(runtime), id_(runtime.next_port_id()), spin_(runtime.options().spin_before_park) {
+  auto* port = new PortState(id_, this);  // retains this
+  runtime_.map().insert(port);
+  port->release();  // the map owns the port
+}
+
+void ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
+  (priority == Priority::oob ? oob_ : normal_).push(std::move(message));
+  // seq_cst: pairs with the consumer's seq_cst store of sleeping_ (see the header).
+  if (sleeping_.load(std::memory_order_seq_cst) != 0 &&
+      sleeping_.exchange(0, std::memory_order_seq_cst) != 0) {
+    futex_wake(sleeping_, 1);
+  }
+}
+
+PopResult ReceiverImpl::pop(Message& out) noexcept {
+  PopResult r = oob_.pop(out);
+  if (r == PopResult::item) return r;
+  PopResult n = normal_.pop(out);
+  return n == PopResult::empty ? r : n;
+}
+
+Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  if (timeout.count() < 0) return Errc::invalid_argument;
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (closed_) return Errc::port_closed;
+    Message m;
+    switch (pop(m)) {
+      case PopResult::item: return m;
+      case PopResult::pending: cpu_relax(); continue;
+      case PopResult::empty: break;
+    }
+    // Poll briefly: a reply that comes within the spin window costs no futex round trip.
+    const auto spin_end = std::min(deadline, Clock::now() + spin_);
+    bool arrived = false;
+    for (unsigned i = 1; !(arrived = has_claimed()); ++i) {
+      cpu_relax();
+      if ((i & 15) == 0 && Clock::now() >= spin_end) break;
+    }
+    if (arrived) continue;
+    const auto now = Clock::now();
+    if (now >= deadline) return Errc::timed_out;
+    sleeping_.store(1, std::memory_order_seq_cst);
+    if (has_claimed()) {
+      sleeping_.store(0, std::memory_order_relaxed);
+      continue;
+    }
+    futex_wait(sleeping_, 1, deadline - now);
+    sleeping_.store(0, std::memory_order_relaxed);
+  }
+}
+
+void ReceiverImpl::close() noexcept {
+  if (closed_) return;
+  closed_ = true;
+  if (PortState* port = runtime_.map().erase(id_)) {
+    port->mark_closed();
+    port->release();
+  }
+  // Producers that passed the port check before the close may still push; what they push after
+  // this drain is released by the queues' destructors when the last reference goes.
+  normal_.drain();
+  oob_.drain();
+}
+
+}  // namespace detail
+
+Receiver& Receiver::operator=(Receiver&& o) noexcept {
+  Receiver old(std::move(o));
+  std::swap(impl_, old.impl_);
+  return *this;  // `old` closes what this held
+}
+
+Receiver::~Receiver() {
+  if (impl_ != nullptr) {
+    impl_->close();
+    impl_->release();
+  }
+}
+
+PortId Receiver::id() const noexcept { return impl_ != nullptr ? impl_->id() : PortId::none; }
+
+Result<Message> Receiver::receive(std::chrono::nanoseconds timeout) {
+  if (impl_ == nullptr) return Errc::port_closed;
+  return impl_->receive(timeout);
+}
+
+Result<Message> Receiver::try_receive() { return receive(std::chrono::nanoseconds(0)); }
+
+void Receiver::close() noexcept {
+  if (impl_ != nullptr) impl_->close();
+}
+
+}  // namespace evh

@@ -1,0 +1,183 @@
+#include <evh/runtime.h>
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "core/isolate_impl.h"
+#include "core/receiver_impl.h"
+#include "core/runtime_impl.h"
+
+namespace evh {
+namespace detail {
+namespace {
+
+unsigned default_workers() noexcept {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 2;
+}
+
+ThreadPoolOptions pool_options(const RuntimeOptions& o) {
+  ThreadPoolOptions p;
+  p.max_threads = o.max_workers != 0 ? o.max_workers : default_workers();
+  p.min_threads = std::min(o.min_workers, p.max_threads);
+  p.idle_timeout = o.worker_idle_timeout;
+  p.spin = o.spin_before_park;
+  p.name = "evh-worker";
+  return p;
+}
+
+}  // namespace
+
+RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
+    : owner_(owner), options_(options), pool_(pool_options(options_)) {}
+
+RuntimeImpl::~RuntimeImpl() { shutdown(); }
+
+Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptions& options) {
+  auto fail = [&](Errc e) -> Result<IsolateRef> {
+    if (handler.destroy_user != nullptr) handler.destroy_user(handler.user);
+    return e;
+  };
+  if (handler.on_message == nullptr) return fail(Errc::invalid_argument);
+  const std::uint32_t budget = options.budget != 0 ? options.budget : options_.default_budget;
+  if (budget == 0) return fail(Errc::invalid_argument);
+
+  std::lock_guard lock(mu_);
+  if (shutting_down()) return fail(Errc::shutting_down);
+  auto* isolate = new IsolateImpl(*this, handler, options, budget);  // registry reference
+  const PortId id = ids_.next();
+  auto* port = new PortState(id, isolate);  // retains the isolate
+  isolate->set_main_port(id);
+  map_.insert(port);  // the map's reference
+  port->release();    // ours: the map now owns the port
+  isolate->registry_next = registry_head_;
+  if (registry_head_ != nullptr) registry_head_->registry_prev = isolate;
+  registry_head_ = isolate;
+  isolates_live_.fetch_add(1, std::memory_order_relaxed);
+  isolates_spawned_.fetch_add(1, std::memory_order_relaxed);
+  isolate->retain();  // the caller's IsolateRef
+  return IsolateRef(isolate);
+}
+
+void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
+  {
+    std::lock_guard lock(mu_);
+    const bool linked = isolate.registry_prev != nullptr || registry_head_ == &isolate;
+    if (!linked) return;
+    if (isolate.registry_prev != nullptr) {
+      isolate.registry_prev->registry_next = isolate.registry_next;
+    } else {
+      registry_head_ = isolate.registry_next;
+    }
+    if (isolate.registry_next != nullptr) isolate.registry_next->registry_prev = isolate.registry_prev;
+    isolate.registry_prev = isolate.registry_next = nullptr;
+  }
+  isolate.release();
+}
+
+void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noexcept {
+  exceptions_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.on_uncaught != nullptr) {
+    try {
+      options_.on_uncaught(isolate, std::move(error), options_.on_uncaught_user);
+    } catch (...) {
+      // A reporter that throws has nowhere to report to; the exception is already counted.
+    }
+  }
+}
+
+Result<Receiver> RuntimeImpl::open_receiver() {
+  if (shutting_down()) return Errc::shutting_down;
+  auto* receiver = new ReceiverImpl(*this);
+  return Receiver(receiver);
+}
+
+TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
+  ThreadPoolOptions p;
+  p.min_threads = 1;
+  p.max_threads = 1;
+  p.idle_timeout = std::chrono::milliseconds(-1);
+  p.spin = options_.spin_before_park;
+  p.name = std::move(name);
+  p.start_min_threads = true;
+  std::lock_guard lock(mu_);
+  dedicated_.push_back(std::make_unique<ThreadPool>(std::move(p)));
+  return *dedicated_.back();
+}
+
+void RuntimeImpl::shutdown() noexcept {
+  std::lock_guard serial(shutdown_mu_);
+  if (shut_down_) return;
+  std::vector<IsolateImpl*> live;
+  {
+    std::lock_guard lock(mu_);
+    shutting_down_.store(true, std::memory_order_release);
+    for (IsolateImpl* i = registry_head_; i != nullptr; i = i->registry_next) {
+      i->retain();
+      live.push_back(i);
+    }
+  }
+  for (IsolateImpl* i : live) i->destroy();
+  // Turns already queued drain their isolates on their runners; wait for each to finish.
+  for (IsolateImpl* i : live) {
+    i->wait_dead();
+    i->release();
+  }
+  pool_.shutdown();
+  std::vector<std::unique_ptr<ThreadPool>> runners;
+  {
+    std::lock_guard lock(mu_);
+    runners.swap(dedicated_);
+  }
+  for (auto& r : runners) r->shutdown();
+  shut_down_ = true;
+}
+
+RuntimeStats RuntimeImpl::stats() const noexcept {
+  RuntimeStats s;
+  s.isolates_live = isolates_live_.load(std::memory_order_relaxed);
+  s.isolates_spawned = isolates_spawned_.load(std::memory_order_relaxed);
+  s.ports_open = map_.size();
+  const ThreadPoolStats p = pool_.stats();
+  s.workers_live = p.live;
+  s.workers_started = p.started;
+  s.exceptions = exceptions_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace detail
+
+Runtime::Runtime(RuntimeOptions options)
+    : impl_(std::make_unique<detail::RuntimeImpl>(*this, options)) {}
+
+Runtime::~Runtime() { impl_->shutdown(); }
+
+Result<IsolateRef> Runtime::spawn(IsolateHandler handler, IsolateOptions options) {
+  return impl_->spawn(handler, options);
+}
+
+Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
+  if (port == PortId::none) return Errc::unknown_port;
+  if (impl_->shutting_down()) return Errc::shutting_down;
+  return impl_->map().post(port, std::move(message), priority);
+}
+
+Result<SendPort> Runtime::send_port(PortId port) noexcept {
+  if (port == PortId::none) return Errc::unknown_port;
+  detail::PortState* state = impl_->map().acquire(port);
+  if (state == nullptr) return Errc::unknown_port;
+  return SendPort(state);
+}
+
+Result<Receiver> Runtime::open_receiver() { return impl_->open_receiver(); }
+
+TaskRunner& Runtime::create_dedicated_runner(std::string name) {
+  return impl_->create_dedicated_runner(std::move(name));
+}
+
+void Runtime::shutdown() noexcept { impl_->shutdown(); }
+RuntimeStats Runtime::stats() const noexcept { return impl_->stats(); }
+const RuntimeOptions& Runtime::options() const noexcept { return impl_->options(); }
+
+}  // namespace evh

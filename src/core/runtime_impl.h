@@ -1,0 +1,62 @@
+// RuntimeImpl: what a Runtime owns — options, port ids, the port map, the shared pool, the
+// dedicated runners and the registry of live isolates — and its shutdown sequence.
+#pragma once
+
+#include <evh/runtime.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "port/port_id.h"
+#include "port/port_map.h"
+#include "sched/thread_pool.h"
+
+namespace evh::detail {
+
+class IsolateImpl;
+
+class RuntimeImpl {
+ public:
+  RuntimeImpl(Runtime& owner, RuntimeOptions options);
+  ~RuntimeImpl();
+
+  Runtime& owner() const noexcept { return owner_; }
+  const RuntimeOptions& options() const noexcept { return options_; }
+  PortMap& map() noexcept { return map_; }
+  ThreadPool& pool() noexcept { return pool_; }
+  PortId next_port_id() noexcept { return ids_.next(); }
+  bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
+
+  Result<IsolateRef> spawn(IsolateHandler handler, const IsolateOptions& options);
+  Result<Receiver> open_receiver();
+  TaskRunner& create_dedicated_runner(std::string name);
+  void shutdown() noexcept;
+  RuntimeStats stats() const noexcept;
+
+  // Drops the registry's reference to `isolate` (once; later calls do nothing).
+  void unregister_isolate(IsolateImpl& isolate) noexcept;
+  void note_isolate_freed() noexcept { isolates_live_.fetch_sub(1, std::memory_order_relaxed); }
+  void note_exception(Isolate& isolate, std::exception_ptr error) noexcept;
+
+ private:
+  Runtime& owner_;
+  const RuntimeOptions options_;
+  PortIdGenerator ids_;
+  PortMap map_;
+  ThreadPool pool_;
+
+  std::mutex mu_;  // guards the registry and dedicated_
+  IsolateImpl* registry_head_ = nullptr;
+  std::vector<std::unique_ptr<ThreadPool>> dedicated_;
+  std::mutex shutdown_mu_;  // serialises shutdown() callers
+  std::atomic<bool> shutting_down_{false};
+  bool shut_down_ = false;  // guarded by shutdown_mu_
+
+  std::atomic<std::uint64_t> isolates_live_{0};
+  std::atomic<std::uint64_t> isolates_spawned_{0};
+  std::atomic<std::uint64_t> exceptions_{0};
+};
+
+}  // namespace evh::detail

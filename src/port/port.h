@@ -1,0 +1,70 @@
+// PortState: the shared record of one port, and PortTarget: what a port delivers into.
+//
+// A PortState is reference counted. References are held by the port map (while the port is
+// open), by the owner of the port (an isolate or a Receiver, while open; an isolate keeps its
+// main port until it is freed), and by every SendPort. A PortState holds a reference to its
+// target, so a SendPort keeps the target's memory (not its life) alive.
+#pragma once
+
+#include <evh/error.h>
+#include <evh/message.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace evh::detail {
+
+// What a port delivers into: an isolate's mailbox or a Receiver.
+class PortTarget {
+ public:
+  virtual void retain() noexcept = 0;
+  virtual void release() noexcept = 0;
+  // Queues a message whose port has been checked open. Never blocks.
+  virtual void enqueue(Message&& message, Priority priority) noexcept = 0;
+
+ protected:
+  ~PortTarget() = default;
+};
+
+class PortState {
+ public:
+  // Starts with one reference, owned by the caller. Retains `target`.
+  PortState(PortId id, PortTarget* target) noexcept : id_(id), target_(target) {
+    target_->retain();
+  }
+
+  PortId id() const noexcept { return id_; }
+  PortTarget* target() const noexcept { return target_; }
+
+  // acquire: pairs with the release in mark_closed; a post that sees "open" may still race
+  // with the close, and then its message is dropped (released) at delivery instead.
+  bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  // Returns true for the caller that closed it.
+  bool mark_closed() noexcept { return !closed_.exchange(true, std::memory_order_acq_rel); }
+
+  Status post(Message&& message, Priority priority) noexcept {
+    if (is_closed()) return Errc::port_closed;
+    message.set_port(id_);
+    target_->enqueue(std::move(message), priority);
+    return {};
+  }
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    // acq_rel: the last releaser must see every other holder's writes before freeing.
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      target_->release();
+      delete this;
+    }
+  }
+
+ private:
+  ~PortState() = default;
+
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<bool> closed_{false};
+  PortId id_;
+  PortTarget* target_;
+};
+
+}  // namespace evh::detail

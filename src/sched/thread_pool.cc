@@ -1,0 +1,287 @@
+#include "sched/thread_pool.h"
+
+#include <pthread.h>
+
+#include <vector>
+
+#include "core/assert.h"
+#include "sync/spin.h"
+
+namespace evh::detail {
+
+struct ThreadPool::Worker {
+  ThreadPool* pool = nullptr;
+  // The LIFO slot and its streak are touched only by this worker's own thread.
+  Task* lifo = nullptr;
+  unsigned lifo_streak = 0;
+  // Guarded by pool->mu_.
+  std::condition_variable cv;
+  bool wake = false;
+  bool exited = false;
+  Worker* next_parked = nullptr;
+  std::thread thread;
+};
+
+thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
+
+void ThreadPool::TaskFifo::push(Task* t) noexcept {
+  t->runner_link = nullptr;
+  if (tail == nullptr) {
+    head = tail = t;
+  } else {
+    tail->runner_link = t;
+    tail = t;
+  }
+}
+
+Task* ThreadPool::TaskFifo::pop() noexcept {
+  Task* t = head;
+  if (t != nullptr) {
+    head = t->runner_link;
+    if (head == nullptr) tail = nullptr;
+    t->runner_link = nullptr;
+  }
+  return t;
+}
+
+ThreadPool::ThreadPool(ThreadPoolOptions options) : options_(std::move(options)) {
+  EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
+  if (options_.start_min_threads) {
+    for (unsigned i = 0; i < options_.min_threads; ++i) {
+      {
+        std::lock_guard lock(mu_);
+        ++live_;
+        ++starting_;
+      }
+      start_worker();
+    }
+  }
+}
+
+ThreadPool::~ThreadPool() { shutdown(); }
+
+bool ThreadPool::on_worker_thread() const noexcept {
+  return tls_worker_ != nullptr && tls_worker_->pool == this;
+}
+
+void ThreadPool::post(Task& task) noexcept {
+  if (Worker* w = tls_worker_; w != nullptr && w->pool == this) {
+    Task* displaced = w->lifo;
+    w->lifo = &task;
+    if (displaced != nullptr) enqueue(*displaced, false);
+    return;
+  }
+  enqueue(task, false);
+}
+
+void ThreadPool::post_yielded(Task& task) noexcept { enqueue(task, true); }
+
+void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
+  bool start = false;
+  {
+    std::lock_guard lock(mu_);
+    (yielded ? yielded_ : fresh_).push(&task);
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    start = wake_locked();
+  }
+  if (start) start_worker();
+}
+
+bool ThreadPool::wake_locked() noexcept {
+  // A polling worker re-checks the queues under mu_ before it parks, so it cannot miss a task
+  // queued under mu_; wake others only for work beyond what the pollers will take.
+  if (queued_.load(std::memory_order_relaxed) <= spinning_.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  if (Worker* w = parked_; w != nullptr) {
+    parked_ = w->next_parked;
+    w->next_parked = nullptr;
+    w->wake = true;
+    w->cv.notify_one();
+    return false;
+  }
+  if (!stopping_ && live_ < options_.max_threads) {
+    ++live_;  // reserved; start_worker() undoes it if the thread cannot be created
+    ++starting_;
+    return true;
+  }
+  return false;
+}
+
+void ThreadPool::start_worker() noexcept {
+  std::vector<std::thread> reaped;
+  Worker* w = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (it->exited) {
+        reaped.push_back(std::move(it->thread));
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    workers_.emplace_back();
+    w = &workers_.back();
+    w->pool = this;
+  }
+  for (std::thread& t : reaped) {
+    if (t.joinable()) t.join();
+  }
+  std::thread thread;
+  try {
+    thread = std::thread([this, w] { worker_main(w); });
+  } catch (...) {
+    // No thread now; the task stays queued for the next worker or for shutdown's final drain.
+    std::lock_guard lock(mu_);
+    --live_;
+    --starting_;
+    w->exited = true;
+    return;
+  }
+  started_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  w->thread = std::move(thread);
+  --starting_;
+}
+
+Task* ThreadPool::pop_locked() noexcept {
+  Task* t = nullptr;
+  if (!yielded_.empty() && (fresh_.empty() || fresh_streak_ >= kFreshPicksBeforeYielded)) {
+    t = yielded_.pop();
+    fresh_streak_ = 0;
+  } else if (!fresh_.empty()) {
+    t = fresh_.pop();
+    ++fresh_streak_;
+  }
+  if (t != nullptr) queued_.fetch_sub(1, std::memory_order_relaxed);
+  return t;
+}
+
+void ThreadPool::worker_main(Worker* self) noexcept {
+  tls_worker_ = self;
+  {
+    std::string name = options_.name.substr(0, 15);
+    pthread_setname_np(pthread_self(), name.c_str());
+  }
+  std::unique_lock lock(mu_, std::defer_lock);
+  for (;;) {
+    if (self->lifo != nullptr) {
+      Task* t = self->lifo;
+      self->lifo = nullptr;
+      if (self->lifo_streak < kMaxLifoStreak) {
+        ++self->lifo_streak;
+        t->run();
+        continue;
+      }
+      enqueue(*t, false);  // a long streak: let queued work go first
+    }
+    self->lifo_streak = 0;
+
+    lock.lock();
+    Task* t = pop_locked();
+    lock.unlock();
+    if (t != nullptr) {
+      t->run();
+      continue;
+    }
+
+    // Poll for a while before sleeping: a task that arrives now costs its poster no syscall.
+    // Only one worker polls at a time, so idle workers do not crowd out busy threads.
+    unsigned expected = 0;
+    if (options_.spin.count() > 0 &&
+        spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
+      const auto deadline = std::chrono::steady_clock::now() + options_.spin;
+      for (unsigned i = 1; queued_.load(std::memory_order_relaxed) == 0; ++i) {
+        cpu_relax();
+        if ((i & 15) == 0 && std::chrono::steady_clock::now() >= deadline) break;
+      }
+      spinning_.store(0, std::memory_order_relaxed);
+    }
+
+    lock.lock();
+    t = pop_locked();
+    if (t != nullptr) {
+      lock.unlock();
+      t->run();
+      continue;
+    }
+    if (stopping_) {
+      --live_;
+      self->exited = true;
+      lock.unlock();
+      break;
+    }
+    self->wake = false;
+    self->next_parked = parked_;
+    parked_ = self;
+    parks_.fetch_add(1, std::memory_order_relaxed);
+    bool woken;
+    if (options_.idle_timeout.count() < 0) {
+      self->cv.wait(lock, [&] { return self->wake || stopping_; });
+      woken = true;
+    } else {
+      woken = self->cv.wait_for(lock, options_.idle_timeout,
+                                [&] { return self->wake || stopping_; });
+    }
+    if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
+      for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
+        if (*p == self) {
+          *p = self->next_parked;
+          break;
+        }
+      }
+      self->next_parked = nullptr;
+      if (!woken && !stopping_ && live_ > options_.min_threads &&
+          fresh_.empty() && yielded_.empty()) {
+        --live_;
+        self->exited = true;
+        lock.unlock();
+        break;
+      }
+    }
+    lock.unlock();
+  }
+  tls_worker_ = nullptr;
+}
+
+void ThreadPool::shutdown() noexcept {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    while (Worker* w = parked_) {
+      parked_ = w->next_parked;
+      w->next_parked = nullptr;
+      w->cv.notify_one();
+    }
+  }
+  EVH_ASSERT(!on_worker_thread(), "a pool cannot shut itself down from one of its workers");
+  for (;;) {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      for (Worker& w : workers_) {
+        if (w.thread.joinable()) threads.push_back(std::move(w.thread));
+      }
+      if (threads.empty() && starting_ == 0) break;
+    }
+    if (threads.empty()) sched_yield();  // a worker is being started: it will be recorded soon
+    for (std::thread& t : threads) t.join();
+  }
+  // Workers that idled out earlier may have left tasks queued behind them: run them here.
+  std::unique_lock lock(mu_);
+  while (Task* t = pop_locked()) {
+    lock.unlock();
+    t->run();
+    lock.lock();
+  }
+  workers_.clear();
+}
+
+ThreadPoolStats ThreadPool::stats() const noexcept {
+  std::lock_guard lock(mu_);
+  return ThreadPoolStats{live_, started_.load(std::memory_order_relaxed),
+                         parks_.load(std::memory_order_relaxed)};
+}
+
+}  // namespace evh::detail

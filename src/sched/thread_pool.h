@@ -1,0 +1,106 @@
+// ThreadPool: the shared TaskRunner. Grows on demand, idles out, never loses a task.
+//
+// Queues: tasks that just became runnable ("fresh") and tasks that gave way after their budget
+// ("yielded") are kept apart. Workers take fresh tasks first, so an isolate woken by a message
+// is not stuck behind every busy isolate's next turn — that is what keeps the latency of a
+// lightly loaded isolate proportional when the pool is oversubscribed (SEMANTICS 7) — but every
+// fourth pick in a row of fresh work takes a yielded task if one waits, so busy isolates are
+// never starved.
+//
+// LIFO slot: a task posted from a worker of this pool (an isolate messaging another) goes into
+// that worker's slot and runs right after the current task, without a cross-thread wakeup. A
+// displaced slot task moves to the fresh queue; after kMaxLifoStreak slot runs in a row the slot
+// task goes to the fresh queue too, so a ping-pong pair cannot starve other work.
+//
+// Sleeping: an idle worker polls for `spin` before parking on its own condition variable; a post
+// wakes a parked worker only when no worker is polling. Workers parked longer than
+// `idle_timeout` exit, down to `min_threads`.
+//
+// Threads: post()/post_yielded() from any thread, never blocking for longer than a short mutex
+// hold. shutdown() from a thread that is not one of the pool's.
+#pragma once
+
+#include <evh/task_runner.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace evh::detail {
+
+struct ThreadPoolOptions {
+  unsigned min_threads = 0;
+  unsigned max_threads = 1;
+  std::chrono::milliseconds idle_timeout{5000};  // negative: workers never idle out
+  std::chrono::microseconds spin{50};
+  std::string name = "evh-worker";
+  bool start_min_threads = false;  // start min_threads at construction
+};
+
+struct ThreadPoolStats {
+  std::uint64_t live = 0;
+  std::uint64_t started = 0;
+  std::uint64_t parks = 0;  // times a worker slept in the kernel
+};
+
+class ThreadPool final : public TaskRunner {
+ public:
+  explicit ThreadPool(ThreadPoolOptions options);
+  ~ThreadPool() override;  // shutdown()
+
+  void post(Task& task) noexcept override;
+  void post_yielded(Task& task) noexcept override;
+
+  // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
+  void shutdown() noexcept;
+  ThreadPoolStats stats() const noexcept;
+  // True when called from one of this pool's workers.
+  bool on_worker_thread() const noexcept;
+
+ private:
+  struct Worker;
+  struct TaskFifo {
+    Task* head = nullptr;
+    Task* tail = nullptr;
+    void push(Task* t) noexcept;
+    Task* pop() noexcept;
+    bool empty() const noexcept { return head == nullptr; }
+  };
+  static constexpr unsigned kMaxLifoStreak = 32;
+  static constexpr unsigned kFreshPicksBeforeYielded = 4;
+
+  void worker_main(Worker* self) noexcept;
+  Task* pop_locked() noexcept;
+  // Called with mu_ held after queueing: wakes a parked worker or asks for a new one. Returns
+  // true when the caller must start a thread (after dropping the lock).
+  bool wake_locked() noexcept;
+  void start_worker() noexcept;
+  void enqueue(Task& task, bool yielded) noexcept;
+
+  // The worker running on this thread, if any. Private to the pool: it routes a post made from
+  // inside a task to that worker's LIFO slot; nothing outside the pool can see it.
+  static thread_local Worker* tls_worker_;
+
+  const ThreadPoolOptions options_;
+  mutable std::mutex mu_;
+  TaskFifo fresh_;
+  TaskFifo yielded_;
+  unsigned fresh_streak_ = 0;
+  // Tasks in fresh_ + yielded_; read without the lock by polling workers.
+  std::atomic<std::uint64_t> queued_{0};
+  std::atomic<unsigned> spinning_{0};
+  Worker* parked_ = nullptr;  // stack of parked workers
+  unsigned live_ = 0;          // workers started (or reserved) and not exited
+  unsigned starting_ = 0;      // reserved by wake_locked() whose thread is not yet recorded
+  bool stopping_ = false;
+  std::list<Worker> workers_;  // every worker ever started and not yet reaped
+  std::atomic<std::uint64_t> started_{0};
+  std::atomic<std::uint64_t> parks_{0};
+};
+
+}  // namespace evh::detail
