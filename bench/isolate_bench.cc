@@ -19,7 +19,9 @@
 namespace evh::bench {
 namespace {
 
-std::uint64_t spawn_count(Size size) { return size == Size::quick ? 10'000 : 100'000; }
+std::uint64_t spawn_count(Size size) {
+  return size == Size::quick ? 10'000 : 100'000;
+}
 
 // Times of the three phases, in nanoseconds, and the resident growth of the first.
 struct SpawnTimes {

@@ -161,4 +161,6 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace evh::bench
 
-int main(int argc, char** argv) { return evh::bench::run(argc, argv); }
+int main(int argc, char** argv) {
+  return evh::bench::run(argc, argv);
+}

@@ -47,7 +47,9 @@ std::int64_t resident_bytes() {
   return resident_pages * static_cast<std::int64_t>(sysconf(_SC_PAGESIZE));
 }
 
-void trim_heap() noexcept { malloc_trim(0); }
+void trim_heap() noexcept {
+  malloc_trim(0);
+}
 
 void spin_for(std::chrono::nanoseconds duration) noexcept {
   const auto until = Clock::now() + duration;

@@ -49,7 +49,9 @@ void spin_for(std::chrono::nanoseconds duration) noexcept;
 
 // Makes the compiler believe `p` escapes, so that a new/delete pair under test is not elided
 // (C++14 lets a compiler drop an allocation whose result is never used).
-inline void escape(void* p) noexcept { asm volatile("" : : "g"(p) : "memory"); }
+inline void escape(void* p) noexcept {
+  asm volatile("" : : "g"(p) : "memory");
+}
 
 // Pins the calling thread to one CPU of its current affinity mask for the object's lifetime and
 // restores the mask afterwards. Threads the caller creates meanwhile inherit the single CPU.

@@ -25,7 +25,9 @@ constexpr double kXTicks[] = {50, 75, 90, 95, 99, 99.5, 99.9};
 constexpr double kFloorMicros = 1e-3;
 
 // The "nines" of a percentile: 90 -> 1, 99 -> 2, 99.9 -> 3.
-double nines(double pct) { return -std::log10(1 - pct / 100); }
+double nines(double pct) {
+  return -std::log10(1 - pct / 100);
+}
 
 std::string color_of(std::string_view impl, std::size_t index) {
   if (impl == "evh") return "#d62728";
@@ -39,11 +41,20 @@ std::string escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;

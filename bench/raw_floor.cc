@@ -12,7 +12,9 @@ EventfdQueue::EventfdQueue() : fd_(eventfd(0, EFD_CLOEXEC)) {
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
 
-EventfdQueue::~EventfdQueue() { close(fd_); }
+EventfdQueue::~EventfdQueue() {
+  close(fd_);
+}
 
 void EventfdQueue::push(std::uint64_t value) {
   bool was_empty;

@@ -119,7 +119,9 @@ bool parse_count(const std::string& text, std::uint64_t& value) {
   return !text.empty() && errno == 0 && *end == '\0';
 }
 
-bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+bool exited_ok(int status) {
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 // strace -c: the calls column of the summary's "total" line,
 //   100.00    0.000123           1       123         5 total

@@ -20,13 +20,13 @@ namespace evh {
 
 enum class Errc : int {
   ok = 0,
-  port_closed = 1,      // the port existed but has been closed
-  unknown_port = 2,     // no port with that id exists in this runtime (or the id is 0)
-  shutting_down = 3,    // the runtime is shutting down or has shut down
-  invalid_argument = 4, // an argument is out of its documented range
-  timed_out = 5,        // a timed wait ended before the condition held
-  isolate_dead = 6,     // the isolate has been destroyed
-  wrong_thread = 7,     // an isolate-only call was made from outside the isolate's turn
+  port_closed = 1,       // the port existed but has been closed
+  unknown_port = 2,      // no port with that id exists in this runtime (or the id is 0)
+  shutting_down = 3,     // the runtime is shutting down or has shut down
+  invalid_argument = 4,  // an argument is out of its documented range
+  timed_out = 5,         // a timed wait ended before the condition held
+  isolate_dead = 6,      // the isolate has been destroyed
+  wrong_thread = 7,      // an isolate-only call was made from outside the isolate's turn
 };
 
 const std::error_category& error_category() noexcept;
@@ -38,13 +38,15 @@ inline std::error_code make_error_code(Errc e) noexcept {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)), ok_(true) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)), ok_(true) {}             // NOLINT: implicit by design
   Result(std::error_code ec) : error_(ec), ok_(false) { assert(ec); }  // NOLINT
   Result(Errc e) : Result(make_error_code(e)) {}                       // NOLINT
 
   Result(Result&& other) noexcept(std::is_nothrow_move_constructible_v<T>) : ok_(other.ok_) {
-    if (ok_) new (&value_) T(std::move(other.value_));
-    else error_ = other.error_;
+    if (ok_)
+      new (&value_) T(std::move(other.value_));
+    else
+      error_ = other.error_;
   }
   Result& operator=(Result&&) = delete;
   Result(const Result&) = delete;
@@ -57,9 +59,18 @@ class [[nodiscard]] Result {
   std::error_code error() const noexcept { return ok_ ? std::error_code{} : error_; }
 
   // Reading the value of an error is a programming error: it aborts with the error's message.
-  T& value() & { check(); return value_; }
-  const T& value() const& { check(); return value_; }
-  T&& value() && { check(); return std::move(value_); }
+  T& value() & {
+    check();
+    return value_;
+  }
+  const T& value() const& {
+    check();
+    return value_;
+  }
+  T&& value() && {
+    check();
+    return std::move(value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -85,7 +96,7 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(std::error_code ec) : error_(ec) {}  // NOLINT
+  Result(std::error_code ec) : error_(ec) {}      // NOLINT
   Result(Errc e) : error_(make_error_code(e)) {}  // NOLINT
 
   bool ok() const noexcept { return !error_; }

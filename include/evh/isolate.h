@@ -70,7 +70,8 @@ struct IsolateStats {
   std::uint64_t dropped = 0;     // messages released undelivered (port closed, isolate destroyed)
   std::uint64_t exceptions = 0;  // exceptions that escaped the handler or a microtask
   std::uint64_t turns = 0;       // times the isolate was run by its runner
-  std::uint64_t yields = 0;      // turns that ended with work left (budget or time slice)
+  std::uint64_t wakeups = 0;  // times an idle isolate was scheduled (mailbox empty → non-empty)
+  std::uint64_t yields = 0;   // turns that ended with work left (budget or time slice)
 };
 
 class Isolate {
@@ -93,11 +94,12 @@ class Isolate {
   // if it is running or scheduled, its runner releases them when the current message finishes.
   void destroy() noexcept;
 
+  // Any thread: closes one of this isolate's ports; messages queued for it are dropped
+  // (released) when reached. `Errc::unknown_port` when the isolate has no open port with that id.
+  Status close_port(PortId port) noexcept;
+
   // Own turn only.
   Result<PortId> open_port();
-  // Closes one of this isolate's ports; messages queued for it are dropped (released) when
-  // reached. `Errc::unknown_port` when the isolate has no open port with that id.
-  Status close_port(PortId port) noexcept;
   // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
   void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
 

@@ -29,6 +29,10 @@
 
 namespace evh {
 
+namespace detail {
+struct MessageAccess;
+}
+
 // A port id: random, never 0, never reused within a runtime (SEMANTICS 1).
 enum class PortId : std::uint64_t { none = 0 };
 
@@ -88,9 +92,12 @@ class Message {
   // The byte payload (empty for other kinds). Valid while the message owns it.
   std::span<const std::byte> data() const noexcept {
     switch (kind_) {
-      case Kind::inline_bytes: return {u_.inline_, size_};
-      case Kind::heap_bytes: return {u_.heap_, size_};
-      default: return {};
+      case Kind::inline_bytes:
+        return {u_.inline_, size_};
+      case Kind::heap_bytes:
+        return {u_.heap_, size_};
+      default:
+        return {};
     }
   }
   std::string_view text() const noexcept {
@@ -120,6 +127,7 @@ class Message {
   void set_port(PortId port) noexcept { port_ = port; }
 
  private:
+  friend struct detail::MessageAccess;
   void release() noexcept;
   void steal(Message& other) noexcept {
     port_ = other.port_;

@@ -38,6 +38,10 @@ class TaskRunner {
   // Used when a running task gives way after its budget with work left. A fair runner queues it
   // behind tasks that just became runnable; the default treats it like any other post.
   virtual void post_yielded(Task& task) noexcept { post(task); }
+  // Asked by a running task between units of work (an isolate: after each message): true when
+  // other tasks are waiting for this runner's threads, so the running one should give way early.
+  // Must be cheap (a relaxed load or two) and thread-safe. The default never asks to give way.
+  virtual bool work_is_waiting() const noexcept { return false; }
 };
 
 }  // namespace evh

@@ -13,9 +13,9 @@ namespace evh::detail {
 }  // namespace evh::detail
 
 #if defined(EVH_DEBUG_CHECKS)
-#define EVH_ASSERT(cond, why)                                                      \
-  do {                                                                             \
-    if (!(cond)) ::evh::detail::assert_fail(#cond, why, __FILE__, __LINE__);       \
+#define EVH_ASSERT(cond, why)                                                \
+  do {                                                                       \
+    if (!(cond)) ::evh::detail::assert_fail(#cond, why, __FILE__, __LINE__); \
   } while (0)
 #else
 #define EVH_ASSERT(cond, why) \

@@ -1,8 +1,7 @@
-#include "core/isolate_impl.h"
-
 #include <chrono>
 
 #include "core/assert.h"
+#include "core/isolate_impl.h"
 #include "core/runtime_impl.h"
 #include "sync/spin.h"
 
@@ -18,6 +17,19 @@ thread_local const char tls_thread_tag = 0;
 // A turn that finds a message claimed but not yet written waits this many backoff steps for the
 // producer to finish its two stores, then gives way (the producer was probably preempted).
 constexpr int kPendingSnoozes = 64;
+
+// Lingering (see run()): after this many messages in one turn, an empty queue is waited on
+// for kLinger before the turn goes idle, at most kMaxLingers times in a row without a message.
+constexpr std::uint32_t kLingerAfter = 8;
+constexpr std::uint32_t kMaxLingers = 2;
+constexpr auto kLinger = std::chrono::nanoseconds(1500);
+
+void linger() noexcept {
+  const auto until = std::chrono::steady_clock::now() + kLinger;
+  do {
+    for (int i = 0; i < 8; ++i) cpu_relax();
+  } while (std::chrono::steady_clock::now() < until);
+}
 
 // Tiny spin lock on an atomic<bool>: guards the rarely changed list of extra ports.
 class FlagLock {
@@ -45,8 +57,12 @@ IsolateImpl::IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler,
     : budget_(budget),
       runtime_(&runtime),
       runner_(options.runner != nullptr ? options.runner : &runtime.pool()),
-      handler_(handler),
-      data_(options.data) {}
+      data_(options.data),
+      handler_(handler) {
+#if !defined(EVH_DEBUG_CHECKS)
+  static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
+#endif
+}
 
 IsolateImpl::~IsolateImpl() {
   // No reference is left, so no producer can reach the queues: release what is in them.
@@ -96,6 +112,7 @@ bool IsolateImpl::try_schedule() noexcept {
   if (!state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
     return false;
   }
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
   retain();  // the turn's reference
   runner_->post(*this);
   return true;
@@ -109,6 +126,17 @@ bool IsolateImpl::has_work() noexcept {
   }
   return pause_count_.load(std::memory_order_seq_cst) == 0 &&
          queue_has_claimed(normal_tail_, normal_head_);
+}
+
+bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept {
+  // seq_cst loads: the other half of the lost-wakeup argument in the header.
+  if (dead_requested_.load(std::memory_order_seq_cst)) return true;
+  if (MpscQueue* q = oob_.load(std::memory_order_acquire);
+      q != nullptr && q->tail.pos.load(std::memory_order_seq_cst) != oob_head) {
+    return true;
+  }
+  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
+         normal_tail_.pos.load(std::memory_order_seq_cst) != normal_head;
 }
 
 bool IsolateImpl::owns_turn() const noexcept {
@@ -134,6 +162,7 @@ void IsolateImpl::run() noexcept {
 #endif
   bump(turns_);
   std::uint32_t handled = 0;
+  std::uint32_t lingers = 0;
   int pending_snoozes = 0;
   Backoff backoff;
   std::chrono::steady_clock::time_point slice_end{};
@@ -152,14 +181,16 @@ void IsolateImpl::run() noexcept {
     }
     if (got == PopResult::item) {
       pending_snoozes = 0;
+      lingers = 0;
       deliver(message);
       ++handled;
-      bool give_way = handled >= budget_;
-      // The time slice is read only in turns that handle several messages, so a turn of one
-      // message (the common ping-pong case) costs no clock read.
-      if (!give_way && (handled & 3) == 2) {
+      bool give_way = handled >= budget_ || runner_->work_is_waiting();
+      // The clock is read every 16 messages only: a turn of a few messages (the ping-pong case)
+      // costs no clock read, and a flood pays one read per 16 messages. The slice is counted from
+      // the 16th message.
+      if (!give_way && (handled & 15) == 0) {
         const auto now = std::chrono::steady_clock::now();
-        if (handled == 2) {
+        if (handled == 16) {
           slice_end = now + runtime_->options().time_slice;
         } else {
           give_way = now >= slice_end;
@@ -184,10 +215,23 @@ void IsolateImpl::run() noexcept {
       runner_->post_yielded(*this);
       return;
     }
+    // Empty. In the middle of a stream (this turn has handled several messages), wait a moment
+    // without touching any producer's cache line before looking again: the producers get ahead
+    // and the turn then reads a batch of finished slots, instead of chasing the producer slot by
+    // slot (each look at a slot being written costs the producer a cache-line transfer) or
+    // going idle and costing the producer a reschedule per handful of messages.
+    if (handled >= kLingerAfter && lingers < kMaxLingers && !runner_->work_is_waiting()) {
+      ++lingers;
+      linger();
+      continue;
+    }
     // Empty: go idle, then re-check (see the header for why this cannot lose a wakeup).
+    const std::uint64_t normal_seen = normal_head_.pos;
+    MpscQueue* oob = oob_.load(std::memory_order_acquire);
+    const std::uint64_t oob_seen = oob != nullptr ? oob->head.pos : 0;
     leave();
     state_.store(kIdle, std::memory_order_seq_cst);
-    if (has_work()) {
+    if (has_work_since(normal_seen, oob_seen)) {
       std::uint32_t expected = kIdle;
       if (state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
         enter();
@@ -299,7 +343,9 @@ void IsolateImpl::wait_dead() noexcept {
   }
 }
 
-void IsolateImpl::pause() noexcept { pause_count_.fetch_add(1, std::memory_order_seq_cst); }
+void IsolateImpl::pause() noexcept {
+  pause_count_.fetch_add(1, std::memory_order_seq_cst);
+}
 
 Status IsolateImpl::resume() noexcept {
   std::uint32_t count = pause_count_.load(std::memory_order_relaxed);
@@ -318,6 +364,7 @@ IsolateStats IsolateImpl::stats() const noexcept {
   s.dropped = dropped_.load(std::memory_order_relaxed);
   s.exceptions = exceptions_.load(std::memory_order_relaxed);
   s.turns = turns_.load(std::memory_order_relaxed);
+  s.wakeups = wakeups_.load(std::memory_order_relaxed);
   s.yields = yields_.load(std::memory_order_relaxed);
   return s;
 }
@@ -375,25 +422,47 @@ void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
 // The public face: Isolate has no data of its own; every call forwards to IsolateImpl.
 using detail::IsolateImpl;
 
-PortId Isolate::main_port() const noexcept { return IsolateImpl::of(*this).main_port_id(); }
-void* Isolate::data() const noexcept { return IsolateImpl::of(*this).data(); }
+PortId Isolate::main_port() const noexcept {
+  return IsolateImpl::of(*this).main_port_id();
+}
+void* Isolate::data() const noexcept {
+  return IsolateImpl::of(*this).data();
+}
 Runtime& Isolate::runtime() const noexcept {
   return IsolateImpl::of(*this).runtime_impl().owner();
 }
-bool Isolate::is_dead() const noexcept { return IsolateImpl::of(*this).is_dead(); }
-IsolateStats Isolate::stats() const noexcept { return IsolateImpl::of(*this).stats(); }
-void Isolate::pause() noexcept { IsolateImpl::of(*this).pause(); }
-Status Isolate::resume() noexcept { return IsolateImpl::of(*this).resume(); }
-void Isolate::destroy() noexcept { IsolateImpl::of(*this).destroy(); }
-Result<PortId> Isolate::open_port() { return IsolateImpl::of(*this).open_port(); }
-Status Isolate::close_port(PortId port) noexcept { return IsolateImpl::of(*this).close_port(port); }
+bool Isolate::is_dead() const noexcept {
+  return IsolateImpl::of(*this).is_dead();
+}
+IsolateStats Isolate::stats() const noexcept {
+  return IsolateImpl::of(*this).stats();
+}
+void Isolate::pause() noexcept {
+  IsolateImpl::of(*this).pause();
+}
+Status Isolate::resume() noexcept {
+  return IsolateImpl::of(*this).resume();
+}
+void Isolate::destroy() noexcept {
+  IsolateImpl::of(*this).destroy();
+}
+Result<PortId> Isolate::open_port() {
+  return IsolateImpl::of(*this).open_port();
+}
+Status Isolate::close_port(PortId port) noexcept {
+  return IsolateImpl::of(*this).close_port(port);
+}
 void Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
   IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
 }
 
 namespace detail {
-void retain(Isolate* isolate) noexcept { IsolateImpl::of(*isolate).retain(); }
-void release(Isolate* isolate) noexcept { IsolateImpl::of(*isolate).release(); }
+void retain(Isolate* isolate) noexcept {
+  IsolateImpl::of(*isolate).retain();
+}
+void release(Isolate* isolate) noexcept {
+  IsolateImpl::of(*isolate).release();
+}
 }  // namespace detail
 
 }  // namespace evh

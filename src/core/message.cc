@@ -20,11 +20,14 @@ Message Message::bytes(std::span<const std::byte> bytes) {
 
 void Message::release() noexcept {
   switch (kind_) {
-    case Kind::heap_bytes: delete[] u_.heap_; break;
+    case Kind::heap_bytes:
+      delete[] u_.heap_;
+      break;
     case Kind::native:
       if (u_.native_.finalizer != nullptr) u_.native_.finalizer(u_.native_.object);
       break;
-    default: break;
+    default:
+      break;
   }
   kind_ = Kind::empty;
 }

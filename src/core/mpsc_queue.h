@@ -7,9 +7,11 @@
 // one-block cache, so steady-state posting allocates nothing.
 //
 // Producers (any thread) claim a position with one CAS on `QueueTail::pos`, then write their
-// slot and publish it with a release store of the slot's `ready` word. The producer that claims
-// a block's last slot installs the next block; others wait the few instructions that takes.
-// Positions count 32 per block: offsets 0..30 are slots, offset 31 means "next block being
+// slot and publish it with a release store of the slot's `seq` word (the position + 1). The
+// consumer never writes a slot: it checks `seq` against the position it expects and copies the
+// message out, so a slot's cache line moves once, producer to consumer, per message. The producer
+// that claims a block's last slot installs the next block; others wait the few instructions that
+// takes. Positions count 32 per block: offsets 0..30 are slots, offset 31 means "next block being
 // installed". Positions never wrap (64-bit), so there is no ABA.
 //
 // The consumer (one thread at a time; the caller guarantees it) reads slots in order. A slot
@@ -23,16 +25,31 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <new>
 
 namespace evh::detail {
+
+// Moves a Message between a queue slot and a Message object without writing the source: a slot
+// is raw storage that the consumer abandons after reading (no destructor runs on it).
+struct MessageAccess {
+  static void relocate(Message& to, const Message& from) noexcept {
+    to.release();
+    to.port_ = from.port_;
+    to.size_ = from.size_;
+    to.kind_ = from.kind_;
+    std::memcpy(&to.u_, &from.u_, sizeof to.u_);
+  }
+};
 
 inline constexpr std::uint32_t kSlotsPerBlock = 31;
 inline constexpr std::uint64_t kPositionsPerBlock = 32;
 
 struct alignas(64) QueueSlot {
-  std::atomic<std::uint32_t> ready{0};  // 1 once `storage` holds a Message
-  alignas(8) unsigned char storage[sizeof(Message)];
+  // position + 1 once `storage` holds the message of that position. 64-bit positions never
+  // repeat, so a value left from an earlier use of a recycled block can never match.
+  std::atomic<std::uint64_t> seq{0};
+  unsigned char storage[sizeof(Message)];
 
   Message* message() noexcept { return std::launder(reinterpret_cast<Message*>(storage)); }
 };
@@ -53,6 +70,9 @@ struct QueueTail {
 struct QueueHead {
   std::uint64_t pos = 0;
   QueueBlock* block = nullptr;
+  // The last value of tail.pos the consumer read. Positions below it are claimed, so a slot
+  // there that is not yet written is "pending" without another look at the producers' line.
+  std::uint64_t known_tail = 0;
 };
 
 enum class PopResult { item, empty, pending };
@@ -67,8 +87,9 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept;
 // Consumer side: true when a position has been claimed that the consumer has not read (the
 // message may still be being written). The load is seq_cst: it pairs with the producers' CAS on
 // `tail.pos` in the "go idle, then re-check" protocol of the mailbox owners.
-inline bool queue_has_claimed(const QueueTail& tail, const QueueHead& head) noexcept {
-  return tail.pos.load(std::memory_order_seq_cst) != head.pos;
+inline bool queue_has_claimed(const QueueTail& tail, QueueHead& head) noexcept {
+  head.known_tail = tail.pos.load(std::memory_order_seq_cst);
+  return head.known_tail != head.pos;
 }
 
 // Consumer side: pops and destroys every message (waiting out producers mid-write); returns how
@@ -90,7 +111,7 @@ struct MpscQueue {
 
   void push(Message&& m) noexcept { queue_push(tail, std::move(m)); }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
-  bool has_claimed() const noexcept { return queue_has_claimed(tail, head); }
+  bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }
 };
 

@@ -1,5 +1,4 @@
 #include "core/receiver_impl.h"
-
 #include "core/runtime_impl.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
@@ -38,18 +37,17 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
     if (closed_) return Errc::port_closed;
     Message m;
     switch (pop(m)) {
-      case PopResult::item: return m;
-      case PopResult::pending: cpu_relax(); continue;
-      case PopResult::empty: break;
+      case PopResult::item:
+        return m;
+      case PopResult::pending:
+        cpu_relax();
+        continue;
+      case PopResult::empty:
+        break;
     }
     // Poll briefly: a reply that comes within the spin window costs no futex round trip.
     const auto spin_end = std::min(deadline, Clock::now() + spin_);
-    bool arrived = false;
-    for (unsigned i = 1; !(arrived = has_claimed()); ++i) {
-      cpu_relax();
-      if ((i & 15) == 0 && Clock::now() >= spin_end) break;
-    }
-    if (arrived) continue;
+    if (spin_.count() > 0 && poll_until(spin_end, [this] { return has_claimed(); })) continue;
     const auto now = Clock::now();
     if (now >= deadline) return Errc::timed_out;
     sleeping_.store(1, std::memory_order_seq_cst);
@@ -90,14 +88,18 @@ Receiver::~Receiver() {
   }
 }
 
-PortId Receiver::id() const noexcept { return impl_ != nullptr ? impl_->id() : PortId::none; }
+PortId Receiver::id() const noexcept {
+  return impl_ != nullptr ? impl_->id() : PortId::none;
+}
 
 Result<Message> Receiver::receive(std::chrono::nanoseconds timeout) {
   if (impl_ == nullptr) return Errc::port_closed;
   return impl_->receive(timeout);
 }
 
-Result<Message> Receiver::try_receive() { return receive(std::chrono::nanoseconds(0)); }
+Result<Message> Receiver::try_receive() {
+  return receive(std::chrono::nanoseconds(0));
+}
 
 void Receiver::close() noexcept {
   if (impl_ != nullptr) impl_->close();

@@ -37,7 +37,7 @@ class ReceiverImpl final : public PortTarget {
  private:
   ~ReceiverImpl() = default;
   PopResult pop(Message& out) noexcept;
-  bool has_claimed() const noexcept { return normal_.has_claimed() || oob_.has_claimed(); }
+  bool has_claimed() noexcept { return normal_.has_claimed() || oob_.has_claimed(); }
 
   RuntimeImpl& runtime_;
   PortId id_;

@@ -1,5 +1,4 @@
 #include <evh/runtime.h>
-
 #include <unistd.h>
 
 #include <thread>
@@ -32,7 +31,9 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o) {
 RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
     : owner_(owner), options_(options), pool_(pool_options(options_)) {}
 
-RuntimeImpl::~RuntimeImpl() { shutdown(); }
+RuntimeImpl::~RuntimeImpl() {
+  shutdown();
+}
 
 Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptions& options) {
   auto fail = [&](Errc e) -> Result<IsolateRef> {
@@ -70,7 +71,8 @@ void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
     } else {
       registry_head_ = isolate.registry_next;
     }
-    if (isolate.registry_next != nullptr) isolate.registry_next->registry_prev = isolate.registry_prev;
+    if (isolate.registry_next != nullptr)
+      isolate.registry_next->registry_prev = isolate.registry_prev;
     isolate.registry_prev = isolate.registry_next = nullptr;
   }
   isolate.release();
@@ -151,7 +153,9 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
 Runtime::Runtime(RuntimeOptions options)
     : impl_(std::make_unique<detail::RuntimeImpl>(*this, options)) {}
 
-Runtime::~Runtime() { impl_->shutdown(); }
+Runtime::~Runtime() {
+  impl_->shutdown();
+}
 
 Result<IsolateRef> Runtime::spawn(IsolateHandler handler, IsolateOptions options) {
   return impl_->spawn(handler, options);
@@ -170,14 +174,22 @@ Result<SendPort> Runtime::send_port(PortId port) noexcept {
   return SendPort(state);
 }
 
-Result<Receiver> Runtime::open_receiver() { return impl_->open_receiver(); }
+Result<Receiver> Runtime::open_receiver() {
+  return impl_->open_receiver();
+}
 
 TaskRunner& Runtime::create_dedicated_runner(std::string name) {
   return impl_->create_dedicated_runner(std::move(name));
 }
 
-void Runtime::shutdown() noexcept { impl_->shutdown(); }
-RuntimeStats Runtime::stats() const noexcept { return impl_->stats(); }
-const RuntimeOptions& Runtime::options() const noexcept { return impl_->options(); }
+void Runtime::shutdown() noexcept {
+  impl_->shutdown();
+}
+RuntimeStats Runtime::stats() const noexcept {
+  return impl_->stats();
+}
+const RuntimeOptions& Runtime::options() const noexcept {
+  return impl_->options();
+}
 
 }  // namespace evh

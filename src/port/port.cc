@@ -1,6 +1,6 @@
-#include <evh/port.h>
-
 #include "port/port.h"
+
+#include <evh/port.h>
 
 namespace evh {
 
@@ -12,7 +12,9 @@ SendPort::~SendPort() {
   if (state_ != nullptr) state_->release();
 }
 
-PortId SendPort::id() const noexcept { return state_ != nullptr ? state_->id() : PortId::none; }
+PortId SendPort::id() const noexcept {
+  return state_ != nullptr ? state_->id() : PortId::none;
+}
 
 Status SendPort::post(Message message, Priority priority) const noexcept {
   if (state_ == nullptr) return Errc::unknown_port;

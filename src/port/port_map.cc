@@ -7,7 +7,9 @@ namespace evh::detail {
 namespace {
 
 // The id's bits above the shard bits pick the home slot.
-inline std::size_t home(std::uint64_t id, std::size_t mask) noexcept { return (id >> 6) & mask; }
+inline std::size_t home(std::uint64_t id, std::size_t mask) noexcept {
+  return (id >> 6) & mask;
+}
 
 }  // namespace
 

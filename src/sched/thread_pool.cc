@@ -58,7 +58,9 @@ ThreadPool::ThreadPool(ThreadPoolOptions options) : options_(std::move(options))
   }
 }
 
-ThreadPool::~ThreadPool() { shutdown(); }
+ThreadPool::~ThreadPool() {
+  shutdown();
+}
 
 bool ThreadPool::on_worker_thread() const noexcept {
   return tls_worker_ != nullptr && tls_worker_->pool == this;
@@ -74,7 +76,16 @@ void ThreadPool::post(Task& task) noexcept {
   enqueue(task, false);
 }
 
-void ThreadPool::post_yielded(Task& task) noexcept { enqueue(task, true); }
+void ThreadPool::post_yielded(Task& task) noexcept {
+  enqueue(task, true);
+}
+
+bool ThreadPool::work_is_waiting() const noexcept {
+  // Relaxed reads of counters kept under mu_: a hint, checked once per message by running turns.
+  // Fresh tasks that a polling or parked (being woken) worker will take do not count.
+  return fresh_queued_.load(std::memory_order_relaxed) >
+         spinning_.load(std::memory_order_relaxed) + parked_count_.load(std::memory_order_relaxed);
+}
 
 void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
   bool start = false;
@@ -82,6 +93,7 @@ void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
     std::lock_guard lock(mu_);
     (yielded ? yielded_ : fresh_).push(&task);
     queued_.fetch_add(1, std::memory_order_relaxed);
+    if (!yielded) fresh_queued_.fetch_add(1, std::memory_order_relaxed);
     start = wake_locked();
   }
   if (start) start_worker();
@@ -89,12 +101,16 @@ void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
 
 bool ThreadPool::wake_locked() noexcept {
   // A polling worker re-checks the queues under mu_ before it parks, so it cannot miss a task
-  // queued under mu_; wake others only for work beyond what the pollers will take.
-  if (queued_.load(std::memory_order_relaxed) <= spinning_.load(std::memory_order_relaxed)) {
-    return false;
-  }
+  // queued under mu_; wake others only for work beyond what the pollers will take. A worker of
+  // this pool that posts (a task giving way, a displaced LIFO task) is about to look for work
+  // itself, so it counts as one more taker: a flooded isolate that yields every budget does not
+  // wake a sleeping worker each time just for that worker to find the queue empty.
+  const std::uint64_t takers =
+      spinning_.load(std::memory_order_relaxed) + (on_worker_thread() ? 1 : 0);
+  if (queued_.load(std::memory_order_relaxed) <= takers) return false;
   if (Worker* w = parked_; w != nullptr) {
     parked_ = w->next_parked;
+    parked_count_.fetch_sub(1, std::memory_order_relaxed);
     w->next_parked = nullptr;
     w->wake = true;
     w->cv.notify_one();
@@ -152,6 +168,7 @@ Task* ThreadPool::pop_locked() noexcept {
     fresh_streak_ = 0;
   } else if (!fresh_.empty()) {
     t = fresh_.pop();
+    fresh_queued_.fetch_sub(1, std::memory_order_relaxed);
     ++fresh_streak_;
   }
   if (t != nullptr) queued_.fetch_sub(1, std::memory_order_relaxed);
@@ -191,11 +208,8 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     unsigned expected = 0;
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
-      const auto deadline = std::chrono::steady_clock::now() + options_.spin;
-      for (unsigned i = 1; queued_.load(std::memory_order_relaxed) == 0; ++i) {
-        cpu_relax();
-        if ((i & 15) == 0 && std::chrono::steady_clock::now() >= deadline) break;
-      }
+      poll_until(std::chrono::steady_clock::now() + options_.spin,
+                 [this] { return queued_.load(std::memory_order_relaxed) != 0; });
       spinning_.store(0, std::memory_order_relaxed);
     }
 
@@ -215,25 +229,27 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     self->wake = false;
     self->next_parked = parked_;
     parked_ = self;
+    parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
     if (options_.idle_timeout.count() < 0) {
       self->cv.wait(lock, [&] { return self->wake || stopping_; });
       woken = true;
     } else {
-      woken = self->cv.wait_for(lock, options_.idle_timeout,
-                                [&] { return self->wake || stopping_; });
+      woken =
+          self->cv.wait_for(lock, options_.idle_timeout, [&] { return self->wake || stopping_; });
     }
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
         if (*p == self) {
           *p = self->next_parked;
+          parked_count_.fetch_sub(1, std::memory_order_relaxed);
           break;
         }
       }
       self->next_parked = nullptr;
-      if (!woken && !stopping_ && live_ > options_.min_threads &&
-          fresh_.empty() && yielded_.empty()) {
+      if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
+          yielded_.empty()) {
         --live_;
         self->exited = true;
         lock.unlock();
@@ -251,6 +267,7 @@ void ThreadPool::shutdown() noexcept {
     stopping_ = true;
     while (Worker* w = parked_) {
       parked_ = w->next_parked;
+      parked_count_.fetch_sub(1, std::memory_order_relaxed);
       w->next_parked = nullptr;
       w->cv.notify_one();
     }

@@ -12,6 +12,10 @@
 // displaced slot task moves to the fresh queue; after kMaxLifoStreak slot runs in a row the slot
 // task goes to the fresh queue too, so a ping-pong pair cannot starve other work.
 //
+// Preemption on demand: a running isolate asks `work_is_waiting()` after each message and gives
+// way when a fresh task waits with no free worker to take it, so a message to an idle isolate
+// waits for at most one message of a busy one, not for a whole budget.
+//
 // Sleeping: an idle worker polls for `spin` before parking on its own condition variable; a post
 // wakes a parked worker only when no worker is polling. Workers parked longer than
 // `idle_timeout` exit, down to `min_threads`.
@@ -55,6 +59,7 @@ class ThreadPool final : public TaskRunner {
 
   void post(Task& task) noexcept override;
   void post_yielded(Task& task) noexcept override;
+  bool work_is_waiting() const noexcept override;
 
   // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
   void shutdown() noexcept;
@@ -93,10 +98,12 @@ class ThreadPool final : public TaskRunner {
   unsigned fresh_streak_ = 0;
   // Tasks in fresh_ + yielded_; read without the lock by polling workers.
   std::atomic<std::uint64_t> queued_{0};
+  std::atomic<std::uint64_t> fresh_queued_{0};  // tasks in fresh_
   std::atomic<unsigned> spinning_{0};
   Worker* parked_ = nullptr;  // stack of parked workers
-  unsigned live_ = 0;          // workers started (or reserved) and not exited
-  unsigned starting_ = 0;      // reserved by wake_locked() whose thread is not yet recorded
+  std::atomic<unsigned> parked_count_{0};
+  unsigned live_ = 0;      // workers started (or reserved) and not exited
+  unsigned starting_ = 0;  // reserved by wake_locked() whose thread is not yet recorded
   bool stopping_ = false;
   std::list<Worker> workers_;  // every worker ever started and not yet reaped
   std::atomic<std::uint64_t> started_{0};

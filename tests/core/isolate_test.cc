@@ -76,9 +76,8 @@ TEST(Isolate, PauseResume) {
   Runtime rt;
   auto rx = rt.open_receiver();
   SendPort out = *rt.send_port(rx->id());
-  auto iso = rt.spawn(make_handler([out](Isolate&, Message& m) {
-    (void)out.post(Message::u64(m.as_u64()));
-  }));
+  auto iso = rt.spawn(
+      make_handler([out](Isolate&, Message& m) { (void)out.post(Message::u64(m.as_u64())); }));
   SendPort to = *rt.send_port((*iso)->main_port());
   (*iso)->pause();
   (*iso)->pause();
@@ -189,7 +188,8 @@ TEST(Isolate, MicrotasksDrainAfterEachMessage) {
           [](Isolate&, void* arg) {
             auto* c = static_cast<Ctx*>(arg);
             std::uint64_t packed = 0;
-            for (int x : c->log) packed = packed * 10 + static_cast<std::uint64_t>(x < 0 ? 9 + x : x);
+            for (int x : c->log)
+              packed = packed * 10 + static_cast<std::uint64_t>(x < 0 ? 9 + x : x);
             (void)c->out.post(Message::u64(packed));
           },
           ctx.get());

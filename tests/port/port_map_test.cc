@@ -36,7 +36,7 @@ TEST(PortMap, AgreesWithReferenceMap) {
     } else if (model.count(id) != 0) {
       PortState* p = map.erase(static_cast<PortId>(id));
       ASSERT_EQ(p, model[id]);
-      p->release();  // the map's reference
+      p->release();          // the map's reference
       model[id]->release();  // ours
       model.erase(id);
     }

@@ -15,9 +15,8 @@ TEST(SendPort, FailsAfterCloseAndReleasesPayload) {
   auto reply = rt.send_port(rx->id());
   ASSERT_TRUE(reply.ok());
   SendPort to_rx = *reply;
-  auto iso = rt.spawn(make_handler([to_rx](Isolate&, Message& m) {
-    (void)to_rx.post(std::move(m));
-  }));
+  auto iso =
+      rt.spawn(make_handler([to_rx](Isolate&, Message& m) { (void)to_rx.post(std::move(m)); }));
   ASSERT_TRUE(iso.ok());
   auto sp = rt.send_port((*iso)->main_port());
   ASSERT_TRUE(sp.ok());

@@ -45,15 +45,16 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
 // Workers idle out after the timeout and the pool grows again on the next post.
 TEST(ThreadPool, IdleWorkersExitAndPoolGrowsAgain) {
   std::atomic<int> runs{0};
-  ThreadPool pool(ThreadPoolOptions{.min_threads = 0, .max_threads = 2,
-                                    .idle_timeout = 1ms, .spin = 0us});
+  ThreadPool pool(
+      ThreadPoolOptions{.min_threads = 0, .max_threads = 2, .idle_timeout = 1ms, .spin = 0us});
   CountingTask t;
   t.runs = &runs;
   pool.post(t);
   // Waiting for a condition (not sleeping for a time): the worker runs the task, parks, and
   // exits after its 1 ms idle timeout. 60 s means hung.
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while ((runs.load() < 1 || pool.stats().live != 0) && std::chrono::steady_clock::now() < deadline) {
+  while ((runs.load() < 1 || pool.stats().live != 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();
   }
   ASSERT_EQ(runs.load(), 1);
