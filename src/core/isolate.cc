@@ -82,7 +82,11 @@ IsolateImpl::~IsolateImpl() {
 
 void IsolateImpl::release() noexcept {
   // acq_rel: the last releaser sees every other holder's writes before destroying.
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    RuntimeImpl& runtime = *runtime_;
+    this->~IsolateImpl();
+    runtime.isolate_slab().deallocate(this);
+  }
 }
 
 MpscQueue* IsolateImpl::oob_queue() noexcept {
@@ -373,7 +377,7 @@ Result<PortId> IsolateImpl::open_port() {
   EVH_ASSERT(owns_turn(), "open_port() is for the isolate's own turn");
   if (is_dead()) return Errc::isolate_dead;
   const PortId id = runtime_->next_port_id();
-  auto* port = new PortState(id, this);  // our reference
+  auto* port = PortState::make(id, this, &runtime_->port_slab());  // our reference
   runtime_->map().insert(port);
   {
     FlagLock lock(ports_lock_);

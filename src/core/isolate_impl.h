@@ -37,6 +37,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
  public:
   IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler, const IsolateOptions& options,
               std::uint32_t budget);
+  ~IsolateImpl();  // via release() only; the memory goes back to the runtime's isolate slab
 
   static IsolateImpl& of(Isolate& i) noexcept { return static_cast<IsolateImpl&>(i); }
   static const IsolateImpl& of(const Isolate& i) noexcept {
@@ -81,7 +82,6 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
     DropFn drop;
   };
 
-  ~IsolateImpl();
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
   bool try_schedule() noexcept;
   MpscQueue* oob_queue() noexcept;

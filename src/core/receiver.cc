@@ -8,7 +8,7 @@ namespace detail {
 
 ReceiverImpl::ReceiverImpl(RuntimeImpl& runtime)
     : runtime_(runtime), id_(runtime.next_port_id()), spin_(runtime.options().spin_before_park) {
-  auto* port = new PortState(id_, this);  // retains this
+  auto* port = PortState::make(id_, this, &runtime_.port_slab());  // retains this
   runtime_.map().insert(port);
   port->release();  // the map owns the port
 }
@@ -46,8 +46,14 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
         break;
     }
     // Poll briefly: a reply that comes within the spin window costs no futex round trip.
-    const auto spin_end = std::min(deadline, Clock::now() + spin_);
-    if (spin_.count() > 0 && poll_until(spin_end, [this] { return has_claimed(); })) continue;
+    const auto window = spin_.window();
+    if (window.count() > 0) {
+      if (poll_until(std::min(deadline, Clock::now() + window), [this] { return has_claimed(); })) {
+        spin_.hit();
+        continue;
+      }
+      spin_.miss();
+    }
     const auto now = Clock::now();
     if (now >= deadline) return Errc::timed_out;
     sleeping_.store(1, std::memory_order_seq_cst);

@@ -14,6 +14,7 @@
 
 #include "core/mpsc_queue.h"
 #include "port/port.h"
+#include "sync/spin.h"
 
 namespace evh::detail {
 
@@ -41,7 +42,7 @@ class ReceiverImpl final : public PortTarget {
 
   RuntimeImpl& runtime_;
   PortId id_;
-  std::chrono::microseconds spin_;
+  AdaptiveSpin spin_;
   std::atomic<std::uint32_t> refs_{1};  // the Receiver handle's
   std::atomic<std::uint32_t> sleeping_{0};
   bool closed_ = false;  // owner thread only

@@ -46,9 +46,10 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
 
   std::lock_guard lock(mu_);
   if (shutting_down()) return fail(Errc::shutting_down);
-  auto* isolate = new IsolateImpl(*this, handler, options, budget);  // registry reference
+  // registry reference
+  auto* isolate = new (isolate_slab_.allocate()) IsolateImpl(*this, handler, options, budget);
   const PortId id = ids_.next();
-  auto* port = new PortState(id, isolate);  // retains the isolate
+  auto* port = PortState::make(id, isolate, &port_slab_);  // retains the isolate
   isolate->set_main_port(id);
   map_.insert(port);  // the map's reference
   port->release();    // ours: the map now owns the port

@@ -9,13 +9,15 @@
 #include <mutex>
 #include <vector>
 
+#include "core/isolate_impl.h"
+#include "core/slab.h"
 #include "port/port_id.h"
 #include "port/port_map.h"
 #include "sched/thread_pool.h"
 
 namespace evh::detail {
 
-class IsolateImpl;
+using IsolateSlab = Slab<sizeof(IsolateImpl), alignof(IsolateImpl)>;
 
 class RuntimeImpl {
  public:
@@ -25,6 +27,8 @@ class RuntimeImpl {
   Runtime& owner() const noexcept { return owner_; }
   const RuntimeOptions& options() const noexcept { return options_; }
   PortMap& map() noexcept { return map_; }
+  IsolateSlab& isolate_slab() noexcept { return isolate_slab_; }
+  PortSlab& port_slab() noexcept { return port_slab_; }
   ThreadPool& pool() noexcept { return pool_; }
   PortId next_port_id() noexcept { return ids_.next(); }
   bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
@@ -44,6 +48,10 @@ class RuntimeImpl {
   Runtime& owner_;
   const RuntimeOptions options_;
   PortIdGenerator ids_;
+  // The slabs outlive the map and the pool (declared before them): destroying the map releases
+  // ports, and pool threads may free isolates until they are joined.
+  IsolateSlab isolate_slab_;
+  PortSlab port_slab_;
   PortMap map_;
   ThreadPool pool_;
 

@@ -11,6 +11,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
+
+#include "core/slab.h"
 
 namespace evh::detail {
 
@@ -26,11 +29,18 @@ class PortTarget {
   ~PortTarget() = default;
 };
 
+class PortState;
+// Port records are small and numerous (one per idle isolate at least): a runtime keeps them in
+// a slab, without malloc's per-block header.
+using PortSlab = Slab<32, 8>;
+
 class PortState {
  public:
-  // Starts with one reference, owned by the caller. Retains `target`.
-  PortState(PortId id, PortTarget* target) noexcept : id_(id), target_(target) {
-    target_->retain();
+  // Starts with one reference, owned by the caller. Retains `target`. From `slab` when given,
+  // else from the heap.
+  static PortState* make(PortId id, PortTarget* target, PortSlab* slab) {
+    void* mem = slab != nullptr ? slab->allocate() : ::operator new(sizeof(PortState));
+    return new (mem) PortState(id, target, slab);
   }
 
   PortId id() const noexcept { return id_; }
@@ -54,17 +64,29 @@ class PortState {
     // acq_rel: the last releaser must see every other holder's writes before freeing.
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       target_->release();
-      delete this;
+      PortSlab* slab = slab_;
+      this->~PortState();
+      if (slab != nullptr) {
+        slab->deallocate(this);
+      } else {
+        ::operator delete(this);
+      }
     }
   }
 
  private:
+  PortState(PortId id, PortTarget* target, PortSlab* slab) noexcept
+      : id_(id), target_(target), slab_(slab) {
+    target_->retain();
+  }
   ~PortState() = default;
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};
   PortId id_;
   PortTarget* target_;
+  PortSlab* slab_;
 };
+static_assert(sizeof(PortState) <= 32);
 
 }  // namespace evh::detail

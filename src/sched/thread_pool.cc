@@ -44,7 +44,8 @@ Task* ThreadPool::TaskFifo::pop() noexcept {
   return t;
 }
 
-ThreadPool::ThreadPool(ThreadPoolOptions options) : options_(std::move(options)) {
+ThreadPool::ThreadPool(ThreadPoolOptions options)
+    : options_(std::move(options)), spin_(options_.spin) {
   EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
   if (options_.start_min_threads) {
     for (unsigned i = 0; i < options_.min_threads; ++i) {
@@ -208,8 +209,10 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     unsigned expected = 0;
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
-      poll_until(std::chrono::steady_clock::now() + options_.spin,
-                 [this] { return queued_.load(std::memory_order_relaxed) != 0; });
+      const bool found = poll_until(std::chrono::steady_clock::now() + spin_.window(), [this] {
+        return queued_.load(std::memory_order_relaxed) != 0;
+      });
+      found ? spin_.hit() : spin_.miss();
       spinning_.store(0, std::memory_order_relaxed);
     }
 

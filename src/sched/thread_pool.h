@@ -35,6 +35,8 @@
 #include <string>
 #include <thread>
 
+#include "sync/spin.h"
+
 namespace evh::detail {
 
 struct ThreadPoolOptions {
@@ -92,6 +94,7 @@ class ThreadPool final : public TaskRunner {
   static thread_local Worker* tls_worker_;
 
   const ThreadPoolOptions options_;
+  AdaptiveSpin spin_;  // how long an idle worker polls before parking
   mutable std::mutex mu_;
   TaskFifo fresh_;
   TaskFifo yielded_;

@@ -3,6 +3,7 @@
 
 #include <sched.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -44,5 +45,34 @@ bool poll_until(std::chrono::steady_clock::time_point deadline, Ready&& ready) n
     if ((i & 15) == 0 && std::chrono::steady_clock::now() >= deadline) return ready();
   }
 }
+
+// How long to poll before sleeping, learned from what polling achieved: a poll that saw its
+// event doubles the next window (up to the configured maximum), a poll that ended in sleep halves
+// it (down to a floor, so it can learn back). When replies come within microseconds the waiter
+// keeps polling; when the machine is oversubscribed or replies are slow, it stops burning a CPU
+// that the thread it waits for may need. Relaxed atomics: a hint shared by a pool's workers.
+class AdaptiveSpin {
+ public:
+  explicit AdaptiveSpin(std::chrono::nanoseconds max) noexcept
+      : max_ns_(max.count()), current_ns_(max.count()) {}
+
+  std::chrono::nanoseconds window() const noexcept {
+    return std::chrono::nanoseconds(current_ns_.load(std::memory_order_relaxed));
+  }
+  void hit() noexcept {
+    const std::int64_t c = current_ns_.load(std::memory_order_relaxed);
+    current_ns_.store(c * 2 > max_ns_ ? max_ns_ : c * 2, std::memory_order_relaxed);
+  }
+  void miss() noexcept {
+    const std::int64_t c = current_ns_.load(std::memory_order_relaxed);
+    const std::int64_t floor = max_ns_ < kFloorNs ? max_ns_ : kFloorNs;
+    current_ns_.store(c / 2 < floor ? floor : c / 2, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr std::int64_t kFloorNs = 1000;
+  const std::int64_t max_ns_;
+  std::atomic<std::int64_t> current_ns_;
+};
 
 }  // namespace evh::detail

@@ -30,7 +30,7 @@ TEST(PortMap, AgreesWithReferenceMap) {
     // Low 6 bits fixed (one shard), few distinct home slots: long probe runs.
     const std::uint64_t id = ((rng() % 512) << 6) | 5;
     if (rng() % 2 == 0 && model.count(id) == 0) {
-      auto* p = new PortState(static_cast<PortId>(id), &target);
+      auto* p = PortState::make(static_cast<PortId>(id), &target, nullptr);
       map.insert(p);
       model[id] = p;
     } else if (model.count(id) != 0) {
