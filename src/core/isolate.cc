@@ -1,4 +1,5 @@
 #include <chrono>
+#include <utility>
 
 #include "core/assert.h"
 #include "core/isolate_impl.h"
@@ -317,6 +318,12 @@ void IsolateImpl::finish_dead() noexcept {
   std::uint64_t released = queue_drain(normal_tail_, normal_head_);
   if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) released += q->drain();
   bump(dropped_, released);
+  // No message will be delivered again: release the handler's state now rather than when the
+  // memory goes. Handlers that hold SendPorts to each other would otherwise keep each other's
+  // memory (and so their state) alive for as long as the runtime lives.
+  if (DropFn drop = std::exchange(handler_.destroy_user, nullptr); drop != nullptr) {
+    drop(handler_.user);
+  }
   // seq_cst: a producer that loads kDead after this does not schedule; what it pushes later is
   // released by the destructor.
   state_.store(kDead, std::memory_order_seq_cst);

@@ -173,6 +173,34 @@ TEST(Runtime, TwoRuntimesAreIndependent) {
   EXPECT_EQ(expect_receive(*rxb).as_u64(), 42u);
 }
 
+// Handlers that hold SendPorts to each other form a cycle through the ports; destroying the
+// isolates releases the handlers' state at once, which breaks it (LeakSanitizer checks the rest).
+TEST(Runtime, DestroyReleasesHandlerStateHoldingSendPorts) {
+  Runtime rt;
+  std::atomic<int> released{0};
+  struct State {
+    std::atomic<int>* released;
+    std::shared_ptr<SendPort> peer = std::make_shared<SendPort>();
+    ~State() { released->fetch_add(1); }
+  };
+  auto handler_with = [&](std::shared_ptr<State> st) {
+    return make_handler([st](Isolate&, Message& m) { (void)st->peer->post(std::move(m)); });
+  };
+  auto sa = std::make_shared<State>(State{&released});
+  auto sb = std::make_shared<State>(State{&released});
+  released = 0;  // the temporaries above were destroyed
+  auto a = rt.spawn(handler_with(sa));
+  auto b = rt.spawn(handler_with(sb));
+  *sa->peer = *rt.send_port((*b)->main_port());
+  *sb->peer = *rt.send_port((*a)->main_port());
+  sa.reset();
+  sb.reset();
+  (*a)->destroy();
+  (*b)->destroy();
+  rt.shutdown();
+  EXPECT_EQ(released.load(), 2);
+}
+
 // Bad arguments to spawn get clear errors and the handler's user data is still released.
 TEST(Runtime, SpawnRejectsBadHandler) {
   Runtime rt;
