@@ -13,28 +13,32 @@ inline std::size_t home(std::uint64_t id, std::size_t mask) noexcept {
 
 }  // namespace
 
+inline std::uint64_t key(const PortState* p) noexcept {
+  return static_cast<std::uint64_t>(p->id());
+}
+
 PortState* PortMap::Shard::find(std::uint64_t id) const noexcept {
   if (table.empty()) return nullptr;
   const std::size_t mask = table.size() - 1;
   for (std::size_t i = home(id, mask);; i = (i + 1) & mask) {
-    if (table[i].id == id) return table[i].port;
-    if (table[i].id == 0) return nullptr;
+    if (table[i] == nullptr) return nullptr;
+    if (key(table[i]) == id) return table[i];
   }
 }
 
-void PortMap::Shard::insert(Entry e) {
+void PortMap::Shard::insert(PortState* port) {
   if ((count + 1) * 4 > table.size() * 3) {  // keep the load at most 3/4
-    std::vector<Entry> old(std::max<std::size_t>(16, table.size() * 2));
+    std::vector<PortState*> old(std::max<std::size_t>(16, table.size() * 2), nullptr);
     old.swap(table);
     count = 0;
-    for (const Entry& x : old) {
-      if (x.id != 0) insert(x);
+    for (PortState* p : old) {
+      if (p != nullptr) insert(p);
     }
   }
   const std::size_t mask = table.size() - 1;
-  std::size_t i = home(e.id, mask);
-  while (table[i].id != 0) i = (i + 1) & mask;
-  table[i] = e;
+  std::size_t i = home(key(port), mask);
+  while (table[i] != nullptr) i = (i + 1) & mask;
+  table[i] = port;
   ++count;
 }
 
@@ -42,16 +46,16 @@ PortState* PortMap::Shard::erase(std::uint64_t id) noexcept {
   if (table.empty()) return nullptr;
   const std::size_t mask = table.size() - 1;
   std::size_t i = home(id, mask);
-  while (table[i].id != id) {
-    if (table[i].id == 0) return nullptr;
-    i = (i + 1) & mask;
+  for (;; i = (i + 1) & mask) {
+    if (table[i] == nullptr) return nullptr;
+    if (key(table[i]) == id) break;
   }
-  PortState* removed = table[i].port;
+  PortState* removed = table[i];
   // Backward-shift: pull later entries of the probe run into the hole, so lookups never need
   // tombstones.
   std::size_t hole = i;
-  for (std::size_t j = (i + 1) & mask; table[j].id != 0; j = (j + 1) & mask) {
-    const std::size_t h = home(table[j].id, mask);
+  for (std::size_t j = (i + 1) & mask; table[j] != nullptr; j = (j + 1) & mask) {
+    const std::size_t h = home(key(table[j]), mask);
     // Move j into the hole when its home is not cyclically within (hole, j].
     const bool home_in_range = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j);
     if (!home_in_range) {
@@ -59,15 +63,15 @@ PortState* PortMap::Shard::erase(std::uint64_t id) noexcept {
       hole = j;
     }
   }
-  table[hole] = Entry{};
+  table[hole] = nullptr;
   --count;
   return removed;
 }
 
 PortMap::~PortMap() {
   for (Shard& s : shards_) {
-    for (Entry& e : s.table) {
-      if (e.id != 0) e.port->release();
+    for (PortState* p : s.table) {
+      if (p != nullptr) p->release();
     }
   }
 }
@@ -76,7 +80,7 @@ void PortMap::insert(PortState* port) {
   port->retain();
   Shard& s = shard_for(port->id());
   std::lock_guard guard(s.lock);
-  s.insert(Entry{static_cast<std::uint64_t>(port->id()), port});
+  s.insert(port);
 }
 
 PortState* PortMap::erase(PortId id) noexcept {

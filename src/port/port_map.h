@@ -38,17 +38,15 @@ class PortMap {
   std::size_t size() const noexcept;
 
  private:
-  struct Entry {
-    std::uint64_t id = 0;  // 0: empty
-    PortState* port = nullptr;
-  };
+  // A slot holds the port pointer only (null: empty); the id is read through it. Half the
+  // memory of an (id, pointer) pair, and a look-up dereferences the port anyway to post.
   struct alignas(64) Shard {
     mutable RwSpinLock lock;
     std::uint32_t count = 0;
-    std::vector<Entry> table;  // size is 0 or a power of two
+    std::vector<PortState*> table;  // size is 0 or a power of two
 
     PortState* find(std::uint64_t id) const noexcept;
-    void insert(Entry e);
+    void insert(PortState* port);
     PortState* erase(std::uint64_t id) noexcept;
   };
   static constexpr unsigned kShardBits = 6;
