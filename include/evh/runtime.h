@@ -53,6 +53,8 @@ struct RuntimeStats {
   std::uint64_t exceptions = 0;
 };
 
+class EventHandler;
+
 namespace detail {
 class RuntimeImpl;
 }
@@ -84,9 +86,16 @@ class Runtime {
   // are only ever handled on that thread. It lives until shutdown.
   TaskRunner& create_dedicated_runner(std::string name);
 
-  // Orderly shutdown, idempotent: new posts and spawns fail with `Errc::shutting_down`, every
-  // isolate is destroyed (queued payloads released exactly once), the pool and dedicated
-  // threads finish what they hold and are joined. No task runs after it returns.
+  // The runtime's event handler (evh/event_handler.h), started on first use: its I/O thread and
+  // its poller's fds are created then. The pointer stays valid for the Runtime object's life.
+  // `Errc::shutting_down` once shutdown() has begun; the kernel's error when it cannot start.
+  Result<EventHandler*> event_handler() noexcept;
+
+  // Orderly shutdown, idempotent: the event handler (if started) is shut down first — its
+  // registrations end with a final notice to their ports, its thread is joined — then new posts and
+  // spawns fail with `Errc::shutting_down`, every isolate is destroyed (queued payloads released
+  // exactly once), the pool and dedicated threads finish what they hold and are joined. No task
+  // runs after it returns.
   void shutdown() noexcept;
 
   RuntimeStats stats() const noexcept;

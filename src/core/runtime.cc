@@ -109,9 +109,33 @@ TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
   return *dedicated_.back();
 }
 
+Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
+  // acquire: pairs with the release store below; the handler is fully constructed.
+  if (EventHandler* eh = eh_ready_.load(std::memory_order_acquire)) return eh;
+  std::lock_guard lock(eh_mu_);
+  if (eh_closed_ || shutting_down()) return Errc::shutting_down;
+  if (!eh_) {
+    auto created = EventHandler::create(owner_);
+    if (!created) return created.error();
+    eh_ = std::move(created).value();
+    eh_ready_.store(eh_.get(), std::memory_order_release);
+  }
+  return eh_.get();
+}
+
 void RuntimeImpl::shutdown() noexcept {
   std::lock_guard serial(shutdown_mu_);
   if (shut_down_) return;
+  // The event handler goes first, while ports are open and posts are accepted: its
+  // registrations' final notices reach their ports, and after this no I/O thread posts.
+  EventHandler* eh = nullptr;
+  {
+    std::lock_guard lock(eh_mu_);
+    eh_closed_ = true;
+    eh_ready_.store(nullptr, std::memory_order_relaxed);  // later callers take the slow path
+    eh = eh_.get();
+  }
+  if (eh != nullptr) eh->shutdown();
   std::vector<IsolateImpl*> live;
   {
     std::lock_guard lock(mu_);
@@ -181,6 +205,10 @@ Result<Receiver> Runtime::open_receiver() {
 
 TaskRunner& Runtime::create_dedicated_runner(std::string name) {
   return impl_->create_dedicated_runner(std::move(name));
+}
+
+Result<EventHandler*> Runtime::event_handler() noexcept {
+  return impl_->event_handler();
 }
 
 void Runtime::shutdown() noexcept {

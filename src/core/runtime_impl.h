@@ -2,6 +2,7 @@
 // dedicated runners and the registry of live isolates — and its shutdown sequence.
 #pragma once
 
+#include <evh/event_handler.h>
 #include <evh/runtime.h>
 
 #include <atomic>
@@ -36,6 +37,7 @@ class RuntimeImpl {
   Result<IsolateRef> spawn(IsolateHandler handler, const IsolateOptions& options);
   Result<Receiver> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
+  Result<EventHandler*> event_handler() noexcept;
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
 
@@ -61,6 +63,14 @@ class RuntimeImpl {
   std::mutex shutdown_mu_;  // serialises shutdown() callers
   std::atomic<bool> shutting_down_{false};
   bool shut_down_ = false;  // guarded by shutdown_mu_
+
+  // The event handler, started on first use. eh_ready_ (release, after eh_ is set) pairs with
+  // the acquire load of the fast path; eh_ lives until the RuntimeImpl is destroyed, so that a
+  // pointer handed out before shutdown() never dangles while the Runtime lives.
+  std::mutex eh_mu_;  // guards eh_ and eh_closed_
+  std::unique_ptr<EventHandler> eh_;
+  bool eh_closed_ = false;
+  std::atomic<EventHandler*> eh_ready_{nullptr};
 
   std::atomic<std::uint64_t> isolates_live_{0};
   std::atomic<std::uint64_t> isolates_spawned_{0};

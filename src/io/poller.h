@@ -1,0 +1,73 @@
+// Poller: the narrow interface between the event handler and the kernel.
+//
+// A Poller watches fds, keeps one absolute deadline on the monotonic clock, and can be woken
+// from another thread. It knows nothing of isolates, ports or messages: an fd is watched under an
+// opaque 64-bit token that `wait()` hands back.
+//
+// Threads: `wake()` may be called from any thread and never blocks. Every other method belongs
+// to one thread at a time (the event handler's I/O thread) and only `wait()` may block.
+// Memory: a Poller borrows nothing across calls; `wait()` writes into the caller's span and
+// keeps no reference to it. Fds passed to add/modify/remove stay the caller's.
+#pragma once
+
+#include <evh/error.h>
+#include <evh/event_handler.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace evh::detail {
+
+using MonoClock = std::chrono::steady_clock;  // CLOCK_MONOTONIC in libstdc++ and libc++
+using MonoTime = MonoClock::time_point;
+
+struct PollEvent {
+  std::uint64_t token = 0;
+  FdEvents events = FdEvents::none;
+};
+
+enum class PollBlock : std::uint8_t { no, yes };
+
+struct PollResult {
+  std::size_t count = 0;          // entries written to the caller's span
+  bool deadline_reached = false;  // the deadline passed; it is now disarmed
+  bool woken = false;             // wake() was called since the last wait
+};
+
+class Poller {
+ public:
+  // Events returned per wait at most (Dart takes 16 per epoll_wait).
+  static constexpr std::size_t kMaxEvents = 1024;
+  // Tokens at or above this are the poller's own.
+  static constexpr std::uint64_t kReservedTokens = ~std::uint64_t{0} - 15;
+
+  virtual ~Poller() = default;
+  virtual const char* name() const noexcept = 0;
+
+  // Starts watching `fd`. `interest` may include readable, writable and read_closed; error and
+  // hang_up are always reported. oneshot disarms after one report until `modify()`. Errors are
+  // the kernel's: EEXIST, EBADF, EPERM (a regular file), ENOMEM, ENOSPC.
+  virtual Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept = 0;
+  // Replaces interest, mode and token in place (EPOLL_CTL_MOD: never delete-then-add). A
+  // condition that already holds is reported after it, whatever the mode. `FdEvents::none` with
+  // FdMode::oneshot parks the fd: at most one error/hang-up report, then nothing until modified.
+  virtual Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept = 0;
+  // Stops watching. Events already collected for it may still be returned by the next wait().
+  virtual Status remove(int fd) noexcept = 0;
+
+  // Arms the one deadline (replacing any earlier one). A deadline in the past fires at once.
+  virtual Status set_deadline(MonoTime deadline) noexcept = 0;
+  virtual Status clear_deadline() noexcept = 0;
+
+  // Any thread: makes the current or next blocking wait() return. Never blocks.
+  virtual void wake() noexcept = 0;
+
+  // Collects up to min(out.size(), kMaxEvents) ready fds. With PollBlock::yes it blocks until
+  // an fd is ready, the deadline passes or wake() is called; with PollBlock::no it only looks.
+  // Interrupted system calls are retried.
+  virtual Result<PollResult> wait(std::span<PollEvent> out, PollBlock block) noexcept = 0;
+};
+
+}  // namespace evh::detail
