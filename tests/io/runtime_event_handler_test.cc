@@ -1,0 +1,186 @@
+// The runtime's own event handler: started lazily, delivering to isolates, shut down first;
+// and accept under fd exhaustion (EMFILE) in a child process.
+#include <evh/event_handler.h>
+#include <evh/runtime.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <vector>
+
+#include "io/io_test_util.h"
+
+namespace evh {
+namespace {
+
+using namespace std::chrono_literals;
+using test::next_event;
+using test::Pipe;
+
+// Lazy start, one instance, refused after shutdown; shutdown tells the live registrations.
+TEST(RuntimeEventHandler, LazyStartAndShutdownFirst) {
+  Pipe p;
+  Runtime rt;
+  auto rx = std::move(rt.open_receiver()).value();
+  auto eh = rt.event_handler();
+  ASSERT_TRUE(eh.ok()) << eh.error().message();
+  EXPECT_EQ(*rt.event_handler(), *eh);
+  EXPECT_STREQ((*eh)->backend(), "epoll");
+  ASSERT_TRUE((*eh)->add_fd(p.r, rx.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
+  p.put();
+  EXPECT_EQ(next_event(rx).notice, IoNotice::ready);
+  rt.shutdown();
+  EXPECT_EQ(next_event(rx).notice, IoNotice::unregistered);
+  EXPECT_EQ(rt.event_handler().error(), Errc::shutting_down);
+  EXPECT_EQ((*eh)->add_fd(p.r, rx.id(), FdEvents::readable).error(), Errc::shutting_down);
+}
+
+// Three isolates share one listening socket, each accepting one connection per notification
+// and returning its token: the connections are spread round-robin, every one is accepted.
+TEST(RuntimeEventHandler, RoundRobinAcceptAmongThreeIsolates) {
+  constexpr int kConnections = 30;
+  test::Listener l;
+  Runtime rt;
+  EventHandler* eh = *rt.event_handler();
+  auto rx = std::move(rt.open_receiver()).value();
+  SendPort report = *rt.send_port(rx.id());
+  std::vector<IsolateRef> isolates;
+  for (std::uint64_t index = 0; index < 3; ++index) {
+    isolates.push_back(
+        *rt.spawn(make_handler([eh, index, report, fd = l.fd](Isolate& self, Message& m) {
+          auto ev = decode_io_event(m);
+          if (!ev || ev->notice != IoNotice::ready) return;
+          auto conn = eh->accept(fd, self.main_port());
+          if (conn) {
+            ::close(*conn);
+            (void)report.post(Message::u64(index));
+          }
+          (void)eh->return_tokens(fd, self.main_port());
+        })));
+    ASSERT_TRUE(eh->add_fd(l.fd, isolates.back()->main_port(), FdEvents::readable,
+                           {.sharing = FdSharing::accept_round_robin})
+                    .ok());
+  }
+  std::vector<int> clients;
+  for (int i = 0; i < kConnections; ++i) clients.push_back(l.connect());
+  std::vector<int> per_isolate(3, 0);
+  for (int i = 0; i < kConnections; ++i) {
+    Message m = test::expect_receive(rx);
+    ASSERT_LT(m.as_u64(), 3u);
+    ++per_isolate[m.as_u64()];
+  }
+  for (int n : per_isolate) EXPECT_GE(n, 1);
+  for (int c : clients) ::close(c);
+  rt.shutdown();
+}
+
+// ---- EMFILE -------------------------------------------------------------------------------------
+
+// Exit codes of the child, for the parent's message.
+enum ChildResult : int {
+  kChildOk = 0,
+  kChildSetupFailed = 10,
+  kChildNoEmfile = 11,
+  kChildSpun = 12,
+  kChildNoRecovery = 13,
+};
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// In the child: the process is out of fds while connections are pending. Without the back-off
+// the listener stays readable and every returned token would be answered at once — a busy loop
+// like dart-lang/sdk#22181. Measures the child's CPU time over a window of wall time.
+int emfile_child(int listen_fd, int pending) {
+  Runtime rt(RuntimeOptions{.max_workers = 1});
+  auto rxr = rt.open_receiver();
+  auto ehr = rt.event_handler();
+  if (!rxr || !ehr) return kChildSetupFailed;
+  Receiver rx = std::move(rxr).value();
+  EventHandler* eh = *ehr;
+  if (!eh->add_fd(listen_fd, rx.id(), FdEvents::readable).ok()) return kChildSetupFailed;
+
+  // The lowest free fd number becomes the limit: no new fd can be had.
+  const int lowest = ::dup(0);
+  if (lowest < 0) return kChildSetupFailed;
+  ::close(lowest);
+  rlimit saved{};
+  ::getrlimit(RLIMIT_NOFILE, &saved);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest);
+  if (::setrlimit(RLIMIT_NOFILE, &low) != 0) return kChildSetupFailed;
+
+  const double cpu_before = cpu_seconds();
+  const auto start = EventHandler::Clock::now();
+  constexpr auto kWindow = 400ms;
+  int emfiles = 0;
+  while (EventHandler::Clock::now() - start < kWindow) {
+    auto m = rx.receive(20ms);
+    if (!m) continue;
+    auto ev = decode_io_event(*m);
+    if (!ev || ev->notice != IoNotice::ready) continue;
+    auto conn = eh->accept(listen_fd, rx.id());
+    if (conn) return kChildSetupFailed;  // the limit did not hold
+    // value() rather than comparing with std::errc: that is a virtual call, and UBSan's vptr
+    // check probes memory through a pipe, which it cannot open while the fd table is full.
+    if (conn.error().value() == EMFILE) ++emfiles;
+    (void)eh->return_tokens(listen_fd, rx.id());
+  }
+  const double wall = std::chrono::duration<double>(EventHandler::Clock::now() - start).count();
+  const double cpu = cpu_seconds() - cpu_before;
+  if (emfiles == 0) return kChildNoEmfile;
+  // Generous: a spin costs a whole core (cpu ~ wall); the back-off costs microseconds per try.
+  if (cpu > wall / 4) {
+    std::fprintf(stderr, "child: %.3f s CPU over %.3f s, %d EMFILE\n", cpu, wall, emfiles);
+    return kChildSpun;
+  }
+
+  // Fds again: every pending connection is accepted once the back-off ends.
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  int accepted = 0;
+  while (accepted < pending) {
+    auto m = rx.receive(test::kLongWait);
+    if (!m) return kChildNoRecovery;
+    auto ev = decode_io_event(*m);
+    if (!ev || ev->notice != IoNotice::ready) continue;
+    for (;;) {
+      auto conn = eh->accept(listen_fd, rx.id());
+      if (!conn) break;
+      ::close(*conn);
+      ++accepted;
+    }
+    (void)eh->return_tokens(listen_fd, rx.id());
+  }
+  return kChildOk;
+}
+
+// EMFILE while accepting: no busy loop, and the connections are served once fds are back.
+TEST(RuntimeEventHandler, EmfileWhileAcceptingBacksOffInsteadOfSpinning) {
+  constexpr int kPending = 8;
+  test::Listener l;
+  std::vector<int> clients;
+  for (int i = 0; i < kPending; ++i) clients.push_back(l.connect());
+  // gtest_discover_tests runs each test in its own process, so this one has no other threads to
+  // lose in the fork.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int code = emfile_child(l.fd, kPending);
+    std::fflush(stderr);
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died: status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), kChildOk)
+      << "10: set-up failed, 11: no EMFILE seen, 12: spun, 13: did not recover";
+  for (int c : clients) ::close(c);
+}
+
+}  // namespace
+}  // namespace evh
