@@ -78,5 +78,6 @@ const Workload* find_workload(std::string_view name);
 std::vector<Workload> messaging_workloads();   // messaging_bench.cc
 std::vector<Workload> scheduling_workloads();  // scheduling_bench.cc
 std::vector<Workload> isolate_workloads();     // isolate_bench.cc
+std::vector<Workload> fd_workloads();          // fd_bench.cc
 
 }  // namespace evh::bench

@@ -1,0 +1,387 @@
+// bench/fd_bench.cc — fd readiness through the event handler: fd_event_latency and fd_fanout
+// (BENCHMARKS.md), for evh and for the raw floor: one thread in a hand-written epoll loop.
+
+#include <errno.h>
+#include <evh/event_handler.h>
+#include <evh/isolate.h>
+#include <evh/message.h>
+#include <evh/receiver.h>
+#include <evh/runtime.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "evh_support.h"
+#include "measure.h"
+#include "workloads.h"
+
+namespace evh::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kReplyTimeout = 10s;
+constexpr auto kPhaseTimeout = 120s;
+
+[[noreturn]] void fail_errno(std::string_view what) {
+  throw BenchError(std::string(what) + ": " + std::strerror(errno));
+}
+
+// A pipe closed when it goes out of scope. `read_nonblock` picks the read end's mode; the write
+// end is always blocking (the writers here never fill a pipe).
+struct BenchPipe {
+  int r = -1;
+  int w = -1;
+  explicit BenchPipe(bool read_nonblock) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) fail_errno("pipe2");
+    r = fds[0];
+    w = fds[1];
+    if (read_nonblock && ::fcntl(r, F_SETFL, O_NONBLOCK) != 0) fail_errno("fcntl");
+  }
+  ~BenchPipe() {
+    if (r >= 0) ::close(r);
+    if (w >= 0) ::close(w);
+  }
+  BenchPipe(BenchPipe&& o) noexcept : r(o.r), w(o.w) { o.r = o.w = -1; }
+  BenchPipe(const BenchPipe&) = delete;
+  BenchPipe& operator=(const BenchPipe&) = delete;
+};
+
+void write_byte(int fd) {
+  const char c = 'x';
+  while (::write(fd, &c, 1) != 1) {
+    if (errno != EINTR) fail_errno("write");
+  }
+}
+
+// Blocking read of at least one byte.
+void read_byte(int fd) {
+  char c[16];
+  while (::read(fd, c, sizeof c) <= 0) {
+    if (errno != EINTR) fail_errno("read");
+  }
+}
+
+// Reads what a non-blocking fd holds; returns the byte count.
+std::size_t drain(int fd) {
+  char buf[256];
+  std::size_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      total += static_cast<std::size_t>(n);
+      if (static_cast<std::size_t>(n) < sizeof buf) return total;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return total;
+    }
+  }
+}
+
+double cpu_ms() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return (static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3) +
+         (static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3);
+}
+
+// ---- fd_event_latency -----------------------------------------------------------------------
+
+struct LatencySize {
+  std::uint64_t warmup;
+  std::uint64_t count;
+};
+
+LatencySize latency_size(Size size) {
+  if (size == Size::quick) return {200, 10'000};
+  return {2'000, 100'000};
+}
+
+// The measuring thread: one byte out on `to`, blocks for one byte back on `from`.
+std::vector<std::int64_t> latency_loop(int to, int from, LatencySize size) {
+  std::vector<std::int64_t> samples;
+  samples.reserve(size.count);
+  for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+    const std::int64_t sent = now_ns();
+    write_byte(to);
+    read_byte(from);
+    const std::int64_t received = now_ns();
+    if (i >= size.warmup) samples.push_back(received - sent);
+  }
+  return samples;
+}
+
+RunResult latency_result(std::vector<std::int64_t>& samples) {
+  RunResult out;
+  add_latency_metrics(out, "rtt", "", samples, {{50, "p50"}, {99, "p99"}});
+  return out;
+}
+
+// raw: a thread in epoll_wait on the request pipe (edge-triggered), answering each request.
+RunResult raw_fd_latency(LatencySize size) {
+  BenchPipe req(/*read_nonblock=*/true);
+  BenchPipe rep(/*read_nonblock=*/false);
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) fail_errno("epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.fd = req.r;
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, req.r, &ev) != 0) fail_errno("epoll_ctl");
+  std::thread loop([&] {
+    epoll_event events[64];
+    for (;;) {
+      const int n = ::epoll_wait(ep, events, 64, -1);
+      if (n < 0 && errno == EINTR) continue;
+      for (int i = 0; i < n; ++i) {
+        if ((events[i].events & EPOLLHUP) != 0) return;  // the writer closed: done
+        drain(req.r);
+        write_byte(rep.w);
+      }
+    }
+  });
+  std::vector<std::int64_t> samples;
+  std::exception_ptr error;
+  try {
+    samples = latency_loop(req.w, rep.r, size);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  ::close(req.w);
+  req.w = -1;
+  loop.join();
+  ::close(ep);
+  if (error) std::rethrow_exception(error);
+  return latency_result(samples);
+}
+
+// evh: an isolate registered for the request pipe (edge mode) reads it and answers.
+RunResult evh_fd_latency(LatencySize size) {
+  BenchPipe req(/*read_nonblock=*/true);
+  BenchPipe rep(/*read_nonblock=*/false);
+  Runtime rt;
+  EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const int req_r = req.r;
+  const int rep_w = rep.w;
+  IsolateRef echo = take(rt.spawn(make_handler([req_r, rep_w](Isolate&, Message& m) {
+    auto ev = decode_io_event(m);
+    if (!ev || ev->notice != IoNotice::ready) return;
+    drain(req_r);
+    write_byte(rep_w);
+  })),
+                         "spawn");
+  check(eh->add_fd(req.r, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}), "add_fd");
+  std::vector<std::int64_t> samples;
+  {
+    ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
+    samples = latency_loop(req.w, rep.r, size);
+  }
+  return latency_result(samples);
+}
+
+RunResult fd_event_latency(std::string_view impl, LatencySize size) {
+  if (impl == "evh") return evh_fd_latency(size);
+  if (impl == "raw") return raw_fd_latency(size);
+  throw BenchError("fd_event_latency has no impl " + std::string(impl));
+}
+
+// ---- fd_fanout ------------------------------------------------------------------------------
+
+constexpr std::size_t kFanoutPipes = 10'000;
+constexpr std::uint64_t kWritesPerSecond = 100'000;
+constexpr auto kBatchInterval = 1ms;  // writes go out in batches, one per interval
+
+std::uint64_t fanout_writes(Size size) {
+  return size == Size::quick ? 20'000 : 200'000;
+}
+
+// Raises the soft fd limit to the hard one, and says how many pipes fit.
+std::size_t fanout_pipes() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  constexpr std::size_t kSpareFds = 256;  // the runtime, the tools, stdio
+  const std::size_t fit = rl.rlim_cur == RLIM_INFINITY
+                              ? kFanoutPipes
+                              : (static_cast<std::size_t>(rl.rlim_cur) - kSpareFds) / 2;
+  if (fit < kFanoutPipes) {
+    static bool said = false;
+    if (!said) {
+      std::fprintf(stderr, "fd_fanout: RLIMIT_NOFILE %llu allows %zu pipes, not %zu\n",
+                   static_cast<unsigned long long>(rl.rlim_cur), fit, kFanoutPipes);
+      said = true;
+    }
+    return fit;
+  }
+  return kFanoutPipes;
+}
+
+std::vector<BenchPipe> make_pipes(std::size_t n) {
+  std::vector<BenchPipe> pipes;
+  pipes.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) pipes.emplace_back(/*read_nonblock=*/true);
+  return pipes;
+}
+
+// Writes `writes` bytes to pipes picked at random (fixed seed), kWritesPerSecond on average, in
+// batches every kBatchInterval; sleeps between batches on an absolute schedule (no drift).
+void fanout_writer(const std::vector<BenchPipe>& pipes, std::uint64_t writes) {
+  std::mt19937_64 rng(42);
+  const std::uint64_t per_batch =
+      kWritesPerSecond *
+      std::chrono::duration_cast<std::chrono::microseconds>(kBatchInterval).count() / 1'000'000;
+  timespec next{};
+  ::clock_gettime(CLOCK_MONOTONIC, &next);
+  std::uint64_t done = 0;
+  while (done < writes) {
+    for (std::uint64_t i = 0; i < per_batch && done < writes; ++i, ++done) {
+      write_byte(pipes[rng() % pipes.size()].w);
+    }
+    next.tv_nsec += std::chrono::nanoseconds(kBatchInterval).count();
+    if (next.tv_nsec >= 1'000'000'000) {
+      next.tv_nsec -= 1'000'000'000;
+      ++next.tv_sec;
+    }
+    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR) {
+    }
+  }
+}
+
+RunResult fanout_result(std::uint64_t events, std::int64_t start, std::int64_t end, double cpu) {
+  RunResult out;
+  out.metrics.push_back(
+      {"events_per_s", "events/s", static_cast<double>(events) * 1e9 / (end - start)});
+  out.metrics.push_back({"cpu_ms", "ms", cpu});
+  return out;
+}
+
+// raw: one thread, one epoll instance, every read end edge-triggered.
+RunResult raw_fanout(std::uint64_t writes, std::uint64_t* events_out = nullptr) {
+  std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) fail_errno("epoll_create1");
+  for (const auto& p : pipes) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.fd = p.r;
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) != 0) fail_errno("epoll_ctl");
+  }
+  std::uint64_t events = 0;
+  std::thread loop([&] {
+    std::vector<epoll_event> batch(1024);
+    std::uint64_t bytes = 0;
+    while (bytes < writes) {
+      const int n = ::epoll_wait(ep, batch.data(), static_cast<int>(batch.size()), 10'000);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        return;  // a timeout: lost events; the byte count check below fails the cell
+      }
+      for (int i = 0; i < n; ++i) {
+        bytes += drain(batch[i].data.fd);
+        ++events;
+      }
+    }
+  });
+  const double cpu0 = cpu_ms();
+  const std::int64_t start = now_ns();
+  fanout_writer(pipes, writes);
+  loop.join();
+  const std::int64_t end = now_ns();
+  const double cpu = cpu_ms() - cpu0;
+  ::close(ep);
+  if (events == 0) throw BenchError("raw fan-out loop saw no events");
+  if (events_out != nullptr) *events_out = events;
+  return fanout_result(events, start, end, cpu);
+}
+
+// evh: one isolate owns every registration (edge mode); each ready message is one event.
+struct FanoutSink {
+  std::uint64_t expected_bytes;
+  SendPort done;
+  std::uint64_t bytes = 0;
+  std::uint64_t events = 0;
+};
+
+RunResult evh_fanout(std::uint64_t writes) {
+  std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
+  Runtime rt;
+  EventHandler* eh = take(rt.event_handler(), "event_handler");
+  Receiver rx = take(rt.open_receiver(), "open_receiver");
+  FanoutSink sink{writes, take(rt.send_port(rx.id()), "send_port"), 0, 0};
+  ShutdownAtExit stop(rt);  // the handler borrows `sink`
+  IsolateRef iso = take(rt.spawn(make_handler([&sink](Isolate&, Message& m) {
+    auto ev = decode_io_event(m);
+    if (!ev || ev->notice != IoNotice::ready) return;
+    ++sink.events;
+    sink.bytes += drain(ev->fd);
+    if (sink.bytes == sink.expected_bytes) {
+      (void)sink.done.post(Message::u64(sink.events));
+    }
+  })),
+                        "spawn");
+  for (const auto& p : pipes) {
+    check(eh->add_fd(p.r, iso->main_port(), FdEvents::readable, {.mode = FdMode::edge}), "add_fd");
+  }
+  // A fence: the timeout is posted after every add above has been executed.
+  check(eh->set_timeout(rx.id(), EventHandler::Clock::now()), "set_timeout");
+  (void)take(rx.receive(kReplyTimeout), "registration fence");
+
+  const double cpu0 = cpu_ms();
+  const std::int64_t start = now_ns();
+  fanout_writer(pipes, writes);
+  Message done = take(rx.receive(kPhaseTimeout), "fan-out completion");
+  const std::int64_t end = now_ns();
+  const double cpu = cpu_ms() - cpu0;
+  rt.shutdown();
+  return fanout_result(done.as_u64(), start, end, cpu);
+}
+
+RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
+  if (impl == "evh") return evh_fanout(writes);
+  if (impl == "raw") return raw_fanout(writes);
+  throw BenchError("fd_fanout has no impl " + std::string(impl));
+}
+
+}  // namespace
+
+std::vector<Workload> fd_workloads() {
+  std::vector<Workload> all;
+  all.push_back(
+      {"fd_event_latency",
+       {"evh", "raw"},
+       Threading::multi,
+       [](std::string_view impl, Size size) { return fd_event_latency(impl, latency_size(size)); },
+       std::nullopt});
+  // Syscalls per event count the writer's write() too: one per write, the same for both impls.
+  // Units are writes; with 10,000 pipes almost every write is an event of its own.
+  all.push_back(
+      {"fd_fanout",
+       {"evh", "raw"},
+       Threading::multi,
+       [](std::string_view impl, Size size) { return fd_fanout(impl, fanout_writes(size)); },
+       SyscallProbe{
+           "syscalls_per_event",
+           [](Size size) -> std::uint64_t { return size == Size::quick ? 5'000 : 20'000; },
+           [](std::string_view impl, std::uint64_t units) { (void)fd_fanout(impl, units); }}});
+  return all;
+}
+
+}  // namespace evh::bench
