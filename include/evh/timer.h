@@ -1,0 +1,117 @@
+// evh/timer.h — isolate timers: one-shot, periodic and zero-delay, with slack classes.
+//
+// A `Timer` is an intrusive node the embedder owns (typically a field of its own timer object):
+// starting and cancelling it allocate nothing and take O(1). Start, cancel and every callback
+// happen on the owning isolate's own turn (`Isolate::start_timer` etc.); debug builds check it.
+//
+// Lifetime: while a Timer is armed it must neither move nor be destroyed; cancel it first (or let
+// it fire: a one-shot timer is disarmed before its callback runs). Destroying the isolate cancels
+// every timer it still holds, without calling them. Cancelling an unarmed timer, twice, or after
+// it fired is a harmless no-op (SEMANTICS 14).
+//
+// Order (SEMANTICS 12-13): within an isolate, due timers fire in (deadline, creation) order; a
+// timer never fires before its deadline on the clock; every timer due at a wakeup runs in one
+// batch, with the isolate's microtasks drained after each callback; a timer started (or a
+// periodic one re-armed) during a batch never runs in that batch; a callback may cancel any timer,
+// including later ones of the same batch.
+//
+// Slack: a timer may fire up to its slack after its deadline, so that timers whose windows overlap
+// share one wakeup. `Slack::exact()` fires as soon as the kernel allows; the default,
+// `Slack::coarse()`, allows min(50 µs, delay / 8); `Slack::custom(d)` allows `d`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace evh {
+
+class Isolate;
+class Timer;
+
+namespace detail {
+class TimerWheel;
+class TimerSet;
+struct TimerList;
+}  // namespace detail
+
+// `skipped` is the number of periods a periodic timer missed since its previous run (it runs once
+// for them: no burst, no drift); 0 for one-shot timers. The callback may throw: the exception is
+// caught, counted and reported like a message handler's.
+using TimerFn = void (*)(Isolate& self, Timer& timer, std::uint64_t skipped);
+
+class Slack {
+ public:
+  static constexpr Slack exact() noexcept { return Slack(Kind::exact, 0); }
+  static constexpr Slack coarse() noexcept { return Slack(Kind::coarse, 0); }
+  // A negative slack is treated as exact.
+  static constexpr Slack custom(std::chrono::nanoseconds d) noexcept {
+    return Slack(Kind::custom, d.count() > 0 ? d.count() : 0);
+  }
+  // The slack this class allows for a timer of the given delay (or period).
+  constexpr std::int64_t for_delay_ns(std::int64_t delay_ns) const noexcept {
+    switch (kind_) {
+      case Kind::exact:
+        return 0;
+      case Kind::custom:
+        return ns_;
+      case Kind::coarse: {
+        const std::int64_t eighth = delay_ns / 8;
+        return eighth < kCoarseMaxNs ? (eighth > 0 ? eighth : 0) : kCoarseMaxNs;
+      }
+    }
+    return 0;
+  }
+  static constexpr std::int64_t kCoarseMaxNs = 50'000;
+
+ private:
+  enum class Kind : std::uint8_t { exact, coarse, custom };
+  constexpr Slack(Kind k, std::int64_t ns) noexcept : kind_(k), ns_(ns) {}
+  Kind kind_;
+  std::int64_t ns_;
+};
+
+// Counters of one isolate's timers (`Isolate::timer_stats`) or of a whole runtime
+// (`Runtime::timer_stats`); O(1) to read. Lateness is fire time − deadline, in nanoseconds, as
+// seen just before each callback; percentiles come from a log-linear histogram (isolate: 1/8
+// relative resolution, runtime: 1/16).
+struct TimerStats {
+  std::uint64_t live = 0;  // armed now
+  std::uint64_t started = 0;
+  std::uint64_t fired = 0;      // callbacks run (a periodic timer counts once per run)
+  std::uint64_t cancelled = 0;  // cancels of armed timers
+  std::uint64_t batches = 0;
+  std::uint64_t largest_batch = 0;
+  std::uint64_t late_p50_ns = 0;
+  std::uint64_t late_p99_ns = 0;
+  std::uint64_t late_p999_ns = 0;
+  std::uint64_t late_max_ns = 0;
+};
+
+class Timer {
+ public:
+  Timer() noexcept = default;
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  bool armed() const noexcept { return pprev_ != nullptr; }
+  // The deadline of the current (or last) arming, on the isolate's clock, in nanoseconds.
+  std::int64_t deadline_ns() const noexcept { return deadline_; }
+  bool periodic() const noexcept { return period_ > 0; }
+
+  void* user = nullptr;  // the embedder's: evh never touches it
+
+ private:
+  friend class detail::TimerWheel;
+  friend class detail::TimerSet;
+  friend struct detail::TimerList;
+
+  Timer* next_ = nullptr;
+  Timer** pprev_ = nullptr;  // the link that points at this timer; null: not armed
+  std::int64_t deadline_ = 0;
+  std::int64_t fire_by_ = 0;  // deadline + slack: the wheel's key
+  std::uint64_t seq_ = 0;     // creation order, for ties
+  std::int64_t period_ = 0;   // 0: one-shot
+  TimerFn fn_ = nullptr;
+};
+
+}  // namespace evh

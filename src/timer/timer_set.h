@@ -1,0 +1,73 @@
+// TimerSet: one isolate's timers — the wheel, the zero-delay list, the batch being fired, stats.
+//
+// Contract: single-threaded (the isolate's turn). Timer nodes are the caller's (see
+// evh/timer.h). A batch is detached before its first callback: timers started or re-armed while
+// it runs go to the wheel or the zero-delay list and cannot join it; cancelling a member of the
+// batch unlinks it, so it does not fire.
+#pragma once
+
+#include <evh/timer.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "timer/lateness_histogram.h"
+#include "timer/timer_wheel.h"
+
+namespace evh::detail {
+
+class TimerSet {
+ public:
+  explicit TimerSet(std::int64_t now_ns) noexcept : wheel_(now_ns) {}
+  TimerSet(const TimerSet&) = delete;
+  TimerSet& operator=(const TimerSet&) = delete;
+  ~TimerSet() { cancel_all(); }
+
+  // Arms `t` (re-arming it if armed): due at now + delay, then every `period_ns` if > 0.
+  // Preconditions: delay_ns ≥ 0, period_ns ≥ 0.
+  void start(Timer& t, std::int64_t now_ns, std::int64_t delay_ns, std::int64_t period_ns,
+             TimerFn fn, Slack slack) noexcept;
+  // Disarms `t` if armed; otherwise nothing.
+  void cancel(Timer& t) noexcept;
+  // Disarms every timer (isolate death): none of their callbacks runs.
+  void cancel_all() noexcept;
+
+  // Detaches every timer due at `now_ns` as the batch, sorted by (deadline, creation). Returns
+  // its size. May allocate (the sort's scratch space grows to the largest batch once).
+  std::size_t begin_batch(std::int64_t now_ns);
+  // The next member of the batch, disarmed (one-shot) or re-armed for its next period
+  // (periodic, fixed schedule: `skipped` whole periods missed are skipped and counted), or null
+  // when the batch is done. `fire_ns` is the time the callback is about to run, for lateness.
+  Timer* next_in_batch(std::int64_t fire_ns, std::uint64_t& skipped) noexcept;
+  bool in_batch() const noexcept { return !batch_.empty(); }
+
+  // When the isolate must look next (see TimerWheel::next_wakeup); the earliest zero-delay
+  // deadline when any are pending. nullopt: no timer armed.
+  std::optional<std::int64_t> next_wakeup() noexcept;
+  bool has_zero_delay() const noexcept { return !zero_delay_.empty(); }
+
+  TimerStats stats() const noexcept;
+  std::uint64_t live() const noexcept { return live_; }
+  static TimerFn callback(const Timer& t) noexcept { return t.fn_; }
+
+ private:
+  TimerWheel wheel_;
+  TimerList zero_delay_;
+  TimerList batch_;
+  std::vector<Timer*> scratch_;
+  std::uint64_t next_seq_ = 0;
+  std::uint64_t live_ = 0;
+  std::uint64_t started_ = 0;
+  std::uint64_t fired_ = 0;
+  std::uint64_t cancelled_ = 0;
+  std::uint64_t batches_ = 0;
+  std::uint64_t largest_batch_ = 0;
+  std::unique_ptr<IsolateLateness> lateness_;  // created by the first fire
+ public:
+  // The runtime-wide histogram this set also records into (may be null).
+  RuntimeLateness* runtime_lateness = nullptr;
+};
+
+}  // namespace evh::detail

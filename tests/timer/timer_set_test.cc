@@ -1,0 +1,226 @@
+#include "timer/timer_set.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+namespace evh::detail {
+namespace {
+
+constexpr std::int64_t kUs = 1000;
+constexpr std::int64_t kMs = 1000 * kUs;
+constexpr std::int64_t kStart = 5 * 1000 * kMs;
+
+void noop(Isolate&, Timer&, std::uint64_t) {}
+
+std::intptr_t id_of(const Timer* t) {
+  return reinterpret_cast<std::intptr_t>(t->user);
+}
+
+// Fires everything due at `now` and returns the ids in firing order; `on_fire` may act on the
+// set between callbacks (as a callback would).
+template <class F>
+std::vector<std::intptr_t> fire(TimerSet& set, std::int64_t now, F&& on_fire) {
+  std::vector<std::intptr_t> order;
+  set.begin_batch(now);
+  std::uint64_t skipped = 0;
+  while (Timer* t = set.next_in_batch(now, skipped)) {
+    order.push_back(id_of(t));
+    on_fire(*t, skipped);
+  }
+  return order;
+}
+std::vector<std::intptr_t> fire(TimerSet& set, std::int64_t now) {
+  return fire(set, now, [](Timer&, std::uint64_t) {});
+}
+
+struct Timers {
+  explicit Timers(std::size_t n) : v(n) {
+    for (std::size_t i = 0; i < n; ++i) v[i].user = reinterpret_cast<void*>(i);
+  }
+  std::vector<Timer> v;
+};
+
+// Random deadlines, time advanced in random steps: every timer fires exactly once, never before
+// its deadline, and the whole sequence is in (deadline, creation) order.
+TEST(TimerSet, FiresInDeadlineOrderNeverEarly) {
+  Timers ts(20'000);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  std::mt19937_64 rng(7);
+  for (auto& t : ts.v) {
+    const auto delay = static_cast<std::int64_t>(rng() % (2000 * kMs));
+    set.start(t, kStart, delay, 0, &noop, Slack::coarse());
+  }
+  std::vector<std::pair<std::int64_t, std::intptr_t>> fired;
+  std::int64_t now = kStart;
+  while (set.live() > 0) {
+    now += static_cast<std::int64_t>(rng() % (3 * kMs));
+    set.begin_batch(now);
+    std::uint64_t skipped = 0;
+    while (Timer* t = set.next_in_batch(now, skipped)) {
+      ASSERT_LE(t->deadline_ns(), now) << "fired early";
+      fired.emplace_back(t->deadline_ns(), id_of(t));
+    }
+  }
+  ASSERT_EQ(fired.size(), ts.v.size());
+  EXPECT_TRUE(std::is_sorted(fired.begin(), fired.end()));
+  EXPECT_EQ(set.stats().fired, ts.v.size());
+}
+
+// Equal deadlines fire in creation order, zero-delay timers included (SEMANTICS 12).
+TEST(TimerSet, EqualDeadlinesFireInCreationOrder) {
+  Timers ts(6);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[3], kStart, 10 * kUs, 0, &noop, Slack::exact());
+  set.start(ts.v[1], kStart, 10 * kUs, 0, &noop, Slack::exact());
+  set.start(ts.v[0], kStart + 10 * kUs, 0, 0, &noop, Slack::exact());  // zero-delay, same time
+  set.start(ts.v[5], kStart, 5 * kUs, 0, &noop, Slack::exact());
+  set.start(ts.v[2], kStart + 10 * kUs, 0, 0, &noop, Slack::exact());
+  EXPECT_EQ(fire(set, kStart + 10 * kUs), (std::vector<std::intptr_t>{5, 3, 1, 0, 2}));
+}
+
+// A callback cancels a later member of its own batch: that one does not fire; cancelling it
+// again, or cancelling one that already fired, is a no-op (SEMANTICS 14).
+TEST(TimerSet, CancelFromInsideCallback) {
+  Timers ts(3);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  for (int i = 0; i < 3; ++i) set.start(ts.v[i], kStart, (i + 1) * kUs, 0, &noop, Slack::exact());
+  auto order = fire(set, kStart + kMs, [&](Timer& t, std::uint64_t) {
+    if (id_of(&t) == 0) {
+      set.cancel(ts.v[1]);
+      set.cancel(ts.v[1]);
+      set.cancel(ts.v[0]);  // itself, already fired
+    }
+  });
+  EXPECT_EQ(order, (std::vector<std::intptr_t>{0, 2}));
+  EXPECT_EQ(set.live(), 0u);
+  EXPECT_EQ(set.stats().cancelled, 1u);
+}
+
+// A timer started during a batch, even an already-due zero-delay one, waits for the next batch.
+TEST(TimerSet, TimerCreatedInBatchWaits) {
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[0], kStart, kUs, 0, &noop, Slack::exact());
+  auto first = fire(set, kStart + kMs, [&](Timer&, std::uint64_t) {
+    set.start(ts.v[1], kStart + kMs, 0, 0, &noop, Slack::exact());
+  });
+  EXPECT_EQ(first, (std::vector<std::intptr_t>{0}));
+  EXPECT_TRUE(set.has_zero_delay());
+  EXPECT_EQ(fire(set, kStart + kMs), (std::vector<std::intptr_t>{1}));
+}
+
+// A periodic timer keeps its schedule; when it falls behind by whole periods it runs once and
+// reports how many it skipped (SEMANTICS 15).
+TEST(TimerSet, PeriodicCatchUpSkips) {
+  Timers ts(1);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[0], kStart, 10 * kMs, 10 * kMs, &noop, Slack::exact());
+  std::uint64_t skipped = 99;
+  fire(set, kStart + 10 * kMs + 3 * kUs, [&](Timer&, std::uint64_t s) { skipped = s; });
+  EXPECT_EQ(skipped, 0u);
+  EXPECT_EQ(ts.v[0].deadline_ns(), kStart + 20 * kMs);  // no drift from the 3 µs lateness
+  fire(set, kStart + 55 * kMs, [&](Timer&, std::uint64_t s) { skipped = s; });
+  EXPECT_EQ(skipped, 3u);  // 20 ran late by 35 ms: 30, 40 and 50 are skipped
+  EXPECT_EQ(ts.v[0].deadline_ns(), kStart + 60 * kMs);
+  EXPECT_TRUE(ts.v[0].armed());
+}
+
+// A periodic timer that cancels itself from its callback does not run again.
+TEST(TimerSet, PeriodicCancelsItself) {
+  Timers ts(1);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[0], kStart, kMs, kMs, &noop, Slack::exact());
+  auto order = fire(set, kStart + kMs, [&](Timer& t, std::uint64_t) { set.cancel(t); });
+  EXPECT_EQ(order.size(), 1u);
+  EXPECT_FALSE(ts.v[0].armed());
+  EXPECT_TRUE(fire(set, kStart + 10 * kMs).empty());
+  EXPECT_FALSE(set.next_wakeup().has_value());
+}
+
+// A million timers started and cancelled in shuffled order leave the structure empty.
+TEST(TimerSet, MillionStartedAndCancelledLeaveItEmpty) {
+  Timers ts(1'000'000);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  std::mt19937_64 rng(11);
+  for (auto& t : ts.v) {
+    set.start(t, kStart, static_cast<std::int64_t>(rng() % (20'000 * kMs)) + 1, 0, &noop,
+              Slack::coarse());
+  }
+  std::vector<Timer*> order;
+  for (auto& t : ts.v) order.push_back(&t);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (Timer* t : order) set.cancel(*t);
+  EXPECT_EQ(set.live(), 0u);
+  EXPECT_FALSE(set.next_wakeup().has_value());
+  EXPECT_TRUE(fire(set, kStart + 30'000 * kMs).empty());
+}
+
+// The wakeup honours every window: a coarse timer's slack lets the wakeup wait, but not past an
+// exact timer's deadline inside that window; it is never before the earliest deadline.
+TEST(TimerSet, WakeupMergesWindowsWithinSlack) {
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[0], kStart, 800 * kUs, 0, &noop, Slack::coarse());  // window 800..850 µs
+  auto w = set.next_wakeup();
+  ASSERT_TRUE(w.has_value());
+  EXPECT_GE(*w, kStart + 800 * kUs);
+  EXPECT_LE(*w, kStart + 850 * kUs);
+  set.start(ts.v[1], kStart, 820 * kUs, 0, &noop, Slack::exact());
+  w = set.next_wakeup();
+  ASSERT_TRUE(w.has_value());
+  EXPECT_GE(*w, kStart + 800 * kUs);
+  EXPECT_LE(*w, kStart + 820 * kUs);
+  // One wakeup fires both, in deadline order.
+  EXPECT_EQ(fire(set, *w), (std::vector<std::intptr_t>{0, 1}));
+}
+
+// Far timers (beyond the wheel's top level) are kept and fire on time.
+TEST(TimerSet, FarFutureTimers) {
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  const std::int64_t days_60 = 60LL * 24 * 3600 * 1000 * kMs;
+  set.start(ts.v[0], kStart, days_60, 0, &noop, Slack::exact());
+  set.start(ts.v[1], kStart, 3600LL * 1000 * kMs, 0, &noop, Slack::exact());
+  std::int64_t now = kStart;
+  std::vector<std::intptr_t> all;
+  for (int i = 0; i < 1000 && set.live() > 0; ++i) {
+    auto w = set.next_wakeup();
+    ASSERT_TRUE(w.has_value());
+    ASSERT_GE(*w, now);
+    now = *w;
+    for (auto id : fire(set, now)) all.push_back(id);
+  }
+  EXPECT_EQ(all, (std::vector<std::intptr_t>{1, 0}));
+  EXPECT_EQ(now, kStart + days_60);
+}
+
+// Driving the set only by its own wakeups fires every timer exactly at or after its deadline and
+// no later than its fire-by time (the exact class: at its deadline).
+TEST(TimerSet, WakeupsAloneFireEverythingWithinSlack) {
+  Timers ts(5'000);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  std::mt19937_64 rng(3);
+  for (std::size_t i = 0; i < ts.v.size(); ++i) {
+    const auto delay = static_cast<std::int64_t>(rng() % (500 * kMs)) + 1;
+    set.start(ts.v[i], kStart, delay, 0, &noop, i % 2 ? Slack::exact() : Slack::coarse());
+  }
+  std::size_t n = 0;
+  while (auto w = set.next_wakeup()) {
+    set.begin_batch(*w);
+    std::uint64_t skipped = 0;
+    while (Timer* t = set.next_in_batch(*w, skipped)) {
+      ++n;
+      ASSERT_LE(t->deadline_ns(), *w);
+      const bool exact = id_of(t) % 2 == 1;
+      ASSERT_LE(*w - t->deadline_ns(), exact ? 0 : Slack::kCoarseMaxNs) << "late beyond slack";
+    }
+  }
+  EXPECT_EQ(n, ts.v.size());
+  EXPECT_LT(set.stats().batches, ts.v.size()) << "no window was merged";
+}
+
+}  // namespace
+}  // namespace evh::detail
