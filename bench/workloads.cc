@@ -9,7 +9,8 @@ const std::vector<Workload>& all_workloads() {
   // written here and not the link order.
   static const std::vector<Workload> workloads = [] {
     std::vector<Workload> all;
-    for (auto part : {messaging_workloads, scheduling_workloads, isolate_workloads, fd_workloads}) {
+    for (auto part : {timer_workloads, messaging_workloads, scheduling_workloads, isolate_workloads,
+                      fd_workloads}) {
       auto some = part();
       all.insert(all.end(), std::make_move_iterator(some.begin()),
                  std::make_move_iterator(some.end()));

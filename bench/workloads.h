@@ -79,5 +79,6 @@ std::vector<Workload> messaging_workloads();   // messaging_bench.cc
 std::vector<Workload> scheduling_workloads();  // scheduling_bench.cc
 std::vector<Workload> isolate_workloads();     // isolate_bench.cc
 std::vector<Workload> fd_workloads();          // fd_bench.cc
+std::vector<Workload> timer_workloads();       // timer_bench.cc
 
 }  // namespace evh::bench

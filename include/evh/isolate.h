@@ -20,7 +20,9 @@
 #include <evh/error.h>
 #include <evh/message.h>
 #include <evh/task_runner.h>
+#include <evh/timer.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -102,6 +104,20 @@ class Isolate {
   Result<PortId> open_port();
   // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
   void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
+
+  // Timers (evh/timer.h). Arms `timer` to call `fn` after `delay` (0: a zero-delay timer, run in
+  // the next batch without a kernel timer), re-arming it if it was armed. `Errc::invalid_argument`
+  // for a negative delay or a null fn; `Errc::isolate_dead` after destroy(). The first timer of
+  // an isolate starts the runtime's event handler if needed (its error is returned).
+  Status start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn,
+                     Slack slack = Slack::coarse());
+  // As start_timer, then every `period` on a fixed schedule (`period` > 0).
+  Status start_periodic(Timer& timer, std::chrono::nanoseconds period, TimerFn fn,
+                        Slack slack = Slack::coarse());
+  // Disarms `timer`; a no-op when it is not armed (twice, or after it fired).
+  void cancel_timer(Timer& timer) noexcept;
+  // This isolate's timer counters and lateness percentiles.
+  TimerStats timer_stats() const noexcept;
 
  private:
   friend class detail::IsolateImpl;

@@ -16,6 +16,7 @@
 #include <evh/port.h>
 #include <evh/receiver.h>
 #include <evh/task_runner.h>
+#include <evh/timer.h>
 
 #include <chrono>
 #include <cstdint>
@@ -99,6 +100,9 @@ class Runtime {
   void shutdown() noexcept;
 
   RuntimeStats stats() const noexcept;
+  // Every isolate's timers together: counters reported by each isolate at the end of each message
+  // that touched its timers, and one lateness histogram all of them record into. O(1).
+  TimerStats timer_stats() const noexcept;
   const RuntimeOptions& options() const noexcept;
 
   detail::RuntimeImpl& impl() noexcept { return *impl_; }

@@ -1,14 +1,40 @@
+#include <evh/clock.h>
+#include <evh/event_handler.h>
+
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "core/assert.h"
 #include "core/isolate_impl.h"
 #include "core/runtime_impl.h"
 #include "sync/spin.h"
+#include "timer/timer_set.h"
 
 namespace evh {
 namespace detail {
+
+// An isolate's timers: the set, the internal port their wakeups arrive on (an extra port of the
+// isolate, never delivered to the handler), the deadline handed to the event handler, and
+// whether a self-post for zero-delay timers is queued.
+struct IsolateTimers {
+  explicit IsolateTimers(std::int64_t now_ns) : set(now_ns) {}
+  TimerSet set;
+  PortId port = PortId::none;
+  std::optional<std::int64_t> registered;
+  bool self_post_pending = false;
+  TimerStats reported;  // counters already added to the runtime's
+  // The isolate's notion of "now" for starting timers: read at most once per message (or per
+  // timer callback), like libuv's loop time, so that starting a timer costs no clock read.
+  std::int64_t now_ns = 0;
+  std::uint64_t now_stamp = ~std::uint64_t{0};
+};
+
 namespace {
+
+std::int64_t monotonic_ns() noexcept {
+  return MonotonicClock().now().count();
+}
 
 #if defined(EVH_DEBUG_CHECKS)
 // This thread's identity for the "one thread per isolate" check: the address of a thread_local.
@@ -75,6 +101,7 @@ IsolateImpl::~IsolateImpl() {
     }
     delete microtasks_;
   }
+  delete timers_;  // its set has been emptied at death; any timer left is disarmed here
   EVH_ASSERT(extra_ports_ == nullptr || extra_ports_->empty(), "open ports keep an isolate alive");
   delete extra_ports_;
   if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
@@ -249,6 +276,11 @@ void IsolateImpl::run() noexcept {
 }
 
 void IsolateImpl::deliver(Message& message) noexcept {
+  // The main port is the fast path; timer wakeups come to an extra port (the slow path).
+  if (message.port() != main_port_id_ && timers_ != nullptr && message.port() == timers_->port) {
+    on_timer_message(message);
+    return;
+  }
   if (!is_open_port(message.port())) {
     bump(dropped_);
     return;  // the caller's `message` releases the payload on this thread
@@ -260,6 +292,7 @@ void IsolateImpl::deliver(Message& message) noexcept {
   }
   bump(handled_);
   run_microtasks();
+  if (timers_dirty_) sync_timer_wakeup();
 }
 
 bool IsolateImpl::is_open_port(PortId id) noexcept {
@@ -318,6 +351,16 @@ void IsolateImpl::finish_dead() noexcept {
   std::uint64_t released = queue_drain(normal_tail_, normal_head_);
   if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) released += q->drain();
   bump(dropped_, released);
+  if (timers_ != nullptr) {
+    // Every timer is disarmed without running; the event handler forgets the deadline (its
+    // timeout message, if already posted, is dropped with the closed port).
+    timers_->set.cancel_all();
+    report_timer_counters();
+    if (timers_->registered) {
+      if (auto eh = runtime_->event_handler(); eh.ok()) (void)(*eh)->clear_timeout(timers_->port);
+      timers_->registered.reset();
+    }
+  }
   // No message will be delivered again: release the handler's state now rather than when the
   // memory goes. Handlers that hold SendPorts to each other would otherwise keep each other's
   // memory (and so their state) alive for as long as the runtime lives.
@@ -428,6 +471,126 @@ void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
   microtasks_->push_back(Microtask{fn, arg, drop});
 }
 
+IsolateTimers* IsolateImpl::timers_or_create() noexcept {
+  if (timers_ != nullptr) return timers_;
+  // The event handler must be there before the first deadline is handed to it.
+  if (!runtime_->event_handler().ok()) return nullptr;
+  auto port = open_port();
+  if (!port.ok()) return nullptr;
+  timers_ = new IsolateTimers(monotonic_ns());
+  timers_->port = *port;
+  timers_->set.runtime_lateness = &runtime_->timer_lateness();
+  return timers_;
+}
+
+Status IsolateImpl::start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+                                Slack slack) {
+  EVH_ASSERT(owns_turn(), "timers are for the isolate's own turn");
+  if (delay_ns < 0 || period_ns < 0 || fn == nullptr) return Errc::invalid_argument;
+  if (is_dead()) return Errc::isolate_dead;
+  if (timers_ == nullptr) {
+    if (timers_or_create() == nullptr) {
+      auto eh = runtime_->event_handler();
+      return eh.ok() ? Status{Errc::isolate_dead} : Status{eh.error()};
+    }
+  }
+  IsolateTimers& tm = *timers_;
+  const std::uint64_t stamp = handled_.load(std::memory_order_relaxed);
+  if (tm.now_stamp != stamp) {
+    tm.now_ns = monotonic_ns();
+    tm.now_stamp = stamp;
+  }
+  tm.set.start(t, tm.now_ns, delay_ns, period_ns, fn, slack);
+  timers_dirty_ = true;
+  return {};
+}
+
+void IsolateImpl::cancel_timer(Timer& t) noexcept {
+  if (timers_ == nullptr || !t.armed()) return;
+  timers_->set.cancel(t);
+  timers_dirty_ = true;
+}
+
+TimerStats IsolateImpl::timer_stats() const noexcept {
+  return timers_ != nullptr ? timers_->set.stats() : TimerStats{};
+}
+
+void IsolateImpl::on_timer_message(const Message& message) noexcept {
+  IsolateTimers& tm = *timers_;
+  if (auto ev = decode_io_event(message); ev && ev->notice == IoNotice::timeout) {
+    // The event handler forgets a deadline once it has fired it.
+    if (tm.registered == ev->deadline_ns) tm.registered.reset();
+  } else {
+    tm.self_post_pending = false;
+  }
+  run_timer_batch();
+  sync_timer_wakeup();
+}
+
+void IsolateImpl::run_timer_batch() noexcept {
+  TimerSet& set = timers_->set;
+  if (set.begin_batch(monotonic_ns()) == 0) return;
+  std::uint64_t skipped = 0;
+  // The clock is read before each callback: lateness is what that callback sees.
+  IsolateTimers& tm = *timers_;
+  while (!dead_requested_.load(std::memory_order_acquire)) {
+    const std::int64_t now = monotonic_ns();
+    Timer* t = set.next_in_batch(now, skipped);
+    if (t == nullptr) break;
+    tm.now_ns = now;  // timers started by this callback count from its start
+    tm.now_stamp = handled_.load(std::memory_order_relaxed);
+    try {
+      TimerSet::callback (*t)(*this, *t, skipped);
+    } catch (...) {
+      report_exception();
+    }
+    run_microtasks();
+  }
+  // Killed mid-batch: the rest of the batch does not run (finish_dead disarms it).
+}
+
+void IsolateImpl::report_timer_counters() noexcept {
+  IsolateTimers& tm = *timers_;
+  const TimerStats now = tm.set.stats_counters();
+  TimerStats d;
+  d.started = now.started - tm.reported.started;
+  d.fired = now.fired - tm.reported.fired;
+  d.cancelled = now.cancelled - tm.reported.cancelled;
+  d.batches = now.batches - tm.reported.batches;
+  d.largest_batch = now.largest_batch;
+  const auto live_delta =
+      static_cast<std::int64_t>(now.live) - static_cast<std::int64_t>(tm.reported.live);
+  if (d.started != 0 || d.fired != 0 || d.cancelled != 0 || d.batches != 0 || live_delta != 0) {
+    runtime_->add_timer_counters(d, live_delta);
+    tm.reported = now;
+  }
+}
+
+void IsolateImpl::sync_timer_wakeup() noexcept {
+  timers_dirty_ = false;
+  IsolateTimers& tm = *timers_;
+  report_timer_counters();
+  if (is_dead()) return;
+  if (tm.set.has_zero_delay()) {
+    // One self-post per turn runs every zero-delay timer, in order with the due ones.
+    if (!tm.self_post_pending) {
+      tm.self_post_pending = true;
+      Message wake = Message::u64(0);
+      wake.set_port(tm.port);
+      enqueue(std::move(wake), Priority::normal);
+    }
+    return;
+  }
+  const std::optional<std::int64_t> next = tm.set.next_wakeup();
+  if (next == tm.registered) return;  // only when the earliest deadline changes
+  auto eh = runtime_->event_handler();
+  if (!eh.ok()) return;  // shutting down: timers will not fire again
+  Status st = next ? (*eh)->set_timeout(
+                         tm.port, EventHandler::Clock::time_point(std::chrono::nanoseconds(*next)))
+                   : (*eh)->clear_timeout(tm.port);
+  if (st.ok()) tm.registered = next;
+}
+
 }  // namespace detail
 
 // The public face: Isolate has no data of its own; every call forwards to IsolateImpl.
@@ -465,6 +628,20 @@ Status Isolate::close_port(PortId port) noexcept {
 }
 void Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
   IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
+}
+Status Isolate::start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn, Slack slack) {
+  return IsolateImpl::of(*this).start_timer(timer, delay.count(), 0, fn, slack);
+}
+Status Isolate::start_periodic(Timer& timer, std::chrono::nanoseconds period, TimerFn fn,
+                               Slack slack) {
+  if (period.count() <= 0) return Errc::invalid_argument;
+  return IsolateImpl::of(*this).start_timer(timer, period.count(), period.count(), fn, slack);
+}
+void Isolate::cancel_timer(Timer& timer) noexcept {
+  IsolateImpl::of(*this).cancel_timer(timer);
+}
+TimerStats Isolate::timer_stats() const noexcept {
+  return IsolateImpl::of(*this).timer_stats();
 }
 
 namespace detail {

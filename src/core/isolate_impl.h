@@ -32,6 +32,7 @@
 namespace evh::detail {
 
 class RuntimeImpl;
+struct IsolateTimers;
 
 class IsolateImpl final : public Isolate, public Task, public PortTarget {
  public:
@@ -67,6 +68,10 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   Result<PortId> open_port();
   Status close_port(PortId port) noexcept;
   void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);
+  Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+                     Slack slack);
+  void cancel_timer(Timer& t) noexcept;
+  TimerStats timer_stats() const noexcept;
   RuntimeImpl& runtime_impl() const noexcept { return *runtime_; }
   void* data() const noexcept { return data_; }
 
@@ -93,6 +98,13 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void deliver(Message& message) noexcept;
   void run_microtasks() noexcept;
   bool is_open_port(PortId id) noexcept;
+  // Timers: created on the first start_timer(); the batch runner; the hand-over of the next
+  // wakeup to the event handler (or a self-post for zero-delay timers).
+  IsolateTimers* timers_or_create() noexcept;
+  void on_timer_message(const Message& message) noexcept;
+  void run_timer_batch() noexcept;
+  void sync_timer_wakeup() noexcept;
+  void report_timer_counters() noexcept;
   void report_exception() noexcept;
   void finish_dead() noexcept;
   void close_all_ports() noexcept;
@@ -120,6 +132,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<std::uint32_t> exceptions_{0};  // rare writes: harmless here
   std::atomic<std::uint64_t> wakeups_{0};     // written by the producer that wakes the isolate
   void* data_;                                // never written after spawn
+  IsolateTimers* timers_ = nullptr;           // written once; read only on timer paths
 
   alignas(64) QueueHead normal_head_;
   std::atomic<MpscQueue*> oob_{nullptr};  // created on the first OOB post; read per message
@@ -128,6 +141,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
   std::atomic<bool> main_closed_{false};
   std::atomic<bool> ports_lock_{false};  // guards extra_ports_ (open/close are rare)
+  bool timers_dirty_ = false;            // a timer changed this message: hand the next wakeup over
   IsolateHandler handler_;
   PortId main_port_id_ = PortId::none;
   std::vector<PortState*>* extra_ports_ = nullptr;  // created by the first open_port()

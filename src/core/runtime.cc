@@ -161,6 +161,34 @@ void RuntimeImpl::shutdown() noexcept {
   shut_down_ = true;
 }
 
+void RuntimeImpl::add_timer_counters(const TimerStats& d, std::int64_t live_delta) noexcept {
+  timers_live_.fetch_add(live_delta, std::memory_order_relaxed);
+  timers_started_.fetch_add(d.started, std::memory_order_relaxed);
+  timers_fired_.fetch_add(d.fired, std::memory_order_relaxed);
+  timers_cancelled_.fetch_add(d.cancelled, std::memory_order_relaxed);
+  timer_batches_.fetch_add(d.batches, std::memory_order_relaxed);
+  std::uint64_t m = largest_timer_batch_.load(std::memory_order_relaxed);
+  while (d.largest_batch > m && !largest_timer_batch_.compare_exchange_weak(
+                                    m, d.largest_batch, std::memory_order_relaxed)) {
+  }
+}
+
+TimerStats RuntimeImpl::timer_stats() const noexcept {
+  TimerStats s;
+  const std::int64_t live = timers_live_.load(std::memory_order_relaxed);
+  s.live = live > 0 ? static_cast<std::uint64_t>(live) : 0;
+  s.started = timers_started_.load(std::memory_order_relaxed);
+  s.fired = timers_fired_.load(std::memory_order_relaxed);
+  s.cancelled = timers_cancelled_.load(std::memory_order_relaxed);
+  s.batches = timer_batches_.load(std::memory_order_relaxed);
+  s.largest_batch = largest_timer_batch_.load(std::memory_order_relaxed);
+  s.late_p50_ns = timer_lateness_.percentile(50);
+  s.late_p99_ns = timer_lateness_.percentile(99);
+  s.late_p999_ns = timer_lateness_.percentile(99.9);
+  s.late_max_ns = timer_lateness_.max();
+  return s;
+}
+
 RuntimeStats RuntimeImpl::stats() const noexcept {
   RuntimeStats s;
   s.isolates_live = isolates_live_.load(std::memory_order_relaxed);
@@ -217,6 +245,10 @@ void Runtime::shutdown() noexcept {
 RuntimeStats Runtime::stats() const noexcept {
   return impl_->stats();
 }
+TimerStats Runtime::timer_stats() const noexcept {
+  return impl_->timer_stats();
+}
+
 const RuntimeOptions& Runtime::options() const noexcept {
   return impl_->options();
 }

@@ -15,6 +15,7 @@
 #include "port/port_id.h"
 #include "port/port_map.h"
 #include "sched/thread_pool.h"
+#include "timer/lateness_histogram.h"
 
 namespace evh::detail {
 
@@ -38,6 +39,11 @@ class RuntimeImpl {
   Result<Receiver> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
   Result<EventHandler*> event_handler() noexcept;
+  // Every isolate's timers record their lateness here too; and add their counters at death.
+  RuntimeLateness& timer_lateness() noexcept { return timer_lateness_; }
+  // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
+  void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept;
+  TimerStats timer_stats() const noexcept;
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
 
@@ -72,6 +78,13 @@ class RuntimeImpl {
   bool eh_closed_ = false;
   std::atomic<EventHandler*> eh_ready_{nullptr};
 
+  RuntimeLateness timer_lateness_;
+  std::atomic<std::int64_t> timers_live_{0};
+  std::atomic<std::uint64_t> timers_started_{0};
+  std::atomic<std::uint64_t> timers_fired_{0};
+  std::atomic<std::uint64_t> timers_cancelled_{0};
+  std::atomic<std::uint64_t> timer_batches_{0};
+  std::atomic<std::uint64_t> largest_timer_batch_{0};
   std::atomic<std::uint64_t> isolates_live_{0};
   std::atomic<std::uint64_t> isolates_spawned_{0};
   std::atomic<std::uint64_t> exceptions_{0};

@@ -98,6 +98,17 @@ std::optional<std::int64_t> TimerSet::next_wakeup() noexcept {
   return wheel_.next_wakeup();
 }
 
+TimerStats TimerSet::stats_counters() const noexcept {
+  TimerStats s;
+  s.live = live_;
+  s.started = started_;
+  s.fired = fired_;
+  s.cancelled = cancelled_;
+  s.batches = batches_;
+  s.largest_batch = largest_batch_;
+  return s;
+}
+
 TimerStats TimerSet::stats() const noexcept {
   TimerStats s;
   s.live = live_;

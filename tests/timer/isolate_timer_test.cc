@@ -1,0 +1,216 @@
+// Isolate timers on the real clock and the real event handler: lower bounds only, never a
+// timing threshold.
+#include <evh/clock.h>
+#include <evh/event_handler.h>
+#include <evh/runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+
+namespace evh {
+namespace {
+
+using namespace std::chrono_literals;
+using test::expect_receive;
+
+std::int64_t mono_ns() {
+  return MonotonicClock().now().count();
+}
+
+// Shared by a test and the isolate's callbacks; touched only on the isolate's turn until the
+// test has received the isolate's final report.
+struct Fixture {
+  explicit Fixture(std::size_t n) : timers(n) {}
+  std::vector<Timer> timers;
+  std::vector<std::pair<std::int64_t, std::size_t>> fired;  // (deadline, index)
+  std::vector<std::int64_t> late;
+  SendPort report;
+  std::size_t expected = 0;
+  int microtasks_run = 0;
+};
+
+void record(Isolate&, Timer& t, std::uint64_t) {
+  auto& f = *static_cast<Fixture*>(t.user);
+  const auto index = static_cast<std::size_t>(&t - f.timers.data());
+  f.late.push_back(mono_ns() - t.deadline_ns());
+  f.fired.emplace_back(t.deadline_ns(), index);
+  if (f.fired.size() == f.expected) (void)f.report.post(Message::u64(1));
+}
+
+// Timers fire no earlier than their deadline, in (deadline, creation) order, zero-delay ones
+// included, and each once.
+TEST(IsolateTimers, FireInOrderNeverEarly) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(200);
+  f.report = *rt.send_port(rx->id());
+  f.expected = f.timers.size();
+  std::mt19937_64 rng(5);
+  std::vector<std::int64_t> delays(f.timers.size());
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    delays[i] = i % 10 == 0 ? 0 : static_cast<std::int64_t>(rng() % 20'000'000);
+  }
+  std::int64_t started_at = 0;
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    started_at = mono_ns();
+    for (std::size_t i = 0; i < f.timers.size(); ++i) {
+      f.timers[i].user = &f;
+      ASSERT_TRUE(self.start_timer(f.timers[i], std::chrono::nanoseconds(delays[i]), &record,
+                                   i % 2 ? Slack::exact() : Slack::coarse())
+                      .ok());
+    }
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  ASSERT_EQ(f.fired.size(), f.timers.size());
+  EXPECT_TRUE(std::is_sorted(f.fired.begin(), f.fired.end()));
+  for (std::int64_t l : f.late) EXPECT_GE(l, 0) << "a timer fired before its deadline";
+  for (auto& [deadline, index] : f.fired) EXPECT_GE(deadline, started_at - 1'000'000'000);
+  const TimerStats rs = rt.timer_stats();
+  EXPECT_EQ(rs.fired, f.timers.size());
+  EXPECT_EQ(rs.live, 0u);
+}
+
+// A callback cancels a later timer of the same batch, and the last timer ends the test; the
+// cancelled one never runs, and a microtask scheduled by a callback runs before the next one.
+TEST(IsolateTimers, CancelInBatchAndMicrotasksBetweenCallbacks) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(3);
+  f.report = *rt.send_port(rx->id());
+  f.expected = 2;
+  static int seen_by_second = -1;
+  auto first = [](Isolate& self, Timer& t, std::uint64_t) {
+    auto& fx = *static_cast<Fixture*>(t.user);
+    self.cancel_timer(fx.timers[1]);
+    self.schedule_microtask([](Isolate&, void* a) { ++static_cast<Fixture*>(a)->microtasks_run; },
+                            &fx);
+    record(self, t, 0);
+  };
+  auto third = [](Isolate& self, Timer& t, std::uint64_t) {
+    seen_by_second = static_cast<Fixture*>(t.user)->microtasks_run;
+    record(self, t, 0);
+  };
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    for (auto& t : f.timers) t.user = &f;
+    // All three are due at the same wakeup (same deadline), in creation order.
+    ASSERT_TRUE(self.start_timer(f.timers[0], 2ms, first, Slack::exact()).ok());
+    ASSERT_TRUE(self.start_timer(f.timers[1], 2ms, &record, Slack::exact()).ok());
+    ASSERT_TRUE(self.start_timer(f.timers[2], 2ms, third, Slack::exact()).ok());
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  ASSERT_EQ(f.fired.size(), 2u);
+  EXPECT_EQ(f.fired[0].second, 0u);
+  EXPECT_EQ(f.fired[1].second, 2u);
+  EXPECT_EQ(seen_by_second, 1);
+  EXPECT_FALSE(f.timers[1].armed());
+}
+
+// A periodic timer runs on its schedule and cancels itself after five runs.
+TEST(IsolateTimers, PeriodicCancelsItself) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(1);
+  f.report = *rt.send_port(rx->id());
+  f.expected = 5;
+  auto tick = [](Isolate& self, Timer& t, std::uint64_t) {
+    auto& fx = *static_cast<Fixture*>(t.user);
+    if (fx.fired.size() + 1 == fx.expected) self.cancel_timer(t);
+    record(self, t, 0);
+  };
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    f.timers[0].user = &f;
+    ASSERT_TRUE(self.start_periodic(f.timers[0], 1ms, tick).ok());
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  ASSERT_EQ(f.fired.size(), 5u);
+  for (std::size_t i = 1; i < f.fired.size(); ++i) {
+    // Fixed schedule: deadlines are whole periods apart (a skipped period makes it more).
+    EXPECT_EQ((f.fired[i].first - f.fired[0].first) % 1'000'000, 0);
+    EXPECT_GT(f.fired[i].first, f.fired[i - 1].first);
+  }
+  EXPECT_FALSE(f.timers[0].armed());
+}
+
+// 1,000 timers with one deadline fire in one batch; zero-delay timers need no kernel timer.
+TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(1000);
+  f.report = *rt.send_port(rx->id());
+  f.expected = f.timers.size();
+  auto eh = rt.event_handler();
+  ASSERT_TRUE(eh.ok());
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message& m) {
+    const bool zero = m.as_u64() == 1;
+    for (auto& t : f.timers) {
+      t.user = &f;
+      ASSERT_TRUE(self.start_timer(t, zero ? 0ms : 3ms, &record, Slack::exact()).ok());
+    }
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(1)).ok());
+  expect_receive(*rx);
+  EXPECT_EQ((*eh)->stats().timeouts, 0u) << "zero-delay timers used the kernel timer";
+  f.fired.clear();
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(2)).ok());
+  expect_receive(*rx);
+  // One timeout fires them, plus at most one earlier one when the deadline lies beyond a 4 ms
+  // wheel slot boundary (that wakeup only moves timers down a level: docs/TIMERS.md).
+  EXPECT_GE((*eh)->stats().timeouts, 1u);
+  EXPECT_LE((*eh)->stats().timeouts, 2u);
+  EXPECT_EQ(rt.timer_stats().batches, 2u);
+  EXPECT_EQ(rt.timer_stats().largest_batch, 1000u);
+}
+
+// A throwing callback is caught and counted; the batch goes on.
+TEST(IsolateTimers, ThrowingCallbackIsCaught) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(2);
+  f.report = *rt.send_port(rx->id());
+  f.expected = 1;
+  auto boom = [](Isolate&, Timer&, std::uint64_t) { throw std::runtime_error("timer boom"); };
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    for (auto& t : f.timers) t.user = &f;
+    ASSERT_TRUE(self.start_timer(f.timers[0], 1ms, boom, Slack::exact()).ok());
+    ASSERT_TRUE(self.start_timer(f.timers[1], 1ms, &record, Slack::exact()).ok());
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  EXPECT_EQ((*iso)->stats().exceptions, 1u);
+}
+
+// Bad arguments get clear errors; destroying an isolate disarms its timers without running them.
+TEST(IsolateTimers, BadArgumentsAndDestroyDisarms) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  Fixture f(2);
+  f.report = *rt.send_port(rx->id());
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    for (auto& t : f.timers) t.user = &f;
+    std::uint64_t errors = 0;
+    errors += self.start_timer(f.timers[0], -1ms, &record).error() == Errc::invalid_argument;
+    errors += self.start_timer(f.timers[0], 1ms, nullptr).error() == Errc::invalid_argument;
+    errors += self.start_periodic(f.timers[0], 0ms, &record).error() == Errc::invalid_argument;
+    ASSERT_TRUE(self.start_timer(f.timers[1], 1h, &record).ok());
+    self.cancel_timer(f.timers[0]);  // never armed: a no-op
+    (void)f.report.post(Message::u64(errors));
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 3u);
+  EXPECT_TRUE(f.timers[1].armed());
+  (*iso)->destroy();
+  rt.shutdown();
+  EXPECT_FALSE(f.timers[1].armed());
+  EXPECT_TRUE(f.fired.empty());
+  EXPECT_EQ(rt.timer_stats().live, 0u);
+}
+
+}  // namespace
+}  // namespace evh
