@@ -17,6 +17,8 @@ namespace {
 using namespace std::chrono_literals;
 using test::expect_receive;
 
+constexpr std::uint64_t kSettle = 777;
+
 std::int64_t mono_ns() {
   return MonotonicClock().now().count();
 }
@@ -32,6 +34,13 @@ struct Fixture {
   std::size_t expected = 0;
   int microtasks_run = 0;
 };
+
+// The isolate reports its timer counters to the runtime after the message (or batch) that
+// changed them; a round trip through its mailbox waits for that.
+void settle(Runtime& rt, Receiver& rx, PortId isolate_port) {
+  ASSERT_TRUE(rt.post(isolate_port, Message::u64(kSettle)).ok());
+  EXPECT_EQ(expect_receive(rx).as_u64(), kSettle);
+}
 
 void record(Isolate&, Timer& t, std::uint64_t) {
   auto& f = *static_cast<Fixture*>(t.user);
@@ -55,7 +64,11 @@ TEST(IsolateTimers, FireInOrderNeverEarly) {
     delays[i] = i % 10 == 0 ? 0 : static_cast<std::int64_t>(rng() % 20'000'000);
   }
   std::int64_t started_at = 0;
-  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message& m) {
+    if (m.as_u64() == kSettle) {
+      (void)f.report.post(Message::u64(kSettle));
+      return;
+    }
     started_at = mono_ns();
     for (std::size_t i = 0; i < f.timers.size(); ++i) {
       f.timers[i].user = &f;
@@ -70,6 +83,7 @@ TEST(IsolateTimers, FireInOrderNeverEarly) {
   EXPECT_TRUE(std::is_sorted(f.fired.begin(), f.fired.end()));
   for (std::int64_t l : f.late) EXPECT_GE(l, 0) << "a timer fired before its deadline";
   for (auto& [deadline, index] : f.fired) EXPECT_GE(deadline, started_at - 1'000'000'000);
+  settle(rt, *rx, (*iso)->main_port());
   const TimerStats rs = rt.timer_stats();
   EXPECT_EQ(rs.fired, f.timers.size());
   EXPECT_EQ(rs.live, 0u);
@@ -148,6 +162,10 @@ TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
   auto eh = rt.event_handler();
   ASSERT_TRUE(eh.ok());
   auto iso = rt.spawn(make_handler([&](Isolate& self, Message& m) {
+    if (m.as_u64() == kSettle) {
+      (void)f.report.post(Message::u64(kSettle));
+      return;
+    }
     const bool zero = m.as_u64() == 1;
     for (auto& t : f.timers) {
       t.user = &f;
@@ -164,6 +182,7 @@ TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
   // wheel slot boundary (that wakeup only moves timers down a level: docs/TIMERS.md).
   EXPECT_GE((*eh)->stats().timeouts, 1u);
   EXPECT_LE((*eh)->stats().timeouts, 2u);
+  settle(rt, *rx, (*iso)->main_port());
   EXPECT_EQ(rt.timer_stats().batches, 2u);
   EXPECT_EQ(rt.timer_stats().largest_batch, 1000u);
 }
