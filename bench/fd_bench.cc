@@ -19,7 +19,9 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <future>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -27,6 +29,7 @@
 
 #include "evh_support.h"
 #include "measure.h"
+#include "peers.h"
 #include "workloads.h"
 
 namespace evh::bench {
@@ -194,9 +197,26 @@ RunResult evh_fd_latency(LatencySize size) {
   return latency_result(samples);
 }
 
+// peers: the peer's loop answers each request, exactly as raw's epoll thread does.
+RunResult peer_fd_latency(const PeerImpl& p, LatencySize size) {
+  BenchPipe req(/*read_nonblock=*/true);
+  BenchPipe rep(/*read_nonblock=*/false);
+  const int rep_w = rep.w;
+  std::vector<std::int64_t> samples;
+  p.serve_fds(
+      std::span<const int>(&req.r, 1),
+      [rep_w](int fd) {
+        drain(fd);
+        write_byte(rep_w);
+      },
+      [&] { samples = latency_loop(req.w, rep.r, size); });
+  return latency_result(samples);
+}
+
 RunResult fd_event_latency(std::string_view impl, LatencySize size) {
   if (impl == "evh") return evh_fd_latency(size);
   if (impl == "raw") return raw_fd_latency(size);
+  if (const PeerImpl* p = find_peer(impl)) return peer_fd_latency(*p, size);
   throw BenchError("fd_event_latency has no impl " + std::string(impl));
 }
 
@@ -354,9 +374,45 @@ RunResult evh_fanout(std::uint64_t writes) {
   return fanout_result(done.as_u64(), start, end, cpu);
 }
 
+// peers: every read end registered on the peer's loop; each readiness callback is one event.
+RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
+  std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
+  std::vector<int> fds;
+  fds.reserve(pipes.size());
+  for (const auto& pipe : pipes) fds.push_back(pipe.r);
+  std::uint64_t bytes = 0;   // owned by the loop's thread
+  std::uint64_t events = 0;  // owned by the loop's thread
+  std::promise<std::uint64_t> done;
+  std::future<std::uint64_t> finished = done.get_future();
+  double cpu = 0;
+  std::int64_t start = 0;
+  std::int64_t end = 0;
+  std::uint64_t seen = 0;
+  p.serve_fds(
+      fds,
+      [&](int fd) {
+        ++events;
+        bytes += drain(fd);
+        if (bytes == writes) done.set_value(events);
+      },
+      [&] {
+        const double cpu0 = cpu_ms();
+        start = now_ns();
+        fanout_writer(pipes, writes);
+        if (finished.wait_for(kPhaseTimeout) != std::future_status::ready) {
+          throw BenchError("fan-out loop did not see every byte");
+        }
+        seen = finished.get();
+        end = now_ns();
+        cpu = cpu_ms() - cpu0;
+      });
+  return fanout_result(seen, start, end, cpu);
+}
+
 RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
   if (impl == "evh") return evh_fanout(writes);
   if (impl == "raw") return raw_fanout(writes);
+  if (const PeerImpl* p = find_peer(impl)) return peer_fanout(*p, writes);
   throw BenchError("fd_fanout has no impl " + std::string(impl));
 }
 
@@ -365,17 +421,13 @@ RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
 std::vector<Workload> fd_workloads() {
   std::vector<Workload> all;
   all.push_back(
-      {"fd_event_latency",
-       {"evh", "raw"},
-       Threading::multi,
+      {"fd_event_latency", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_event_latency(impl, latency_size(size)); },
        std::nullopt});
   // Syscalls per event count the writer's write() too: one per write, the same for both impls.
   // Units are writes; with 10,000 pipes almost every write is an event of its own.
   all.push_back(
-      {"fd_fanout",
-       {"evh", "raw"},
-       Threading::multi,
+      {"fd_fanout", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_fanout(impl, fanout_writes(size)); },
        SyscallProbe{
            "syscalls_per_event",

@@ -29,6 +29,9 @@ constexpr int kUsageStatus = 2;
 constexpr std::string_view kContractImpls[] = {"evh",   "evh-exact", "evh-epoll", "evh-uring",
                                                "libuv", "asio",      "libevent",  "raw"};
 
+// The peers BENCHMARKS.md names; each is built only when its library was found.
+constexpr std::string_view kPeerImpls[] = {"libuv", "asio", "libevent"};
+
 // Every impl of this build, in the registry's order: the column order of the table.
 std::vector<std::string> known_impls() {
   std::vector<std::string> impls;
@@ -80,6 +83,16 @@ SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
   }
   for (const std::string& impl : impls) {
     if (o.impls.empty() || contains(o.impls, impl)) plan.impls.push_back(impl);
+  }
+  // A default run names the peers this build lacks too, so a table without them says why.
+  if (o.impls.empty()) {
+    for (const std::string_view peer : kPeerImpls) {
+      const std::string name(peer);
+      if (contains(impls, name) || contains(skipped, name)) continue;
+      std::fprintf(stderr, "evh-bench: impl %s is not built (its package was missing); skipped\n",
+                   name.c_str());
+      skipped.push_back(name);
+    }
   }
   return plan;
 }
@@ -135,6 +148,7 @@ int run(int argc, char** argv) {
 
   SuiteResult result = run_suite(plan);
   result.skipped_impls = std::move(skipped);
+  result.size = o.size == Size::quick ? "quick" : o.size == Size::full ? "full" : "standard";
   std::cout << '\n';
   write_table(std::cout, result);
   std::cout.flush();

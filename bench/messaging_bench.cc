@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -18,6 +19,7 @@
 
 #include "evh_support.h"
 #include "measure.h"
+#include "peers.h"
 #include "raw_floor.h"
 #include "workloads.h"
 
@@ -308,6 +310,59 @@ RunResult evh_port_flood(std::uint64_t n) {
   return out;
 }
 
+// ---- peers: the peer's loop on its own thread; replies come back through an EventfdQueue ---
+
+// The plain thread posts into the peer's loop (peers.h) and blocks for the echo on the same
+// eventfd queue raw uses, so the two impls differ only in the loop under test.
+RunResult peer_thread_pingpong(const PeerImpl& p, PingpongSize size) {
+  EventfdQueue from_echo;
+  std::vector<std::int64_t> samples;
+  samples.reserve(size.count);
+  {
+    auto loop = p.start_message_loop([&from_echo](std::uint64_t v) { from_echo.push(v); });
+    for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+      const std::int64_t sent = now_ns();
+      loop->post(i);
+      const std::uint64_t back = from_echo.pop();
+      const std::int64_t received = now_ns();
+      check_echo(back, i);
+      if (i >= size.warmup) samples.push_back(received - sent);
+    }
+  }
+  RunResult out;
+  rtt_metrics(out, samples);
+  return out;
+}
+
+RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
+  EventfdQueue done;
+  std::uint64_t count = 0;  // owned by the loop's thread
+  auto loop = p.start_message_loop([&](std::uint64_t v) {
+    if (v == kPing) {
+      done.push(kPing);
+    } else if (++count == n) {
+      done.push(count);
+    }
+  });
+  // The ping proves the loop is up and idle before the clock starts, as for raw and evh.
+  loop->post(kPing);
+  check_echo(done.pop(), kPing);
+  loop->reset_wakeups();
+  const std::int64_t start = now_ns();
+  for (std::uint64_t i = 0; i < n; ++i) loop->post(i);
+  const std::uint64_t counted = done.pop();
+  const std::int64_t end = now_ns();
+  const std::optional<std::uint64_t> wakeups = loop->wakeups();
+  loop.reset();
+  check_echo(counted, n);
+  RunResult out;
+  out.metrics.push_back({"msgs_per_s", "msgs/s", static_cast<double>(n) * 1e9 / (end - start)});
+  if (wakeups) {
+    out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(*wakeups)});
+  }
+  return out;
+}
+
 // ---- dispatch -------------------------------------------------------------------------------
 
 [[noreturn]] void no_such_impl(std::string_view workload, std::string_view impl) {
@@ -317,6 +372,7 @@ RunResult evh_port_flood(std::uint64_t n) {
 RunResult thread_pingpong(std::string_view impl, PingpongSize size) {
   if (impl == "evh") return evh_thread_pingpong(size);
   if (impl == "raw") return raw_thread_pingpong(size);
+  if (const PeerImpl* p = find_peer(impl)) return peer_thread_pingpong(*p, size);
   no_such_impl("thread_pingpong", impl);
 }
 
@@ -329,6 +385,7 @@ RunResult isolate_pingpong(std::string_view impl, PingpongSize size) {
 RunResult port_flood(std::string_view impl, std::uint64_t n) {
   if (impl == "evh") return evh_port_flood(n);
   if (impl == "raw") return raw_port_flood(n);
+  if (const PeerImpl* p = find_peer(impl)) return peer_port_flood(*p, n);
   no_such_impl("port_flood", impl);
 }
 
@@ -337,9 +394,7 @@ RunResult port_flood(std::string_view impl, std::uint64_t n) {
 std::vector<Workload> messaging_workloads() {
   std::vector<Workload> all;
   all.push_back(
-      {"thread_pingpong",
-       {"evh", "raw"},
-       Threading::multi,
+      {"thread_pingpong", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return thread_pingpong(impl, pingpong_size(size)); },
        SyscallProbe{"syscalls_per_rtt",
                     [](Size size) -> std::uint64_t { return size == Size::quick ? 500 : 2'000; },
@@ -347,9 +402,7 @@ std::vector<Workload> messaging_workloads() {
                       (void)thread_pingpong(impl, {200, units});
                     }}});
   all.push_back(
-      {"port_flood",
-       {"evh", "raw"},
-       Threading::multi,
+      {"port_flood", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return port_flood(impl, flood_size(size)); },
        SyscallProbe{
            "syscalls_per_msg",

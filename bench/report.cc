@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_json.h"
 #include "stats.h"
 
 namespace evh::bench {
@@ -130,42 +131,6 @@ std::string markdown_cell(std::string_view s) {
   return out;
 }
 
-void write_json_string(std::ostream& out, std::string_view s) {
-  out << '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out << "\\\"";
-        break;
-      case '\\':
-        out << "\\\\";
-        break;
-      case '\n':
-        out << "\\n";
-        break;
-      case '\t':
-        out << "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out << buf;
-        } else {
-          out << c;
-        }
-    }
-  }
-  out << '"';
-}
-
-// The shortest text that reads back as the same double.
-void write_json_number(std::ostream& out, double v) {
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out << std::string_view(buf, ec == std::errc() ? static_cast<std::size_t>(end - buf) : 0);
-}
-
 std::string first_cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -258,7 +223,9 @@ void write_markdown(std::ostream& out, const SuiteResult& result) {
 }
 
 void write_json(std::ostream& out, const SuiteResult& result, const MachineInfo& machine) {
-  out << "{ \"schema\": 1,\n  \"machine\": {\"nproc\": " << machine.nproc << ", \"kernel\": ";
+  out << "{ \"schema\": 1,\n  \"size\": ";
+  write_json_string(out, result.size);
+  out << ",\n  \"machine\": {\"nproc\": " << machine.nproc << ", \"kernel\": ";
   write_json_string(out, machine.kernel);
   out << ", \"cpu\": ";
   write_json_string(out, machine.cpu);

@@ -49,6 +49,7 @@ struct SuiteResult {
   std::vector<CurveRow> curves;
   std::vector<std::string> skipped_impls;  // asked for but not built (set by the caller)
   int failed_cells = 0;
+  std::string size = "standard";  // "quick", "standard" or "full": the sizes the cells ran at
 };
 
 SuiteResult run_suite(const SuitePlan& plan);

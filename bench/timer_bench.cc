@@ -25,6 +25,8 @@
 
 #include "evh_support.h"
 #include "measure.h"
+#include "peers.h"
+#include "timer_common.h"
 #include "workloads.h"
 
 namespace evh::bench {
@@ -32,66 +34,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSeed = 20261121;
+constexpr std::uint64_t kSeed = kTimerSeed;
 constexpr auto kPhaseTimeout = 120s;
-
-struct BatchSize {
-  std::uint64_t count;
-  std::int64_t lead_ns;    // every deadline is at least this far ahead
-  std::int64_t spread_ns;  // plus U[0, spread)
-};
 
 BatchSize batch_size(bool big, Size size) {
   if (size == Size::quick) return {big ? 100'000u : 20'000u, 150'000'000, 300'000'000};
   if (big) return {1'000'000, 400'000'000, 1'000'000'000};
   return {100'000, 150'000'000, 1'000'000'000};
-}
-
-// The same delays for every impl and repetition.
-std::vector<std::int64_t> make_delays(const BatchSize& b) {
-  std::mt19937_64 rng(kSeed);
-  std::vector<std::int64_t> d(b.count);
-  for (auto& x : d) x = b.lead_ns + static_cast<std::int64_t>(rng() % b.spread_ns);
-  return d;
-}
-
-double cpu_ms_now() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto ms = [](const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; };
-  return ms(ru.ru_utime) + ms(ru.ru_stime);
-}
-
-// What every impl reports for a batch, from the lateness samples it took in its callbacks.
-struct BatchOutcome {
-  std::vector<std::int64_t> late_ns;
-  std::int64_t last_fire_ns = 0;
-  std::int64_t last_deadline_ns = 0;
-  std::uint64_t early = 0;
-  double arm_ns_total = 0;
-  double cpu_ms = 0;
-  double wall_ms = 0;
-  double bytes = 0;
-  std::uint64_t wakeups = 0;
-};
-
-RunResult batch_metrics(BatchOutcome& o, std::uint64_t n) {
-  if (o.late_ns.size() != n) {
-    throw BenchError("fired " + std::to_string(o.late_ns.size()) + " of " + std::to_string(n));
-  }
-  RunResult out;
-  const auto per = [n](double v) { return v / static_cast<double>(n); };
-  out.metrics.push_back({"arm_ns_per_timer", "ns", per(o.arm_ns_total)});
-  out.metrics.push_back({"cpu_ms", "ms", o.cpu_ms});
-  out.metrics.push_back({"wall_ms", "ms", o.wall_ms});
-  out.metrics.push_back(
-      {"overrun_ms", "ms", static_cast<double>(o.last_fire_ns - o.last_deadline_ns) / 1e6});
-  add_latency_metrics(out, "late", "", o.late_ns,
-                      {{50, "p50"}, {99, "p99"}, {99.9, "p999"}, {100, "max"}});
-  out.metrics.push_back({"early_fires", "count", static_cast<double>(o.early)});
-  out.metrics.push_back({"bytes_per_timer", "bytes", per(o.bytes)});
-  out.metrics.push_back({"wakeups", "count", static_cast<double>(o.wakeups)});
-  return out;
 }
 
 // ---- evh ----------------------------------------------------------------------------------
@@ -230,6 +179,10 @@ RunResult raw_timer_batch(const BatchSize& b) {
 RunResult timer_batch(std::string_view impl, const BatchSize& b) {
   if (impl == "evh") return evh_timer_batch(b, Slack::coarse());
   if (impl == "evh-exact") return evh_timer_batch(b, Slack::exact());
+  if (find_peer(impl) != nullptr) {
+    BatchOutcome o = peer(impl).timer_batch(make_delays(b));
+    return batch_metrics(o, b.count);
+  }
   return raw_timer_batch(b);
 }
 
@@ -237,22 +190,6 @@ RunResult timer_batch(std::string_view impl, const BatchSize& b) {
 
 std::uint64_t churn_size(Size size) {
   return size == Size::quick ? 100'000 : 1'000'000;
-}
-
-struct ChurnTimes {
-  double start_ns = 0;
-  double cancel_ns = 0;
-  double immediate_ns = 0;
-};
-
-RunResult churn_metrics(const ChurnTimes& t, std::uint64_t n) {
-  RunResult out;
-  const auto per = [n](double v) { return v / static_cast<double>(n); };
-  out.metrics.push_back({"bulk_start_ns", "ns", per(t.start_ns)});
-  out.metrics.push_back({"bulk_cancel_ns", "ns", per(t.cancel_ns)});
-  out.metrics.push_back({"bulk_pair_ns", "ns", per(t.start_ns + t.cancel_ns)});
-  out.metrics.push_back({"immediate_pair_ns", "ns", per(t.immediate_ns)});
-  return out;
 }
 
 std::vector<std::uint32_t> shuffled(std::uint64_t n) {
@@ -383,6 +320,9 @@ ChurnTimes raw_churn(std::uint64_t n, bool bulk, bool immediate) {
 
 RunResult timer_churn(std::string_view impl, Size size) {
   const std::uint64_t n = churn_size(size);
+  if (find_peer(impl) != nullptr) {
+    return churn_metrics(peer(impl).timer_churn(n, shuffled(n), ChurnPhases{}), n);
+  }
   return churn_metrics(impl == "raw" ? raw_churn(n, true, true) : evh_churn(n, true, true), n);
 }
 
@@ -392,8 +332,7 @@ std::vector<Workload> timer_workloads() {
   std::vector<Workload> all;
   for (bool big : {true, false}) {
     all.push_back(
-        {big ? "timer_batch" : "timer_batch_100k",
-         {"evh", "evh-exact", "raw"},
+        {big ? "timer_batch" : "timer_batch_100k", with_peers({"evh", "evh-exact", "raw"}),
          Threading::multi,
          big ? [](std::string_view impl,
                   Size size) { return timer_batch(impl, batch_size(true, size)); }
@@ -404,13 +343,12 @@ std::vector<Workload> timer_workloads() {
                         (void)timer_batch(impl, BatchSize{units, 50'000'000, 200'000'000});
                       }}});
   }
-  all.push_back({"timer_churn",
-                 {"evh", "raw"},
-                 Threading::single,
-                 &timer_churn,
+  all.push_back({"timer_churn", with_peers({"evh", "raw"}), Threading::single, &timer_churn,
                  SyscallProbe{"syscalls_per_pair", [](Size) -> std::uint64_t { return 200'000; },
                               [](std::string_view impl, std::uint64_t units) {
-                                if (impl == "raw") {
+                                if (find_peer(impl) != nullptr) {
+                                  (void)peer(impl).timer_churn(units, {}, {false, true});
+                                } else if (impl == "raw") {
                                   (void)raw_churn(units, false, true);
                                 } else {
                                   (void)evh_churn(units, false, true);

@@ -1,0 +1,246 @@
+// bench/peer_libevent.cc — the libevent 2.1 peer (peers.h): one event_base per run, made after
+// evthread_use_pthreads() so that other threads may activate its events and break its loop.
+//   - messages: a mutex-protected queue and a user event (no fd); the producer calls
+//     event_active() only on the queue's empty-to-non-empty transition, and libevent wakes its
+//     loop through its own notification fd;
+//   - timers: one evtimer_new() event per timer, default base flags (libevent's own choice of
+//     monotonic clock), microsecond timeouts; libevent cannot tell its loop's wakeups;
+//   - fds: one event_new(fd, EV_READ | EV_PERSIST) per fd (level-triggered; the callback reads
+//     it empty). Stopping goes through a user event whose callback calls
+//     event_base_loopbreak() on the loop's thread, since a break sent before the loop starts
+//     would be forgotten when it does.
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "measure.h"
+#include "peers.h"
+#include "timer_common.h"
+
+namespace evh::bench {
+namespace {
+
+event_base* new_base() {
+  static const int threads = evthread_use_pthreads();
+  if (threads != 0) throw BenchError("evthread_use_pthreads failed");
+  event_base* base = event_base_new();
+  if (base == nullptr) throw BenchError("event_base_new failed");
+  return base;
+}
+
+struct BaseDeleter {
+  void operator()(event_base* b) const noexcept { event_base_free(b); }
+};
+struct EventDeleter {
+  void operator()(event* e) const noexcept { event_free(e); }
+};
+using BasePtr = std::unique_ptr<event_base, BaseDeleter>;
+using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+EventPtr new_event(event_base* base, evutil_socket_t fd, short what, event_callback_fn cb,
+                   void* arg) {
+  EventPtr ev(event_new(base, fd, what, cb, arg));
+  if (!ev) throw BenchError("event_new failed");
+  return ev;
+}
+
+// A user event whose callback breaks the loop, activated from any thread.
+EventPtr new_stop_event(event_base* base) {
+  return new_event(
+      base, -1, 0,
+      [](evutil_socket_t, short, void* arg) {
+        event_base_loopbreak(static_cast<event_base*>(arg));
+      },
+      base);
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+class EvMessageLoop final : public PeerMessageLoop {
+ public:
+  explicit EvMessageLoop(std::function<void(std::uint64_t)> on_message)
+      : on_message_(std::move(on_message)),
+        base_(new_base()),
+        ready_(new_event(base_.get(), -1, 0, &EvMessageLoop::on_ready, this)),
+        stop_(new_stop_event(base_.get())),
+        thread_([this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); }) {}
+  ~EvMessageLoop() override {
+    event_active(stop_.get(), 0, 0);
+    thread_.join();
+  }
+
+  void post(std::uint64_t value) override {
+    bool was_empty;
+    {
+      std::lock_guard lock(mu_);
+      was_empty = queue_.empty();
+      queue_.push_back(value);
+    }
+    // The callback takes the whole queue under the lock, so only the push that ends an empty
+    // spell needs to activate it; later ones find it active or running.
+    if (was_empty) event_active(ready_.get(), 0, 0);
+  }
+  std::optional<std::uint64_t> wakeups() const override {
+    return wakeups_.load(std::memory_order_relaxed);
+  }
+  void reset_wakeups() override { wakeups_.store(0, std::memory_order_relaxed); }
+
+ private:
+  static void on_ready(evutil_socket_t, short, void* arg) {
+    auto& self = *static_cast<EvMessageLoop*>(arg);
+    self.wakeups_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(self.mu_);
+      self.batch_.swap(self.queue_);
+    }
+    for (const std::uint64_t v : self.batch_) self.on_message_(v);
+    self.batch_.clear();
+  }
+
+  std::function<void(std::uint64_t)> on_message_;
+  BasePtr base_;
+  EventPtr ready_;
+  EventPtr stop_;
+  std::mutex mu_;
+  std::deque<std::uint64_t> queue_;  // guarded by mu_
+  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::atomic<std::uint64_t> wakeups_{0};
+  std::thread thread_;
+};
+
+std::unique_ptr<PeerMessageLoop> start_message_loop(std::function<void(std::uint64_t)> f) {
+  return std::make_unique<EvMessageLoop>(std::move(f));
+}
+
+// ---- timers ----------------------------------------------------------------------------------
+
+timeval ceil_tv(std::int64_t ns) {
+  const std::int64_t us = (ns + 999) / 1000;
+  return {static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+}
+
+struct EvBatchTimer {
+  EventPtr ev;
+  std::int64_t deadline_ns;
+  BatchOutcome* out;
+};
+
+BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
+  const std::size_t n = delays.size();
+  BasePtr base(new_base());
+  BatchOutcome o;
+  o.late_ns.reserve(n);
+  o.wakeups_known = false;
+  trim_heap();
+  const std::int64_t rss0 = resident_bytes();
+  const double cpu0 = cpu_ms_now();
+  const std::int64_t wall0 = now_ns();
+  auto timers = std::make_unique<EvBatchTimer[]>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    EvBatchTimer& t = timers[i];
+    t.out = &o;
+    t.ev = new_event(
+        base.get(), -1, 0,
+        [](evutil_socket_t, short, void* arg) {
+          auto& bt = *static_cast<EvBatchTimer*>(arg);
+          record_fire(*bt.out, bt.deadline_ns);
+        },
+        &t);
+    // libevent takes "now" itself at evtimer_add; read ours right before it.
+    t.deadline_ns = now_ns() + delays[i];
+    const timeval tv = ceil_tv(delays[i]);
+    if (evtimer_add(t.ev.get(), &tv) != 0) throw BenchError("evtimer_add failed");
+  }
+  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
+  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  event_base_dispatch(base.get());  // returns once no event is pending: every timer fired
+  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
+  o.cpu_ms = cpu_ms_now() - cpu0;
+  timers.reset();
+  return o;
+}
+
+void never_fires(evutil_socket_t, short, void*) {}
+
+ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
+                       ChurnPhases phases) {
+  BasePtr base(new_base());
+  std::vector<EventPtr> timers;
+  for (std::uint64_t i = 0; i < (phases.bulk ? n : 1); ++i) {
+    timers.push_back(new_event(base.get(), -1, 0, &never_fires, nullptr));
+  }
+  const timeval later{10, 0};
+  ChurnTimes t;
+  if (phases.bulk) {
+    std::int64_t t0 = now_ns();
+    for (auto& ev : timers) evtimer_add(ev.get(), &later);
+    t.start_ns = static_cast<double>(now_ns() - t0);
+    t0 = now_ns();
+    for (const std::uint32_t i : order) evtimer_del(timers[i].get());
+    t.cancel_ns = static_cast<double>(now_ns() - t0);
+  }
+  if (phases.immediate) {
+    event* one = timers[0].get();
+    const std::int64_t t0 = now_ns();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      evtimer_add(one, &later);
+      evtimer_del(one);
+    }
+    t.immediate_ns = static_cast<double>(now_ns() - t0);
+  }
+  timers.clear();
+  return t;
+}
+
+// ---- fds -------------------------------------------------------------------------------------
+
+void serve_fds(std::span<const int> fds, const std::function<void(int)>& on_readable,
+               const std::function<void()>& client) {
+  BasePtr base(new_base());
+  std::vector<EventPtr> events;
+  events.reserve(fds.size());
+  for (const int fd : fds) {
+    events.push_back(new_event(
+        base.get(), fd, EV_READ | EV_PERSIST,
+        [](evutil_socket_t fd, short, void* arg) {
+          (*static_cast<const std::function<void(int)>*>(arg))(fd);
+        },
+        const_cast<std::function<void(int)>*>(&on_readable)));
+    if (event_add(events.back().get(), nullptr) != 0) throw BenchError("event_add failed");
+  }
+  EventPtr stop = new_stop_event(base.get());
+  std::thread thread([&base] { event_base_loop(base.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
+  std::exception_ptr error;
+  try {
+    client();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  event_active(stop.get(), 0, 0);
+  thread.join();
+  stop.reset();
+  events.clear();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+const PeerImpl& libevent_peer() {
+  static const PeerImpl impl{"libevent", &start_message_loop, &timer_batch, &timer_churn,
+                             &serve_fds};
+  return impl;
+}
+
+}  // namespace evh::bench

@@ -1,0 +1,246 @@
+// bench/peer_libuv.cc — the libuv peer (peers.h): one uv_loop_t per run, driven the way the
+// libuv documentation and its own benchmarks do it.
+//   - messages: a mutex-protected queue drained by a uv_async_t; every post calls
+//     uv_async_send(), which libuv coalesces itself (only the first send after a drain writes
+//     its eventfd);
+//   - timers: one uv_timer_t per timer, at millisecond resolution (libuv's only one);
+//   - fds: one uv_poll_t per fd, UV_READABLE (level-triggered; the callback reads it empty).
+
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "measure.h"
+#include "peers.h"
+#include "timer_common.h"
+
+namespace evh::bench {
+namespace {
+
+void check_uv(int rc, const char* what) {
+  if (rc != 0) throw BenchError(std::string(what) + ": " + uv_strerror(rc));
+}
+
+// Closes every handle still open on `loop`, runs the loop until their close callbacks ran, and
+// closes the loop.
+void close_loop(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void*) {
+        if (uv_is_closing(h) == 0) uv_close(h, nullptr);
+      },
+      nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+class UvMessageLoop final : public PeerMessageLoop {
+ public:
+  explicit UvMessageLoop(std::function<void(std::uint64_t)> on_message)
+      : on_message_(std::move(on_message)) {
+    check_uv(uv_loop_init(&loop_), "uv_loop_init");
+    async_.data = this;
+    check_uv(uv_async_init(&loop_, &async_, &UvMessageLoop::on_async), "uv_async_init");
+    thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+  }
+  ~UvMessageLoop() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    uv_async_send(&async_);
+    thread_.join();
+    close_loop(&loop_);
+  }
+
+  void post(std::uint64_t value) override {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(value);
+    }
+    uv_async_send(&async_);
+  }
+  std::optional<std::uint64_t> wakeups() const override {
+    return wakeups_.load(std::memory_order_relaxed);
+  }
+  void reset_wakeups() override { wakeups_.store(0, std::memory_order_relaxed); }
+
+ private:
+  static void on_async(uv_async_t* handle) {
+    auto& self = *static_cast<UvMessageLoop*>(handle->data);
+    self.wakeups_.fetch_add(1, std::memory_order_relaxed);
+    bool stop;
+    {
+      std::lock_guard lock(self.mu_);
+      self.batch_.swap(self.queue_);
+      stop = self.stopping_;
+    }
+    for (const std::uint64_t v : self.batch_) self.on_message_(v);
+    self.batch_.clear();
+    // Closing the only handle ends uv_run().
+    if (stop) uv_close(reinterpret_cast<uv_handle_t*>(&self.async_), nullptr);
+  }
+
+  std::function<void(std::uint64_t)> on_message_;
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  std::mutex mu_;
+  std::deque<std::uint64_t> queue_;  // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::atomic<std::uint64_t> wakeups_{0};
+  std::thread thread_;
+};
+
+std::unique_ptr<PeerMessageLoop> start_message_loop(std::function<void(std::uint64_t)> f) {
+  return std::make_unique<UvMessageLoop>(std::move(f));
+}
+
+// ---- timers ----------------------------------------------------------------------------------
+
+std::uint64_t ceil_ms(std::int64_t ns) {
+  return static_cast<std::uint64_t>((ns + 999'999) / 1'000'000);
+}
+
+struct UvBatchTimer {
+  uv_timer_t handle;
+  std::int64_t deadline_ns;
+  BatchOutcome* out;
+};
+
+// libuv measures a timeout from the loop's cached "now", which only moves at the start of a loop
+// iteration; arming a million timers takes longer than that is accurate for, so the batch
+// refreshes it (uv_update_time, what it is for) before each start. Its cost is in
+// arm_ns_per_timer; every deadline is then now + delay, as for the other impls. Loop
+// iterations (wakeups) are counted by an unreferenced uv_check_t, which runs once per
+// iteration after the poll.
+BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
+  const std::size_t n = delays.size();
+  uv_loop_t loop;
+  check_uv(uv_loop_init(&loop), "uv_loop_init");
+  BatchOutcome o;
+  o.late_ns.reserve(n);
+  uv_check_t iterations;
+  iterations.data = &o;
+  uv_check_init(&loop, &iterations);
+  uv_check_start(&iterations,
+                 [](uv_check_t* h) { ++static_cast<BatchOutcome*>(h->data)->wakeups; });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&iterations));
+
+  trim_heap();
+  const std::int64_t rss0 = resident_bytes();
+  const double cpu0 = cpu_ms_now();
+  const std::int64_t wall0 = now_ns();
+  auto timers = std::make_unique<UvBatchTimer[]>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    UvBatchTimer& t = timers[i];
+    uv_timer_init(&loop, &t.handle);
+    t.handle.data = &t;
+    t.out = &o;
+    uv_update_time(&loop);
+    t.deadline_ns = now_ns() + delays[i];
+    check_uv(uv_timer_start(
+                 &t.handle,
+                 [](uv_timer_t* h) {
+                   auto& bt = *static_cast<UvBatchTimer*>(h->data);
+                   record_fire(*bt.out, bt.deadline_ns);
+                 },
+                 ceil_ms(delays[i]), 0),
+             "uv_timer_start");
+  }
+  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
+  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  o.wakeups = 0;
+  // Returns once no timer is active: every one has fired.
+  uv_run(&loop, UV_RUN_DEFAULT);
+  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
+  o.cpu_ms = cpu_ms_now() - cpu0;
+  close_loop(&loop);
+  return o;
+}
+
+void never_fires(uv_timer_t*) {}
+
+ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
+                       ChurnPhases phases) {
+  uv_loop_t loop;
+  check_uv(uv_loop_init(&loop), "uv_loop_init");
+  std::vector<uv_timer_t> timers(phases.bulk ? n : 1);
+  for (auto& t : timers) uv_timer_init(&loop, &t);
+  uv_update_time(&loop);
+  ChurnTimes t;
+  if (phases.bulk) {
+    std::int64_t t0 = now_ns();
+    for (auto& timer : timers) uv_timer_start(&timer, &never_fires, 10'000, 0);
+    t.start_ns = static_cast<double>(now_ns() - t0);
+    t0 = now_ns();
+    for (const std::uint32_t i : order) uv_timer_stop(&timers[i]);
+    t.cancel_ns = static_cast<double>(now_ns() - t0);
+  }
+  if (phases.immediate) {
+    uv_timer_t& one = timers[0];
+    const std::int64_t t0 = now_ns();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      uv_timer_start(&one, &never_fires, 10'000, 0);
+      uv_timer_stop(&one);
+    }
+    t.immediate_ns = static_cast<double>(now_ns() - t0);
+  }
+  close_loop(&loop);
+  return t;
+}
+
+// ---- fds -------------------------------------------------------------------------------------
+
+void serve_fds(std::span<const int> fds, const std::function<void(int)>& on_readable,
+               const std::function<void()>& client) {
+  uv_loop_t loop;
+  check_uv(uv_loop_init(&loop), "uv_loop_init");
+  std::vector<uv_poll_t> polls(fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    check_uv(uv_poll_init(&loop, &polls[i], fds[i]), "uv_poll_init");
+    polls[i].data = const_cast<std::function<void(int)>*>(&on_readable);
+    check_uv(uv_poll_start(&polls[i], UV_READABLE,
+                           [](uv_poll_t* h, int status, int) {
+                             if (status < 0) return;
+                             uv_os_fd_t fd;
+                             uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd);
+                             (*static_cast<std::function<void(int)>*>(h->data))(fd);
+                           }),
+             "uv_poll_start");
+  }
+  uv_async_t stop;
+  uv_async_init(&loop, &stop, [](uv_async_t* h) { uv_stop(h->loop); });
+  std::thread thread([&loop] { uv_run(&loop, UV_RUN_DEFAULT); });
+  std::exception_ptr error;
+  try {
+    client();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  uv_async_send(&stop);
+  thread.join();
+  close_loop(&loop);
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+const PeerImpl& libuv_peer() {
+  static const PeerImpl impl{"libuv", &start_message_loop, &timer_batch, &timer_churn, &serve_fds};
+  return impl;
+}
+
+}  // namespace evh::bench

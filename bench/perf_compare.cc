@@ -1,0 +1,191 @@
+#include "perf_compare.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <tuple>
+
+#include "stats.h"
+
+namespace evh::bench {
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+bool contains(std::string_view s, std::string_view part) {
+  return s.find(part) != std::string_view::npos;
+}
+bool is_evh(std::string_view impl) {
+  return impl == "evh" || impl.starts_with("evh-");
+}
+
+std::string format(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+}  // namespace
+
+BenchRun bench_run_from_json(const JsonValue& doc) {
+  if (doc.at("schema").number() != 1) throw JsonError("evh-bench JSON: unknown schema");
+  BenchRun run;
+  // Documents written before the "size" member existed came from default-size runs.
+  const JsonValue* size = doc.find("size");
+  run.size = size != nullptr ? size->string() : "standard";
+  for (const JsonValue& r : doc.at("results").array()) {
+    BenchRow row;
+    row.workload = r.at("workload").string();
+    row.impl = r.at("impl").string();
+    row.metric = r.at("metric").string();
+    row.unit = r.at("unit").string();
+    row.median = r.at("median").number();
+    row.min = r.at("min").number();
+    row.max = r.at("max").number();
+    row.reps = static_cast<int>(r.at("reps").number());
+    run.rows.push_back(std::move(row));
+  }
+  return run;
+}
+
+double default_tolerance(std::string_view workload, std::string_view metric) {
+  // Counts of wakeups and early fires follow the scheduler's mood, not the code.
+  if (metric == "consumer_wakeups" || metric == "wakeups" || metric == "early_fires") return 0;
+  // The probe's round trip is bimodal on a busy machine (docs/BENCHMARKS.md): wide open.
+  if (workload == "oversubscribed") return 10;
+  if (ends_with(metric, "_us") || contains(metric, "_us_")) {
+    if (contains(metric, "_p50_")) return 3;
+    return 4;  // p99, p999, max: the tails
+  }
+  if (metric == "overrun_ms") return 4;
+  if (higher_is_better(metric)) return 1.5;
+  if (metric.starts_with("bytes_")) return 1.25;
+  if (metric.starts_with("syscalls_")) return 1.5;
+  if (ends_with(metric, "_ns") || ends_with(metric, "_ms")) return 1.5;
+  return 2;
+}
+
+bool Comparison::passed() const {
+  return regressions() == 0;
+}
+
+int Comparison::regressions() const {
+  return static_cast<int>(
+      std::count_if(cells.begin(), cells.end(), [](const CellVerdict& c) { return c.regressed; }));
+}
+
+Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
+                        const TolerancePolicy& tolerance) {
+  using Key = std::tuple<std::string, std::string, std::string>;  // workload, metric, impl
+  std::map<Key, double> now;
+  for (const BenchRow& r : current.rows) now[{r.workload, r.metric, r.impl}] = r.median;
+  std::map<Key, double> before;
+  for (const BenchRow& r : baseline.rows) before[{r.workload, r.metric, r.impl}] = r.median;
+
+  Comparison out;
+  for (const BenchRow& e : baseline.rows) {
+    if (!is_evh(e.impl)) continue;
+    const std::string where = e.workload + "/" + e.impl + "/" + e.metric;
+    const double tol = tolerance(e.workload, e.metric);
+    if (tol <= 0) {
+      out.skipped.push_back(where + ": not compared (too noisy to mean anything)");
+      continue;
+    }
+    const auto evh_now = now.find({e.workload, e.metric, e.impl});
+    if (evh_now == now.end()) {
+      out.skipped.push_back(where + ": not in the current run");
+      continue;
+    }
+    const bool higher = higher_is_better(e.metric);
+    std::optional<CellVerdict> best;
+    for (const BenchRow& ref : baseline.rows) {
+      if (ref.workload != e.workload || ref.metric != e.metric || is_evh(ref.impl)) continue;
+      const auto ref_now = now.find({ref.workload, ref.metric, ref.impl});
+      if (ref_now == now.end()) continue;
+      const double values[] = {e.median, ref.median, evh_now->second, ref_now->second};
+      if (std::any_of(std::begin(values), std::end(values),
+                      [](double v) { return !std::isfinite(v) || v <= 0; })) {
+        continue;
+      }
+      CellVerdict v;
+      v.workload = e.workload;
+      v.impl = e.impl;
+      v.metric = e.metric;
+      v.reference = ref.impl;
+      v.baseline_ratio = e.median / ref.median;
+      v.current_ratio = evh_now->second / ref_now->second;
+      v.factor = higher ? v.baseline_ratio / v.current_ratio : v.current_ratio / v.baseline_ratio;
+      v.tolerance = tol;
+      if (!best || v.factor < best->factor) best = v;
+    }
+    if (!best) {
+      out.skipped.push_back(where + ": no reference with non-zero figures in both runs");
+      continue;
+    }
+    // evh against its own baseline figure: when the references moved (a VM whose idle vCPUs
+    // make every blocking loop 20x slower, then a busy one) but evh did not, this is what
+    // keeps the cell green. A uniformly slower machine moves this one, not the ratios above.
+    if (e.median > 0 && evh_now->second > 0 && std::isfinite(evh_now->second)) {
+      const double self = higher ? e.median / evh_now->second : evh_now->second / e.median;
+      if (self < best->factor) {
+        best->reference = e.impl + " (absolute)";
+        best->baseline_ratio = e.median;
+        best->current_ratio = evh_now->second;
+        best->factor = self;
+      }
+    }
+    best->regressed = best->factor > best->tolerance;
+    out.cells.push_back(std::move(*best));
+  }
+  return out;
+}
+
+void write_comparison(std::ostream& out, const Comparison& c, bool verbose) {
+  std::vector<const CellVerdict*> shown;
+  for (const CellVerdict& v : c.cells) {
+    if (v.regressed || verbose) shown.push_back(&v);
+  }
+  std::stable_sort(shown.begin(), shown.end(), [](const CellVerdict* a, const CellVerdict* b) {
+    return a->regressed != b->regressed ? a->regressed : a->factor > b->factor;
+  });
+  for (const CellVerdict* v : shown) {
+    out << (v->regressed ? "REGRESSED " : "ok        ") << v->workload << " " << v->metric << " ("
+        << v->impl << "): " << v->impl << "/" << v->reference << " " << format(v->baseline_ratio)
+        << " -> " << format(v->current_ratio) << ", " << format(v->factor) << "x worse (tolerance "
+        << format(v->tolerance) << "x)\n";
+  }
+  if (verbose) {
+    for (const std::string& s : c.skipped) out << "skipped   " << s << '\n';
+  }
+  out << "perf-ci: " << c.cells.size() << " cells compared, " << c.regressions() << " regressed, "
+      << c.skipped.size() << " skipped: " << (c.passed() ? "PASS" : "FAIL") << '\n';
+}
+
+JsonValue empty_baseline() {
+  JsonValue::Object doc;
+  doc.emplace_back("schema", JsonValue(1.0));
+  doc.emplace_back("kind", JsonValue(std::string("evh-perf-baseline")));
+  doc.emplace_back("baselines", JsonValue(JsonValue::Object{}));
+  return JsonValue(std::move(doc));
+}
+
+std::optional<BenchRun> baseline_for(const JsonValue& baseline, std::string_view size) {
+  const JsonValue* run = baseline.at("baselines").find(size);
+  if (run == nullptr) return std::nullopt;
+  return bench_run_from_json(*run);
+}
+
+void set_baseline(JsonValue& baseline, const std::string& size, JsonValue run_doc) {
+  JsonValue::Object& doc = baseline.object();
+  for (auto& [k, v] : doc) {
+    if (k == "baselines") {
+      v.set(size, std::move(run_doc));
+      return;
+    }
+  }
+  throw JsonError("baseline: missing member \"baselines\"");
+}
+
+}  // namespace evh::bench

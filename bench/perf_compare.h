@@ -1,0 +1,89 @@
+// bench/perf_compare.h — the perf-CI comparison (tools/perf-ci): a run's results against a
+// committed baseline, judged only through ratios measured within one run.
+//
+// For every (workload, metric) and every evh impl ("evh", "evh-exact", …) the comparison takes
+// evh's median divided by each reference impl's median (raw and the peers) in the baseline and
+// in the current run. A uniformly faster or slower machine moves numerator and denominator
+// alike, so the ratios stay put. The worsening factor of a reference is current ratio /
+// baseline ratio (inverted for metrics where higher is better); a cell's factor is the smallest
+// over the references present in both runs and over evh's own absolute change, so a regression
+// has to show against every reference and in evh's own figure: a peer that had a lucky run, or
+// references that all got faster because the machine got busier (blocking loops wake faster on
+// a busy VM), cannot fail the build on their own, and a uniformly slower machine changes no
+// ratio. A cell regresses
+// when its factor exceeds the metric's tolerance. Cells with a zero or missing figure are
+// skipped (a ratio to zero says nothing) and listed as such.
+//
+// Baseline file: {"schema": 1, "kind": "evh-perf-baseline", "baselines": {"quick": RUN,
+// "standard": RUN}}, each RUN an evh-bench JSON document (report.h); a run is compared with the
+// baseline of its own size.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench_json.h"
+
+namespace evh::bench {
+
+struct BenchRow {
+  std::string workload;
+  std::string impl;
+  std::string metric;
+  std::string unit;
+  double median = 0;
+  double min = 0;
+  double max = 0;
+  int reps = 0;
+};
+
+struct BenchRun {
+  std::string size;  // "quick", "standard" or "full"
+  std::vector<BenchRow> rows;
+};
+
+// Reads an evh-bench JSON document (schema 1). Throws JsonError on another shape.
+BenchRun bench_run_from_json(const JsonValue& doc);
+
+// The largest worsening factor a metric may show before it fails; 0 = not compared. Generous
+// for latencies (a noisy, shared machine moves a tail by 2–3x between runs), tighter for
+// throughput, CPU, per-operation costs and memory.
+using TolerancePolicy = std::function<double(std::string_view workload, std::string_view metric)>;
+double default_tolerance(std::string_view workload, std::string_view metric);
+
+struct CellVerdict {
+  std::string workload;
+  std::string impl;  // the evh impl
+  std::string metric;
+  std::string reference;  // the reference whose ratio moved least ("evh (absolute)": evh alone)
+  double baseline_ratio = 0;
+  double current_ratio = 0;
+  double factor = 0;  // > 1: evh got worse against every reference by at least this much
+  double tolerance = 0;
+  bool regressed = false;
+};
+
+struct Comparison {
+  std::vector<CellVerdict> cells;    // compared cells, in baseline order
+  std::vector<std::string> skipped;  // "workload/impl/metric: why"
+  bool passed() const;
+  int regressions() const;
+};
+
+Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
+                        const TolerancePolicy& tolerance = default_tolerance);
+
+// A report for people: every regression with how far it moved, then a summary line.
+void write_comparison(std::ostream& out, const Comparison& c, bool verbose);
+
+// The baseline document: an empty one, the run of one size in it, and the document with the
+// run of `size` replaced by `run_doc`.
+JsonValue empty_baseline();
+std::optional<BenchRun> baseline_for(const JsonValue& baseline, std::string_view size);
+void set_baseline(JsonValue& baseline, const std::string& size, JsonValue run_doc);
+
+}  // namespace evh::bench

@@ -1,0 +1,82 @@
+// evh-perf-compare: the comparison step of tools/perf-ci (perf_compare.h).
+//
+//   evh-perf-compare [--verbose] BASELINE CURRENT   exit 0: no regression; 1: a regression
+//   evh-perf-compare --update BASELINE CURRENT      puts CURRENT in BASELINE for its size
+// Exit status 2: a file is missing or malformed, or the baseline has no run of CURRENT's size.
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench_json.h"
+#include "perf_compare.h"
+
+namespace evh::bench {
+namespace {
+
+int run(int argc, char** argv) {
+  bool update = false;
+  bool verbose = false;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--update") {
+      update = true;
+    } else if (a == "--verbose") {
+      verbose = true;
+    } else {
+      files.emplace_back(a);
+    }
+  }
+  if (files.size() != 2) {
+    std::fprintf(stderr, "usage: evh-perf-compare [--update | --verbose] BASELINE CURRENT\n");
+    return 2;
+  }
+  const std::string& baseline_path = files[0];
+  try {
+    JsonValue current_doc = read_json_file(files[1]);
+    const BenchRun current = bench_run_from_json(current_doc);
+    if (update) {
+      JsonValue baseline = empty_baseline();
+      if (std::ifstream(baseline_path)) baseline = read_json_file(baseline_path);
+      set_baseline(baseline, current.size, std::move(current_doc));
+      std::ofstream out(baseline_path);
+      write_json_value(out, baseline);
+      out << '\n';
+      out.close();
+      if (!out) {
+        std::fprintf(stderr, "evh-perf-compare: cannot write %s\n", baseline_path.c_str());
+        return 2;
+      }
+      std::printf("perf-ci: baseline for size '%s' written to %s\n", current.size.c_str(),
+                  baseline_path.c_str());
+      return 0;
+    }
+    const std::optional<BenchRun> baseline =
+        baseline_for(read_json_file(baseline_path), current.size);
+    if (!baseline) {
+      std::fprintf(stderr,
+                   "evh-perf-compare: %s has no baseline for size '%s'; make one with "
+                   "tools/perf-ci%s --update\n",
+                   baseline_path.c_str(), current.size.c_str(),
+                   current.size == "quick" ? " --quick" : "");
+      return 2;
+    }
+    const Comparison c = compare_runs(*baseline, current);
+    write_comparison(std::cout, c, verbose);
+    return c.passed() ? 0 : 1;
+  } catch (const JsonError& e) {
+    std::fprintf(stderr, "evh-perf-compare: %s\n", e.what());
+    return 2;
+  }
+}
+
+}  // namespace
+}  // namespace evh::bench
+
+int main(int argc, char** argv) {
+  return evh::bench::run(argc, argv);
+}
