@@ -55,11 +55,14 @@ double default_tolerance(std::string_view workload, std::string_view metric) {
   if (metric == "consumer_wakeups" || metric == "wakeups" || metric == "early_fires") return 0;
   // The probe's round trip is bimodal on a busy machine (docs/BENCHMARKS.md): wide open.
   if (workload == "oversubscribed") return 10;
+  // The far tails at CI sizes are the host's preemptions: p999 of 10,000 samples is the tenth
+  // worst, and a loaded builder moves it 50x (seen in the podman perf stage). So is the overrun
+  // of a batch, a near-zero figure. They stay in the tables, not in the gate.
+  if (contains(metric, "_p999_") || contains(metric, "_max_") || metric == "overrun_ms") return 0;
   if (ends_with(metric, "_us") || contains(metric, "_us_")) {
     if (contains(metric, "_p50_")) return 3;
-    return 4;  // p99, p999, max: the tails
+    return 4;  // p99
   }
-  if (metric == "overrun_ms") return 4;
   if (higher_is_better(metric)) return 1.5;
   if (metric.starts_with("bytes_")) return 1.25;
   if (metric.starts_with("syscalls_")) return 1.5;
@@ -74,6 +77,22 @@ bool Comparison::passed() const {
 int Comparison::regressions() const {
   return static_cast<int>(
       std::count_if(cells.begin(), cells.end(), [](const CellVerdict& c) { return c.regressed; }));
+}
+
+Comparison confirm(const Comparison& first, const std::vector<Comparison>& reruns) {
+  Comparison out = first;
+  for (CellVerdict& v : out.cells) {
+    if (!v.regressed) continue;
+    for (const Comparison& again : reruns) {
+      for (const CellVerdict& w : again.cells) {
+        if (w.workload == v.workload && w.impl == v.impl && w.metric == v.metric && !w.regressed) {
+          v.regressed = false;
+          v.reference += ", not reproduced in a re-run";
+        }
+      }
+    }
+  }
+  return out;
 }
 
 Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
@@ -99,7 +118,7 @@ Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
       continue;
     }
     const bool higher = higher_is_better(e.metric);
-    std::optional<CellVerdict> best;
+    std::vector<CellVerdict> by_ref;
     for (const BenchRow& ref : baseline.rows) {
       if (ref.workload != e.workload || ref.metric != e.metric || is_evh(ref.impl)) continue;
       const auto ref_now = now.find({ref.workload, ref.metric, ref.impl});
@@ -118,16 +137,26 @@ Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
       v.current_ratio = evh_now->second / ref_now->second;
       v.factor = higher ? v.baseline_ratio / v.current_ratio : v.current_ratio / v.baseline_ratio;
       v.tolerance = tol;
-      if (!best || v.factor < best->factor) best = v;
+      by_ref.push_back(std::move(v));
     }
-    if (!best) {
+    if (by_ref.empty()) {
       out.skipped.push_back(where + ": no reference with non-zero figures in both runs");
       continue;
+    }
+    // The median over the references: one peer with a lucky or an unlucky run moves it little.
+    // The report names the reference just above the middle and the median factor.
+    std::sort(by_ref.begin(), by_ref.end(),
+              [](const CellVerdict& a, const CellVerdict& b) { return a.factor < b.factor; });
+    const std::size_t mid = by_ref.size() / 2;
+    std::optional<CellVerdict> best = by_ref[mid];
+    if (by_ref.size() % 2 == 0) best->factor = (by_ref[mid - 1].factor + by_ref[mid].factor) / 2;
+    if (by_ref.size() > 1) {
+      best->reference += " (median of " + std::to_string(by_ref.size()) + " references)";
     }
     // evh against its own baseline figure: when the references moved (a VM whose idle vCPUs
     // make every blocking loop 20x slower, then a busy one) but evh did not, this is what
     // keeps the cell green. A uniformly slower machine moves this one, not the ratios above.
-    if (e.median > 0 && evh_now->second > 0 && std::isfinite(evh_now->second)) {
+    if (std::isfinite(evh_now->second) && evh_now->second > 0) {
       const double self = higher ? e.median / evh_now->second : evh_now->second / e.median;
       if (self < best->factor) {
         best->reference = e.impl + " (absolute)";
@@ -152,9 +181,10 @@ void write_comparison(std::ostream& out, const Comparison& c, bool verbose) {
   });
   for (const CellVerdict* v : shown) {
     out << (v->regressed ? "REGRESSED " : "ok        ") << v->workload << " " << v->metric << " ("
-        << v->impl << "): " << v->impl << "/" << v->reference << " " << format(v->baseline_ratio)
-        << " -> " << format(v->current_ratio) << ", " << format(v->factor) << "x worse (tolerance "
-        << format(v->tolerance) << "x)\n";
+        << v->impl << "): "
+        << (v->reference.ends_with("(absolute)") ? v->reference : v->impl + "/" + v->reference)
+        << " " << format(v->baseline_ratio) << " -> " << format(v->current_ratio) << ", "
+        << format(v->factor) << "x worse (tolerance " << format(v->tolerance) << "x)\n";
   }
   if (verbose) {
     for (const std::string& s : c.skipped) out << "skipped   " << s << '\n';

@@ -5,12 +5,11 @@
 // evh's median divided by each reference impl's median (raw and the peers) in the baseline and
 // in the current run. A uniformly faster or slower machine moves numerator and denominator
 // alike, so the ratios stay put. The worsening factor of a reference is current ratio /
-// baseline ratio (inverted for metrics where higher is better); a cell's factor is the smallest
-// over the references present in both runs and over evh's own absolute change, so a regression
-// has to show against every reference and in evh's own figure: a peer that had a lucky run, or
-// references that all got faster because the machine got busier (blocking loops wake faster on
-// a busy VM), cannot fail the build on their own, and a uniformly slower machine changes no
-// ratio. A cell regresses
+// baseline ratio (inverted for metrics where higher is better). A cell's factor is the median
+// of those over the references present in both runs — one peer with a lucky run moves it
+// little — or evh's own absolute change when that is smaller: references that all got faster
+// because the machine got busier (blocking loops wake faster on a busy VM) cannot fail the build
+// on their own, and a uniformly slower machine changes no ratio. A cell regresses
 // when its factor exceeds the metric's tolerance. Cells with a zero or missing figure are
 // skipped (a ratio to zero says nothing) and listed as such.
 //
@@ -59,7 +58,7 @@ struct CellVerdict {
   std::string workload;
   std::string impl;  // the evh impl
   std::string metric;
-  std::string reference;  // the reference whose ratio moved least ("evh (absolute)": evh alone)
+  std::string reference;  // the median reference, or "evh (absolute)": evh's own figure
   double baseline_ratio = 0;
   double current_ratio = 0;
   double factor = 0;  // > 1: evh got worse against every reference by at least this much
@@ -76,6 +75,10 @@ struct Comparison {
 
 Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
                         const TolerancePolicy& tolerance = default_tolerance);
+
+// A regression must reproduce: a cell of `first` stays regressed only if it regressed in every
+// re-run that measured it (tools/perf-ci re-runs the workloads that regressed once).
+Comparison confirm(const Comparison& first, const std::vector<Comparison>& reruns);
 
 // A report for people: every regression with how far it moved, then a summary line.
 void write_comparison(std::ostream& out, const Comparison& c, bool verbose);

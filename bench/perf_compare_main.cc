@@ -1,6 +1,10 @@
 // evh-perf-compare: the comparison step of tools/perf-ci (perf_compare.h).
 //
-//   evh-perf-compare [--verbose] BASELINE CURRENT   exit 0: no regression; 1: a regression
+//   evh-perf-compare [--verbose] BASELINE CURRENT [RERUN...]
+//       exit 0: no regression; 1: a regression. A cell regressed in CURRENT counts only if it
+//       also regressed in every RERUN that measured it.
+//   evh-perf-compare --workloads BASELINE CURRENT   prints the workloads that regressed, comma-
+//       separated (empty when none): what tools/perf-ci re-runs
 //   evh-perf-compare --update BASELINE CURRENT      puts CURRENT in BASELINE for its size
 // Exit status 2: a file is missing or malformed, or the baseline has no run of CURRENT's size.
 
@@ -20,6 +24,7 @@ namespace {
 int run(int argc, char** argv) {
   bool update = false;
   bool verbose = false;
+  bool list_workloads = false;
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -27,12 +32,16 @@ int run(int argc, char** argv) {
       update = true;
     } else if (a == "--verbose") {
       verbose = true;
+    } else if (a == "--workloads") {
+      list_workloads = true;
     } else {
       files.emplace_back(a);
     }
   }
-  if (files.size() != 2) {
-    std::fprintf(stderr, "usage: evh-perf-compare [--update | --verbose] BASELINE CURRENT\n");
+  if (files.size() < 2 || (update && files.size() != 2)) {
+    std::fprintf(stderr,
+                 "usage: evh-perf-compare [--update | --verbose | --workloads] BASELINE CURRENT "
+                 "[RERUN...]\n");
     return 2;
   }
   const std::string& baseline_path = files[0];
@@ -65,7 +74,22 @@ int run(int argc, char** argv) {
                    current.size == "quick" ? " --quick" : "");
       return 2;
     }
-    const Comparison c = compare_runs(*baseline, current);
+    Comparison c = compare_runs(*baseline, current);
+    if (list_workloads) {
+      std::string names;
+      for (const CellVerdict& v : c.cells) {
+        if (v.regressed && names.find(v.workload) == std::string::npos) {
+          names += (names.empty() ? "" : ",") + v.workload;
+        }
+      }
+      std::printf("%s\n", names.c_str());
+      return 0;
+    }
+    std::vector<Comparison> reruns;
+    for (std::size_t i = 2; i < files.size(); ++i) {
+      reruns.push_back(compare_runs(*baseline, bench_run_from_json(read_json_file(files[i]))));
+    }
+    c = confirm(c, reruns);
     write_comparison(std::cout, c, verbose);
     return c.passed() ? 0 : 1;
   } catch (const JsonError& e) {
