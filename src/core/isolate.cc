@@ -531,10 +531,12 @@ void IsolateImpl::run_timer_batch() noexcept {
   TimerSet& set = timers_->set;
   if (set.begin_batch(monotonic_ns()) == 0) return;
   std::uint64_t skipped = 0;
-  // The clock is read before each callback: lateness is what that callback sees.
   IsolateTimers& tm = *timers_;
-  while (!dead_requested_.load(std::memory_order_acquire)) {
-    const std::int64_t now = monotonic_ns();
+  // The clock is read before the first callback and then every 8: cheap enough for batches of
+  // thousands, close enough for the lateness statistics.
+  std::int64_t now = monotonic_ns();
+  for (std::uint32_t n = 0; !dead_requested_.load(std::memory_order_acquire); ++n) {
+    if (n != 0 && (n & 7) == 0) now = monotonic_ns();
     Timer* t = set.next_in_batch(now, skipped);
     if (t == nullptr) break;
     tm.now_ns = now;  // timers started by this callback count from its start

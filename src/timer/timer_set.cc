@@ -46,14 +46,15 @@ std::size_t TimerSet::begin_batch(std::int64_t now_ns) {
   // Zero-delay timers are due by construction (deadline = their start time ≤ now).
   zero_delay_.splice_into(due);
   scratch_.clear();
-  for (Timer* t = due.head; t != nullptr; t = t->next_) scratch_.push_back(t);
+  for (Timer* t = due.head; t != nullptr; t = t->next_)
+    scratch_.push_back({t->deadline_, t->seq_, t});
   if (scratch_.empty()) return 0;
-  std::sort(scratch_.begin(), scratch_.end(), [](const Timer* a, const Timer* b) {
-    return a->deadline_ != b->deadline_ ? a->deadline_ < b->deadline_ : a->seq_ < b->seq_;
+  std::sort(scratch_.begin(), scratch_.end(), [](const SortKey& a, const SortKey& b) {
+    return a.deadline != b.deadline ? a.deadline < b.deadline : a.seq < b.seq;
   });
   for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) {
-    TimerList::unlink(**it);
-    batch_.push_front(**it);
+    TimerList::unlink(*it->timer);
+    batch_.push_front(*it->timer);
   }
   ++batches_;
   largest_batch_ = std::max<std::uint64_t>(largest_batch_, scratch_.size());

@@ -58,7 +58,14 @@ class TimerSet {
   TimerWheel wheel_;
   TimerList zero_delay_;
   TimerList batch_;
-  std::vector<Timer*> scratch_;
+  // The batch's sort keys, copied out so that sorting never chases a pointer: a batch of tens of
+  // thousands of timers scattered in memory sorted by dereferencing took tens of milliseconds.
+  struct SortKey {
+    std::int64_t deadline;
+    std::uint64_t seq;
+    Timer* timer;
+  };
+  std::vector<SortKey> scratch_;
   std::uint64_t next_seq_ = 0;
   std::uint64_t live_ = 0;
   std::uint64_t started_ = 0;

@@ -1,5 +1,8 @@
 #include "timer/timer_wheel.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "core/assert.h"
 
 namespace evh::detail {
@@ -34,6 +37,9 @@ void TimerWheel::place(Timer& t) noexcept {
   const int slot = static_cast<int>((tick >> (level * kSlotBits)) & (kSlots - 1));
   slots_[level][slot].push_front(t);
   occupied_[level] |= std::uint64_t{1} << slot;
+  if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
+    ++placed_[level - kFirstStagedLevel][slot];
+  }
 }
 
 std::int64_t TimerWheel::slot_start_tick(int level, int slot) const noexcept {
@@ -63,49 +69,159 @@ bool TimerWheel::earliest_slot(int& level, int& slot) noexcept {
   return false;
 }
 
+void TimerWheel::stage_some() noexcept {
+  for (int level = kFirstStagedLevel; level <= kLastStagedLevel; ++level) {
+    Staging& st = staging(level);
+    if (!st.active) {
+      // The next slot of this level (slots behind now's digit are empty: see place()).
+      const int now_digit = static_cast<int>((now_tick_ >> (level * kSlotBits)) & (kSlots - 1));
+      std::uint64_t ahead = occupied_[level] & (~std::uint64_t{0} << now_digit);
+      int s = -1;
+      while (ahead != 0) {
+        const int c = __builtin_ctzll(ahead);
+        if (!slots_[level][c].empty()) {
+          s = c;
+          break;
+        }
+        occupied_[level] &= ~(std::uint64_t{1} << c);  // emptied by cancels: clear lazily
+        ahead &= ahead - 1;
+      }
+      if (s < 0) continue;
+      st.active = true;
+      st.level = level;
+      st.slot = s;
+      st.start = slot_start_tick(level, s);
+      st.paced_to = now_tick_;
+      slots_[level][s].move_to_empty(st.pending);
+      st.pending_count = std::exchange(placed_[level - kFirstStagedLevel][s], 0);
+      occupied_[level] &= ~(std::uint64_t{1} << s);
+    }
+    if (st.pending.empty()) continue;
+    // This collect's share of the work left, by the time it covers of the time left.
+    const std::int64_t elapsed = now_tick_ - st.paced_to;
+    const std::int64_t left = st.start - st.paced_to;
+    std::int64_t quota = left > 0 ? st.pending_count * elapsed / left : st.pending_count;
+    if (quota < kStageMinimum) quota = kStageMinimum;
+    st.paced_to = now_tick_;
+    for (; quota > 0 && !st.pending.empty(); --quota) stage_one(st);
+  }
+}
+
+void TimerWheel::stage_one(Staging& st) noexcept {
+  Timer& t = *st.pending.head;
+  TimerList::unlink(t);
+  // Every timer of the staged slot lies in [start, start + 64^level): it goes to a lower level,
+  // placed relative to the slot's start as if the wheel were already there.
+  std::int64_t tick = tick_of(t.deadline_);
+  if (tick < st.start) tick = st.start;
+  // A timer parked here from beyond the wheel's reach stays at the slot's last tick; it is
+  // re-placed (and parked again if still far) when that tick's slot is cascaded.
+  const std::int64_t last = st.start | ((std::int64_t{1} << (st.level * kSlotBits)) - 1);
+  if (tick > last) tick = last;
+  const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ st.start) | (kSlots - 1);
+  const int l = (63 - __builtin_clzll(diff)) / kSlotBits;
+  const int slot = static_cast<int>((tick >> (l * kSlotBits)) & (kSlots - 1));
+  st.lists[l][slot].push_front(t);
+  st.occupied[l] |= std::uint64_t{1} << slot;
+  if (l == 2) ++st.placed2[slot];
+  if (st.pending_count > 0) --st.pending_count;
+}
+
+void TimerWheel::merge(Staging& st, int level) noexcept {
+  // Finish what the budget left, then move the staged lists in. The live lower levels are
+  // empty: they held only ticks before the staged slot's start, and collect_due() has fired or
+  // cascaded all of those before it gets here.
+  while (!st.pending.empty()) stage_one(st);
+  for (int l = 0; l < level; ++l) {
+    for (std::uint64_t bits = st.occupied[l]; bits != 0; bits &= bits - 1) {
+      const int s = __builtin_ctzll(bits);
+      TimerList& from = st.lists[l][s];
+      if (from.empty()) continue;
+      TimerList& to = slots_[l][s];
+      EVH_ASSERT(to.empty(), "a live slot below a staged one was not empty at its start");
+      from.move_to_empty(to);
+      occupied_[l] |= std::uint64_t{1} << s;
+      if (l == kFirstStagedLevel) placed_[0][s] = std::exchange(st.placed2[s], 0);
+    }
+    st.occupied[l] = 0;
+  }
+  st.active = false;
+}
+
 void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
   const std::int64_t target = tick_of(now_ns);
   EVH_ASSERT(target >= now_tick_, "time went backwards");
   int level = 0;
   int slot = 0;
-  while (earliest_slot(level, slot)) {
-    const std::int64_t start = slot_start_tick(level, slot);
-    if (start > target) break;
-    TimerList list;
-    slots_[level][slot].splice_into(list);
-    occupied_[level] &= ~(std::uint64_t{1} << slot);
-    now_tick_ = start;
-    if (level == 0) {
-      // One tick: due unless it is the current tick and the deadline is still ahead.
-      while (!list.empty()) {
-        Timer& t = *list.head;
-        TimerList::unlink(t);
-        if (t.deadline_ <= now_ns) {
-          out.push_front(t);
-        } else {
-          place(t);  // same tick as now: back into this slot, for a later collect
-        }
-      }
-      if (start == target) break;
-    } else {
-      // Cascade: re-place each relative to the slot's start; they land in lower levels.
-      while (!list.empty()) {
-        Timer& t = *list.head;
-        TimerList::unlink(t);
-        place(t);
+  for (;;) {
+    const bool live = earliest_slot(level, slot);
+    const std::int64_t start = live ? slot_start_tick(level, slot) : INT64_MAX;
+    // A staged slot whose start comes first (or ties) is merged before anything at its start.
+    int staged = -1;
+    for (int l = kFirstStagedLevel; l <= kLastStagedLevel; ++l) {
+      const Staging& st = staging(l);
+      if (st.active && st.start <= target && st.start <= start &&
+          (staged < 0 || st.start < staging(staged).start)) {
+        staged = l;
       }
     }
+    if (staged >= 0) {
+      now_tick_ = staging(staged).start;
+      merge(staging(staged), staged);
+      continue;
+    }
+    if (!live || start > target) break;
+    // Detach the slot's chain and walk it once: each node is read, then re-linked (the list
+    // nodes are the callers' timers, scattered in memory; a second pass would miss again).
+    Timer* t = slots_[level][slot].head;
+    if (t != nullptr) t->pprev_ = nullptr;
+    slots_[level][slot].head = nullptr;
+    occupied_[level] &= ~(std::uint64_t{1} << slot);
+    if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
+      placed_[level - kFirstStagedLevel][slot] = 0;
+    }
+    now_tick_ = start;
+    while (t != nullptr) {
+      Timer* next = t->next_;
+      if (next != nullptr) __builtin_prefetch(next->next_, 1);
+      t->next_ = nullptr;
+      t->pprev_ = nullptr;
+      if (level == 0 && t->deadline_ <= now_ns) {
+        out.push_front(*t);
+      } else {
+        // Level 0: the current tick with its deadline still ahead goes back into this slot;
+        // higher levels cascade, relative to the slot's start, into lower levels.
+        place(*t);
+      }
+      t = next;
+    }
+    if (level == 0 && start == target) break;
   }
   now_tick_ = target;
+  stage_some();
 }
 
 std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
+  // Start (or pace) the pre-cascading as soon as timers are armed, not at the first collect.
+  stage_some();
+  // A staged slot must be merged at its start; pending staging work wants a look every
+  // kStagePaceTicks.
+  std::int64_t staged_start = INT64_MAX;
+  for (const Staging& st : staging_) {
+    if (!st.active) continue;
+    std::int64_t t = st.start;
+    if (!st.pending.empty() && now_tick_ + kStagePaceTicks < t) t = now_tick_ + kStagePaceTicks;
+    if ((t << kTickShift) < staged_start) staged_start = t << kTickShift;
+  }
   int level = 0;
   int slot = 0;
-  if (!earliest_slot(level, slot)) return std::nullopt;
+  if (!earliest_slot(level, slot)) {
+    if (staged_start != INT64_MAX) return staged_start;
+    return std::nullopt;
+  }
   // Above level 1 a slot spans milliseconds and may hold very many timers: wake at its start,
   // where the timers move down a level (nothing fires early; it costs one cheap wakeup).
-  if (level > 1) return slot_start_tick(level, slot) << kTickShift;
+  if (level > 1) return std::min(slot_start_tick(level, slot) << kTickShift, staged_start);
   // Level 0 or 1: the earliest slot is short (at most 64 ticks), so scan it for the exact
   // earliest deadline, then merge windows: the wakeup may wait while every timer whose deadline
   // has come by then can still fire within its slack.
@@ -114,6 +230,7 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
     earliest = t->deadline_ < earliest ? t->deadline_ : earliest;
   }
   std::int64_t wake = earliest + kMergeHorizonNs;
+  if (staged_start < wake) wake = staged_start;
   // Timers in any other occupied slot of level >= 1 are not scanned: stop at its start.
   for (int l = 1; l < kLevels; ++l) {
     std::uint64_t others = occupied_[l];

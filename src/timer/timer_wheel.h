@@ -39,7 +39,13 @@ struct TimerList {
     t.next_ = nullptr;
     t.pprev_ = nullptr;
   }
-  // Moves every element to `out` (order not kept).
+  // Hands the whole chain to `to`, which must be empty. O(1).
+  void move_to_empty(TimerList& to) noexcept {
+    to.head = head;
+    if (head != nullptr) head->pprev_ = &to.head;
+    head = nullptr;
+  }
+  // Moves every element to `out` (order not kept). O(n): for a non-empty `out`.
   void splice_into(TimerList& out) noexcept {
     while (head != nullptr) {
       Timer& t = *head;
@@ -81,8 +87,40 @@ class TimerWheel {
 
   std::int64_t now_tick() const noexcept { return now_tick_; }
 
+  // Pre-cascading is paced: each collect_due() stages the share of the pending nodes that the
+  // time elapsed since the last one represents of the time left until the staged slot's start,
+  // and at least kStageMinimum, so the work is spread evenly instead of arriving as one stall.
+  static constexpr std::int64_t kStageMinimum = 32;
+  // While pre-cascading work is pending, the owner is asked to look again at least this often
+  // (in ticks, ~1 ms), so that the work is paced even when no timer is due for a long while.
+  static constexpr std::int64_t kStagePaceTicks = 1024;
+
  private:
+  // A level-2 or level-3 slot is cascaded ahead of time, a budget of nodes per collect, into a
+  // staging area of lower levels laid out relative to the slot's start; when the wheel reaches
+  // that start the staged lists are moved into the (by then empty) lower levels in O(slots).
+  // Without this, the cascade of a slot holding a quarter of a million timers (timer_batch's
+  // level-3 slots span 268 ms) stalls the isolate for tens of milliseconds.
+  struct Staging {
+    bool active = false;
+    int level = 0;
+    int slot = 0;
+    std::int64_t start = 0;          // tick
+    TimerList pending;               // detached from the slot, not yet placed
+    std::int64_t pending_count = 0;  // an upper bound: cancels of pending timers do not update it
+    std::int64_t paced_to = 0;       // tick up to which the pending work has been paced
+    std::array<std::uint64_t, 3> occupied{};
+    std::array<std::uint32_t, 64> placed2{};           // nodes staged into each level-2 list
+    std::array<std::array<TimerList, 64>, 3> lists{};  // levels below the staged one
+  };
+  static constexpr int kFirstStagedLevel = 2;
+  static constexpr int kLastStagedLevel = 3;
+
   void place(Timer& t) noexcept;
+  void stage_some() noexcept;
+  void stage_one(Staging& st) noexcept;
+  void merge(Staging& st, int level) noexcept;
+  Staging& staging(int level) noexcept { return staging_[level - kFirstStagedLevel]; }
   // Lowest level with a non-empty slot, and that slot; clears bits of slots found empty.
   bool earliest_slot(int& level, int& slot) noexcept;
   std::int64_t slot_start_tick(int level, int slot) const noexcept;
@@ -90,6 +128,10 @@ class TimerWheel {
   std::int64_t now_tick_;
   std::array<std::uint64_t, kLevels> occupied_{};  // bit s: slot s may be non-empty
   std::array<std::array<TimerList, kSlots>, kLevels> slots_{};
+  std::array<Staging, kLastStagedLevel - kFirstStagedLevel + 1> staging_{};
+  // Timers placed into each slot of the staged levels since it was last emptied: an upper bound
+  // on its length (cancels do not decrement it), for pacing without walking the list.
+  std::array<std::array<std::uint32_t, kSlots>, kLastStagedLevel - kFirstStagedLevel + 1> placed_{};
 };
 
 }  // namespace evh::detail

@@ -42,6 +42,17 @@ void settle(Runtime& rt, Receiver& rx, PortId isolate_port) {
   EXPECT_EQ(expect_receive(rx).as_u64(), kSettle);
 }
 
+// Declared after the runtime: shuts it down (no callback runs after that) and then drops the
+// fixture's SendPort, which must go before the runtime object does.
+struct StopThenDrop {
+  Runtime& rt;
+  Fixture& f;
+  ~StopThenDrop() {
+    rt.shutdown();
+    f.report = SendPort();
+  }
+};
+
 void record(Isolate&, Timer& t, std::uint64_t) {
   auto& f = *static_cast<Fixture*>(t.user);
   const auto index = static_cast<std::size_t>(&t - f.timers.data());
@@ -53,9 +64,10 @@ void record(Isolate&, Timer& t, std::uint64_t) {
 // Timers fire no earlier than their deadline, in (deadline, creation) order, zero-delay ones
 // included, and each once.
 TEST(IsolateTimers, FireInOrderNeverEarly) {
+  Fixture f(200);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(200);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   f.expected = f.timers.size();
   std::mt19937_64 rng(5);
@@ -92,9 +104,10 @@ TEST(IsolateTimers, FireInOrderNeverEarly) {
 // A callback cancels a later timer of the same batch, and the last timer ends the test; the
 // cancelled one never runs, and a microtask scheduled by a callback runs before the next one.
 TEST(IsolateTimers, CancelInBatchAndMicrotasksBetweenCallbacks) {
+  Fixture f(3);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(3);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   f.expected = 2;
   static int seen_by_second = -1;
@@ -127,9 +140,10 @@ TEST(IsolateTimers, CancelInBatchAndMicrotasksBetweenCallbacks) {
 
 // A periodic timer runs on its schedule and cancels itself after five runs.
 TEST(IsolateTimers, PeriodicCancelsItself) {
+  Fixture f(1);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(1);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   f.expected = 5;
   auto tick = [](Isolate& self, Timer& t, std::uint64_t) {
@@ -154,9 +168,10 @@ TEST(IsolateTimers, PeriodicCancelsItself) {
 
 // 1,000 timers with one deadline fire in one batch; zero-delay timers need no kernel timer.
 TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
+  Fixture f(1000);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(1000);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   f.expected = f.timers.size();
   auto eh = rt.event_handler();
@@ -178,10 +193,9 @@ TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
   f.fired.clear();
   ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(2)).ok());
   expect_receive(*rx);
-  // One timeout fires them, plus at most one earlier one when the deadline lies beyond a 4 ms
-  // wheel slot boundary (that wakeup only moves timers down a level: docs/TIMERS.md).
+  // At least one timeout fires them; earlier ones may come to move timers down the wheel or to
+  // pace its pre-cascading (docs/TIMERS.md), but they fire nothing: one batch holds all 1,000.
   EXPECT_GE((*eh)->stats().timeouts, 1u);
-  EXPECT_LE((*eh)->stats().timeouts, 2u);
   settle(rt, *rx, (*iso)->main_port());
   EXPECT_EQ(rt.timer_stats().batches, 2u);
   EXPECT_EQ(rt.timer_stats().largest_batch, 1000u);
@@ -189,9 +203,10 @@ TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
 
 // A throwing callback is caught and counted; the batch goes on.
 TEST(IsolateTimers, ThrowingCallbackIsCaught) {
+  Fixture f(2);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(2);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   f.expected = 1;
   auto boom = [](Isolate&, Timer&, std::uint64_t) { throw std::runtime_error("timer boom"); };
@@ -207,9 +222,10 @@ TEST(IsolateTimers, ThrowingCallbackIsCaught) {
 
 // Bad arguments get clear errors; destroying an isolate disarms its timers without running them.
 TEST(IsolateTimers, BadArgumentsAndDestroyDisarms) {
+  Fixture f(2);  // first: the isolate's callbacks use it until the runtime is gone
   Runtime rt;
   auto rx = rt.open_receiver();
-  Fixture f(2);
+  StopThenDrop stop{rt, f};
   f.report = *rt.send_port(rx->id());
   auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
     for (auto& t : f.timers) t.user = &f;

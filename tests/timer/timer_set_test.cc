@@ -224,3 +224,46 @@ TEST(TimerSet, WakeupsAloneFireEverythingWithinSlack) {
 
 }  // namespace
 }  // namespace evh::detail
+
+namespace evh::detail {
+namespace {
+
+// Regression for the cascade stall: timers spread over seconds are cascaded ahead of time in
+// budgets (staging). Cancelling half of them midway, some while staged, leaves exactly the
+// other half to fire, in order, never early.
+TEST(TimerSet, StagedCascadeWithCancelsKeepsOrder) {
+  Timers ts(60'000);
+  TimerSet set(kStart);
+  std::mt19937_64 rng(9);
+  for (auto& t : ts.v) {
+    set.start(t, kStart, 300 * kMs + static_cast<std::int64_t>(rng() % (1500 * kMs)), 0, &noop,
+              Slack::exact());
+  }
+  std::vector<std::int64_t> fired;
+  std::size_t cancelled = 0;
+  std::int64_t now = kStart;
+  while (set.live() > 0) {
+    now += 200 * kUs;
+    set.begin_batch(now);
+    std::uint64_t skipped = 0;
+    while (Timer* t = set.next_in_batch(now, skipped)) {
+      ASSERT_LE(t->deadline_ns(), now);
+      ASSERT_EQ(id_of(t) % 2 == 1 && now > kStart + 700 * kMs, false) << "a cancelled timer fired";
+      fired.push_back(t->deadline_ns());
+    }
+    if (now == kStart + 700 * kMs) {
+      for (std::size_t i = 1; i < ts.v.size(); i += 2) {
+        if (ts.v[i].armed()) {
+          set.cancel(ts.v[i]);
+          ++cancelled;
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(std::is_sorted(fired.begin(), fired.end()));
+  EXPECT_EQ(fired.size() + cancelled, ts.v.size());
+  EXPECT_GT(cancelled, 10'000u);
+}
+
+}  // namespace
+}  // namespace evh::detail
