@@ -1,6 +1,8 @@
 # evh in a container: the same scripts as on a developer machine.
 #   docker build --target test .    builds and runs every test (debug preset)
-#   docker build --target build .   a Release build of the library and evh-bench
+#   docker build --target build .   a Release build of the library, evh-bench and its peers
+#   docker build --target perf .    that build, then tools/perf-ci --quick: the latency suite
+#                                   compared with bench/baseline.json (fails on a regression)
 #   docker run --rm <image>         runs the latency suite (tools/bench) and prints its table
 FROM debian:bookworm AS base
 ENV DEBIAN_FRONTEND=noninteractive
@@ -14,6 +16,9 @@ RUN cmake --preset release && cmake --build --preset release
 
 FROM build AS test
 RUN tools/test debug
+
+FROM build AS perf
+RUN tools/perf-ci --quick
 
 FROM build AS final
 ENTRYPOINT ["tools/bench"]
