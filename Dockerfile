@@ -18,7 +18,11 @@ FROM build AS test
 RUN tools/test debug
 
 FROM build AS perf
-RUN tools/perf-ci --quick
+# PERF_GATE=0 reports a regression without failing the build (evh's own CI on a shared machine).
+ARG PERF_GATE=1
+RUN rc=0; tools/perf-ci --quick || rc=$?; \
+    if [ "$rc" = 1 ] && [ "$PERF_GATE" = 0 ]; then echo "perf-ci: REGRESSION (not gating)"; rc=0; fi; \
+    exit "$rc"
 
 FROM build AS final
 ENTRYPOINT ["tools/bench"]
