@@ -182,10 +182,7 @@ TimerStats RuntimeImpl::timer_stats() const noexcept {
   s.cancelled = timers_cancelled_.load(std::memory_order_relaxed);
   s.batches = timer_batches_.load(std::memory_order_relaxed);
   s.largest_batch = largest_timer_batch_.load(std::memory_order_relaxed);
-  s.late_p50_ns = timer_lateness_.percentile(50);
-  s.late_p99_ns = timer_lateness_.percentile(99);
-  s.late_p999_ns = timer_lateness_.percentile(99.9);
-  s.late_max_ns = timer_lateness_.max();
+  fill_lateness(s, timer_lateness_);
   return s;
 }
 

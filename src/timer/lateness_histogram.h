@@ -8,6 +8,8 @@
 // threads may read while one thread records.
 #pragma once
 
+#include <evh/timer.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -78,6 +80,15 @@ class LatenessHistogram {
   std::array<std::atomic<Count>, kBuckets> counts_{};
   std::atomic<std::uint64_t> max_{0};
 };
+
+// Copies a histogram's percentiles into the lateness fields of `stats`.
+template <class Histogram>
+void fill_lateness(TimerStats& stats, const Histogram& h) noexcept {
+  stats.late_p50_ns = h.percentile(50);
+  stats.late_p99_ns = h.percentile(99);
+  stats.late_p999_ns = h.percentile(99.9);
+  stats.late_max_ns = h.max();
+}
 
 using RuntimeLateness = LatenessHistogram<4, 40, std::uint64_t>;
 using IsolateLateness = LatenessHistogram<3, 36, std::uint32_t>;

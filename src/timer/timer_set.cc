@@ -111,19 +111,8 @@ TimerStats TimerSet::stats_counters() const noexcept {
 }
 
 TimerStats TimerSet::stats() const noexcept {
-  TimerStats s;
-  s.live = live_;
-  s.started = started_;
-  s.fired = fired_;
-  s.cancelled = cancelled_;
-  s.batches = batches_;
-  s.largest_batch = largest_batch_;
-  if (lateness_) {
-    s.late_p50_ns = lateness_->percentile(50);
-    s.late_p99_ns = lateness_->percentile(99);
-    s.late_p999_ns = lateness_->percentile(99.9);
-    s.late_max_ns = lateness_->max();
-  }
+  TimerStats s = stats_counters();
+  if (lateness_) fill_lateness(s, *lateness_);
   return s;
 }
 
