@@ -6,31 +6,6 @@
 
 namespace evh::detail {
 
-void TimerSet::start(Timer& t, std::int64_t now_ns, std::int64_t delay_ns, std::int64_t period_ns,
-                     TimerFn fn, Slack slack) noexcept {
-  EVH_ASSERT(delay_ns >= 0 && period_ns >= 0, "negative durations are refused by the API");
-  if (t.armed()) cancel(t);
-  t.fn_ = fn;
-  t.period_ = period_ns;
-  t.deadline_ = now_ns + delay_ns;
-  t.fire_by_ = t.deadline_ + slack.for_delay_ns(period_ns > 0 ? period_ns : delay_ns);
-  t.seq_ = next_seq_++;
-  ++live_;
-  ++started_;
-  if (delay_ns == 0) {
-    zero_delay_.push_front(t);  // order is restored by the batch sort
-  } else {
-    wheel_.insert(t);
-  }
-}
-
-void TimerSet::cancel(Timer& t) noexcept {
-  if (!t.armed()) return;
-  TimerList::unlink(t);  // from a wheel slot, the zero-delay list or the batch
-  --live_;
-  ++cancelled_;
-}
-
 void TimerSet::cancel_all() noexcept {
   TimerList all;
   wheel_.collect_due(INT64_MAX - 1, all);

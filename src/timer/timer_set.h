@@ -27,10 +27,30 @@ class TimerSet {
 
   // Arms `t` (re-arming it if armed): due at now + delay, then every `period_ns` if > 0.
   // Preconditions: delay_ns ≥ 0, period_ns ≥ 0.
+  // Inline, with cancel(): starting and cancelling are the hot path of timer churn.
   void start(Timer& t, std::int64_t now_ns, std::int64_t delay_ns, std::int64_t period_ns,
-             TimerFn fn, Slack slack) noexcept;
+             TimerFn fn, Slack slack) noexcept {
+    if (t.armed()) cancel(t);
+    t.fn_ = fn;
+    t.period_ = period_ns;
+    t.deadline_ = now_ns + delay_ns;
+    t.fire_by_ = t.deadline_ + slack.for_delay_ns(period_ns > 0 ? period_ns : delay_ns);
+    t.seq_ = next_seq_++;
+    ++live_;
+    ++started_;
+    if (delay_ns == 0) {
+      zero_delay_.push_front(t);  // order is restored by the batch sort
+    } else {
+      wheel_.insert(t);
+    }
+  }
   // Disarms `t` if armed; otherwise nothing.
-  void cancel(Timer& t) noexcept;
+  void cancel(Timer& t) noexcept {
+    if (!t.armed()) return;
+    TimerList::unlink(t);  // from a wheel slot, the zero-delay list or the batch
+    --live_;
+    ++cancelled_;
+  }
   // Disarms every timer (isolate death): none of their callbacks runs.
   void cancel_all() noexcept;
 

@@ -6,41 +6,8 @@
 #include "core/assert.h"
 
 namespace evh::detail {
-namespace {
-
-constexpr std::int64_t kMaxTicks =
-    (std::int64_t{1} << (TimerWheel::kSlotBits * TimerWheel::kLevels)) - 1;
-
-inline std::int64_t tick_of(std::int64_t ns) noexcept {
-  return ns >= 0 ? ns >> TimerWheel::kTickShift : 0;
-}
-
-}  // namespace
 
 TimerWheel::TimerWheel(std::int64_t now_ns) noexcept : now_tick_(tick_of(now_ns)) {}
-
-void TimerWheel::insert(Timer& t) noexcept {
-  place(t);
-}
-
-void TimerWheel::place(Timer& t) noexcept {
-  std::int64_t tick = tick_of(t.deadline_);
-  if (tick < now_tick_) tick = now_tick_;
-  // Further than the wheel reaches: park it at the last tick of the top level's current
-  // revolution; it is re-placed when that slot comes round.
-  const std::int64_t horizon = now_tick_ | kMaxTicks;
-  if (tick > horizon) tick = horizon;
-  // The level is the highest 6-bit digit in which tick and now differ: level-k slots of the
-  // current level-(k+1) slot lie strictly ahead of now, so lower levels always expire first.
-  const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ now_tick_) | (kSlots - 1);
-  const int level = (63 - __builtin_clzll(diff)) / kSlotBits;
-  const int slot = static_cast<int>((tick >> (level * kSlotBits)) & (kSlots - 1));
-  slots_[level][slot].push_front(t);
-  occupied_[level] |= std::uint64_t{1} << slot;
-  if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
-    ++placed_[level - kFirstStagedLevel][slot];
-  }
-}
 
 std::int64_t TimerWheel::slot_start_tick(int level, int slot) const noexcept {
   const int shift = level * kSlotBits;

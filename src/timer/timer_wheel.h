@@ -61,14 +61,16 @@ class TimerWheel {
   static constexpr int kLevels = 7;
   static constexpr int kSlotBits = 6;
   static constexpr int kSlots = 1 << kSlotBits;
+  static constexpr std::int64_t kMaxTicks = (std::int64_t{1} << (kSlotBits * kLevels)) - 1;
+  static std::int64_t tick_of(std::int64_t ns) noexcept { return ns >= 0 ? ns >> kTickShift : 0; }
 
   explicit TimerWheel(std::int64_t now_ns) noexcept;
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
 
   // Links `t` (not linked anywhere) by its deadline_. A deadline in the past is due at the next
-  // collect.
-  void insert(Timer& t) noexcept;
+  // collect. Inline: it is the whole cost of starting a timer.
+  void insert(Timer& t) noexcept { place(t); }
   // Unlinks `t` from whichever wheel slot holds it. O(1).
   static void remove(Timer& t) noexcept { TimerList::unlink(t); }
 
@@ -116,7 +118,24 @@ class TimerWheel {
   static constexpr int kFirstStagedLevel = 2;
   static constexpr int kLastStagedLevel = 3;
 
-  void place(Timer& t) noexcept;
+  void place(Timer& t) noexcept {
+    std::int64_t tick = tick_of(t.deadline_);
+    if (tick < now_tick_) tick = now_tick_;
+    // Further than the wheel reaches: park it at the last tick of the top level's current
+    // revolution; it is re-placed when that slot comes round.
+    const std::int64_t horizon = now_tick_ | kMaxTicks;
+    if (tick > horizon) tick = horizon;
+    // The level is the highest 6-bit digit in which tick and now differ: level-k slots of the
+    // current level-(k+1) slot lie strictly ahead of now, so lower levels always expire first.
+    const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ now_tick_) | (kSlots - 1);
+    const int level = (63 - __builtin_clzll(diff)) / kSlotBits;
+    const int slot = static_cast<int>((tick >> (level * kSlotBits)) & (kSlots - 1));
+    slots_[level][slot].push_front(t);
+    occupied_[level] |= std::uint64_t{1} << slot;
+    if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
+      ++placed_[level - kFirstStagedLevel][slot];
+    }
+  }
   void stage_some() noexcept;
   void stage_one(Staging& st) noexcept;
   void merge(Staging& st, int level) noexcept;
