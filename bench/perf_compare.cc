@@ -61,11 +61,18 @@ double default_tolerance(std::string_view workload, std::string_view metric) {
   if (contains(metric, "_p999_") || contains(metric, "_max_") || metric == "overrun_ms") return 0;
   if (ends_with(metric, "_us") || contains(metric, "_us_")) {
     if (contains(metric, "_p50_")) return 3;
+    // A timer batch's p99 lateness is set by the few stalls of the run (a preempted worker, a
+    // page-fault burst): 3 repetitions on this VM ranged 248-10,784 us. Wide open, like the probe.
+    if (workload.starts_with("timer_")) return 10;
     return 4;  // p99
   }
   if (higher_is_better(metric)) return 1.5;
   if (metric.starts_with("bytes_")) return 1.25;
-  if (metric.starts_with("syscalls_")) return 1.5;
+  // Syscall counts of the timer workloads come from subtracting two child runs whose spinning and
+  // parking depend on timing: three runs in a row read 0.13, 0.16 and 0 per timer (0 is
+  // impossible), and a CI run flagged 0.037 -> 0.44. A count that noisy cannot gate; it stays in
+  // the tables. The messaging and fd counts are steadier and keep a wide gate.
+  if (metric.starts_with("syscalls_")) return workload.starts_with("timer_") ? 0 : 3;
   if (ends_with(metric, "_ns") || ends_with(metric, "_ms")) return 1.5;
   return 2;
 }
