@@ -97,13 +97,6 @@ std::size_t drain(int fd) {
   }
 }
 
-double cpu_ms() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return (static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3) +
-         (static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3);
-}
-
 // ---- fd_event_latency -----------------------------------------------------------------------
 
 struct LatencySize {
@@ -320,12 +313,12 @@ RunResult raw_fanout(std::uint64_t writes, std::uint64_t* events_out = nullptr) 
       }
     }
   });
-  const double cpu0 = cpu_ms();
+  const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
   fanout_writer(pipes, writes);
   loop.join();
   const std::int64_t end = now_ns();
-  const double cpu = cpu_ms() - cpu0;
+  const double cpu = process_cpu_ms() - cpu0;
   ::close(ep);
   if (events == 0) throw BenchError("raw fan-out loop saw no events");
   if (events_out != nullptr) *events_out = events;
@@ -364,12 +357,12 @@ RunResult evh_fanout(std::uint64_t writes) {
   check(eh->set_timeout(rx.id(), EventHandler::Clock::now()), "set_timeout");
   (void)take(rx.receive(kReplyTimeout), "registration fence");
 
-  const double cpu0 = cpu_ms();
+  const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
   fanout_writer(pipes, writes);
   Message done = take(rx.receive(kPhaseTimeout), "fan-out completion");
   const std::int64_t end = now_ns();
-  const double cpu = cpu_ms() - cpu0;
+  const double cpu = process_cpu_ms() - cpu0;
   rt.shutdown();
   return fanout_result(done.as_u64(), start, end, cpu);
 }
@@ -396,7 +389,7 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
         if (bytes == writes) done.set_value(events);
       },
       [&] {
-        const double cpu0 = cpu_ms();
+        const double cpu0 = process_cpu_ms();
         start = now_ns();
         fanout_writer(pipes, writes);
         if (finished.wait_for(kPhaseTimeout) != std::future_status::ready) {
@@ -404,7 +397,7 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
         }
         seen = finished.get();
         end = now_ns();
-        cpu = cpu_ms() - cpu0;
+        cpu = process_cpu_ms() - cpu0;
       });
   return fanout_result(seen, start, end, cpu);
 }

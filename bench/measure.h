@@ -37,6 +37,9 @@ void add_latency_metrics(RunResult& out, std::string_view prefix, std::string_vi
                          std::vector<std::int64_t>& samples_ns,
                          std::initializer_list<PercentileName> which);
 
+// User + system CPU time of this process so far (every thread), in ms, from getrusage.
+double process_cpu_ms();
+
 // Resident set size of this process in bytes, from /proc/self/statm.
 std::int64_t resident_bytes();
 

@@ -74,10 +74,7 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
   BatchOutcome o;
   o.late_ns.reserve(n);
   o.wakeups_known = false;
-  trim_heap();
-  const std::int64_t rss0 = resident_bytes();
-  const double cpu0 = cpu_ms_now();
-  const std::int64_t wall0 = now_ns();
+  const BatchMeter meter;
   std::vector<asio::steady_timer> timers;
   timers.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -87,11 +84,9 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
       if (!ec) record_fire(o, deadline);
     });
   }
-  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
-  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  meter.armed(o);
   io.run();  // returns once every wait has completed
-  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
-  o.cpu_ms = cpu_ms_now() - cpu0;
+  meter.done(o);
   return o;
 }
 

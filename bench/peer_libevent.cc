@@ -143,10 +143,7 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
   BatchOutcome o;
   o.late_ns.reserve(n);
   o.wakeups_known = false;
-  trim_heap();
-  const std::int64_t rss0 = resident_bytes();
-  const double cpu0 = cpu_ms_now();
-  const std::int64_t wall0 = now_ns();
+  const BatchMeter meter;
   auto timers = std::make_unique<EvBatchTimer[]>(n);
   for (std::size_t i = 0; i < n; ++i) {
     EvBatchTimer& t = timers[i];
@@ -163,11 +160,9 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
     const timeval tv = ceil_tv(delays[i]);
     if (evtimer_add(t.ev.get(), &tv) != 0) throw BenchError("evtimer_add failed");
   }
-  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
-  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  meter.armed(o);
   event_base_dispatch(base.get());  // returns once no event is pending: every timer fired
-  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
-  o.cpu_ms = cpu_ms_now() - cpu0;
+  meter.done(o);
   timers.reset();
   return o;
 }

@@ -139,10 +139,7 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
                  [](uv_check_t* h) { ++static_cast<BatchOutcome*>(h->data)->wakeups; });
   uv_unref(reinterpret_cast<uv_handle_t*>(&iterations));
 
-  trim_heap();
-  const std::int64_t rss0 = resident_bytes();
-  const double cpu0 = cpu_ms_now();
-  const std::int64_t wall0 = now_ns();
+  const BatchMeter meter;
   auto timers = std::make_unique<UvBatchTimer[]>(n);
   for (std::size_t i = 0; i < n; ++i) {
     UvBatchTimer& t = timers[i];
@@ -160,13 +157,11 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
                  ceil_ms(delays[i]), 0),
              "uv_timer_start");
   }
-  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
-  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  meter.armed(o);
   o.wakeups = 0;
   // Returns once no timer is active: every one has fired.
   uv_run(&loop, UV_RUN_DEFAULT);
-  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
-  o.cpu_ms = cpu_ms_now() - cpu0;
+  meter.done(o);
   close_loop(&loop);
   return o;
 }

@@ -92,21 +92,19 @@ RunResult evh_timer_batch(const BatchSize& b, Slack slack) {
                   "spawn");
   // Start the event handler and a worker before measuring: set-up, not timers.
   take(rt.event_handler(), "event_handler");
-  trim_heap();
-  const std::int64_t rss0 = resident_bytes();
+  // The timer nodes are part of the phase (their memory and the faults of touching it), as the
+  // peers' and raw's own timer storage is.
+  const BatchMeter meter;
   s.timers = std::vector<Timer>(b.count);
-  const double cpu0 = cpu_ms_now();
-  const std::int64_t wall0 = now_ns();
   check(rt.post(iso->main_port(), Message::u64(0)), "post start");
   if (take(rx.receive(kPhaseTimeout), "receive armed").as_u64() != kArmed) {
     throw BenchError("unexpected report");
   }
-  s.out.bytes = static_cast<double>(resident_bytes() - rss0);
+  meter.memory(s.out);  // arming time is taken inside the isolate, around its start_timer loop
   if (take(rx.receive(kPhaseTimeout), "receive done").as_u64() != kDone) {
     throw BenchError("unexpected report");
   }
-  s.out.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
-  s.out.cpu_ms = cpu_ms_now() - cpu0;
+  meter.done(s.out);
   s.out.wakeups = 0;
   iso->destroy();
   rt.shutdown();
@@ -139,17 +137,13 @@ RunResult raw_timer_batch(const BatchSize& b) {
   if (fd < 0) throw BenchError(std::string("timerfd_create: ") + std::strerror(errno));
   BatchOutcome o;
   o.late_ns.reserve(b.count);
-  trim_heap();
-  const std::int64_t rss0 = resident_bytes();
-  const double cpu0 = cpu_ms_now();
-  const std::int64_t wall0 = now_ns();
+  const BatchMeter meter;
   std::vector<HeapEntry> storage;
   storage.reserve(b.count);
   std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap(std::greater<>{},
                                                                               std::move(storage));
   for (std::uint64_t i = 0; i < b.count; ++i) heap.push({now_ns() + delays[i], i});
-  o.arm_ns_total = static_cast<double>(now_ns() - wall0);
-  o.bytes = static_cast<double>(resident_bytes() - rss0);
+  meter.armed(o);
   std::int64_t armed = -1;
   while (!heap.empty()) {
     if (heap.top().deadline != armed) {
@@ -170,8 +164,7 @@ RunResult raw_timer_batch(const BatchSize& b) {
     }
     armed = -1;  // the timerfd fired: whatever is on top needs arming
   }
-  o.wall_ms = static_cast<double>(now_ns() - wall0) / 1e6;
-  o.cpu_ms = cpu_ms_now() - cpu0;
+  meter.done(o);
   close(fd);
   return batch_metrics(o, b.count);
 }

@@ -3,8 +3,6 @@
 // through these, so that a metric means the same for evh, raw and each peer.
 #pragma once
 
-#include <sys/resource.h>
-
 #include <cstdint>
 #include <random>
 #include <string>
@@ -31,14 +29,6 @@ inline std::vector<std::int64_t> make_delays(const BatchSize& b) {
   return d;
 }
 
-// User + system CPU of the process so far, in ms.
-inline double cpu_ms_now() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto ms = [](const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; };
-  return ms(ru.ru_utime) + ms(ru.ru_stime);
-}
-
 // What every impl reports for a batch, from the lateness samples it took in its callbacks.
 struct BatchOutcome {
   std::vector<std::int64_t> late_ns;
@@ -51,6 +41,34 @@ struct BatchOutcome {
   double bytes = 0;
   std::uint64_t wakeups = 0;
   bool wakeups_known = true;  // false: the impl cannot observe its loop's wakeups
+};
+
+// The measured phase of a timer batch, the same for every impl: resident memory, CPU and the
+// wall clock are taken at construction (after a heap trim, so earlier repetitions' freed memory
+// does not hide this one's growth); `armed` records the arming time and the resident growth,
+// `done` the wall and CPU time of the whole phase.
+class BatchMeter {
+ public:
+  BatchMeter() {
+    trim_heap();
+    rss0_ = resident_bytes();
+    cpu0_ = process_cpu_ms();
+    wall0_ = now_ns();
+  }
+  void armed(BatchOutcome& o) const {
+    o.arm_ns_total = static_cast<double>(now_ns() - wall0_);
+    memory(o);
+  }
+  void memory(BatchOutcome& o) const { o.bytes = static_cast<double>(resident_bytes() - rss0_); }
+  void done(BatchOutcome& o) const {
+    o.wall_ms = static_cast<double>(now_ns() - wall0_) / 1e6;
+    o.cpu_ms = process_cpu_ms() - cpu0_;
+  }
+
+ private:
+  std::int64_t rss0_ = 0;
+  double cpu0_ = 0;
+  std::int64_t wall0_ = 0;
 };
 
 inline RunResult batch_metrics(BatchOutcome& o, std::uint64_t n) {
