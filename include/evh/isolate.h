@@ -61,6 +61,40 @@ IsolateHandler make_handler(F f) {
       owned, [](void* user) noexcept { delete static_cast<F*>(user); }};
 }
 
+// Why an isolate exited: it ran out of open ports (normal), it was killed (killed, also at runtime
+// shutdown), or an uncaught exception ended it under `errors_are_fatal` (error).
+enum class ExitReason : std::uint8_t { normal = 0, killed = 1, error = 2 };
+
+// When a kill takes effect (SEMANTICS 9). `immediate`: before the isolate's next message or
+// timer callback, and `Isolate::interrupt_requested()` turns true at once so that a long-running
+// message can unwind at a safe point. `before_next_event`: the current message (or timer
+// callback) and its microtasks finish undisturbed; nothing after them runs.
+enum class KillPriority : std::uint8_t { immediate = 0, before_next_event = 1 };
+
+// Something an isolate owns that must be released when the isolate exits: a child process tied
+// to it, a lock, an embedder's native handle. Attach it with `Isolate::attach()`; when the
+// isolate exits (killed, normal exit, error, runtime shutdown) `on_isolate_exit` is called
+// exactly once, on the thread that finishes the isolate, unless `Isolate::detach()` removed it
+// first. The object must stay alive until it has been called or detached.
+class IsolateResource {
+ public:
+  // Must not block for long and must not attach or detach on the same isolate (the isolate's
+  // resource lock is held). May post messages, send signals, close fds.
+  virtual void on_isolate_exit(Isolate& isolate, ExitReason reason) noexcept = 0;
+
+ protected:
+  IsolateResource() = default;
+  ~IsolateResource() = default;
+  IsolateResource(const IsolateResource&) = delete;
+  IsolateResource& operator=(const IsolateResource&) = delete;
+
+ private:
+  friend class detail::IsolateImpl;
+  IsolateResource* prev_ = nullptr;
+  IsolateResource* next_ = nullptr;
+  bool attached_ = false;
+};
+
 struct IsolateOptions {
   TaskRunner* runner = nullptr;  // null: the runtime's thread pool
   std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
@@ -91,10 +125,24 @@ class Isolate {
   void pause() noexcept;
   // Releases one pause; `Errc::invalid_argument` when the isolate is not paused.
   Status resume() noexcept;
-  // Closes every port and releases every queued message exactly once. Idempotent. From outside
-  // the isolate, if it is idle, the release happens on the calling thread before this returns;
-  // if it is running or scheduled, its runner releases them when the current message finishes.
+  // Kills the isolate (SEMANTICS 9): idempotent, any thread, also from inside the isolate and
+  // racing with posts. Its ports close at once (posts to them fail from then on); when it stops
+  // (see KillPriority) every queued message is released exactly once, its timers are cancelled,
+  // its fd registrations end, its attached resources are told, the locks it holds are released
+  // with "owner died", and its exit listeners hear `ExitReason::killed`. From outside the
+  // isolate, if it is idle, all of that happens on the calling thread before this returns; if it
+  // is running or scheduled, on its runner when the current message (or callback) finishes.
+  // A second kill can upgrade `before_next_event` to `immediate`, not the other way.
+  void kill(KillPriority priority = KillPriority::immediate) noexcept;
+  // The same as kill(KillPriority::immediate).
   void destroy() noexcept;
+
+  // Attaches a resource to be told when the isolate exits. `Errc::isolate_dead` when it has
+  // already exited (or is exiting): the resource is then not attached and the caller releases it.
+  Status attach(IsolateResource& resource) noexcept;
+  // Detaches it: true when it was attached and has not been told; after this returns,
+  // `on_isolate_exit` is neither running nor going to run for it.
+  bool detach(IsolateResource& resource) noexcept;
 
   // Any thread: closes one of this isolate's ports; messages queued for it are dropped
   // (released) when reached. `Errc::unknown_port` when the isolate has no open port with that id.

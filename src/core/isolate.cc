@@ -7,6 +7,7 @@
 
 #include "core/assert.h"
 #include "core/isolate_impl.h"
+#include "core/isolate_life.h"
 #include "core/runtime_impl.h"
 #include "sync/spin.h"
 #include "timer/timer_set.h"
@@ -102,8 +103,9 @@ IsolateImpl::~IsolateImpl() {
     delete microtasks_;
   }
   delete timers_;  // its set has been emptied at death; any timer left is disarmed here
-  EVH_ASSERT(extra_ports_ == nullptr || extra_ports_->empty(), "open ports keep an isolate alive");
-  delete extra_ports_;
+  IsolateLife* life = life_.load(std::memory_order_acquire);
+  EVH_ASSERT(life == nullptr || life->extra_ports.empty(), "open ports keep an isolate alive");
+  delete life;
   if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
   runtime_->note_isolate_freed();
 }
@@ -297,9 +299,10 @@ void IsolateImpl::deliver(Message& message) noexcept {
 
 bool IsolateImpl::is_open_port(PortId id) noexcept {
   if (id == main_port_id_) return !main_closed_.load(std::memory_order_acquire);
-  if (extra_ports_ == nullptr) return false;
+  IsolateLife* life = life_.load(std::memory_order_acquire);
+  if (life == nullptr) return false;
   FlagLock lock(ports_lock_);
-  for (PortState* p : *extra_ports_) {
+  for (PortState* p : life->extra_ports) {
     if (p->id() == id) return !p->is_closed();
   }
   return false;
@@ -339,7 +342,7 @@ void IsolateImpl::close_all_ports() noexcept {
   std::vector<PortState*> extra;
   {
     FlagLock lock(ports_lock_);
-    if (extra_ports_ != nullptr) extra.swap(*extra_ports_);
+    if (IsolateLife* life = life_.load(std::memory_order_acquire)) extra.swap(life->extra_ports);
   }
   for (PortState* p : extra) {
     close_port_state(*runtime_, p);
@@ -361,6 +364,7 @@ void IsolateImpl::finish_dead() noexcept {
       timers_->registered.reset();
     }
   }
+  release_resources(static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire)));
   // No message will be delivered again: release the handler's state now rather than when the
   // memory goes. Handlers that hold SendPorts to each other would otherwise keep each other's
   // memory (and so their state) alive for as long as the runtime lives.
@@ -374,8 +378,66 @@ void IsolateImpl::finish_dead() noexcept {
   release();  // the turn's reference; may free this
 }
 
-void IsolateImpl::destroy() noexcept {
+IsolateLife& IsolateImpl::life() noexcept {
+  IsolateLife* l = life_.load(std::memory_order_acquire);
+  if (l != nullptr) return *l;
+  auto* fresh = new IsolateLife;
+  // acq_rel: publishes the new record (release) or sees the winner's (acquire).
+  if (life_.compare_exchange_strong(l, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;
+  return *l;
+}
+
+Status IsolateImpl::attach(IsolateResource& resource) noexcept {
+  IsolateLife& l = life();
+  std::lock_guard lock(l.mu);
+  if (l.exited || resource.attached_) {
+    return l.exited ? Status{Errc::isolate_dead} : Status{Errc::invalid_argument};
+  }
+  resource.attached_ = true;
+  resource.prev_ = nullptr;
+  resource.next_ = l.resources;
+  if (l.resources != nullptr) l.resources->prev_ = &resource;
+  l.resources = &resource;
+  return {};
+}
+
+bool IsolateImpl::detach(IsolateResource& resource) noexcept {
+  IsolateLife* l = life_.load(std::memory_order_acquire);
+  if (l == nullptr) return false;
+  std::lock_guard lock(l->mu);
+  if (!resource.attached_) return false;
+  if (resource.prev_ != nullptr) {
+    resource.prev_->next_ = resource.next_;
+  } else {
+    l->resources = resource.next_;
+  }
+  if (resource.next_ != nullptr) resource.next_->prev_ = resource.prev_;
+  resource.prev_ = resource.next_ = nullptr;
+  resource.attached_ = false;
+  return true;
+}
+
+void IsolateImpl::release_resources(ExitReason reason) noexcept {
+  IsolateLife* l = life_.load(std::memory_order_acquire);
+  if (l == nullptr) return;
+  std::lock_guard lock(l->mu);
+  l->exited = true;
+  // Each resource is unlinked before it is told, with the lock held: a detach() racing with
+  // this waits for the call to end and then finds the resource no longer attached.
+  while (IsolateResource* r = l->resources) {
+    l->resources = r->next_;
+    if (r->next_ != nullptr) r->next_->prev_ = nullptr;
+    r->prev_ = r->next_ = nullptr;
+    r->attached_ = false;
+    r->on_isolate_exit(*this, reason);
+  }
+}
+
+void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
+  if (priority == KillPriority::immediate) interrupt_.store(true, std::memory_order_release);
   if (closing_.exchange(true, std::memory_order_seq_cst)) return;  // idempotent
+  exit_reason_.store(static_cast<std::uint8_t>(reason), std::memory_order_release);
   // Ports first: after this no post can reach the mailbox through a port, only racing ones
   // already past the check, whose messages are drained below or by the destructor.
   close_all_ports();
@@ -434,8 +496,7 @@ Result<PortId> IsolateImpl::open_port() {
     // Checked under the lock: destroy() sets closing_ before it takes the lock to close the
     // ports, so either it sees this port or we see the flag.
     if (!closing_.load(std::memory_order_seq_cst)) {
-      if (extra_ports_ == nullptr) extra_ports_ = new std::vector<PortState*>;
-      extra_ports_->push_back(port);
+      life().extra_ports.push_back(port);
       return id;
     }
   }
@@ -449,11 +510,12 @@ Status IsolateImpl::close_port(PortId id) noexcept {
   PortState* found = nullptr;
   {
     FlagLock lock(ports_lock_);
-    if (extra_ports_ != nullptr) {
-      for (auto it = extra_ports_->begin(); it != extra_ports_->end(); ++it) {
+    if (IsolateLife* life = life_.load(std::memory_order_acquire)) {
+      auto& extra = life->extra_ports;
+      for (auto it = extra.begin(); it != extra.end(); ++it) {
         if ((*it)->id() == id) {
           found = *it;
-          extra_ports_->erase(it);
+          extra.erase(it);
           break;
         }
       }
@@ -621,6 +683,15 @@ Status Isolate::resume() noexcept {
 }
 void Isolate::destroy() noexcept {
   IsolateImpl::of(*this).destroy();
+}
+void Isolate::kill(KillPriority priority) noexcept {
+  IsolateImpl::of(*this).kill(priority);
+}
+Status Isolate::attach(IsolateResource& resource) noexcept {
+  return IsolateImpl::of(*this).attach(resource);
+}
+bool Isolate::detach(IsolateResource& resource) noexcept {
+  return IsolateImpl::of(*this).detach(resource);
 }
 Result<PortId> Isolate::open_port() {
   return IsolateImpl::of(*this).open_port();

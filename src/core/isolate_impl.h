@@ -33,6 +33,7 @@ namespace evh::detail {
 
 class RuntimeImpl;
 struct IsolateTimers;
+struct IsolateLife;
 
 class IsolateImpl final : public Isolate, public Task, public PortTarget {
  public:
@@ -60,7 +61,10 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   PortId main_port_id() const noexcept { return main_port_id_; }
   void pause() noexcept;
   Status resume() noexcept;
-  void destroy() noexcept;
+  void kill(KillPriority priority, ExitReason reason = ExitReason::killed) noexcept;
+  void destroy() noexcept { kill(KillPriority::immediate); }
+  Status attach(IsolateResource& resource) noexcept;
+  bool detach(IsolateResource& resource) noexcept;
   bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
   // Blocks until the queues have been drained after destroy().
   void wait_dead() noexcept;
@@ -107,6 +111,10 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void report_timer_counters() noexcept;
   void report_exception() noexcept;
   void finish_dead() noexcept;
+  // The lifecycle record (resources, listeners, pause capabilities, held locks), created on
+  // first use by any thread.
+  IsolateLife& life() noexcept;
+  void release_resources(ExitReason reason) noexcept;
   void close_all_ports() noexcept;
   bool close_main_port() noexcept;
   bool owns_turn() const noexcept;
@@ -140,12 +148,14 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<bool> closing_{false};         // destroy() has begun: its ports are closing
   std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
   std::atomic<bool> main_closed_{false};
-  std::atomic<bool> ports_lock_{false};  // guards extra_ports_ (open/close are rare)
+  std::atomic<bool> ports_lock_{false};  // guards life_->extra_ports (open/close are rare)
   bool timers_dirty_ = false;            // a timer changed this message: hand the next wakeup over
+  std::atomic<bool> interrupt_{false};   // an immediate kill (or control request) is pending
+  std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
   IsolateHandler handler_;
   PortId main_port_id_ = PortId::none;
-  std::vector<PortState*>* extra_ports_ = nullptr;  // created by the first open_port()
-  std::vector<Microtask>* microtasks_ = nullptr;    // created by the first microtask
+  std::atomic<IsolateLife*> life_{nullptr};       // created on first use; holds the extra ports
+  std::vector<Microtask>* microtasks_ = nullptr;  // created by the first microtask
   std::atomic<std::uint64_t> handled_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> turns_{0};
