@@ -27,6 +27,13 @@ enum class Errc : int {
   timed_out = 5,         // a timed wait ended before the condition held
   isolate_dead = 6,      // the isolate has been destroyed
   wrong_thread = 7,      // an isolate-only call was made from outside the isolate's turn
+  // IsolateMutex (evh/isolate_mutex.h):
+  owner_died = 8,       // acquired, but its previous holder died holding it: repair, then
+                        // mark_consistent() (like a robust futex's EOWNERDEAD)
+  not_recoverable = 9,  // a holder that got owner_died unlocked without mark_consistent()
+  not_owner = 10,       // unlock or mark_consistent by an isolate that does not hold the lock
+  would_deadlock = 11,  // the isolate already holds this (non-recursive) lock
+  busy = 12,            // try_lock: another isolate holds it
 };
 
 const std::error_category& error_category() noexcept;

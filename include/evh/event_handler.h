@@ -27,7 +27,9 @@
 // shared listening socket, when its last registration closes). Either way the port receives
 // exactly one final notice (`unregistered` or `closed`), and nothing for that registration after
 // it (SEMANTICS 18). A caller must not close a registered fd itself before `remove_fd()`.
-// A registration whose destination port has gone is dropped silently (the fd is not closed).
+// A registration whose destination port closes (or whose isolate is killed or exits) ends
+// without a notice (nobody is left to hear it); an fd registered with `FdOptions::owned` is then
+// closed by the handler, any other is left open for its owner.
 // The EventHandler owns its poller's fds (epoll, timerfd, eventfd; all O_CLOEXEC) and closes
 // them at shutdown. It must be destroyed before the Runtime it posts to; the Runtime's own
 // (`Runtime::event_handler()`) is shut down first thing in `Runtime::shutdown()`.
@@ -105,6 +107,11 @@ struct FdOptions {
   // for shared fds, unlimited for edge and oneshot.
   std::uint32_t max_outstanding = 0;
   FdSharing sharing = FdSharing::exclusive;
+  // Hands the fd over to the event handler: it is closed on the I/O thread however the
+  // registration ends — close_fd(), remove_fd() (whose final notice is then `closed`), the
+  // destination port closing, its isolate being killed or exiting, or shutdown. What an isolate
+  // owns this way dies with it (SEMANTICS 9).
+  bool owned = false;
 };
 
 // What a message from the event handler says.

@@ -25,6 +25,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 
 namespace evh {
@@ -65,11 +67,38 @@ IsolateHandler make_handler(F f) {
 // shutdown), or an uncaught exception ended it under `errors_are_fatal` (error).
 enum class ExitReason : std::uint8_t { normal = 0, killed = 1, error = 2 };
 
-// When a kill takes effect (SEMANTICS 9). `immediate`: before the isolate's next message or
-// timer callback, and `Isolate::interrupt_requested()` turns true at once so that a long-running
-// message can unwind at a safe point. `before_next_event`: the current message (or timer
-// callback) and its microtasks finish undisturbed; nothing after them runs.
-enum class KillPriority : std::uint8_t { immediate = 0, before_next_event = 1 };
+// When a control request (kill, ping) takes effect. `immediate`: before the isolate's next
+// message or timer callback, and at once from inside a long-running message that checks
+// `Isolate::interrupt_requested()` and calls `handle_interrupts()` at its safe points (Dart's
+// interrupt checks, Lua's hook). `before_next_event`: after the current message (or timer
+// callback) and its microtasks, ahead of every normal message still queued. For a kill the
+// difference is whether the running message is asked to unwind (SEMANTICS 9).
+enum class ControlPriority : std::uint8_t { immediate = 0, before_next_event = 1 };
+using KillPriority = ControlPriority;
+
+// A pause token (SEMANTICS 8): pauses with the same capability count once; each distinct one
+// must be resumed with itself. Never 0 once handed out.
+struct PauseCapability {
+  std::uint64_t value = 0;
+  explicit operator bool() const noexcept { return value != 0; }
+  friend bool operator==(PauseCapability, PauseCapability) = default;
+};
+
+// What an exit listener receives (`decode_isolate_exit`): which isolate (its main port's id,
+// which stays its name after the port closes) and why it exited.
+struct IsolateExit {
+  PortId isolate = PortId::none;
+  ExitReason reason = ExitReason::normal;
+};
+std::optional<IsolateExit> decode_isolate_exit(const Message& message) noexcept;
+
+// What an error listener receives (`decode_isolate_error`): the isolate and the escaped
+// exception's `what()` ("unknown exception" for a non-std exception).
+struct IsolateError {
+  PortId isolate = PortId::none;
+  std::string what;
+};
+std::optional<IsolateError> decode_isolate_error(const Message& message);
 
 // Something an isolate owns that must be released when the isolate exits: a child process tied
 // to it, a lock, an embedder's native handle. Attach it with `Isolate::attach()`; when the
@@ -99,6 +128,9 @@ struct IsolateOptions {
   TaskRunner* runner = nullptr;  // null: the runtime's thread pool
   std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
   void* data = nullptr;          // opaque embedder data, returned by `Isolate::data()`
+  // An exception escaping the handler, a microtask or a timer callback ends the isolate
+  // (ExitReason::error) after its error listeners have been told. Off: it goes on.
+  bool errors_are_fatal = false;
 };
 
 struct IsolateStats {
@@ -121,10 +153,28 @@ class Isolate {
   Runtime& runtime() const noexcept;
   bool is_dead() const noexcept;
   IsolateStats stats() const noexcept;
-  // Stops normal messages until a matching `resume()`; OOB messages still run (SEMANTICS 8).
-  void pause() noexcept;
-  // Releases one pause; `Errc::invalid_argument` when the isolate is not paused.
-  Status resume() noexcept;
+  // Stops normal messages until resumed; OOB messages (and control requests) still run
+  // (SEMANTICS 8). Takes effect at once: a running turn stops before its next normal message.
+  // Pausing again with a capability already pausing the isolate changes nothing. Returns the
+  // capability (a fresh one when none is given).
+  PauseCapability pause(PauseCapability capability = {}) noexcept;
+  // Releases the pause held by `capability`; `Errc::invalid_argument` when it holds none.
+  Status resume(PauseCapability capability) noexcept;
+
+  // Control plane (any thread). Posts `response` to `reply` when the isolate gets to it (see
+  // ControlPriority); an idle isolate answers at once. `Errc::isolate_dead` when it has exited
+  // (the response is released); a ping pending when it dies is released unanswered.
+  Status ping(PortId reply, Message response,
+              ControlPriority priority = ControlPriority::immediate) noexcept;
+  // Exit listeners are told exactly once, with the reason (an `IsolateExit` message). Adding
+  // one after the exit tells it at once; adding the same port twice tells it once.
+  Status add_exit_listener(PortId port) noexcept;
+  Status remove_exit_listener(PortId port) noexcept;  // `Errc::unknown_port` if not listening
+  // Error listeners hear of every exception that escapes the isolate's callbacks (an
+  // `IsolateError` message), before `errors_are_fatal` ends it.
+  Status add_error_listener(PortId port) noexcept;
+  Status remove_error_listener(PortId port) noexcept;
+  void set_errors_fatal(bool fatal) noexcept;
   // Kills the isolate (SEMANTICS 9): idempotent, any thread, also from inside the isolate and
   // racing with posts. Its ports close at once (posts to them fail from then on); when it stops
   // (see KillPriority) every queued message is released exactly once, its timers are cancelled,
@@ -136,6 +186,13 @@ class Isolate {
   void kill(KillPriority priority = KillPriority::immediate) noexcept;
   // The same as kill(KillPriority::immediate).
   void destroy() noexcept;
+
+  // True when a long-running message should reach a safe point and call handle_interrupts():
+  // an immediate kill or an immediate ping is pending. One atomic load; any thread.
+  bool interrupt_requested() const noexcept;
+  // Own turn: answers pending immediate pings. `Errc::isolate_dead` when the isolate has been
+  // killed — the message should unwind now; nothing after it runs.
+  Status handle_interrupts() noexcept;
 
   // Attaches a resource to be told when the isolate exits. `Errc::isolate_dead` when it has
   // already exited (or is exiting): the resource is then not attached and the caller releases it.

@@ -24,6 +24,16 @@ class Category final : public std::error_category {
         return "the isolate has been destroyed";
       case Errc::wrong_thread:
         return "called from outside the isolate's own turn";
+      case Errc::owner_died:
+        return "the lock's previous holder died holding it (acquired; repair and mark consistent)";
+      case Errc::not_recoverable:
+        return "the lock is not recoverable: an owner-died state was never marked consistent";
+      case Errc::not_owner:
+        return "the calling isolate does not hold this lock";
+      case Errc::would_deadlock:
+        return "the calling isolate already holds this lock";
+      case Errc::busy:
+        return "the lock is held by another isolate";
     }
     return "unknown evh error " + std::to_string(code);
   }

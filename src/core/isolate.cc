@@ -59,23 +59,10 @@ void linger() noexcept {
   } while (std::chrono::steady_clock::now() < until);
 }
 
-// Tiny spin lock on an atomic<bool>: guards the rarely changed list of extra ports.
-class FlagLock {
- public:
-  explicit FlagLock(std::atomic<bool>& flag) noexcept : flag_(flag) {
-    Backoff backoff;
-    // acquire: pairs with the release in the destructor of the previous holder.
-    while (flag_.exchange(true, std::memory_order_acquire)) backoff.snooze();
-  }
-  ~FlagLock() { flag_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool>& flag_;
-};
-
 void close_port_state(RuntimeImpl& runtime, PortState* port) noexcept {
   if (!port->mark_closed()) return;
   if (PortState* in_map = runtime.map().erase(port->id())) in_map->release();
+  runtime.end_port_io(*port);  // its fd registrations and timeout end with it
 }
 
 }  // namespace
@@ -87,6 +74,7 @@ IsolateImpl::IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler,
       runner_(options.runner != nullptr ? options.runner : &runtime.pool()),
       data_(options.data),
       handler_(handler) {
+  if (options.errors_are_fatal) life().errors_fatal = true;
 #if !defined(EVH_DEBUG_CHECKS)
   static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
 #endif
@@ -279,9 +267,16 @@ void IsolateImpl::run() noexcept {
 
 void IsolateImpl::deliver(Message& message) noexcept {
   // The main port is the fast path; timer wakeups come to an extra port (the slow path).
-  if (message.port() != main_port_id_ && timers_ != nullptr && message.port() == timers_->port) {
-    on_timer_message(message);
-    return;
+  if (message.port() != main_port_id_) [[unlikely]] {
+    if (message.port() == PortId::none) {
+      on_control_message(message);
+      return;
+    }
+    if (timers_ != nullptr && message.port() == timers_->port) {
+      on_timer_message(message);
+      exit_if_unreachable();
+      return;
+    }
   }
   if (!is_open_port(message.port())) {
     bump(dropped_);
@@ -295,6 +290,9 @@ void IsolateImpl::deliver(Message& message) noexcept {
   bump(handled_);
   run_microtasks();
   if (timers_dirty_) sync_timer_wakeup();
+  // The exit rule looks only when the main port is closed (it is on this line already).
+  if (main_closed_.load(std::memory_order_relaxed)) [[unlikely]]
+    exit_if_unreachable();
 }
 
 bool IsolateImpl::is_open_port(PortId id) noexcept {
@@ -324,7 +322,9 @@ void IsolateImpl::run_microtasks() noexcept {
 
 void IsolateImpl::report_exception() noexcept {
   exceptions_.store(exceptions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  runtime_->note_exception(*this, std::current_exception());
+  std::exception_ptr error = std::current_exception();
+  runtime_->note_exception(*this, error);
+  tell_error_listeners(error);
 }
 
 bool IsolateImpl::close_main_port() noexcept {
@@ -332,6 +332,7 @@ bool IsolateImpl::close_main_port() noexcept {
   // The map holds the only reference the isolate side has; SendPorts may hold more.
   if (PortState* port = runtime_->map().erase(main_port_id_)) {
     port->mark_closed();
+    runtime_->end_port_io(*port);
     port->release();
   }
   return true;
@@ -364,7 +365,10 @@ void IsolateImpl::finish_dead() noexcept {
       timers_->registered.reset();
     }
   }
-  release_resources(static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire)));
+  const auto reason = static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire));
+  release_held_locks();
+  release_resources(reason);
+  tell_exit_listeners(reason);
   // No message will be delivered again: release the handler's state now rather than when the
   // memory goes. Handlers that hold SendPorts to each other would otherwise keep each other's
   // memory (and so their state) alive for as long as the runtime lives.
@@ -435,7 +439,9 @@ void IsolateImpl::release_resources(ExitReason reason) noexcept {
 }
 
 void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
-  if (priority == KillPriority::immediate) interrupt_.store(true, std::memory_order_release);
+  if (priority == KillPriority::immediate) {
+    interrupt_.fetch_or(kInterruptKill, std::memory_order_acq_rel);
+  }
   if (closing_.exchange(true, std::memory_order_seq_cst)) return;  // idempotent
   exit_reason_.store(static_cast<std::uint8_t>(reason), std::memory_order_release);
   // Ports first: after this no post can reach the mailbox through a port, only racing ones
@@ -457,21 +463,6 @@ void IsolateImpl::wait_dead() noexcept {
        s = state_.load(std::memory_order_acquire)) {
     state_.wait(s, std::memory_order_acquire);
   }
-}
-
-void IsolateImpl::pause() noexcept {
-  pause_count_.fetch_add(1, std::memory_order_seq_cst);
-}
-
-Status IsolateImpl::resume() noexcept {
-  std::uint32_t count = pause_count_.load(std::memory_order_relaxed);
-  do {
-    if (count == 0) return Errc::invalid_argument;
-  } while (!pause_count_.compare_exchange_weak(count, count - 1, std::memory_order_seq_cst));
-  // The last resume: a turn that went idle while paused may have left normal messages queued.
-  // Only the consumer may read the queue's head, so schedule a turn and let it look.
-  if (count == 1 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
-  return {};
 }
 
 IsolateStats IsolateImpl::stats() const noexcept {
@@ -506,7 +497,11 @@ Result<PortId> IsolateImpl::open_port() {
 }
 
 Status IsolateImpl::close_port(PortId id) noexcept {
-  if (id == main_port_id_) return close_main_port() ? Status{} : Status{Errc::unknown_port};
+  if (id == main_port_id_) {
+    if (!close_main_port()) return Errc::unknown_port;
+    send_control(kControlCheckExit, {}, {});
+    return {};
+  }
   PortState* found = nullptr;
   {
     FlagLock lock(ports_lock_);
@@ -524,6 +519,9 @@ Status IsolateImpl::close_port(PortId id) noexcept {
   if (found == nullptr) return Errc::unknown_port;
   close_port_state(*runtime_, found);
   found->release();
+  // The exit rule: an isolate left without open ports exits; a turn checks (this may be called
+  // from any thread, with the isolate idle).
+  if (main_closed_.load(std::memory_order_acquire)) send_control(kControlCheckExit, {}, {});
   return {};
 }
 
@@ -655,6 +653,22 @@ void IsolateImpl::sync_timer_wakeup() noexcept {
   if (st.ok()) tm.registered = next;
 }
 
+// The exit rule (SEMANTICS: an isolate exits when it has no open port and an empty queue):
+// with no port anyone can post to and no live timer, nothing can reach it any more.
+void IsolateImpl::exit_if_unreachable() noexcept {
+  if (closing_.load(std::memory_order_acquire) || !main_closed_.load(std::memory_order_acquire)) {
+    return;
+  }
+  if (IsolateLife* l = life_.load(std::memory_order_acquire)) {
+    FlagLock lock(ports_lock_);
+    for (PortState* p : l->extra_ports) {
+      if (timers_ == nullptr || p->id() != timers_->port) return;  // a port someone can post to
+    }
+  }
+  if (timers_ != nullptr && (timers_->set.live() != 0 || timers_->set.has_zero_delay())) return;
+  kill(KillPriority::before_next_event, ExitReason::normal);
+}
+
 }  // namespace detail
 
 // The public face: Isolate has no data of its own; every call forwards to IsolateImpl.
@@ -675,14 +689,38 @@ bool Isolate::is_dead() const noexcept {
 IsolateStats Isolate::stats() const noexcept {
   return IsolateImpl::of(*this).stats();
 }
-void Isolate::pause() noexcept {
-  IsolateImpl::of(*this).pause();
+PauseCapability Isolate::pause(PauseCapability capability) noexcept {
+  return IsolateImpl::of(*this).pause(capability);
 }
-Status Isolate::resume() noexcept {
-  return IsolateImpl::of(*this).resume();
+Status Isolate::resume(PauseCapability capability) noexcept {
+  return IsolateImpl::of(*this).resume(capability);
+}
+Status Isolate::ping(PortId reply, Message response, ControlPriority priority) noexcept {
+  return IsolateImpl::of(*this).ping(reply, std::move(response), priority);
+}
+Status Isolate::add_exit_listener(PortId port) noexcept {
+  return IsolateImpl::of(*this).add_listener(true, port);
+}
+Status Isolate::remove_exit_listener(PortId port) noexcept {
+  return IsolateImpl::of(*this).remove_listener(true, port);
+}
+Status Isolate::add_error_listener(PortId port) noexcept {
+  return IsolateImpl::of(*this).add_listener(false, port);
+}
+Status Isolate::remove_error_listener(PortId port) noexcept {
+  return IsolateImpl::of(*this).remove_listener(false, port);
+}
+void Isolate::set_errors_fatal(bool fatal) noexcept {
+  IsolateImpl::of(*this).set_errors_fatal(fatal);
+}
+Status Isolate::handle_interrupts() noexcept {
+  return IsolateImpl::of(*this).handle_interrupts();
 }
 void Isolate::destroy() noexcept {
   IsolateImpl::of(*this).destroy();
+}
+bool Isolate::interrupt_requested() const noexcept {
+  return IsolateImpl::of(*this).interrupt_requested();
 }
 void Isolate::kill(KillPriority priority) noexcept {
   IsolateImpl::of(*this).kill(priority);

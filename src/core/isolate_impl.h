@@ -59,8 +59,14 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void set_main_port(PortId id) noexcept { main_port_id_ = id; }
 
   PortId main_port_id() const noexcept { return main_port_id_; }
-  void pause() noexcept;
-  Status resume() noexcept;
+  PauseCapability pause(PauseCapability capability) noexcept;
+  Status resume(PauseCapability capability) noexcept;
+  // Control plane (isolate_control.cc).
+  Status ping(PortId reply, Message response, ControlPriority priority) noexcept;
+  Status add_listener(bool exit, PortId port) noexcept;
+  Status remove_listener(bool exit, PortId port) noexcept;
+  void set_errors_fatal(bool fatal) noexcept;
+  Status handle_interrupts() noexcept;
   void kill(KillPriority priority, ExitReason reason = ExitReason::killed) noexcept;
   void destroy() noexcept { kill(KillPriority::immediate); }
   Status attach(IsolateResource& resource) noexcept;
@@ -77,6 +83,14 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void cancel_timer(Timer& t) noexcept;
   TimerStats timer_stats() const noexcept;
   RuntimeImpl& runtime_impl() const noexcept { return *runtime_; }
+  bool in_own_turn() const noexcept { return owns_turn(); }
+  bool interrupt_requested() const noexcept {
+    return interrupt_.load(std::memory_order_acquire) != 0;
+  }
+  bool kill_requested() const noexcept {
+    return (interrupt_.load(std::memory_order_acquire) & kInterruptKill) != 0;
+  }
+  IsolateLife& life() noexcept;
   void* data() const noexcept { return data_; }
 
   // The runtime's registry of live isolates (guarded by the runtime's registry mutex).
@@ -85,6 +99,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
 
  private:
   enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
+  static constexpr std::uint8_t kInterruptKill = 1;
+  static constexpr std::uint8_t kInterruptPing = 2;
   struct Microtask {
     MicrotaskFn fn;
     void* arg;
@@ -110,10 +126,16 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void sync_timer_wakeup() noexcept;
   void report_timer_counters() noexcept;
   void report_exception() noexcept;
+  // Control plane (isolate_control.cc): a control message (port PortId::none) delivered; the
+  // exit rule (no open port, no live timer: exit normally); telling exit listeners.
+  void on_control_message(Message& message) noexcept;
+  void send_control(int kind, PortId reply, Message response) noexcept;
+  void exit_if_unreachable() noexcept;
+  void answer_immediate_pings() noexcept;
+  void tell_exit_listeners(ExitReason reason) noexcept;
+  void tell_error_listeners(std::exception_ptr error) noexcept;
   void finish_dead() noexcept;
-  // The lifecycle record (resources, listeners, pause capabilities, held locks), created on
-  // first use by any thread.
-  IsolateLife& life() noexcept;
+  void release_held_locks() noexcept;  // isolate_mutex.cc
   void release_resources(ExitReason reason) noexcept;
   void close_all_ports() noexcept;
   bool close_main_port() noexcept;
@@ -150,7 +172,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<bool> main_closed_{false};
   std::atomic<bool> ports_lock_{false};  // guards life_->extra_ports (open/close are rare)
   bool timers_dirty_ = false;            // a timer changed this message: hand the next wakeup over
-  std::atomic<bool> interrupt_{false};   // an immediate kill (or control request) is pending
+  std::atomic<std::uint8_t> interrupt_{0};    // kInterrupt* bits: what handle_interrupts() does
   std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
   IsolateHandler handler_;
   PortId main_port_id_ = PortId::none;

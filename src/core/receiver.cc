@@ -71,6 +71,7 @@ void ReceiverImpl::close() noexcept {
   closed_ = true;
   if (PortState* port = runtime_.map().erase(id_)) {
     port->mark_closed();
+    runtime_.end_port_io(*port);
     port->release();
   }
   // Producers that passed the port check before the close may still push; what they push after

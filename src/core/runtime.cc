@@ -6,6 +6,7 @@
 #include "core/isolate_impl.h"
 #include "core/receiver_impl.h"
 #include "core/runtime_impl.h"
+#include "io/event_handler.h"
 
 namespace evh {
 namespace detail {
@@ -77,6 +78,21 @@ void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
     isolate.registry_prev = isolate.registry_next = nullptr;
   }
   isolate.release();
+}
+
+Status RuntimeImpl::note_io_port(PortId id) noexcept {
+  PortState* port = map_.acquire(id);
+  if (port == nullptr) return Errc::unknown_port;
+  port->note_io();
+  const bool closed = port->is_closed_seq_cst();
+  port->release();
+  return closed ? Status{Errc::unknown_port} : Status{};
+}
+
+void RuntimeImpl::end_port_io(PortState& port) noexcept {
+  if (!port.has_io()) return;
+  EventHandler* eh = eh_ready_.load(std::memory_order_acquire);
+  if (eh != nullptr) (void)eh->impl().drop_port(port.id());
 }
 
 void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noexcept {

@@ -47,6 +47,12 @@ class RuntimeImpl {
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
 
+  // Marks `port` as having fd registrations (see PortState::note_io); `Errc::unknown_port` when
+  // it is not open.
+  Status note_io_port(PortId port) noexcept;
+  // `port` (closed) had fd registrations: tell the event handler to end them.
+  void end_port_io(PortState& port) noexcept;
+
   // Drops the registry's reference to `isolate` (once; later calls do nothing).
   void unregister_isolate(IsolateImpl& isolate) noexcept;
   void note_isolate_freed() noexcept { isolates_live_.fetch_sub(1, std::memory_order_relaxed); }

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/runtime_impl.h"
 #include "io/epoll_poller.h"
 #include "sync/spin.h"
 
@@ -106,10 +107,12 @@ Status EventHandlerImpl::add_fd(int fd, PortId port, FdEvents interest,
     return Errc::invalid_argument;
   }
   if (port == PortId::none) return Errc::unknown_port;
-  // The destination must exist now; if it closes later, the registration is dropped then.
-  if (auto sp = runtime_.send_port(port); !sp) return sp.error();
+  // The destination must exist now; if it closes later, the registration is dropped then (its
+  // owner sends drop_port once it sees the mark this leaves on the port).
+  if (auto s = runtime_.impl().note_io_port(port); !s) return s;
   Command c;
   c.kind = CommandKind::add;
+  c.owned = options.owned;
   c.fd = fd;
   c.port = port;
   c.interest = interest;
@@ -155,6 +158,14 @@ Status EventHandlerImpl::set_timeout(PortId port, MonoTime deadline) noexcept {
   c.kind = CommandKind::set_timeout;
   c.port = port;
   c.deadline_ns = to_ns(deadline);
+  return submit(c);
+}
+
+Status EventHandlerImpl::drop_port(PortId port) noexcept {
+  if (port == PortId::none) return Errc::unknown_port;
+  Command c;
+  c.kind = CommandKind::drop_port;
+  c.port = port;
   return submit(c);
 }
 
@@ -292,6 +303,9 @@ void EventHandlerImpl::execute(const Command& c) noexcept {
     case CommandKind::clear_timeout:
       timeouts_.erase(static_cast<std::uint64_t>(c.port));
       break;
+    case CommandKind::drop_port:
+      do_drop_port(c.port);
+      break;
   }
   registrations_.store(fds_.size(), std::memory_order_relaxed);
 }
@@ -303,7 +317,60 @@ EventHandlerImpl::Registration* EventHandlerImpl::find(FdEntry& e, PortId port) 
   return nullptr;
 }
 
+void EventHandlerImpl::index_add(PortId port, int fd) {
+  port_fds_[port].push_back(fd);
+}
+
+void EventHandlerImpl::index_remove(PortId port, int fd) noexcept {
+  auto it = port_fds_.find(port);
+  if (it == port_fds_.end()) return;
+  auto& fds = it->second;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i] == fd) {
+      fds[i] = fds.back();
+      fds.pop_back();
+      break;
+    }
+  }
+  if (fds.empty()) port_fds_.erase(it);
+}
+
+bool EventHandlerImpl::remove_registration(FdEntry& e, std::size_t index) noexcept {
+  const int fd = e.fd;
+  index_remove(e.regs[index].port, fd);
+  e.regs.erase(e.regs.begin() + static_cast<std::ptrdiff_t>(index));
+  if (!e.regs.empty()) {
+    sync_kernel(e);
+    return true;
+  }
+  const bool owned = e.owned;
+  drop_entry(fd);
+  if (owned) ::close(fd);
+  return false;
+}
+
+void EventHandlerImpl::do_drop_port(PortId port) noexcept {
+  timeouts_.erase(static_cast<std::uint64_t>(port));
+  auto it = port_fds_.find(port);
+  if (it == port_fds_.end()) return;
+  const std::vector<int> fds = it->second;  // a copy: remove_registration edits the index
+  for (int fd : fds) {
+    auto e = fds_.find(fd);
+    if (e == fds_.end()) continue;
+    if (Registration* r = find(e->second, port)) {
+      (void)remove_registration(e->second, static_cast<std::size_t>(r - e->second.regs.data()));
+    }
+  }
+  port_fds_.erase(port);
+}
+
 void EventHandlerImpl::do_add(const Command& c) noexcept {
+  // The port may have closed since the sender checked it, and its drop_port may already have
+  // run: a registration for it would never end. Drop it here, closing an owned fd.
+  if (auto sp = runtime_.send_port(c.port); !sp) {
+    if (c.owned) ::close(c.fd);
+    return;
+  }
   Registration reg;
   reg.port = c.port;
   reg.interest = c.interest;
@@ -318,6 +385,8 @@ void EventHandlerImpl::do_add(const Command& c) noexcept {
       return;
     }
     e.regs.push_back(reg);
+    e.owned = e.owned || c.owned;
+    index_add(c.port, c.fd);
     sync_kernel(e);
     return;
   }
@@ -330,12 +399,15 @@ void EventHandlerImpl::do_add(const Command& c) noexcept {
   e.regs.push_back(reg);
   e.kernel_interest = c.interest;
   e.kernel_armed = true;
+  e.owned = c.owned;
   if (auto s = poller_->add(c.fd, c.interest, c.mode, e.token()); !s) {
     post_error(c.port, c.fd,
                s.error().category() == std::generic_category() ? s.error().value() : EINVAL);
+    if (c.owned) ::close(c.fd);
     return;
   }
   fds_.emplace(c.fd, std::move(e));
+  index_add(c.port, c.fd);
 }
 
 void EventHandlerImpl::do_modify(const Command& c) noexcept {
@@ -359,6 +431,9 @@ void EventHandlerImpl::do_end(const Command& c, IoNotice final_notice) noexcept 
     return;
   }
   FdEntry& e = it->second;
+  // An owned fd is the handler's to close, whichever way its registration ends.
+  if (e.owned) final_notice = IoNotice::closed;
+  index_remove(c.port, c.fd);
   e.regs.erase(e.regs.begin() + (r - e.regs.data()));
   if (e.regs.empty()) {
     drop_entry(c.fd);
@@ -421,6 +496,7 @@ void EventHandlerImpl::sync_kernel(FdEntry& e, bool force) noexcept {
     std::vector<Registration> regs = std::move(e.regs);
     drop_entry(fd);
     for (const auto& r : regs) {
+      index_remove(r.port, fd);
       post_error(r.port, fd, error);
       IoEvent ev;
       ev.notice = IoNotice::unregistered;
@@ -465,13 +541,8 @@ void EventHandlerImpl::dispatch(const PollEvent& pe) noexcept {
     ev.events = events;
     const PortId port = r.port;
     if (!post(port, ev)) {
-      // The destination is gone: drop its registration quietly (the fd is the caller's).
-      e.regs.erase(e.regs.begin() + i);
-      if (e.regs.empty()) {
-        drop_entry(fd);
-        return;
-      }
-      sync_kernel(e);
+      // The destination is gone: drop its registration quietly (an owned fd is closed).
+      (void)remove_registration(e, i);
       return;
     }
     if (r.window != 0) ++r.outstanding;
@@ -521,13 +592,20 @@ void EventHandlerImpl::update_timer() noexcept {
 }
 
 void EventHandlerImpl::teardown() noexcept {
-  std::vector<std::pair<int, std::vector<Registration>>> ended;
-  for (auto& [fd, e] : fds_) ended.emplace_back(fd, std::move(e.regs));
-  for (const auto& [fd, regs] : ended) {
+  struct Ended {
+    int fd;
+    bool owned;
+    std::vector<Registration> regs;
+  };
+  std::vector<Ended> ended;
+  for (auto& [fd, e] : fds_) ended.push_back(Ended{fd, e.owned, std::move(e.regs)});
+  port_fds_.clear();
+  for (const auto& [fd, owned, regs] : ended) {
     drop_entry(fd);
+    if (owned) ::close(fd);
     for (const auto& r : regs) {
       IoEvent ev;
-      ev.notice = IoNotice::unregistered;
+      ev.notice = owned ? IoNotice::closed : IoNotice::unregistered;
       ev.fd = fd;
       (void)post(r.port, ev);
     }

@@ -48,6 +48,7 @@ enum class CommandKind : std::uint8_t {
   backoff,
   set_timeout,
   clear_timeout,
+  drop_port,  // the port has closed: end its registrations and its timeout, without notices
 };
 
 // What travels through the queue: plain bytes, copied into an inline Message.
@@ -55,7 +56,7 @@ struct Command {
   CommandKind kind = CommandKind::add;
   FdMode mode = FdMode::level;
   FdSharing sharing = FdSharing::exclusive;
-  std::uint8_t reserved = 0;
+  bool owned = false;  // add: FdOptions::owned
   std::int32_t fd = -1;
   FdEvents interest = FdEvents::none;
   std::uint32_t count = 0;  // add: the window; tokens: how many
@@ -81,6 +82,9 @@ class EventHandlerImpl {
   Result<int> accept(int listen_fd, PortId port) noexcept;
   Status set_timeout(PortId port, MonoTime deadline) noexcept;
   Status clear_timeout(PortId port) noexcept;
+  // `port` has closed (its owner tells the handler): its registrations end without a notice,
+  // owned fds are closed, its timeout is dropped.
+  Status drop_port(PortId port) noexcept;
   void shutdown() noexcept;
   EventHandlerStats stats() const noexcept;
   const char* backend() const noexcept { return backend_; }
@@ -106,6 +110,7 @@ class EventHandlerImpl {
     bool kernel_armed = true;
     FdEvents kernel_interest = FdEvents::none;
     bool backing_off = false;
+    bool owned = false;  // closed by the handler when the entry ends
     std::chrono::nanoseconds backoff{0};
     MonoTime backoff_until{};
 
@@ -130,6 +135,12 @@ class EventHandlerImpl {
   // nothing changed (modify_fd's re-check of conditions that already hold).
   void sync_kernel(FdEntry& e, bool force = false) noexcept;
   void drop_entry(int fd) noexcept;
+  // Removes the registration at `index` of `e` without a notice; ends the entry (closing an
+  // owned fd) when it was the last. False when the entry is gone.
+  bool remove_registration(FdEntry& e, std::size_t index) noexcept;
+  void do_drop_port(PortId port) noexcept;
+  void index_add(PortId port, int fd);
+  void index_remove(PortId port, int fd) noexcept;
   void expire() noexcept;
   void update_timer() noexcept;
   void teardown() noexcept;
@@ -153,6 +164,8 @@ class EventHandlerImpl {
 
   // I/O thread's.
   std::unordered_map<int, FdEntry> fds_;
+  // Which fds each port has registrations on: what drop_port ends.
+  std::unordered_map<PortId, std::vector<int>> port_fds_;
   DeadlineHeap timeouts_;          // key: PortId
   DeadlineHeap backoffs_;          // key: fd
   std::optional<MonoTime> armed_;  // what the native timer is armed to

@@ -49,8 +49,16 @@ class PortState {
   // acquire: pairs with the release in mark_closed; a post that sees "open" may still race
   // with the close, and then its message is dropped (released) at delivery instead.
   bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }
-  // Returns true for the caller that closed it.
-  bool mark_closed() noexcept { return !closed_.exchange(true, std::memory_order_acq_rel); }
+  // Returns true for the caller that closed it. seq_cst, with has_io(): see note_io().
+  bool mark_closed() noexcept { return !closed_.exchange(true, std::memory_order_seq_cst); }
+
+  // The event handler was asked to watch an fd for this port: whoever closes the port must tell
+  // it (drop_port). A registrar stores the mark and then checks is_closed(); a closer marks
+  // closed and then reads the mark (all seq_cst): either the closer sees the mark, or the
+  // registrar sees the port closed and refuses.
+  void note_io() noexcept { has_io_.store(true, std::memory_order_seq_cst); }
+  bool has_io() const noexcept { return has_io_.load(std::memory_order_seq_cst); }
+  bool is_closed_seq_cst() const noexcept { return closed_.load(std::memory_order_seq_cst); }
 
   Status post(Message&& message, Priority priority) noexcept {
     if (is_closed()) return Errc::port_closed;
@@ -83,6 +91,7 @@ class PortState {
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> has_io_{false};
   PortId id_;
   PortTarget* target_;
   PortSlab* slab_;

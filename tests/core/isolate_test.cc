@@ -71,7 +71,8 @@ TEST(Isolate, OobOvertakesQueuedNormal) {
 }
 
 // Pause holds normal messages back while OOB ones still run; resume releases them in order
-// (SEMANTICS 8). Two pauses need two resumes; a resume too many is an error.
+// (SEMANTICS 8). Two capabilities need two resumes; pausing again with a capability already
+// held counts once; a resume with a capability that holds nothing is an error.
 TEST(Isolate, PauseResume) {
   Runtime rt;
   auto rx = rt.open_receiver();
@@ -79,17 +80,22 @@ TEST(Isolate, PauseResume) {
   auto iso = rt.spawn(
       make_handler([out](Isolate&, Message& m) { (void)out.post(Message::u64(m.as_u64())); }));
   SendPort to = *rt.send_port((*iso)->main_port());
-  (*iso)->pause();
-  (*iso)->pause();
+  const PauseCapability a = (*iso)->pause();
+  const PauseCapability b = (*iso)->pause();
+  ASSERT_TRUE(a && b);
+  ASSERT_NE(a, b);
+  EXPECT_EQ((*iso)->pause(a), a);  // already pausing: no second pause
   for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(to.post(Message::u64(i)).ok());
   ASSERT_TRUE(to.post(Message::u64(77), Priority::oob).ok());
   EXPECT_EQ(expect_receive(*rx).as_u64(), 77u);  // OOB runs while paused
-  ASSERT_TRUE((*iso)->resume().ok());
+  ASSERT_TRUE((*iso)->resume(a).ok());
+  EXPECT_EQ((*iso)->resume(a).error(), Errc::invalid_argument);
   ASSERT_TRUE(to.post(Message::u64(78), Priority::oob).ok());
-  EXPECT_EQ(expect_receive(*rx).as_u64(), 78u);  // still paused once: only OOB
-  ASSERT_TRUE((*iso)->resume().ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 78u);  // still paused by b: only OOB
+  ASSERT_TRUE((*iso)->resume(b).ok());
   for (std::uint64_t i = 1; i <= 10; ++i) EXPECT_EQ(expect_receive(*rx).as_u64(), i);
-  EXPECT_EQ((*iso)->resume().error(), Errc::invalid_argument);
+  EXPECT_EQ((*iso)->resume(b).error(), Errc::invalid_argument);
+  EXPECT_EQ((*iso)->resume(PauseCapability{}).error(), Errc::invalid_argument);
 }
 
 // Never two threads in one isolate (SEMANTICS 5): 8 threads post to 3 isolates on the pool;
@@ -151,9 +157,9 @@ TEST(Isolate, BudgetYieldLetsAnotherIsolateProgress) {
     (void)out.post(Message::u64(flood_count->load()));
   }));
   SendPort to_flooded = *rt.send_port((*flooded)->main_port());
-  (*flooded)->pause();  // queue the whole flood first
+  const auto held = (*flooded)->pause();  // queue the whole flood first
   for (std::uint64_t i = 0; i < kFlood; ++i) ASSERT_TRUE(to_flooded.post(Message::u64(i)).ok());
-  ASSERT_TRUE((*flooded)->resume().ok());
+  ASSERT_TRUE((*flooded)->resume(held).ok());
   ASSERT_TRUE(rt.post((*other)->main_port(), Message::u64(0)).ok());
   const auto seen_by_other = expect_receive(*rx).as_u64();
   EXPECT_LT(seen_by_other, kFlood) << "the second isolate waited for the whole flood";
@@ -286,11 +292,11 @@ TEST(Isolate, ExtraPortsAndDropOnClose) {
   EXPECT_EQ(static_cast<PortId>(expect_receive(*rx).as_u64()), extra);
   // Queue a message for the extra port while paused, close it, resume: dropped, released.
   test::ReleaseCounter c;
-  (*iso)->pause();
+  const auto held = (*iso)->pause();
   ASSERT_TRUE(rt.post(extra, c.make()).ok());
   ASSERT_TRUE((*iso)->close_port(extra).ok());
   EXPECT_EQ((*iso)->close_port(extra).error(), Errc::unknown_port);
-  ASSERT_TRUE((*iso)->resume().ok());
+  ASSERT_TRUE((*iso)->resume(held).ok());
   ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(3)).ok());  // a marker behind it
   EXPECT_EQ(static_cast<PortId>(expect_receive(*rx).as_u64()), (*iso)->main_port());
   EXPECT_EQ(c.finalized, 1u);
