@@ -36,6 +36,39 @@ TEST(RuntimeEventHandler, LazyStartAndShutdownFirst) {
   EXPECT_EQ((*eh)->add_fd(p.r, rx.id(), FdEvents::readable).error(), Errc::shutting_down);
 }
 
+// An owned fd is closed by the handler however its registration ends: remove_fd reports
+// `closed` (not `unregistered`); a Receiver closing ends its registrations silently and closes
+// its owned fds, leaving borrowed ones open.
+TEST(RuntimeEventHandler, OwnedFdsEndWithTheirRegistrationOrPort) {
+  Runtime rt;
+  EventHandler* eh = *rt.event_handler();
+  auto rx = std::move(rt.open_receiver()).value();
+  Pipe a, b, c;
+  FdOptions owned;
+  owned.owned = true;
+  ASSERT_TRUE(eh->add_fd(a.r, rx.id(), FdEvents::readable, owned).ok());
+  ASSERT_TRUE(eh->remove_fd(a.r, rx.id()).ok());
+  auto ev = next_event(rx);
+  EXPECT_EQ(ev.notice, IoNotice::closed);
+  EXPECT_EQ(ev.fd, a.r);
+  EXPECT_FALSE(test::fd_is_open(a.r));
+  a.r = -1;  // closed by the handler
+
+  auto doomed = std::move(rt.open_receiver()).value();
+  ASSERT_TRUE(eh->add_fd(b.r, doomed.id(), FdEvents::readable, owned).ok());
+  ASSERT_TRUE(eh->add_fd(c.r, doomed.id(), FdEvents::readable).ok());  // borrowed
+  doomed.close();
+  // A timeout set after the close is executed after the drop it caused.
+  ASSERT_TRUE(eh->set_timeout(rx.id(), EventHandler::Clock::now()).ok());
+  EXPECT_EQ(next_event(rx).notice, IoNotice::timeout);
+  EXPECT_FALSE(test::fd_is_open(b.r));
+  b.r = -1;
+  EXPECT_TRUE(test::fd_is_open(c.r));
+  EXPECT_EQ(eh->stats().registrations, 0u);
+  // A registration for a port that has closed is refused at once.
+  EXPECT_EQ(eh->add_fd(c.r, doomed.id(), FdEvents::readable).error(), Errc::unknown_port);
+}
+
 // Three isolates share one listening socket, each accepting one connection per notification
 // and returning its token: the connections are spread round-robin, every one is accepted.
 TEST(RuntimeEventHandler, RoundRobinAcceptAmongThreeIsolates) {
