@@ -52,6 +52,10 @@ struct RuntimeStats {
   std::uint64_t workers_live = 0;
   std::uint64_t workers_started = 0;
   std::uint64_t exceptions = 0;
+  // Isolate timer deadlines that passed and woke their runner's pool (one per timer wakeup of an
+  // isolate on the shared pool or a dedicated runner; an embedder runner's isolates use the
+  // event handler's timeouts instead).
+  std::uint64_t timer_deadlines = 0;
 };
 
 class EventHandler;

@@ -22,6 +22,9 @@ struct IsolateTimers {
   explicit IsolateTimers(std::int64_t now_ns) : set(now_ns) {}
   TimerSet set;
   PortId port = PortId::none;
+  // Who keeps the next deadline: the isolate's pool (the shared one or a dedicated runner),
+  // whose idle worker waits for it itself; else (an embedder's runner) the event handler.
+  ThreadPool* pool = nullptr;
   std::optional<std::int64_t> registered;
   bool self_post_pending = false;
   TimerStats reported;  // counters already added to the runtime's
@@ -361,7 +364,11 @@ void IsolateImpl::finish_dead() noexcept {
     timers_->set.cancel_all();
     report_timer_counters();
     if (timers_->registered) {
-      if (auto eh = runtime_->event_handler(); eh.ok()) (void)(*eh)->clear_timeout(timers_->port);
+      if (timers_->pool != nullptr) {
+        timers_->pool->clear_timeout(static_cast<std::uint64_t>(timers_->port));
+      } else if (auto eh = runtime_->event_handler(); eh.ok()) {
+        (void)(*eh)->clear_timeout(timers_->port);
+      }
       timers_->registered.reset();
     }
   }
@@ -533,12 +540,14 @@ void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
 
 IsolateTimers* IsolateImpl::timers_or_create() noexcept {
   if (timers_ != nullptr) return timers_;
+  ThreadPool* pool = runtime_->timer_pool_for(runner_);
   // The event handler must be there before the first deadline is handed to it.
-  if (!runtime_->event_handler().ok()) return nullptr;
+  if (pool == nullptr && !runtime_->event_handler().ok()) return nullptr;
   auto port = open_port();
   if (!port.ok()) return nullptr;
   timers_ = new IsolateTimers(monotonic_ns());
   timers_->port = *port;
+  timers_->pool = pool;
   timers_->set.runtime_lateness = &runtime_->timer_lateness();
   return timers_;
 }
@@ -645,6 +654,15 @@ void IsolateImpl::sync_timer_wakeup() noexcept {
   }
   const std::optional<std::int64_t> next = tm.set.next_wakeup();
   if (next == tm.registered) return;  // only when the earliest deadline changes
+  if (tm.pool != nullptr) {
+    if (next) {
+      tm.pool->set_timeout(static_cast<std::uint64_t>(tm.port), *next, tm.set.last_wakeup_exact());
+    } else {
+      tm.pool->clear_timeout(static_cast<std::uint64_t>(tm.port));
+    }
+    tm.registered = next;
+    return;
+  }
   auto eh = runtime_->event_handler();
   if (!eh.ok()) return;  // shutting down: timers will not fire again
   Status st = next ? (*eh)->set_timeout(

@@ -17,8 +17,18 @@ unsigned default_workers() noexcept {
   return n > 0 ? static_cast<unsigned>(n) : 2;
 }
 
-ThreadPoolOptions pool_options(const RuntimeOptions& o) {
+// A pool deadline has passed: tell the isolate's timer port, as the event handler would.
+void post_timeout(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexcept {
+  IoEvent ev;
+  ev.notice = IoNotice::timeout;
+  ev.deadline_ns = deadline_ns;
+  (void)static_cast<RuntimeImpl*>(ctx)->owner().post(static_cast<PortId>(key), to_message(ev));
+}
+
+ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime) {
   ThreadPoolOptions p;
+  p.on_due = &post_timeout;
+  p.on_due_ctx = runtime;
   p.max_threads = o.max_workers != 0 ? o.max_workers : default_workers();
   p.min_threads = std::min(o.min_workers, p.max_threads);
   p.idle_timeout = o.worker_idle_timeout;
@@ -30,7 +40,7 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o) {
 }  // namespace
 
 RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
-    : owner_(owner), options_(options), pool_(pool_options(options_)) {}
+    : owner_(owner), options_(options), pool_(pool_options(options_, this)) {}
 
 RuntimeImpl::~RuntimeImpl() {
   shutdown();
@@ -120,9 +130,20 @@ TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
   p.spin = options_.spin_before_park;
   p.name = std::move(name);
   p.start_min_threads = true;
+  p.on_due = &post_timeout;
+  p.on_due_ctx = this;
   std::lock_guard lock(mu_);
   dedicated_.push_back(std::make_unique<ThreadPool>(std::move(p)));
   return *dedicated_.back();
+}
+
+ThreadPool* RuntimeImpl::timer_pool_for(TaskRunner* runner) noexcept {
+  if (runner == &pool_) return &pool_;
+  std::lock_guard lock(mu_);
+  for (const auto& d : dedicated_) {
+    if (d.get() == runner) return d.get();
+  }
+  return nullptr;  // an embedder's runner: its isolates' deadlines go to the event handler
 }
 
 Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
@@ -211,6 +232,11 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   s.workers_live = p.live;
   s.workers_started = p.started;
   s.exceptions = exceptions_.load(std::memory_order_relaxed);
+  s.timer_deadlines = p.timeouts;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& d : dedicated_) s.timer_deadlines += d->stats().timeouts;
+  }
   return s;
 }
 

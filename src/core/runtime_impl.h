@@ -39,6 +39,9 @@ class RuntimeImpl {
   Result<Receiver> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
   Result<EventHandler*> event_handler() noexcept;
+  // The runtime's pool behind `runner` (the shared one or a dedicated one), which keeps timer
+  // deadlines itself; null for an embedder's runner.
+  ThreadPool* timer_pool_for(TaskRunner* runner) noexcept;
   // Every isolate's timers record their lateness here too; and add their counters at death.
   RuntimeLateness& timer_lateness() noexcept { return timer_lateness_; }
   // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
@@ -69,7 +72,7 @@ class RuntimeImpl {
   PortMap map_;
   ThreadPool pool_;
 
-  std::mutex mu_;  // guards the registry and dedicated_
+  mutable std::mutex mu_;  // guards the registry and dedicated_
   IsolateImpl* registry_head_ = nullptr;
   std::vector<std::unique_ptr<ThreadPool>> dedicated_;
   std::mutex shutdown_mu_;  // serialises shutdown() callers

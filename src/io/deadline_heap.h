@@ -25,6 +25,7 @@ class DeadlineHeap {
     MonoTime deadline;
     std::uint64_t seq = 0;
     std::uint64_t key = 0;
+    std::uint32_t tag = 0;  // the caller's, carried along (the pool's "spin before" flag)
   };
 
   bool empty() const noexcept { return heap_.empty(); }
@@ -33,10 +34,10 @@ class DeadlineHeap {
   const Entry& top() const noexcept { return heap_.front(); }
 
   // Sets `key`'s deadline, replacing an earlier one. Postcondition: contains(key).
-  void set(std::uint64_t key, MonoTime deadline) {
+  void set(std::uint64_t key, MonoTime deadline, std::uint32_t tag = 0) {
     auto [it, inserted] = pos_.try_emplace(key, heap_.size());
     if (inserted) {
-      heap_.push_back(Entry{deadline, next_seq_++, key});
+      heap_.push_back(Entry{deadline, next_seq_++, key, tag});
       sift_up(heap_.size() - 1);
       return;
     }
@@ -44,6 +45,7 @@ class DeadlineHeap {
     const bool earlier = deadline < e.deadline;
     e.deadline = deadline;
     e.seq = next_seq_++;
+    e.tag = tag;
     if (earlier) {
       sift_up(it->second);
     } else {

@@ -1,6 +1,7 @@
 #include "sched/thread_pool.h"
 
 #include <pthread.h>
+#include <sys/prctl.h>
 
 #include <vector>
 
@@ -17,6 +18,7 @@ struct ThreadPool::Worker {
   // Guarded by pool->mu_.
   std::condition_variable cv;
   bool wake = false;
+  bool rearm = false;  // as keeper: an earlier deadline was set
   bool exited = false;
   Worker* next_parked = nullptr;
   std::thread thread;
@@ -100,6 +102,92 @@ void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
   if (start) start_worker();
 }
 
+namespace {
+
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+MonoTime to_mono(std::int64_t ns) noexcept {
+  return MonoTime(std::chrono::duration_cast<MonoClock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+std::int64_t from_mono(MonoTime t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+void ThreadPool::update_earliest_locked() noexcept {
+  earliest_ns_.store(timed_.empty() ? kNever : from_mono(timed_.top().deadline),
+                     std::memory_order_relaxed);
+}
+
+void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin) {
+  EVH_ASSERT(options_.on_due != nullptr, "timeouts need ThreadPoolOptions::on_due");
+  bool start = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    timed_.set(key, to_mono(deadline_ns), spin ? 1u : 0u);
+    update_earliest_locked();
+    if (keeper_ != nullptr) {
+      // The keeper sleeps until a later deadline: make it look again.
+      if (deadline_ns < keeper_until_) {
+        keeper_->rearm = true;
+        keeper_->cv.notify_one();
+      }
+    } else if (!on_worker_thread() && spinning_.load(std::memory_order_relaxed) == 0) {
+      // Nobody will look at the deadline soon (a busy worker looks between tasks, a polling
+      // one parks as keeper, and so does the worker calling this): get a worker to keep it.
+      if (Worker* w = parked_; w != nullptr) {
+        parked_ = w->next_parked;
+        parked_count_.fetch_sub(1, std::memory_order_relaxed);
+        w->next_parked = nullptr;
+        w->wake = true;
+        w->cv.notify_one();
+      } else if (live_ == 0 && options_.max_threads > 0) {
+        ++live_;
+        ++starting_;
+        start = true;
+      }
+    }
+  }
+  if (start) start_worker();
+}
+
+void ThreadPool::clear_timeout(std::uint64_t key) noexcept {
+  std::lock_guard lock(mu_);
+  if (timed_.erase(key)) update_earliest_locked();
+}
+
+void ThreadPool::fire_due() noexcept {
+  const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
+  if (earliest == kNever) return;
+  const std::int64_t now = steady_ns();
+  if (earliest > now) return;
+  // Few are due at once (one per isolate); a small fixed buffer keeps this allocation-free.
+  constexpr int kMax = 16;
+  std::uint64_t keys[kMax];
+  std::int64_t deadlines[kMax];
+  int n = 0;
+  {
+    std::lock_guard lock(mu_);
+    const MonoTime mono_now = to_mono(now);
+    while (n < kMax && !timed_.empty() && timed_.top().deadline <= mono_now) {
+      const DeadlineHeap::Entry e = timed_.pop();
+      keys[n] = e.key;
+      deadlines[n] = from_mono(e.deadline);
+      ++n;
+    }
+    update_earliest_locked();
+  }
+  timeouts_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) options_.on_due(options_.on_due_ctx, keys[i], deadlines[i]);
+}
+
 bool ThreadPool::wake_locked() noexcept {
   // A polling worker re-checks the queues under mu_ before it parks, so it cannot miss a task
   // queued under mu_; wake others only for work beyond what the pollers will take. A worker of
@@ -181,9 +269,12 @@ void ThreadPool::worker_main(Worker* self) noexcept {
   {
     std::string name = options_.name.substr(0, 15);
     pthread_setname_np(pthread_self(), name.c_str());
+    // Timed waits (the keeper's) end when asked, not up to 50 µs later (the default slack).
+    if (options_.on_due != nullptr) (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   }
   std::unique_lock lock(mu_, std::defer_lock);
   for (;;) {
+    fire_due();
     if (self->lifo != nullptr) {
       Task* t = self->lifo;
       self->lifo = nullptr;
@@ -235,6 +326,45 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
+    if (keeper_ == nullptr && !timed_.empty()) {
+      // The keeper: parked like the others (a post wakes it for a task), but only until the
+      // earliest deadline, or until an earlier one is set.
+      keeper_ = self;
+      self->rearm = false;
+      keeper_until_ = from_mono(timed_.top().deadline);
+      const bool spin = timed_.top().tag != 0;
+      const MonoTime wake_at =
+          timed_.top().deadline -
+          (spin ? std::chrono::nanoseconds(kSpinAheadNs) : std::chrono::nanoseconds(0));
+      const std::int64_t until = keeper_until_;
+      self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
+      keeper_ = nullptr;
+      keeper_until_ = kNever;
+      woken = self->wake;
+      if (spin && !woken && !self->rearm && !stopping_) {
+        // Still parked: poll the clock up to the deadline unless a task or an earlier deadline
+        // comes (a post that finds us on the parked stack wakes us through `wake`).
+        lock.unlock();
+        poll_until(to_mono(until), [&] {
+          return queued_.load(std::memory_order_relaxed) != 0 ||
+                 earliest_ns_.load(std::memory_order_relaxed) < until;
+        });
+        lock.lock();
+        woken = self->wake;
+      }
+      if (!woken) {
+        for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
+          if (*p == self) {
+            *p = self->next_parked;
+            parked_count_.fetch_sub(1, std::memory_order_relaxed);
+            break;
+          }
+        }
+        self->next_parked = nullptr;
+      }
+      lock.unlock();
+      continue;
+    }
     if (options_.idle_timeout.count() < 0) {
       self->cv.wait(lock, [&] { return self->wake || stopping_; });
       woken = true;
@@ -252,7 +382,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       }
       self->next_parked = nullptr;
       if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
-          yielded_.empty()) {
+          yielded_.empty() && (timed_.empty() || keeper_ != nullptr)) {
         --live_;
         self->exited = true;
         lock.unlock();
@@ -301,7 +431,8 @@ void ThreadPool::shutdown() noexcept {
 ThreadPoolStats ThreadPool::stats() const noexcept {
   std::lock_guard lock(mu_);
   return ThreadPoolStats{live_, started_.load(std::memory_order_relaxed),
-                         parks_.load(std::memory_order_relaxed)};
+                         parks_.load(std::memory_order_relaxed),
+                         timeouts_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace evh::detail

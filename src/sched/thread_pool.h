@@ -20,6 +20,13 @@
 // wakes a parked worker only when no worker is polling. Workers parked longer than
 // `idle_timeout` exit, down to `min_threads`.
 //
+// Timeouts: the pool also keeps one deadline per key (the runtime uses an isolate's timer port
+// id), like the event handler's timeouts, and calls `on_due(key, deadline)` on a worker once the
+// deadline has passed — never before. An idle worker waits for the earliest deadline itself
+// (the "keeper": parked with a timeout instead of for ever), so an isolate's timers on the pool
+// wake one thread, the one that then runs the batch, instead of an I/O thread that wakes a
+// worker. A busy worker looks at the earliest deadline between tasks.
+//
 // Threads: post()/post_yielded() from any thread, never blocking for longer than a short mutex
 // hold. shutdown() from a thread that is not one of the pool's.
 #pragma once
@@ -35,6 +42,7 @@
 #include <string>
 #include <thread>
 
+#include "io/deadline_heap.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
@@ -46,12 +54,16 @@ struct ThreadPoolOptions {
   std::chrono::microseconds spin{50};
   std::string name = "evh-worker";
   bool start_min_threads = false;  // start min_threads at construction
+  // Called on a worker, without the pool's lock, when a deadline set with set_timeout() passes.
+  void (*on_due)(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexcept = nullptr;
+  void* on_due_ctx = nullptr;
 };
 
 struct ThreadPoolStats {
   std::uint64_t live = 0;
   std::uint64_t started = 0;
-  std::uint64_t parks = 0;  // times a worker slept in the kernel
+  std::uint64_t parks = 0;     // times a worker slept in the kernel
+  std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
 };
 
 class ThreadPool final : public TaskRunner {
@@ -62,6 +74,14 @@ class ThreadPool final : public TaskRunner {
   void post(Task& task) noexcept override;
   void post_yielded(Task& task) noexcept override;
   bool work_is_waiting() const noexcept override;
+
+  // Sets `key`'s one deadline (steady_clock nanoseconds), replacing an earlier one; on_due is
+  // called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
+  // `spin`: the deadline is an exact timer's; the keeper wakes kSpinAheadNs early and polls the
+  // clock up to it (while no task waits), so that a late wake-up of the kernel does not make it
+  // late.
+  void set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin = false);
+  void clear_timeout(std::uint64_t key) noexcept;
 
   // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
   void shutdown() noexcept;
@@ -88,6 +108,9 @@ class ThreadPool final : public TaskRunner {
   bool wake_locked() noexcept;
   void start_worker() noexcept;
   void enqueue(Task& task, bool yielded) noexcept;
+  // Hands every passed deadline to on_due (takes mu_). Cheap when none is due.
+  void fire_due() noexcept;
+  void update_earliest_locked() noexcept;
 
   // The worker running on this thread, if any. Private to the pool: it routes a post made from
   // inside a task to that worker's LIFO slot; nothing outside the pool can see it.
@@ -111,6 +134,15 @@ class ThreadPool final : public TaskRunner {
   std::list<Worker> workers_;  // every worker ever started and not yet reaped
   std::atomic<std::uint64_t> started_{0};
   std::atomic<std::uint64_t> parks_{0};
+
+  // Timeouts (guarded by mu_, except the atomics).
+  DeadlineHeap timed_;
+  std::atomic<std::int64_t> earliest_ns_{kNever};  // timed_'s top, for lock-free looks
+  Worker* keeper_ = nullptr;                       // the worker waiting for timed_'s top, if any
+  std::int64_t keeper_until_ = kNever;             // what it waits for
+  std::atomic<std::uint64_t> timeouts_{0};
+  static constexpr std::int64_t kNever = INT64_MAX;
+  static constexpr std::int64_t kSpinAheadNs = 25'000;
 };
 
 }  // namespace evh::detail

@@ -67,6 +67,7 @@ class TimerSet {
   // deadline when any are pending. nullopt: no timer armed.
   std::optional<std::int64_t> next_wakeup() noexcept;
   bool has_zero_delay() const noexcept { return !zero_delay_.empty(); }
+  bool last_wakeup_exact() const noexcept { return wheel_.last_wakeup_exact(); }
 
   TimerStats stats() const noexcept;
   // The counters only (no percentiles): cheap.

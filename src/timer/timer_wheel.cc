@@ -169,6 +169,7 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
 }
 
 std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
+  last_exact_ = false;
   // Start (or pace) the pre-cascading as soon as timers are armed, not at the first collect.
   stage_some();
   // A staged slot must be merged at its start; pending staging work wants a look every
@@ -193,8 +194,12 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
   // earliest deadline, then merge windows: the wakeup may wait while every timer whose deadline
   // has come by then can still fire within its slack.
   std::int64_t earliest = INT64_MAX;
+  std::int64_t earliest_fire_by = INT64_MAX;
   for (Timer* t = slots_[level][slot].head; t != nullptr; t = t->next_) {
-    earliest = t->deadline_ < earliest ? t->deadline_ : earliest;
+    if (t->deadline_ < earliest) {
+      earliest = t->deadline_;
+      earliest_fire_by = t->fire_by_;
+    }
   }
   std::int64_t wake = earliest + kMergeHorizonNs;
   if (staged_start < wake) wake = staged_start;
@@ -223,7 +228,11 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
       merge(slots_[0][s]);
     }
   }
-  return wake < earliest ? earliest : wake;
+  if (wake <= earliest) {
+    last_exact_ = earliest_fire_by == earliest;
+    return earliest;
+  }
+  return wake;
 }
 
 }  // namespace evh::detail

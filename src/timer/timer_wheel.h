@@ -85,6 +85,9 @@ class TimerWheel {
   // start of their slot instead: a wakeup there moves them down without firing any, so W may then
   // precede every deadline. nullopt when empty.
   std::optional<std::int64_t> next_wakeup() noexcept;
+  // Whether the last next_wakeup() was an exact timer's own deadline (a zero-slack timer is
+  // the earliest): a runner may spin up to it rather than trust a timed sleep to end on time.
+  bool last_wakeup_exact() const noexcept { return last_exact_; }
   static constexpr std::int64_t kMergeHorizonNs = 64 << kTickShift;
 
   std::int64_t now_tick() const noexcept { return now_tick_; }
@@ -146,6 +149,7 @@ class TimerWheel {
 
   std::int64_t now_tick_;
   std::array<std::uint64_t, kLevels> occupied_{};  // bit s: slot s may be non-empty
+  bool last_exact_ = false;                        // see last_wakeup_exact()
   std::array<std::array<TimerList, kSlots>, kLevels> slots_{};
   std::array<Staging, kLastStagedLevel - kFirstStagedLevel + 1> staging_{};
   // Timers placed into each slot of the staged levels since it was last emptied: an upper bound

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -80,6 +81,50 @@ TEST(ThreadPool, RunsOnItsOwnThreads) {
   pool.shutdown();
   ASSERT_TRUE(t.done.load(std::memory_order_acquire));
   EXPECT_NE(t.where, std::this_thread::get_id());
+}
+
+// Pool timeouts: each key's deadline is handed to on_due once, never before it, in deadline
+// order; a cleared key never fires; an earlier deadline set while the keeper sleeps for a later
+// one is not held up by it; replacing a key's deadline keeps one entry.
+TEST(ThreadPool, TimeoutsFireOnceNeverEarlyInOrder) {
+  struct Sink {
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, std::int64_t>> fired;  // key, when
+    std::atomic<int> count{0};
+  } sink;
+  auto now_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  ThreadPoolOptions o;
+  o.max_threads = 2;
+  o.on_due = [](void* ctx, std::uint64_t key, std::int64_t deadline) noexcept {
+    auto* s = static_cast<Sink*>(ctx);
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::lock_guard lock(s->mu);
+    s->fired.emplace_back(key, now - deadline);  // lateness: must be >= 0
+    s->count.fetch_add(1);
+  };
+  o.on_due_ctx = &sink;
+  ThreadPool pool(o);
+  const std::int64_t t0 = now_ns();
+  pool.set_timeout(1, t0 + 40'000'000);  // the keeper sleeps for this one
+  pool.set_timeout(2, t0 + 5'000'000);   // earlier: must not wait for key 1
+  pool.set_timeout(3, t0 + 10'000'000);
+  pool.clear_timeout(3);
+  pool.set_timeout(4, t0 + 1'000'000'000);
+  pool.set_timeout(4, t0 + 20'000'000);  // replaced, not added
+  while (sink.count.load() < 3) std::this_thread::yield();
+  pool.shutdown();
+  ASSERT_EQ(sink.fired.size(), 3u);
+  EXPECT_EQ(sink.fired[0].first, 2u);
+  EXPECT_EQ(sink.fired[1].first, 4u);
+  EXPECT_EQ(sink.fired[2].first, 1u);
+  for (const auto& [key, late] : sink.fired) EXPECT_GE(late, 0) << "key " << key << " early";
+  EXPECT_EQ(pool.stats().timeouts, 3u);
 }
 
 }  // namespace
