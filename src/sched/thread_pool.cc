@@ -300,11 +300,23 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     unsigned expected = 0;
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
-      const bool found = poll_until(std::chrono::steady_clock::now() + spin_.window(), [this] {
-        return queued_.load(std::memory_order_relaxed) != 0;
+      // The poll ends early at the pool's earliest deadline: a due timer does not wait for it.
+      const std::int64_t now = steady_ns();
+      std::int64_t end = now + spin_.window().count();
+      const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
+      if (earliest < end) end = earliest;
+      const bool found = poll_until(to_mono(end), [this, end] {
+        return queued_.load(std::memory_order_relaxed) != 0 ||
+               earliest_ns_.load(std::memory_order_relaxed) < end;
       });
-      found ? spin_.hit() : spin_.miss();
       spinning_.store(0, std::memory_order_relaxed);
+      if (found) {
+        spin_.hit();
+      } else if (end == earliest) {
+        continue;  // a deadline is due: hand it over (loop top), then look for work again
+      } else {
+        spin_.miss();
+      }
     }
 
     lock.lock();
