@@ -77,6 +77,11 @@ void TimerWheel::stage_some() noexcept {
 void TimerWheel::stage_one(Staging& st) noexcept {
   Timer& t = *st.pending.head;
   TimerList::unlink(t);
+  // The pending chain is walked node by node; unlink has just brought the next node in, so ask
+  // for the one after it now: two misses in flight instead of one.
+  if (Timer* next = st.pending.head; next != nullptr && next->next_ != nullptr) {
+    __builtin_prefetch(next->next_, 1);
+  }
   // Every timer of the staged slot lies in [start, start + 64^level): it goes to a lower level,
   // placed relative to the slot's start as if the wheel were already there.
   std::int64_t tick = tick_of(t.deadline_);
