@@ -95,7 +95,7 @@ class TimerWheel {
   // Pre-cascading is paced: each collect_due() stages the share of the pending nodes that the
   // time elapsed since the last one represents of the time left until the staged slot's start,
   // and at least kStageMinimum, so the work is spread evenly instead of arriving as one stall.
-  static constexpr std::int64_t kStageMinimum = 32;
+  static constexpr std::int64_t kStageMinimum = 4;
   // While pre-cascading work is pending, the owner is asked to look again at least this often
   // (in ticks, ~1 ms), so that the work is paced even when no timer is due for a long while.
   static constexpr std::int64_t kStagePaceTicks = 1024;
