@@ -4,7 +4,8 @@
 //     uv_async_send(), which libuv coalesces itself (only the first send after a drain writes
 //     its eventfd);
 //   - timers: one uv_timer_t per timer, at millisecond resolution (libuv's only one);
-//   - fds: one uv_poll_t per fd, UV_READABLE (level-triggered; the callback reads it empty).
+//   - fds: one uv_poll_t per fd, UV_READABLE (level-triggered; the callback reads it empty);
+//   - processes: uv_spawn, exits through libuv's SIGCHLD handling, stdout through a uv_pipe_t.
 
 #include <uv.h>
 
@@ -231,10 +232,123 @@ void serve_fds(std::span<const int> fds, const std::function<void(int)>& on_read
   if (error) std::rethrow_exception(error);
 }
 
+// ---- processes ---------------------------------------------------------------------------
+
+// uv_spawn with the stdio a caller would pick for each job; libuv learns of exits through its
+// SIGCHLD handler and waitpid() on the children it started.
+struct UvSpawner {
+  uv_loop_t* loop;
+  std::uint64_t count;
+  unsigned in_flight;
+  std::uint64_t started = 0;
+  std::uint64_t running = 0;
+  std::vector<uv_process_t*> handles = {};
+  std::string error = {};
+
+  void start_more() {
+    while (started < count && running < in_flight && error.empty()) {
+      auto* h = new uv_process_t;
+      handles.push_back(h);
+      h->data = this;
+      char* args[] = {const_cast<char*>("/bin/true"), nullptr};
+      uv_stdio_container_t stdio[3];
+      for (int i = 0; i < 3; ++i) {
+        stdio[i].flags = UV_INHERIT_FD;
+        stdio[i].data.fd = i;
+      }
+      uv_process_options_t o{};
+      o.file = args[0];
+      o.args = args;
+      o.stdio_count = 3;
+      o.stdio = stdio;
+      o.exit_cb = [](uv_process_t* p, std::int64_t status, int) {
+        auto& self = *static_cast<UvSpawner*>(p->data);
+        if (status != 0) self.error = "child failed";
+        --self.running;
+        uv_close(reinterpret_cast<uv_handle_t*>(p), nullptr);
+        self.start_more();
+      };
+      if (const int rc = uv_spawn(loop, h, &o); rc != 0) {
+        error = std::string("uv_spawn: ") + uv_strerror(rc);
+        return;
+      }
+      ++started;
+      ++running;
+    }
+  }
+};
+
+std::int64_t spawn_true(std::uint64_t count, unsigned in_flight) {
+  uv_loop_t loop;
+  check_uv(uv_loop_init(&loop), "uv_loop_init");
+  UvSpawner s{&loop, count, in_flight};
+  const std::int64_t start = now_ns();
+  s.start_more();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  const std::int64_t elapsed = now_ns() - start;
+  close_loop(&loop);
+  for (auto* h : s.handles) delete h;
+  if (!s.error.empty()) throw BenchError(s.error);
+  if (s.started != count) throw BenchError("libuv did not start every child");
+  return elapsed;
+}
+
+struct UvCat {
+  uv_process_t process{};
+  uv_pipe_t out{};
+  std::uint64_t bytes = 0;
+  std::vector<char> buf = std::vector<char>(64 * 1024);
+  std::int64_t exit_status = -1;
+};
+
+std::uint64_t stream_cat(int stdin_fd) {
+  uv_loop_t loop;
+  check_uv(uv_loop_init(&loop), "uv_loop_init");
+  UvCat cat;
+  check_uv(uv_pipe_init(&loop, &cat.out, 0), "uv_pipe_init");
+  cat.out.data = &cat;
+  cat.process.data = &cat;
+  char* args[] = {const_cast<char*>("/bin/cat"), nullptr};
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_INHERIT_FD;
+  stdio[0].data.fd = stdin_fd;
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&cat.out);
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  uv_process_options_t o{};
+  o.file = args[0];
+  o.args = args;
+  o.stdio_count = 3;
+  o.stdio = stdio;
+  o.exit_cb = [](uv_process_t* p, std::int64_t status, int) {
+    static_cast<UvCat*>(p->data)->exit_status = status;
+    uv_close(reinterpret_cast<uv_handle_t*>(p), nullptr);
+  };
+  check_uv(uv_spawn(&loop, &cat.process, &o), "uv_spawn");
+  check_uv(uv_read_start(
+               reinterpret_cast<uv_stream_t*>(&cat.out),
+               [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+                 auto& c = *static_cast<UvCat*>(h->data);
+                 *buf = uv_buf_init(c.buf.data(), static_cast<unsigned>(c.buf.size()));
+               },
+               [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+                 auto& c = *static_cast<UvCat*>(s->data);
+                 if (n > 0) c.bytes += static_cast<std::uint64_t>(n);
+                 if (n < 0) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);  // EOF
+               }),
+           "uv_read_start");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  close_loop(&loop);
+  if (cat.exit_status != 0) throw BenchError("cat failed");
+  return cat.bytes;
+}
+
 }  // namespace
 
 const PeerImpl& libuv_peer() {
-  static const PeerImpl impl{"libuv", &start_message_loop, &timer_batch, &timer_churn, &serve_fds};
+  static const PeerImpl impl{"libuv",    &start_message_loop, &timer_batch, &timer_churn,
+                             &serve_fds, &spawn_true,         &stream_cat};
   return impl;
 }
 

@@ -63,6 +63,14 @@ struct PeerImpl {
   // registered. When `client` returns (or throws), stops the loop and unregisters every fd.
   void (*serve_fds)(std::span<const int> fds, const std::function<void(int)>& on_readable,
                     const std::function<void()>& client);
+
+  // process_spawn (null for a peer without a process API): `spawn_true` starts `count`
+  // /bin/true, `in_flight` at a time (a new one as soon as one is reaped), and returns the ns
+  // from the first start to the last reap; `stream_cat` starts /bin/cat with `stdin_fd` as its
+  // stdin (the peer dups it; the caller closes its own), reads cat's stdout until end of file,
+  // reaps cat and returns the bytes read.
+  std::int64_t (*spawn_true)(std::uint64_t count, unsigned in_flight) = nullptr;
+  std::uint64_t (*stream_cat)(int stdin_fd) = nullptr;
 };
 
 // The peers of this build, in column order: libuv, asio, libevent (those found at build time).

@@ -80,5 +80,6 @@ std::vector<Workload> scheduling_workloads();  // scheduling_bench.cc
 std::vector<Workload> isolate_workloads();     // isolate_bench.cc
 std::vector<Workload> fd_workloads();          // fd_bench.cc
 std::vector<Workload> timer_workloads();       // timer_bench.cc
+std::vector<Workload> process_workloads();     // process_bench.cc
 
 }  // namespace evh::bench

@@ -1,0 +1,74 @@
+// evh_proc_helper: the child (and parent) programs the process tests start.
+//   fds              prints the fd numbers open in it (from /proc/self/fd), space-separated
+//   exit N           exits with code N at once
+//   sleep            waits until killed
+//   echo-stderr TXT  writes TXT to stderr, then exits 0
+//   tied-parent      starts `evh_proc_helper sleep` tied to this process (ParentDeath), prints
+//                    the child's pid and a newline, then waits until killed
+#include <dirent.h>
+#include <evh/process.h>
+#include <evh/runtime.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+int list_fds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return 2;
+  const int own = ::dirfd(dir);
+  std::string out;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    if (fd == own) continue;
+    if (!out.empty()) out += ' ';
+    out += e->d_name;
+  }
+  ::closedir(dir);
+  out += '\n';
+  return ::write(1, out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0 : 3;
+}
+
+[[noreturn]] void wait_forever() {
+  for (;;) ::pause();
+}
+
+int tied_parent(const char* self) {
+  evh::Runtime rt;
+  evh::ProcessManager pm(rt);
+  evh::SpawnOptions o;
+  o.argv = {self, "sleep"};
+  o.stdin_mode = evh::Stdio::null();
+  o.stdout_mode = evh::Stdio::null();
+  o.stderr_mode = evh::Stdio::inherit();
+  o.parent_death = evh::ParentDeath::kill_child;
+  auto p = pm.spawn(o);
+  if (!p) {
+    std::fprintf(stderr, "tied-parent: spawn: %s\n", p.error().message().c_str());
+    return 4;
+  }
+  std::printf("%d\n", static_cast<int>(p->pid()));
+  std::fflush(stdout);
+  wait_forever();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 64;
+  const std::string mode = argv[1];
+  if (mode == "fds") return list_fds();
+  if (mode == "exit" && argc == 3) return std::atoi(argv[2]);
+  if (mode == "sleep") wait_forever();
+  if (mode == "echo-stderr" && argc == 3) {
+    const std::size_t n = std::strlen(argv[2]);
+    return ::write(2, argv[2], n) == static_cast<ssize_t>(n) ? 0 : 3;
+  }
+  if (mode == "tied-parent") return tied_parent(argv[0]);
+  return 64;
+}

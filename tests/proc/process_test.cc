@@ -1,0 +1,543 @@
+// Child processes with real children: stdio as messages, exit last, exec errors, signals,
+// ties, fd hygiene, bad input.
+#include <dirent.h>
+#include <evh/process.h>
+#include <evh/runtime.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+namespace evh {
+namespace {
+
+using namespace std::chrono_literals;
+
+const char* const kHelper = EVH_PROC_HELPER;
+
+// Everything one child sent, in order.
+struct Collected {
+  std::string out;
+  std::string err;
+  std::optional<int> exit_code;
+  bool data_after_exit = false;
+};
+
+// Receives until the exit event of the child tagged `tag`.
+Collected collect(Receiver& rx, std::uint64_t tag = 0) {
+  Collected c;
+  for (;;) {
+    Message m = test::expect_receive(rx);
+    auto ev = decode_process_event(m);
+    if (!ev) {
+      ADD_FAILURE() << "not a process event";
+      return c;
+    }
+    if (ev->tag != tag) continue;
+    switch (ev->kind) {
+      case ProcessEventKind::stdout_data:
+        c.data_after_exit = c.data_after_exit || c.exit_code.has_value();
+        c.out.append(ev->text());
+        break;
+      case ProcessEventKind::stderr_data:
+        c.err.append(ev->text());
+        break;
+      case ProcessEventKind::exit:
+        c.exit_code = ev->exit_code;
+        return c;
+      case ProcessEventKind::stdin_ready:
+        break;
+    }
+  }
+}
+
+// No child of this process is left, not even a zombie.
+void expect_no_children() {
+  siginfo_t info{};
+  EXPECT_EQ(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT), -1);
+  EXPECT_EQ(errno, ECHILD) << "a child (pid " << info.si_pid << ") is left";
+}
+
+int count_open_fds() {
+  int n = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n - 1;  // the directory's own fd
+}
+
+struct Fixture {
+  Runtime rt;
+  Receiver rx = std::move(rt.open_receiver()).value();
+  std::optional<ProcessManager> pm{std::in_place, rt};
+
+  SpawnOptions options(std::vector<std::string> argv) const {
+    SpawnOptions o;
+    o.argv = std::move(argv);
+    o.events = rx.id();
+    return o;
+  }
+};
+
+// echo through cat: what goes into stdin comes out of stdout, then exit 0, last.
+TEST(Process, EchoRoundTripThroughCat) {
+  Fixture f;
+  auto p = f.pm->spawn(f.options({"cat"}));
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_GT(p->pid(), 0);
+  auto n = p->write_stdin("hello, child\n");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 13u);
+  p->close_stdin();
+  Collected c = collect(f.rx);
+  EXPECT_EQ(c.out, "hello, child\n");
+  EXPECT_EQ(c.err, "");
+  EXPECT_EQ(c.exit_code, 0);
+  EXPECT_EQ(p->exit_code(), 0);
+  EXPECT_EQ(p->write_stdin("late").error(), std::errc::bad_file_descriptor);  // closed by us
+  // A child that never reads: once it is gone, writing says EPIPE (and raises no SIGPIPE).
+  auto q = f.pm->spawn(f.options({kHelper, "exit", "0"}));
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(collect(f.rx).exit_code, 0);
+  EXPECT_EQ(q->write_stdin("late").error(), std::errc::broken_pipe);
+  f.pm.reset();
+  expect_no_children();
+}
+
+// stderr arrives as stderr_data, and the exit code is the child's.
+TEST(Process, StderrAndExitCode) {
+  Fixture f;
+  auto p = f.pm->spawn(f.options({kHelper, "echo-stderr", "to stderr"}));
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  Collected c = collect(f.rx);
+  EXPECT_EQ(c.err, "to stderr");
+  EXPECT_EQ(c.out, "");
+  EXPECT_EQ(c.exit_code, 0);
+  auto q = f.pm->spawn(f.options({kHelper, "exit", "42"}));
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(collect(f.rx).exit_code, 42);
+}
+
+// 100 MiB through cat, written with backpressure (stdin_ready), read back in order, nothing
+// lost, and the exit after the last byte.
+TEST(Process, HundredMiBThroughCatNothingLostExitLast) {
+  constexpr std::size_t kTotal = 100u << 20;
+  auto byte_at = [](std::size_t i) { return static_cast<char>((i * 7 + i / 65536) & 0xff); };
+  Fixture f;
+  auto p = f.pm->spawn(f.options({"cat"}));
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  std::vector<char> block(256 * 1024);
+  std::size_t written = 0;
+  std::size_t read = 0;
+  bool mismatch = false;
+  std::optional<int> exit_code;
+  std::size_t read_at_exit = 0;
+  auto write_more = [&] {
+    while (written < kTotal) {
+      const std::size_t n = std::min(block.size(), kTotal - written);
+      for (std::size_t i = 0; i < n; ++i) block[i] = byte_at(written + i);
+      auto w = p->write_stdin(std::string_view(block.data(), n));
+      ASSERT_TRUE(w.ok()) << w.error().message();
+      written += *w;
+      if (*w < n) return;  // full: a stdin_ready follows
+    }
+    p->close_stdin();
+  };
+  write_more();
+  while (!exit_code) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    ASSERT_TRUE(ev.has_value());
+    if (ev->kind == ProcessEventKind::stdin_ready) {
+      write_more();
+    } else if (ev->kind == ProcessEventKind::stdout_data) {
+      for (char c : ev->text()) mismatch = mismatch || c != byte_at(read++);
+    } else if (ev->kind == ProcessEventKind::exit) {
+      exit_code = ev->exit_code;
+      read_at_exit = read;
+    }
+  }
+  EXPECT_EQ(written, kTotal);
+  EXPECT_EQ(read_at_exit, kTotal);
+  EXPECT_FALSE(mismatch);
+  EXPECT_EQ(exit_code, 0);
+}
+
+// Children that exit before the spawn call returns are never missed.
+TEST(Process, InstantExitChildIsNeverMissed) {
+  constexpr int kChildren = 50;
+  Fixture f;
+  std::vector<Process> ps;
+  for (int i = 0; i < kChildren; ++i) {
+    auto o = f.options({kHelper, "exit", std::to_string(i)});
+    o.tag = static_cast<std::uint64_t>(i);
+    auto p = f.pm->spawn(o);
+    ASSERT_TRUE(p.ok()) << p.error().message();
+    ps.push_back(std::move(p).value());
+  }
+  std::set<std::uint64_t> seen;
+  while (seen.size() < kChildren) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    ASSERT_TRUE(ev.has_value());
+    ASSERT_EQ(ev->kind, ProcessEventKind::exit);
+    EXPECT_EQ(ev->exit_code, static_cast<int>(ev->tag));
+    EXPECT_TRUE(seen.insert(ev->tag).second);
+  }
+  f.pm.reset();
+  expect_no_children();
+}
+
+// ENOENT from exec (a path, a PATH search, a bad cwd) is the spawn's error; nothing follows.
+TEST(Process, ExecEnoentIsReportedAndNothingFollows) {
+  Fixture f;
+  for (auto o : {f.options({"/nonexistent/program"}), f.options({"evh-no-such-program-xyz"})}) {
+    auto p = f.pm->spawn(o);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.error(), std::errc::no_such_file_or_directory) << p.error().message();
+    EXPECT_FALSE(p.error().message().empty());
+  }
+  auto o = f.options({"/bin/true"});
+  o.cwd = "/nonexistent/dir";
+  std::string message;
+  o.error_message = &message;
+  auto p = f.pm->spawn(o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error(), std::errc::no_such_file_or_directory);
+  EXPECT_EQ(message, "chdir /nonexistent/dir: " + p.error().message());
+  o = f.options({"/nonexistent/program"});
+  o.error_message = &message;
+  EXPECT_FALSE(f.pm->spawn(o).ok());
+  EXPECT_EQ(message, "execve /nonexistent/program: " + p.error().message());
+  expect_no_children();
+  EXPECT_EQ(f.pm->stats().spawn_failed, 4u);
+  EXPECT_EQ(f.pm->stats().live, 0u);
+  // The first message on the port is the exit of the next child: the failed ones sent nothing.
+  auto ok = f.pm->spawn(f.options({kHelper, "exit", "7"}));
+  ASSERT_TRUE(ok.ok());
+  Message m = test::expect_receive(f.rx);
+  auto ev = decode_process_event(m);
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev->pid, ok->pid());
+}
+
+// EACCES: a file without execute permission, and a directory.
+TEST(Process, ExecEaccesIsReported) {
+  Fixture f;
+  char path[] = "/tmp/evh-proc-noexec-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "#!/bin/sh\n", 10), 10);
+  ::close(fd);
+  ASSERT_EQ(::chmod(path, 0644), 0);
+  for (const char* program : {static_cast<const char*>(path), "/tmp"}) {
+    auto p = f.pm->spawn(f.options({program}));
+    ASSERT_FALSE(p.ok()) << program;
+    EXPECT_EQ(p.error(), std::errc::permission_denied) << program << ": " << p.error().message();
+  }
+  ::unlink(path);
+  expect_no_children();
+}
+
+// Death by signal s is reported as -s.
+TEST(Process, SignalDeathIsMinusSignal) {
+  Fixture f;
+  for (int sig : {SIGTERM, SIGKILL, SIGUSR1}) {
+    auto p = f.pm->spawn(f.options({kHelper, "sleep"}));
+    ASSERT_TRUE(p.ok()) << p.error().message();
+    ASSERT_TRUE(p->kill(sig).ok());
+    EXPECT_EQ(collect(f.rx).exit_code, -sig);
+    EXPECT_EQ(p->kill(SIGTERM).error(), std::errc::no_such_process);
+  }
+}
+
+// 1,000 children alive at once (each blocked reading its stdin), then all released.
+TEST(Process, ThousandChildrenInFlight) {
+  constexpr int kChildren = 1000;
+  Fixture f;
+  std::vector<Process> ps;
+  for (int i = 0; i < kChildren; ++i) {
+    auto o = f.options({"cat"});
+    o.stdout_mode = Stdio::null();
+    o.stderr_mode = Stdio::null();
+    o.tag = static_cast<std::uint64_t>(i);
+    auto p = f.pm->spawn(o);
+    ASSERT_TRUE(p.ok()) << i << ": " << p.error().message();
+    ps.push_back(std::move(p).value());
+  }
+  EXPECT_EQ(f.pm->stats().live, static_cast<std::uint64_t>(kChildren));
+  for (auto& p : ps) p.close_stdin();
+  std::set<std::uint64_t> seen;
+  while (seen.size() < kChildren) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    ASSERT_TRUE(ev.has_value());
+    ASSERT_EQ(ev->kind, ProcessEventKind::exit);
+    EXPECT_EQ(ev->exit_code, 0);
+    seen.insert(ev->tag);
+  }
+  EXPECT_EQ(f.pm->stats().reaped, static_cast<std::uint64_t>(kChildren));
+  f.pm.reset();
+  expect_no_children();
+}
+
+// The child holds fds 0, 1 and 2 only, though the parent has an fd without O_CLOEXEC.
+TEST(Process, ChildSeesOnlyStdio) {
+  const int leaky = ::open("/dev/null", O_RDONLY);  // deliberately inheritable
+  ASSERT_GE(leaky, 3);
+  Fixture f;
+  auto p = f.pm->spawn(f.options({kHelper, "fds"}));
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  Collected c = collect(f.rx);
+  EXPECT_EQ(c.out, "0 1 2\n");
+  EXPECT_EQ(c.exit_code, 0);
+  ::close(leaky);
+}
+
+// Stdio modes: null gives /dev/null, an fd given by the caller is used, inherit passes ours.
+TEST(Process, StdioNullAndCallerFd) {
+  Fixture f;
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  auto o = f.options({kHelper, "echo-stderr", "via caller fd"});
+  o.stdin_mode = Stdio::null();
+  o.stdout_mode = Stdio::null();
+  o.stderr_mode = Stdio::from_fd(fds[1]);
+  auto p = f.pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(collect(f.rx).exit_code, 0);
+  ::close(fds[1]);
+  char buf[64] = {};
+  EXPECT_EQ(::read(fds[0], buf, sizeof buf), 13);
+  EXPECT_STREQ(buf, "via caller fd");
+  ::close(fds[0]);
+  EXPECT_EQ(p->write_stdin("x").error(), Errc::invalid_argument);
+}
+
+// A helper process starts a child tied to it (ParentDeath::kill_child) and is SIGKILLed: the
+// child dies too. This process is made a subreaper, so that the orphan comes to us to be
+// checked (and reaped) rather than to init.
+TEST(Process, TiedChildDiesWhenParentIsKilled) {
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  Fixture f;
+  auto o = f.options({kHelper, "tied-parent"});
+  auto parent = f.pm->spawn(o);
+  ASSERT_TRUE(parent.ok()) << parent.error().message();
+  // Its first line is the pid of its tied child.
+  std::string line;
+  while (line.find('\n') == std::string::npos) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    ASSERT_TRUE(ev.has_value());
+    ASSERT_EQ(ev->kind, ProcessEventKind::stdout_data) << "the helper ended early";
+    line.append(ev->text());
+  }
+  const pid_t child = std::stoi(line);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::kill(child, 0), 0) << "the tied child is not running";
+  ASSERT_TRUE(parent->kill(SIGKILL).ok());
+  EXPECT_EQ(collect(f.rx).exit_code, -SIGKILL);
+  // The orphan is reparented to us; it must die of SIGKILL without anyone else sending it.
+  int status = 0;
+  pid_t got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + test::kLongWait;
+  while ((got = ::waitpid(child, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);  // polling a deadline, not synchronising
+  }
+  if (got == 0) ::kill(child, SIGKILL), ::waitpid(child, &status, 0);
+  ASSERT_EQ(got, child) << "the tied child outlived its parent";
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+// A child tied to an isolate is killed when the isolate is killed.
+TEST(Process, TiedToIsolateIsKilledWithIt) {
+  Fixture f;
+  IsolateRef iso = *f.rt.spawn(make_handler([](Isolate&, Message&) {}));
+  auto o = f.options({kHelper, "sleep"});
+  o.tie_to = iso.get();
+  auto p = f.pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  iso->kill();
+  EXPECT_EQ(collect(f.rx).exit_code, -SIGKILL);
+  // A dead isolate cannot take a child: the spawn fails and leaves nothing.
+  auto q = f.pm->spawn(o);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error(), Errc::isolate_dead);
+  f.pm.reset();
+  expect_no_children();
+}
+
+// Each reaper isolate ends once its child is reported: none is left behind.
+TEST(Process, ReaperIsolatesEnd) {
+  Fixture f;
+  const auto before = f.rt.stats().isolates_live;
+  for (int i = 0; i < 20; ++i) {
+    auto p = f.pm->spawn(f.options({kHelper, "exit", "0"}));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(collect(f.rx).exit_code, 0);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + test::kLongWait;
+  while (f.rt.stats().isolates_live != before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);  // polling a deadline, not synchronising
+  }
+  EXPECT_EQ(f.rt.stats().isolates_live, before);
+}
+
+// A child in a group of its own is reached by kill_group.
+TEST(Process, NewGroupKilledAsAGroup) {
+  Fixture f;
+  auto o = f.options({kHelper, "sleep"});
+  o.group = ProcessGroup::new_group;
+  auto p = f.pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(::getpgid(p->pid()), p->pid());
+  ASSERT_TRUE(p->kill_group(SIGTERM).ok());
+  EXPECT_EQ(collect(f.rx).exit_code, -SIGTERM);
+}
+
+// A detached child is not ours (its parent is gone), leads its own session, and can be killed.
+TEST(Process, DetachedChildIsNotOurs) {
+  Fixture f;
+  auto o = f.options({kHelper, "sleep"});
+  o.stdin_mode = o.stdout_mode = o.stderr_mode = Stdio::null();
+  o.detach = Detach::yes;
+  auto p = f.pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(::getsid(p->pid()), p->pid());
+  expect_no_children();  // the intermediate was reaped; the child belongs to init
+  EXPECT_TRUE(p->kill(SIGKILL).ok());
+  // Its exec error still reaches the caller (through the report pipe), with nothing left.
+  auto bad = o;
+  bad.argv = {"/nonexistent/program"};
+  EXPECT_EQ(f.pm->spawn(bad).error(), std::errc::no_such_file_or_directory);
+  bad.argv = {kHelper, "sleep"};
+  bad.cwd = "/nonexistent/dir";
+  EXPECT_EQ(f.pm->spawn(bad).error(), std::errc::no_such_file_or_directory);
+  expect_no_children();
+  o.stdout_mode = Stdio::pipe();
+  EXPECT_EQ(f.pm->spawn(o).error(), Errc::invalid_argument);
+}
+
+// The manager's end kills and reaps what is still running.
+TEST(Process, ManagerEndKillsAndReaps) {
+  Fixture f;
+  for (int i = 0; i < 5; ++i) {
+    auto p = f.pm->spawn(f.options({kHelper, "sleep"}));
+    ASSERT_TRUE(p.ok());
+  }
+  EXPECT_EQ(f.pm->stats().live, 5u);
+  f.pm.reset();
+  expect_no_children();
+}
+
+// Bad input: clear errors, nothing started.
+TEST(Process, BadInputIsRefused) {
+  Fixture f;
+  EXPECT_EQ(f.pm->spawn(f.options({})).error(), Errc::invalid_argument);
+  EXPECT_EQ(f.pm->spawn(f.options({""})).error(), Errc::invalid_argument);
+  EXPECT_EQ(f.pm->spawn(f.options({"cat", std::string("a\0b", 3)})).error(),
+            Errc::invalid_argument);
+  auto o = f.options({"cat"});
+  o.env = std::vector<std::string>{std::string("A=\0", 3)};
+  EXPECT_EQ(f.pm->spawn(o).error(), Errc::invalid_argument);
+  o = f.options({"cat"});
+  o.events = PortId::none;
+  EXPECT_EQ(f.pm->spawn(o).error(), Errc::invalid_argument);
+  o = f.options({"cat"});
+  o.stdin_mode = Stdio::from_fd(-1);
+  EXPECT_EQ(f.pm->spawn(o).error(), Errc::invalid_argument);
+  expect_no_children();
+}
+
+// EMFILE while creating the pipes: the error, and no fd left open.
+TEST(Process, EmfileWhileCreatingPipesLeaksNothing) {
+  Fixture f;
+  (void)*f.rt.event_handler();  // its fds are made before the limit
+  const int before = count_open_fds();
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Room for the first pipe (and the /proc listing), not for the second.
+  const int lowest = ::dup(0);
+  ::close(lowest);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest + 3);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto p = f.pm->spawn(f.options({"cat"}));
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error(), std::errc::too_many_files_open) << p.error().message();
+  EXPECT_EQ(count_open_fds(), before);
+  expect_no_children();
+}
+
+// Environment and working directory reach the child.
+TEST(Process, EnvironmentAndCwd) {
+  Fixture f;
+  auto o = f.options({"/usr/bin/env"});
+  o.env = std::vector<std::string>{"EVH_ONE=1", "EVH_TWO=two"};
+  auto p = f.pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(collect(f.rx).out, "EVH_ONE=1\nEVH_TWO=two\n");
+  o = f.options({"pwd"});
+  o.cwd = "/tmp";
+  auto q = f.pm->spawn(o);
+  ASSERT_TRUE(q.ok()) << q.error().message();
+  EXPECT_EQ(collect(f.rx).out, "/tmp\n");
+}
+
+}  // namespace
+}  // namespace evh
+
+namespace evh {
+namespace {
+
+// The README's example, compiled and run: a child's output streamed into an isolate, in order,
+// with the exit after it.
+TEST(Process, ReadmeExampleStreamsIntoAnIsolate) {
+  Runtime rt;
+  auto replies = rt.open_receiver();
+  SendPort reply_to = *rt.send_port(replies->id());
+  {
+    ProcessManager processes(rt);  // destroyed before the Runtime
+    // --- README begins
+    auto sink =
+        rt.spawn(make_handler([reply_to, out = std::string()](Isolate&, Message& m) mutable {
+          auto ev = decode_process_event(m);
+          if (!ev) return;
+          if (ev->kind == ProcessEventKind::stdout_data) {
+            out.append(ev->text());                         // the next chunk, in order
+          } else if (ev->kind == ProcessEventKind::exit) {  // always after the last chunk
+            (void)reply_to.post(Message::bytes(out + " exit " + std::to_string(ev->exit_code)));
+          }
+        }));
+    auto child = processes.spawn({.argv = {"echo", "hello from a child"},  // no shell; PATH
+                                  .stdin_mode = Stdio::null(),
+                                  .events = (*sink)->main_port(),
+                                  .tie_to = sink->get()});  // killed if the isolate ends first
+    // --- README ends
+    ASSERT_TRUE(child.ok()) << child.error().message();
+    Message m = test::expect_receive(*replies);
+    EXPECT_EQ(m.text(), "hello from a child\n exit 0");
+  }
+}
+
+}  // namespace
+}  // namespace evh
