@@ -349,8 +349,8 @@ void ProcessState::maybe_finish(Isolate& self) noexcept {
     }
     if (exit_posted_ && registrations_ == 0 && !port_closed_) {
       port_closed_ = true;
-      // The reaper is done: it ends after this message (closing its last port is not yet an
-      // exit in the core, and killing itself works either way).
+      // The reaper is done: it ends after this message (its main port is still open, so the
+      // exit rule alone would not end it).
       self.kill(KillPriority::before_next_event);
     }
   }
