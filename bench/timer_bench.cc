@@ -2,10 +2,10 @@
 // (BENCHMARKS.md), for evh (default slack class), evh-exact (exact class) and the raw floor (a
 // binary heap driving one absolute timerfd, on one thread).
 
+#include <evh/event_handler.h>
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/receiver.h>
-#include <evh/event_handler.h>
 #include <evh/runtime.h>
 #include <evh/timer.h>
 #include <sys/resource.h>

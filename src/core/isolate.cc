@@ -601,9 +601,8 @@ void IsolateImpl::on_timer_message(const Message& message) noexcept {
   // runner (post, schedule, turn): with dense timers that round trip is most of their lateness.
   // Each is a new batch, so a timer started by a callback still never runs in its own batch.
   // Bounded by the time slice, and it stops as soon as another task waits for this thread.
-  const std::int64_t until = monotonic_ns() + std::chrono::nanoseconds(
-                                                  runtime_->options().time_slice)
-                                                  .count();
+  const std::int64_t until =
+      monotonic_ns() + std::chrono::nanoseconds(runtime_->options().time_slice).count();
   while (!dead_requested_.load(std::memory_order_acquire) && !runner_->work_is_waiting()) {
     const std::optional<std::int64_t> next = tm.set.next_wakeup();
     if (!next) break;

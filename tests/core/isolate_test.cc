@@ -213,7 +213,7 @@ TEST(Isolate, MicrotasksDrainAfterEachMessage) {
 // isolate goes on with its next message.
 TEST(Isolate, HandlerExceptionIsCaughtAndCounted) {
   static std::atomic<int> reported{0};  // static: the callback is a plain function pointer
-  reported.store(0);                     // so that --gtest_repeat starts each run from zero
+  reported.store(0);                    // so that --gtest_repeat starts each run from zero
   RuntimeOptions opts;
   opts.on_uncaught = [](Isolate&, std::exception_ptr e, void*) {
     try {
