@@ -49,6 +49,13 @@ std::string describe(const std::exception_ptr& error) {
   return "unknown exception";
 }
 
+Message exit_message(ExitReason reason, PortId isolate) noexcept {
+  ExitWire w;
+  w.reason = static_cast<std::uint8_t>(reason);
+  w.isolate = static_cast<std::uint64_t>(isolate);
+  return Message::bytes(std::as_bytes(std::span(&w, 1)));  // inline: cannot throw
+}
+
 bool contains(const std::vector<PortId>& ports, PortId port) noexcept {
   for (PortId p : ports) {
     if (p == port) return true;
@@ -165,10 +172,8 @@ Status IsolateImpl::add_listener(bool exit, PortId port) noexcept {
   }
   if (!exit) return Errc::isolate_dead;
   // Already exited: tell it now, so that no listener waits for ever.
-  ExitWire w;
-  w.reason = exit_reason_.load(std::memory_order_acquire);
-  w.isolate = static_cast<std::uint64_t>(main_port_id_);
-  (void)runtime_->owner().post(port, Message::bytes(std::as_bytes(std::span(&w, 1))));
+  const auto reason = static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire));
+  (void)runtime_->owner().post(port, exit_message(reason, main_port_id_));
   return {};
 }
 
@@ -204,12 +209,8 @@ void IsolateImpl::tell_exit_listeners(ExitReason reason) noexcept {
     l->error_listeners.clear();
     unanswered.swap(l->immediate_pings);  // released below, unanswered
   }
-  ExitWire w;
-  w.reason = static_cast<std::uint8_t>(reason);
-  w.isolate = static_cast<std::uint64_t>(main_port_id_);
-  for (PortId port : listeners) {
-    (void)runtime_->owner().post(port, Message::bytes(std::as_bytes(std::span(&w, 1))));
-  }
+  for (PortId port : listeners)
+    (void)runtime_->owner().post(port, exit_message(reason, main_port_id_));
 }
 
 void IsolateImpl::tell_error_listeners(std::exception_ptr error) noexcept {

@@ -264,6 +264,17 @@ Task* ThreadPool::pop_locked() noexcept {
   return t;
 }
 
+void ThreadPool::unpark_locked(Worker* self) noexcept {
+  for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
+    if (*p == self) {
+      *p = self->next_parked;
+      parked_count_.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  self->next_parked = nullptr;
+}
+
 void ThreadPool::worker_main(Worker* self) noexcept {
   tls_worker_ = self;
   {
@@ -365,14 +376,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
         woken = self->wake;
       }
       if (!woken) {
-        for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
-          if (*p == self) {
-            *p = self->next_parked;
-            parked_count_.fetch_sub(1, std::memory_order_relaxed);
-            break;
-          }
-        }
-        self->next_parked = nullptr;
+        unpark_locked(self);
       }
       lock.unlock();
       continue;
@@ -385,14 +389,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
           self->cv.wait_for(lock, options_.idle_timeout, [&] { return self->wake || stopping_; });
     }
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
-      for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
-        if (*p == self) {
-          *p = self->next_parked;
-          parked_count_.fetch_sub(1, std::memory_order_relaxed);
-          break;
-        }
-      }
-      self->next_parked = nullptr;
+      unpark_locked(self);
       if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
           yielded_.empty() && (timed_.empty() || keeper_ != nullptr)) {
         --live_;

@@ -110,6 +110,8 @@ class ThreadPool final : public TaskRunner {
   void enqueue(Task& task, bool yielded) noexcept;
   // Hands every passed deadline to on_due (takes mu_). Cheap when none is due.
   void fire_due() noexcept;
+  // Takes a worker that was not woken (timed out, stopping) off the parked stack. mu_ held.
+  void unpark_locked(Worker* self) noexcept;
   void update_earliest_locked() noexcept;
 
   // The worker running on this thread, if any. Private to the pool: it routes a post made from
