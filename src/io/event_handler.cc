@@ -161,20 +161,20 @@ Status EventHandlerImpl::set_timeout(PortId port, MonoTime deadline) noexcept {
   return submit(c);
 }
 
-Status EventHandlerImpl::drop_port(PortId port) noexcept {
+Status EventHandlerImpl::port_command(CommandKind kind, PortId port) noexcept {
   if (port == PortId::none) return Errc::unknown_port;
   Command c;
-  c.kind = CommandKind::drop_port;
+  c.kind = kind;
   c.port = port;
   return submit(c);
 }
 
+Status EventHandlerImpl::drop_port(PortId port) noexcept {
+  return port_command(CommandKind::drop_port, port);
+}
+
 Status EventHandlerImpl::clear_timeout(PortId port) noexcept {
-  if (port == PortId::none) return Errc::unknown_port;
-  Command c;
-  c.kind = CommandKind::clear_timeout;
-  c.port = port;
-  return submit(c);
+  return port_command(CommandKind::clear_timeout, port);
 }
 
 void EventHandlerImpl::shutdown() noexcept {

@@ -120,6 +120,8 @@ class EventHandlerImpl {
   };
 
   Status submit(const Command& c) noexcept;
+  // A command that names only a port (clear_timeout, drop_port).
+  Status port_command(CommandKind kind, PortId port) noexcept;
 
   // I/O thread.
   void loop() noexcept;
