@@ -32,6 +32,7 @@ namespace detail {
 class TimerWheel;
 class TimerSet;
 struct TimerList;
+struct TimerChains;
 }  // namespace detail
 
 // `skipped` is the number of periods a periodic timer missed since its previous run (it runs once
@@ -106,6 +107,7 @@ class alignas(64) Timer {
   friend class detail::TimerWheel;
   friend class detail::TimerSet;
   friend struct detail::TimerList;
+  friend struct detail::TimerChains;
 
   Timer* next_ = nullptr;
   Timer** pprev_ = nullptr;  // the link that points at this timer; null: not armed

@@ -24,7 +24,7 @@ bool TimerWheel::earliest_slot(int& level, int& slot) noexcept {
       const std::uint64_t ahead = occupied_[l] & (~std::uint64_t{0} << now_digit);
       EVH_ASSERT(ahead == occupied_[l], "a timer slot behind now was left occupied");
       const int s = __builtin_ctzll(ahead != 0 ? ahead : occupied_[l]);
-      if (slots_[l][s].empty()) {  // emptied by removals since: clear lazily
+      if (slot_empty(l, s)) {  // emptied by removals since: clear lazily
         occupied_[l] &= ~(std::uint64_t{1} << s);
         continue;
       }
@@ -46,7 +46,7 @@ void TimerWheel::stage_some() noexcept {
       int s = -1;
       while (ahead != 0) {
         const int c = __builtin_ctzll(ahead);
-        if (!slots_[level][c].empty()) {
+        if (!wide_slot(level, c).empty()) {
           s = c;
           break;
         }
@@ -59,7 +59,7 @@ void TimerWheel::stage_some() noexcept {
       st.slot = s;
       st.start = slot_start_tick(level, s);
       st.paced_to = now_tick_;
-      slots_[level][s].move_to_empty(st.pending);
+      wide_slot(level, s).move_to_empty(st.pending);
       st.pending_count = std::exchange(placed_[level - kFirstStagedLevel][s], 0);
       occupied_[level] &= ~(std::uint64_t{1} << s);
     }
@@ -70,50 +70,57 @@ void TimerWheel::stage_some() noexcept {
     std::int64_t quota = left > 0 ? st.pending_count * elapsed / left : st.pending_count;
     if (quota < kStageMinimum) quota = kStageMinimum;
     st.paced_to = now_tick_;
-    for (; quota > 0 && !st.pending.empty(); --quota) stage_one(st);
+    stage(st, quota);
   }
 }
 
-void TimerWheel::stage_one(Staging& st) noexcept {
-  Timer& t = *st.pending.head;
-  TimerList::unlink(t);
-  // The pending chain is walked node by node; unlink has just brought the next node in, so ask
-  // for the one after it now: two misses in flight instead of one.
-  if (Timer* next = st.pending.head; next != nullptr && next->next_ != nullptr) {
-    __builtin_prefetch(next->next_, 1);
-  }
-  // Every timer of the staged slot lies in [start, start + 64^level): it goes to a lower level,
-  // placed relative to the slot's start as if the wheel were already there.
-  std::int64_t tick = tick_of(t.deadline_);
-  if (tick < st.start) tick = st.start;
-  // A timer parked here from beyond the wheel's reach stays at the slot's last tick; it is
-  // re-placed (and parked again if still far) when that tick's slot is cascaded.
-  const std::int64_t last = st.start | ((std::int64_t{1} << (st.level * kSlotBits)) - 1);
-  if (tick > last) tick = last;
-  const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ st.start) | (kSlots - 1);
-  const int l = (63 - __builtin_clzll(diff)) / kSlotBits;
-  const int slot = static_cast<int>((tick >> (l * kSlotBits)) & (kSlots - 1));
-  st.lists[l][slot].push_front(t);
-  st.occupied[l] |= std::uint64_t{1} << slot;
-  if (l == 2) ++st.placed2[slot];
-  if (st.pending_count > 0) --st.pending_count;
+void TimerWheel::stage(Staging& st, std::int64_t budget) noexcept {
+  const std::int64_t taken = st.pending.drain(budget, [this, &st](Timer& t) {
+    // Every timer of the staged slot lies in [start, start + 64^level): it goes to a lower level,
+    // placed relative to the slot's start as if the wheel were already there.
+    std::int64_t tick = tick_of(t.deadline_);
+    if (tick < st.start) tick = st.start;
+    // A timer parked here from beyond the wheel's reach stays at the slot's last tick; it is
+    // re-placed (and parked again if still far) when that tick's slot is cascaded.
+    const std::int64_t last = st.start | ((std::int64_t{1} << (st.level * kSlotBits)) - 1);
+    if (tick > last) tick = last;
+    const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ st.start) | (kSlots - 1);
+    const int l = (63 - __builtin_clzll(diff)) / kSlotBits;
+    const int slot = static_cast<int>((tick >> (l * kSlotBits)) & (kSlots - 1));
+    st.occupied[l] |= std::uint64_t{1} << slot;
+    if (l == 0) {
+      st.lists0[slot].push_front(t);
+    } else if (l == 1) {
+      st.lists1[slot].push_front(t, t.seq_);
+    } else {
+      staged2_[slot].push_front(t, t.seq_);
+      ++placed2_[slot];
+    }
+  });
+  st.pending_count = taken < st.pending_count ? st.pending_count - taken : 0;
 }
 
 void TimerWheel::merge(Staging& st, int level) noexcept {
   // Finish what the budget left, then move the staged lists in. The live lower levels are
   // empty: they held only ticks before the staged slot's start, and collect_due() has fired or
   // cascaded all of those before it gets here.
-  while (!st.pending.empty()) stage_one(st);
+  stage(st, INT64_MAX);
   for (int l = 0; l < level; ++l) {
     for (std::uint64_t bits = st.occupied[l]; bits != 0; bits &= bits - 1) {
       const int s = __builtin_ctzll(bits);
-      TimerList& from = st.lists[l][s];
-      if (from.empty()) continue;
-      TimerList& to = slots_[l][s];
-      EVH_ASSERT(to.empty(), "a live slot below a staged one was not empty at its start");
-      from.move_to_empty(to);
+      EVH_ASSERT(slot_empty(l, s), "a live slot below a staged one was not empty at its start");
+      if (l == 0) {
+        if (st.lists0[s].empty()) continue;
+        st.lists0[s].move_to_empty(narrow_slot(0, s));
+      } else if (l == 1) {
+        if (st.lists1[s].empty()) continue;
+        st.lists1[s].move_to_empty(wide_slot(1, s));
+      } else {
+        if (staged2_[s].empty()) continue;
+        staged2_[s].move_to_empty(wide_slot(2, s));
+        placed_[0][s] = std::exchange(placed2_[s], 0);
+      }
       occupied_[l] |= std::uint64_t{1} << s;
-      if (l == kFirstStagedLevel) placed_[0][s] = std::exchange(st.placed2[s], 0);
     }
     st.occupied[l] = 0;
   }
@@ -143,16 +150,21 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
       continue;
     }
     if (!live || start > target) break;
+    occupied_[level] &= ~(std::uint64_t{1} << slot);
+    now_tick_ = start;
+    if (wide(level)) {
+      // Cascade: every timer goes to a lower level (none is due: its slot starts after now).
+      if (level >= kFirstStagedLevel) placed_[level - kFirstStagedLevel][slot] = 0;
+      TimerChains chains;
+      wide_slot(level, slot).move_to_empty(chains);
+      chains.drain(INT64_MAX, [this](Timer& t) { place(t); });
+      continue;
+    }
     // Detach the slot's chain and walk it once: each node is read, then re-linked (the list
     // nodes are the callers' timers, scattered in memory; a second pass would miss again).
-    Timer* t = slots_[level][slot].head;
+    Timer* t = narrow_slot(level, slot).head;
     if (t != nullptr) t->pprev_ = nullptr;
-    slots_[level][slot].head = nullptr;
-    occupied_[level] &= ~(std::uint64_t{1} << slot);
-    if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
-      placed_[level - kFirstStagedLevel][slot] = 0;
-    }
-    now_tick_ = start;
+    narrow_slot(level, slot).head = nullptr;
     while (t != nullptr) {
       Timer* next = t->next_;
       if (next != nullptr) __builtin_prefetch(next->next_, 1);
@@ -200,12 +212,12 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
   // has come by then can still fire within its slack.
   std::int64_t earliest = INT64_MAX;
   std::int64_t earliest_fire_by = INT64_MAX;
-  for (Timer* t = slots_[level][slot].head; t != nullptr; t = t->next_) {
-    if (t->deadline_ < earliest) {
-      earliest = t->deadline_;
-      earliest_fire_by = t->fire_by_;
+  for_each_in(level, slot, [&](const Timer& t) {
+    if (t.deadline_ < earliest) {
+      earliest = t.deadline_;
+      earliest_fire_by = t.fire_by_;
     }
-  }
+  });
   std::int64_t wake = earliest + kMergeHorizonNs;
   if (staged_start < wake) wake = staged_start;
   // Timers in any other occupied slot of level >= 1 are not scanned: stop at its start.
@@ -218,19 +230,17 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
       break;
     }
   }
-  auto merge = [&wake](const TimerList& list) {
-    for (Timer* t = list.head; t != nullptr; t = t->next_) {
-      if (t->deadline_ <= wake && t->fire_by_ < wake) wake = t->fire_by_;
-    }
+  auto merge = [&wake](const Timer& t) {
+    if (t.deadline_ <= wake && t.fire_by_ < wake) wake = t.fire_by_;
   };
   if (level == 1) {
-    merge(slots_[1][slot]);
+    for_each_in(1, slot, merge);
   } else {
     for (std::uint64_t rest = occupied_[0] & (~std::uint64_t{0} << slot); rest != 0;
          rest &= rest - 1) {
       const int s = __builtin_ctzll(rest);
       if ((slot_start_tick(0, s) << kTickShift) > wake) break;
-      merge(slots_[0][s]);
+      for_each_in(0, s, merge);
     }
   }
   if (wake <= earliest) {

@@ -3,9 +3,11 @@
 // 7 levels of 64 slots; a level-0 slot is one tick of 1,024 ns, a level-k slot 64^k ticks, so the
 // wheel spans 2^42 ticks (52 days); a timer further out waits in the top level and is re-placed
 // when its slot comes round. Insert and remove are O(1) and allocate nothing (the slot lists are
-// intrusive, doubly linked through Timer::next_/pprev_). Sorting is deferred: `collect_due` hands
-// back the due timers unsorted, and the caller sorts only the batch it is about to fire (the
-// approach of the Linux timer wheel and Tokio: most timers are cancelled before they are due).
+// intrusive, doubly linked through Timer::next_/pprev_). A slot of levels 1-3 is 8 such lists
+// (TimerChains), so that a cascade walks 8 chains of scattered nodes at once. Sorting is deferred:
+// `collect_due` hands back the due timers unsorted, and the caller sorts only the batch it is about
+// to fire (the approach of the Linux timer wheel and Tokio: most timers are cancelled before they
+// are due).
 //
 // Contract:
 //   - single-threaded (the owning isolate's turn);
@@ -53,6 +55,31 @@ struct TimerList {
       out.push_front(t);
     }
   }
+};
+
+// A slot that holds many timers (the staged levels'): its timers spread over kCount lists, so
+// that walking the slot follows kCount independent pointer chains at once. The nodes are the
+// callers', scattered in memory; one chain is walked at one cache miss per node, back to back,
+// while kCount chains keep that many misses in flight.
+struct TimerChains {
+  static constexpr int kCount = 8;
+  std::array<TimerList, kCount> chain{};
+
+  bool empty() const noexcept {
+    for (const TimerList& c : chain) {
+      if (!c.empty()) return false;
+    }
+    return true;
+  }
+  // `key` picks the chain: any spread does (the wheel passes the creation sequence number).
+  void push_front(Timer& t, std::uint64_t key) noexcept { chain[key & (kCount - 1)].push_front(t); }
+  void move_to_empty(TimerChains& to) noexcept {
+    for (int c = 0; c < kCount; ++c) chain[c].move_to_empty(to.chain[c]);
+  }
+  // Unlinks up to `budget` timers, taking one from each chain in turn, and calls f(timer) on
+  // each (unlinked: free to be linked anywhere). Returns how many it took.
+  template <class F>
+  std::int64_t drain(std::int64_t budget, F&& f) noexcept;
 };
 
 class TimerWheel {
@@ -111,16 +138,50 @@ class TimerWheel {
     int level = 0;
     int slot = 0;
     std::int64_t start = 0;          // tick
-    TimerList pending;               // detached from the slot, not yet placed
+    TimerChains pending;             // detached from the slot, not yet placed
     std::int64_t pending_count = 0;  // an upper bound: cancels of pending timers do not update it
     std::int64_t paced_to = 0;       // tick up to which the pending work has been paced
     std::array<std::uint64_t, 3> occupied{};
-    std::array<std::uint32_t, 64> placed2{};           // nodes staged into each level-2 list
-    std::array<std::array<TimerList, 64>, 3> lists{};  // levels below the staged one
+    std::array<TimerList, kSlots> lists0{};    // level 0 below the staged slot
+    std::array<TimerChains, kSlots> lists1{};  // level 1 below it
   };
   static constexpr int kFirstStagedLevel = 2;
   static constexpr int kLastStagedLevel = 3;
-
+  // Levels 1 to 3 hold many timers per slot (microseconds to hundreds of milliseconds of them)
+  // and are walked whole when cascaded: their slots are TimerChains. Level 0 slots are a tick
+  // wide and the top levels rarely used: one list each.
+  static constexpr int kFirstWideLevel = 1;
+  static constexpr int kLastWideLevel = 3;
+  static constexpr bool wide(int level) noexcept {
+    return level >= kFirstWideLevel && level <= kLastWideLevel;
+  }
+  TimerChains& wide_slot(int level, int slot) noexcept {
+    return wide_[level - kFirstWideLevel][slot];
+  }
+  const TimerChains& wide_slot(int level, int slot) const noexcept {
+    return wide_[level - kFirstWideLevel][slot];
+  }
+  TimerList& narrow_slot(int level, int slot) noexcept {
+    return narrow_[level == 0 ? 0 : level - kLastWideLevel][slot];
+  }
+  const TimerList& narrow_slot(int level, int slot) const noexcept {
+    return narrow_[level == 0 ? 0 : level - kLastWideLevel][slot];
+  }
+  bool slot_empty(int level, int slot) const noexcept {
+    return wide(level) ? wide_slot(level, slot).empty() : narrow_slot(level, slot).empty();
+  }
+  // Calls f(timer) on every timer of a slot, leaving it linked (f must not unlink).
+  template <class F>
+  void for_each_in(int level, int slot, F&& f) const noexcept {
+    auto walk = [&f](const TimerList& list) {
+      for (Timer* t = list.head; t != nullptr; t = t->next_) f(*t);
+    };
+    if (!wide(level)) {
+      walk(narrow_slot(level, slot));
+      return;
+    }
+    for (const TimerList& c : wide_slot(level, slot).chain) walk(c);
+  }
   void place(Timer& t) noexcept {
     std::int64_t tick = tick_of(t.deadline_);
     if (tick < now_tick_) tick = now_tick_;
@@ -133,14 +194,17 @@ class TimerWheel {
     const std::uint64_t diff = static_cast<std::uint64_t>(tick ^ now_tick_) | (kSlots - 1);
     const int level = (63 - __builtin_clzll(diff)) / kSlotBits;
     const int slot = static_cast<int>((tick >> (level * kSlotBits)) & (kSlots - 1));
-    slots_[level][slot].push_front(t);
     occupied_[level] |= std::uint64_t{1} << slot;
-    if (level >= kFirstStagedLevel && level <= kLastStagedLevel) {
-      ++placed_[level - kFirstStagedLevel][slot];
+    if (!wide(level)) {
+      narrow_slot(level, slot).push_front(t);
+      return;
     }
+    wide_slot(level, slot).push_front(t, t.seq_);
+    if (level >= kFirstStagedLevel) ++placed_[level - kFirstStagedLevel][slot];
   }
   void stage_some() noexcept;
-  void stage_one(Staging& st) noexcept;
+  // Places up to `budget` pending timers of `st` into its staged lists.
+  void stage(Staging& st, std::int64_t budget) noexcept;
   void merge(Staging& st, int level) noexcept;
   Staging& staging(int level) noexcept { return staging_[level - kFirstStagedLevel]; }
   // Lowest level with a non-empty slot, and that slot; clears bits of slots found empty.
@@ -150,11 +214,46 @@ class TimerWheel {
   std::int64_t now_tick_;
   std::array<std::uint64_t, kLevels> occupied_{};  // bit s: slot s may be non-empty
   bool last_exact_ = false;                        // see last_wakeup_exact()
-  std::array<std::array<TimerList, kSlots>, kLevels> slots_{};
+  std::array<std::array<TimerList, kSlots>, kLevels - (kLastWideLevel - kFirstWideLevel + 1)>
+      narrow_{};
+  std::array<std::array<TimerChains, kSlots>, kLastWideLevel - kFirstWideLevel + 1> wide_{};
   std::array<Staging, kLastStagedLevel - kFirstStagedLevel + 1> staging_{};
+  // Level-2 lists below a staged level-3 slot (only that staging has a level 2 below it).
+  std::array<TimerChains, kSlots> staged2_{};
+  std::array<std::uint32_t, kSlots> placed2_{};  // nodes staged into each of those
   // Timers placed into each slot of the staged levels since it was last emptied: an upper bound
   // on its length (cancels do not decrement it), for pacing without walking the list.
   std::array<std::array<std::uint32_t, kSlots>, kLastStagedLevel - kFirstStagedLevel + 1> placed_{};
 };
+
+template <class F>
+std::int64_t TimerChains::drain(std::int64_t budget, F&& f) noexcept {
+  std::int64_t taken = 0;
+  unsigned touched = 0;  // bit c: chain c's head changed
+  bool any = true;
+  while (any && taken < budget) {
+    any = false;
+    for (int c = 0; c < kCount && taken < budget; ++c) {
+      Timer* t = chain[c].head;
+      if (t == nullptr) continue;
+      any = true;
+      touched |= 1u << c;
+      Timer* next = t->next_;
+      chain[c].head = next;
+      // The next node of this chain is wanted one round from now, and written: ask for it now,
+      // and fix its back link only once, when the walk stops (below), not node by node.
+      if (next != nullptr) __builtin_prefetch(next, 1);
+      t->next_ = nullptr;
+      t->pprev_ = nullptr;
+      f(*t);
+      ++taken;
+    }
+  }
+  for (; touched != 0; touched &= touched - 1) {
+    TimerList& c = chain[__builtin_ctz(touched)];
+    if (c.head != nullptr) c.head->pprev_ = &c.head;
+  }
+  return taken;
+}
 
 }  // namespace evh::detail
