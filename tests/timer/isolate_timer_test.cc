@@ -166,6 +166,47 @@ TEST(IsolateTimers, PeriodicCancelsItself) {
   EXPECT_FALSE(f.timers[0].armed());
 }
 
+// An exact periodic timer so dense that its next deadline is always due within microseconds
+// keeps the isolate in its timer loop; a message posted meanwhile is still handled (at the end
+// of a time slice at the latest), and the timer keeps its schedule around it.
+TEST(IsolateTimers, DenseExactTimersDoNotStarveMessages) {
+  constexpr std::uint64_t kTicking = 1;
+  constexpr std::uint64_t kPing = 2;
+  Fixture f(1);  // first: the isolate's callbacks use it until the runtime is gone
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  StopThenDrop stop{rt, f};
+  f.report = *rt.send_port(rx->id());
+  auto tick = [](Isolate&, Timer& t, std::uint64_t skipped) {
+    auto& fx = *static_cast<Fixture*>(t.user);
+    fx.late.push_back(static_cast<std::int64_t>(skipped));
+    if (fx.late.size() == 1) (void)fx.report.post(Message::u64(kTicking));
+  };
+  std::size_t ticks_at_ping = 0;
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message& m) {
+    if (m.as_u64() == kSettle) {
+      (void)f.report.post(Message::u64(kSettle));
+      return;
+    }
+    if (m.as_u64() == kPing) {
+      ticks_at_ping = f.late.size();
+      self.cancel_timer(f.timers[0]);
+      (void)f.report.post(Message::u64(kPing));
+      return;
+    }
+    f.timers[0].user = &f;
+    ASSERT_TRUE(self.start_periodic(f.timers[0], 2us, tick, Slack::exact()).ok());
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  ASSERT_EQ(expect_receive(*rx).as_u64(), kTicking);
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(kPing)).ok());
+  ASSERT_EQ(expect_receive(*rx).as_u64(), kPing);
+  EXPECT_GE(ticks_at_ping, 1u);
+  EXPECT_FALSE(f.timers[0].armed());
+  settle(rt, *rx, (*iso)->main_port());
+  EXPECT_EQ(f.late.size(), ticks_at_ping) << "the timer ran after it was cancelled";
+}
+
 // 1,000 timers with one deadline fire in one batch; zero-delay timers need no kernel timer.
 TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
   Fixture f(1000);  // first: the isolate's callbacks use it until the runtime is gone
