@@ -142,13 +142,7 @@ void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool s
     } else if (!on_worker_thread() && spinning_.load(std::memory_order_relaxed) == 0) {
       // Nobody will look at the deadline soon (a busy worker looks between tasks, a polling
       // one parks as keeper, and so does the worker calling this): get a worker to keep it.
-      if (Worker* w = parked_; w != nullptr) {
-        parked_ = w->next_parked;
-        parked_count_.fetch_sub(1, std::memory_order_relaxed);
-        w->next_parked = nullptr;
-        w->wake = true;
-        w->cv.notify_one();
-      } else if (live_ == 0 && options_.max_threads > 0) {
+      if (!wake_parked_locked() && live_ == 0 && options_.max_threads > 0) {
         ++live_;
         ++starting_;
         start = true;
@@ -197,14 +191,7 @@ bool ThreadPool::wake_locked() noexcept {
   const std::uint64_t takers =
       spinning_.load(std::memory_order_relaxed) + (on_worker_thread() ? 1 : 0);
   if (queued_.load(std::memory_order_relaxed) <= takers) return false;
-  if (Worker* w = parked_; w != nullptr) {
-    parked_ = w->next_parked;
-    parked_count_.fetch_sub(1, std::memory_order_relaxed);
-    w->next_parked = nullptr;
-    w->wake = true;
-    w->cv.notify_one();
-    return false;
-  }
+  if (wake_parked_locked()) return false;
   if (!stopping_ && live_ < options_.max_threads) {
     ++live_;  // reserved; start_worker() undoes it if the thread cannot be created
     ++starting_;
@@ -262,6 +249,17 @@ Task* ThreadPool::pop_locked() noexcept {
   }
   if (t != nullptr) queued_.fetch_sub(1, std::memory_order_relaxed);
   return t;
+}
+
+bool ThreadPool::wake_parked_locked() noexcept {
+  Worker* w = parked_;
+  if (w == nullptr) return false;
+  parked_ = w->next_parked;
+  parked_count_.fetch_sub(1, std::memory_order_relaxed);
+  w->next_parked = nullptr;
+  w->wake = true;
+  w->cv.notify_one();
+  return true;
 }
 
 void ThreadPool::unpark_locked(Worker* self) noexcept {

@@ -112,6 +112,8 @@ class ThreadPool final : public TaskRunner {
   void fire_due() noexcept;
   // Takes a worker that was not woken (timed out, stopping) off the parked stack. mu_ held.
   void unpark_locked(Worker* self) noexcept;
+  // Pops the most recently parked worker and wakes it for a task; false if none is parked.
+  bool wake_parked_locked() noexcept;
   void update_earliest_locked() noexcept;
 
   // The worker running on this thread, if any. Private to the pool: it routes a post made from
