@@ -38,6 +38,9 @@ class TimerSet {
     t.seq_ = next_seq_++;
     ++live_;
     ++started_;
+    // Many timers: the wheel's walks overlap their misses from now on (one allocation, once).
+    if (live_ == kWidenWheelAt) [[unlikely]]
+      (void)wheel_.widen();
     if (delay_ns == 0) {
       zero_delay_.push_front(t);  // order is restored by the batch sort
     } else {
@@ -73,6 +76,9 @@ class TimerSet {
   // The counters only (no percentiles): cheap.
   TimerStats stats_counters() const noexcept;
   std::uint64_t live() const noexcept { return live_; }
+  bool wheel_widened() const noexcept { return wheel_.widened(); }
+  // The live count at which the wheel widens (TimerWheel::widen).
+  static constexpr std::uint64_t kWidenWheelAt = 1024;
   static TimerFn callback(const Timer& t) noexcept { return t.fn_; }
 
  private:

@@ -1,13 +1,31 @@
 #include "timer/timer_wheel.h"
 
 #include <algorithm>
+#include <new>
 #include <utility>
 
 #include "core/assert.h"
 
 namespace evh::detail {
 
-TimerWheel::TimerWheel(std::int64_t now_ns) noexcept : now_tick_(tick_of(now_ns)) {}
+TimerWheel::TimerWheel(std::int64_t now_ns) noexcept : now_tick_(tick_of(now_ns)) {
+  staging(2).lists1 = kStagedBelow2;
+  staging(3).lists1 = kStagedBelow3;
+}
+
+bool TimerWheel::widen() noexcept {
+  if (wide_heads_ != nullptr) return true;
+  constexpr int kLists = kChainedArrays * kSlots;
+  wide_heads_.reset(new (std::nothrow) TimerList[kLists * TimerChains::kCount]());
+  if (wide_heads_ == nullptr) return false;
+  // Each slot's one list becomes its chain 0 (the move re-points its first node's back link).
+  for (int i = 0; i < kLists; ++i) {
+    narrow_heads_[i].move_to_empty(wide_heads_[i * TimerChains::kCount]);
+  }
+  heads_ = wide_heads_.get();
+  chains_ = TimerChains::kCount;
+  return true;
+}
 
 std::int64_t TimerWheel::slot_start_tick(int level, int slot) const noexcept {
   const int shift = level * kSlotBits;
@@ -40,13 +58,15 @@ void TimerWheel::stage_some() noexcept {
   for (int level = kFirstStagedLevel; level <= kLastStagedLevel; ++level) {
     Staging& st = staging(level);
     if (!st.active) {
-      // The next slot of this level (slots behind now's digit are empty: see place()).
+      // The next slot of this level: after now's digit (slots behind it are empty, see place();
+      // the one at it started at or before now, and collect_due() has cascaded it).
       const int now_digit = static_cast<int>((now_tick_ >> (level * kSlotBits)) & (kSlots - 1));
-      std::uint64_t ahead = occupied_[level] & (~std::uint64_t{0} << now_digit);
+      std::uint64_t ahead =
+          now_digit == kSlots - 1 ? 0 : occupied_[level] & (~std::uint64_t{0} << (now_digit + 1));
       int s = -1;
       while (ahead != 0) {
         const int c = __builtin_ctzll(ahead);
-        if (!wide_slot(level, c).empty()) {
+        if (!chained_empty(live_array(level), c)) {
           s = c;
           break;
         }
@@ -59,7 +79,7 @@ void TimerWheel::stage_some() noexcept {
       st.slot = s;
       st.start = slot_start_tick(level, s);
       st.paced_to = now_tick_;
-      wide_slot(level, s).move_to_empty(st.pending);
+      take_chained(live_array(level), s, st.pending);
       st.pending_count = std::exchange(placed_[level - kFirstStagedLevel][s], 0);
       occupied_[level] &= ~(std::uint64_t{1} << s);
     }
@@ -91,9 +111,9 @@ void TimerWheel::stage(Staging& st, std::int64_t budget) noexcept {
     if (l == 0) {
       st.lists0[slot].push_front(t);
     } else if (l == 1) {
-      st.lists1[slot].push_front(t, t.seq_);
+      push_chained(st.lists1, slot, t);
     } else {
-      staged2_[slot].push_front(t, t.seq_);
+      push_chained(kStaged2, slot, t);
       ++placed2_[slot];
     }
   });
@@ -113,11 +133,11 @@ void TimerWheel::merge(Staging& st, int level) noexcept {
         if (st.lists0[s].empty()) continue;
         st.lists0[s].move_to_empty(narrow_slot(0, s));
       } else if (l == 1) {
-        if (st.lists1[s].empty()) continue;
-        st.lists1[s].move_to_empty(wide_slot(1, s));
+        if (chained_empty(st.lists1, s)) continue;
+        move_chained(st.lists1, kLive1, s);
       } else {
-        if (staged2_[s].empty()) continue;
-        staged2_[s].move_to_empty(wide_slot(2, s));
+        if (chained_empty(kStaged2, s)) continue;
+        move_chained(kStaged2, kLive2, s);
         placed_[0][s] = std::exchange(placed2_[s], 0);
       }
       occupied_[l] |= std::uint64_t{1} << s;
@@ -125,6 +145,18 @@ void TimerWheel::merge(Staging& st, int level) noexcept {
     st.occupied[l] = 0;
   }
   st.active = false;
+  // Timers started while the slot was staged went to its live slot, which starts now too:
+  // cascade them here. Left to collect_due(), they would sit behind the lower levels' slots
+  // just merged (earliest_slot() looks at lower levels first), past their own start, and the
+  // wheel would later stage a slot it is already inside of.
+  const int array = live_array(level);
+  if (!chained_empty(array, st.slot)) {
+    occupied_[level] &= ~(std::uint64_t{1} << st.slot);
+    placed_[level - kFirstStagedLevel][st.slot] = 0;
+    TimerChains started;
+    take_chained(array, st.slot, started);
+    started.drain(INT64_MAX, [this](Timer& t) { place(t); });
+  }
 }
 
 void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
@@ -156,7 +188,7 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
       // Cascade: every timer goes to a lower level (none is due: its slot starts after now).
       if (level >= kFirstStagedLevel) placed_[level - kFirstStagedLevel][slot] = 0;
       TimerChains chains;
-      wide_slot(level, slot).move_to_empty(chains);
+      take_chained(live_array(level), slot, chains);
       chains.drain(INT64_MAX, [this](Timer& t) { place(t); });
       continue;
     }

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 namespace evh::detail {
@@ -57,10 +58,11 @@ struct TimerList {
   }
 };
 
-// A slot that holds many timers (the staged levels'): its timers spread over kCount lists, so
-// that walking the slot follows kCount independent pointer chains at once. The nodes are the
+// Up to kCount lists walked together: a slot that holds many timers has them spread over kCount
+// lists, so that walking it follows kCount independent pointer chains at once. The nodes are the
 // callers', scattered in memory; one chain is walked at one cache miss per node, back to back,
-// while kCount chains keep that many misses in flight.
+// while kCount chains keep that many misses in flight. The wheel keeps its chained slots in
+// planes (see TimerWheel::widen) and moves a slot into one of these to walk it.
 struct TimerChains {
   static constexpr int kCount = 8;
   std::array<TimerList, kCount> chain{};
@@ -70,11 +72,6 @@ struct TimerChains {
       if (!c.empty()) return false;
     }
     return true;
-  }
-  // `key` picks the chain: any spread does (the wheel passes the creation sequence number).
-  void push_front(Timer& t, std::uint64_t key) noexcept { chain[key & (kCount - 1)].push_front(t); }
-  void move_to_empty(TimerChains& to) noexcept {
-    for (int c = 0; c < kCount; ++c) chain[c].move_to_empty(to.chain[c]);
   }
   // Unlinks up to `budget` timers, taking one from each chain in turn, and calls f(timer) on
   // each (unlinked: free to be linked anywhere). Returns how many it took.
@@ -119,6 +116,14 @@ class TimerWheel {
 
   std::int64_t now_tick() const noexcept { return now_tick_; }
 
+  // Spreads the slots of levels 1-3 (and the staging lists below them) over TimerChains::kCount
+  // chains from now on, for walks that overlap their cache misses. Until then each has one chain
+  // and the wheel is ~7 KB; widening adds one ~21 KB block, once (the owner calls it when it
+  // holds many timers). Timers already linked stay where they are. False if out of memory: the
+  // wheel then stays narrow, which is correct, only slower to walk.
+  bool widen() noexcept;
+  bool widened() const noexcept { return chains_ > 1; }
+
   // Pre-cascading is paced: each collect_due() stages the share of the pending nodes that the
   // time elapsed since the last one represents of the time left until the staged slot's start,
   // and at least kStageMinimum, so the work is spread evenly instead of arriving as one stall.
@@ -142,24 +147,56 @@ class TimerWheel {
     std::int64_t pending_count = 0;  // an upper bound: cancels of pending timers do not update it
     std::int64_t paced_to = 0;       // tick up to which the pending work has been paced
     std::array<std::uint64_t, 3> occupied{};
-    std::array<TimerList, kSlots> lists0{};    // level 0 below the staged slot
-    std::array<TimerChains, kSlots> lists1{};  // level 1 below it
+    std::array<TimerList, kSlots> lists0{};  // level 0 below the staged slot
+    int lists1 = 0;                          // the chained array of level 1 below it
   };
   static constexpr int kFirstStagedLevel = 2;
   static constexpr int kLastStagedLevel = 3;
   // Levels 1 to 3 hold many timers per slot (microseconds to hundreds of milliseconds of them)
-  // and are walked whole when cascaded: their slots are TimerChains. Level 0 slots are a tick
-  // wide and the top levels rarely used: one list each.
+  // and are walked whole when cascaded: their slots are chained, as are the staging lists below
+  // a staged slot. Level 0 slots are a tick wide and the top levels rarely used: one list each.
   static constexpr int kFirstWideLevel = 1;
   static constexpr int kLastWideLevel = 3;
   static constexpr bool wide(int level) noexcept {
     return level >= kFirstWideLevel && level <= kLastWideLevel;
   }
-  TimerChains& wide_slot(int level, int slot) noexcept {
-    return wide_[level - kFirstWideLevel][slot];
+  // The chained slot arrays.
+  enum ChainedArray : int {
+    kLive1,  // the wheel's levels 1-3
+    kLive2,
+    kLive3,
+    kStagedBelow2,  // level 1 below a staged level-2 slot
+    kStagedBelow3,  // level 1 below a staged level-3 slot
+    kStaged2,       // level 2 below a staged level-3 slot
+    kChainedArrays
+  };
+  static constexpr int live_array(int level) noexcept { return kLive1 + level - kFirstWideLevel; }
+  using SlotLists = std::array<TimerList, kSlots>;
+  // A slot's chains are adjacent (one cache line once wide).
+  TimerList& chain(int array, int slot, int c) noexcept {
+    return heads_[(array * kSlots + slot) * chains_ + c];
   }
-  const TimerChains& wide_slot(int level, int slot) const noexcept {
-    return wide_[level - kFirstWideLevel][slot];
+  const TimerList& chain(int array, int slot, int c) const noexcept {
+    return heads_[(array * kSlots + slot) * chains_ + c];
+  }
+  // The creation number picks the chain (any spread would do); chain 0 while narrow.
+  void push_chained(int array, int slot, Timer& t) noexcept {
+    chain(array, slot, static_cast<int>(t.seq_ & static_cast<std::uint64_t>(chains_ - 1)))
+        .push_front(t);
+  }
+  bool chained_empty(int array, int slot) const noexcept {
+    for (int c = 0; c < chains_; ++c) {
+      if (!chain(array, slot, c).empty()) return false;
+    }
+    return true;
+  }
+  // Moves a chained slot's lists into `out`, whose lists must be empty.
+  void take_chained(int array, int slot, TimerChains& out) noexcept {
+    for (int c = 0; c < chains_; ++c) chain(array, slot, c).move_to_empty(out.chain[c]);
+  }
+  // Moves a chained slot's lists to the same slot of another array, which must be empty.
+  void move_chained(int from, int to, int slot) noexcept {
+    for (int c = 0; c < chains_; ++c) chain(from, slot, c).move_to_empty(chain(to, slot, c));
   }
   TimerList& narrow_slot(int level, int slot) noexcept {
     return narrow_[level == 0 ? 0 : level - kLastWideLevel][slot];
@@ -168,7 +205,7 @@ class TimerWheel {
     return narrow_[level == 0 ? 0 : level - kLastWideLevel][slot];
   }
   bool slot_empty(int level, int slot) const noexcept {
-    return wide(level) ? wide_slot(level, slot).empty() : narrow_slot(level, slot).empty();
+    return wide(level) ? chained_empty(live_array(level), slot) : narrow_slot(level, slot).empty();
   }
   // Calls f(timer) on every timer of a slot, leaving it linked (f must not unlink).
   template <class F>
@@ -180,7 +217,7 @@ class TimerWheel {
       walk(narrow_slot(level, slot));
       return;
     }
-    for (const TimerList& c : wide_slot(level, slot).chain) walk(c);
+    for (int c = 0; c < chains_; ++c) walk(chain(live_array(level), slot, c));
   }
   void place(Timer& t) noexcept {
     std::int64_t tick = tick_of(t.deadline_);
@@ -199,7 +236,7 @@ class TimerWheel {
       narrow_slot(level, slot).push_front(t);
       return;
     }
-    wide_slot(level, slot).push_front(t, t.seq_);
+    push_chained(live_array(level), slot, t);
     if (level >= kFirstStagedLevel) ++placed_[level - kFirstStagedLevel][slot];
   }
   void stage_some() noexcept;
@@ -214,13 +251,15 @@ class TimerWheel {
   std::int64_t now_tick_;
   std::array<std::uint64_t, kLevels> occupied_{};  // bit s: slot s may be non-empty
   bool last_exact_ = false;                        // see last_wakeup_exact()
-  std::array<std::array<TimerList, kSlots>, kLevels - (kLastWideLevel - kFirstWideLevel + 1)>
-      narrow_{};
-  std::array<std::array<TimerChains, kSlots>, kLastWideLevel - kFirstWideLevel + 1> wide_{};
+  std::array<SlotLists, kLevels - (kLastWideLevel - kFirstWideLevel + 1)> narrow_{};
+  // The chained slots' lists: kChainedArrays × kSlots × chains_, in narrow_heads_ (one chain
+  // each) until widen() moves them into wide_heads_.
+  std::array<TimerList, kChainedArrays * kSlots> narrow_heads_{};
+  std::unique_ptr<TimerList[]> wide_heads_;
+  TimerList* heads_ = narrow_heads_.data();
+  int chains_ = 1;  // 1, or TimerChains::kCount once widened
   std::array<Staging, kLastStagedLevel - kFirstStagedLevel + 1> staging_{};
-  // Level-2 lists below a staged level-3 slot (only that staging has a level 2 below it).
-  std::array<TimerChains, kSlots> staged2_{};
-  std::array<std::uint32_t, kSlots> placed2_{};  // nodes staged into each of those
+  std::array<std::uint32_t, kSlots> placed2_{};  // nodes staged into each kStaged2 slot
   // Timers placed into each slot of the staged levels since it was last emptied: an upper bound
   // on its length (cancels do not decrement it), for pacing without walking the list.
   std::array<std::array<std::uint32_t, kSlots>, kLastStagedLevel - kFirstStagedLevel + 1> placed_{};

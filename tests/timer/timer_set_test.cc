@@ -265,5 +265,57 @@ TEST(TimerSet, StagedCascadeWithCancelsKeepsOrder) {
   EXPECT_GT(cancelled, 10'000u);
 }
 
+// The wheel widens (its busy slots become 8 chains) when the set first holds kWidenWheelAt
+// timers, not before. Timers linked before it, in every level and in a staging area, and timers
+// linked after it, still fire in (deadline, creation) order, each once; cancels work on both.
+TEST(TimerSet, WideningMidStreamKeepsOrderAndCancels) {
+  const std::size_t narrow = TimerSet::kWidenWheelAt - 1;
+  Timers ts(3 * TimerSet::kWidenWheelAt);
+  TimerSet set(kStart);
+  std::mt19937_64 rng(11);
+  auto start = [&](std::size_t i, std::int64_t now) {
+    const auto delay = static_cast<std::int64_t>(rng() % (600 * kMs));
+    set.start(ts.v[i], now, delay, 0, &noop, Slack::exact());
+  };
+  for (std::size_t i = 0; i < narrow; ++i) start(i, kStart);
+  // Let the early ones cascade and a staging area fill while still narrow.
+  std::vector<std::pair<std::int64_t, std::intptr_t>> fired;
+  std::int64_t now = kStart;
+  auto step = [&](std::int64_t by) {
+    now += by;
+    set.begin_batch(now);
+    std::uint64_t skipped = 0;
+    while (Timer* t = set.next_in_batch(now, skipped)) {
+      ASSERT_LE(t->deadline_ns(), now);
+      fired.emplace_back(t->deadline_ns(), id_of(t));
+    }
+    (void)set.next_wakeup();
+  };
+  for (int i = 0; i < 50; ++i) step(kMs);
+  EXPECT_FALSE(set.wheel_widened()) << "widened below the threshold";
+  const std::size_t before = fired.size();
+  for (std::size_t i = narrow; i < ts.v.size(); ++i) start(i, now);
+  EXPECT_TRUE(set.wheel_widened());
+  // Cancel every third timer, linked before and after the widening alike.
+  std::size_t cancelled = 0;
+  for (std::size_t i = 0; i < ts.v.size(); i += 3) {
+    if (ts.v[i].armed()) {
+      set.cancel(ts.v[i]);
+      ++cancelled;
+    }
+  }
+  // Bounded: a timer lost by the wheel would otherwise keep live() above 0 for ever.
+  for (int guard = 0; set.live() > 0 && guard < 100'000; ++guard) {
+    step(static_cast<std::int64_t>(rng() % (2 * kMs)));
+  }
+  ASSERT_EQ(set.live(), 0u) << "timers were stranded in the wheel";
+  EXPECT_EQ(fired.size() + cancelled, ts.v.size());
+  for (std::size_t k = before; k < fired.size(); ++k) {
+    EXPECT_NE(fired[k].second % 3, 0) << "a cancelled timer fired";
+  }
+  // Deadline order throughout; ties by creation (ids are creation order).
+  EXPECT_TRUE(std::is_sorted(fired.begin(), fired.end()));
+}
+
 }  // namespace
 }  // namespace evh::detail
