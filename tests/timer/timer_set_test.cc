@@ -317,5 +317,128 @@ TEST(TimerSet, WideningMidStreamKeepsOrderAndCancels) {
   EXPECT_TRUE(std::is_sorted(fired.begin(), fired.end()));
 }
 
+// Random starts and restarts (one-shot and periodic, zero-delay to an hour, three slack classes),
+// cancels and clock steps of every size, checked against a model after every step: a batch holds
+// exactly the armed timers whose deadline has come, in (deadline, creation) order, periodic ones
+// re-armed on their schedule with the right skip count; no due timer is left behind; the wakeup
+// never comes after a timer's window ends; armed flags and the live count agree.
+TEST(TimerSet, RandomOperationsMatchAModel) {
+  constexpr std::size_t kTimers = 2 * TimerSet::kWidenWheelAt;  // crosses the widening
+  Timers ts(kTimers);
+  TimerSet set(kStart);
+  std::mt19937_64 rng(13);
+  struct Model {
+    bool armed = false;
+    std::int64_t deadline = 0;
+    std::int64_t fire_by = 0;
+    std::int64_t period = 0;
+    std::uint64_t order = 0;  // creation order: each start and each periodic re-arm
+  };
+  std::vector<Model> model(kTimers);
+  std::uint64_t order = 0;
+  std::int64_t now = kStart;
+  auto pick_delay = [&]() -> std::int64_t {
+    switch (rng() % 6) {
+      case 0:
+        return 0;
+      case 1:
+        return static_cast<std::int64_t>(rng() % (100 * kUs));
+      case 2:
+        return static_cast<std::int64_t>(rng() % (10 * kMs));
+      case 3:
+        return static_cast<std::int64_t>(rng() % (500 * kMs));
+      case 4:
+        return static_cast<std::int64_t>(rng() % (20'000 * kMs));  // past level 3
+      default:
+        return 3'600'000 * kMs + static_cast<std::int64_t>(rng() % (1000 * kMs));
+    }
+  };
+  auto pick_step = [&]() -> std::int64_t {
+    const std::uint64_t r = rng() % 100;
+    if (r < 70) return static_cast<std::int64_t>(rng() % (200 * kUs));
+    if (r < 90) return static_cast<std::int64_t>(rng() % (5 * kMs));
+    if (r < 98) return static_cast<std::int64_t>(rng() % (2000 * kMs));
+    return static_cast<std::int64_t>(rng() % (7'200'000 * kMs));
+  };
+  const Slack slacks[] = {Slack::exact(), Slack::coarse(),
+                          Slack::custom(std::chrono::microseconds(300))};
+  // The first third uses fewer timers than widen the wheel; then every timer is armed at once.
+  std::size_t in_use = TimerSet::kWidenWheelAt / 2;
+  auto arm = [&](std::size_t i) {
+    const std::int64_t delay = pick_delay();
+    const std::int64_t period = rng() % 4 == 0 ? std::max<std::int64_t>(delay, kUs) : 0;
+    const Slack slack = slacks[rng() % 3];
+    set.start(ts.v[i], now, delay, period, &noop, slack);
+    model[i] = {true, now + delay, now + delay + slack.for_delay_ns(period > 0 ? period : delay),
+                period, order++};
+  };
+  for (int step = 0; step < 30'000; ++step) {
+    if (step == 10'000) {
+      ASSERT_FALSE(set.wheel_widened());
+      in_use = kTimers;
+      for (std::size_t i = 0; i < kTimers; ++i) {
+        if (!model[i].armed) arm(i);
+      }
+      ASSERT_TRUE(set.wheel_widened());
+    }
+    for (int op = static_cast<int>(rng() % 4); op > 0; --op) {
+      const std::size_t i = rng() % in_use;
+      Model& m = model[i];
+      if (rng() % 3 == 0) {
+        set.cancel(ts.v[i]);
+        m.armed = false;
+        continue;
+      }
+      arm(i);
+    }
+    if (rng() % 8 == 0) {
+      const std::optional<std::int64_t> w = set.next_wakeup();
+      std::int64_t earliest_fire_by = INT64_MAX;
+      bool any = false;
+      for (const Model& m : model) {
+        if (!m.armed) continue;
+        any = true;
+        earliest_fire_by = std::min(earliest_fire_by, m.fire_by);
+      }
+      ASSERT_EQ(w.has_value(), any);
+      if (w) {
+        ASSERT_LE(*w, earliest_fire_by) << "the wakeup comes after a window ends";
+      }
+    }
+    now += pick_step();
+    set.begin_batch(now);
+    std::uint64_t skipped = 0;
+    std::pair<std::int64_t, std::uint64_t> last{INT64_MIN, 0};
+    while (Timer* t = set.next_in_batch(now, skipped)) {
+      Model& m = model[static_cast<std::size_t>(id_of(t))];
+      ASSERT_TRUE(m.armed) << "a cancelled timer fired";
+      ASSERT_LE(m.deadline, now) << "fired early";
+      const std::pair<std::int64_t, std::uint64_t> key{m.deadline, m.order};
+      ASSERT_LT(last, key) << "out of (deadline, creation) order";
+      last = key;
+      if (m.period == 0) {
+        m.armed = false;
+        ASSERT_EQ(skipped, 0u);
+        continue;
+      }
+      const std::int64_t behind = (now - m.deadline) / m.period;
+      ASSERT_EQ(skipped, static_cast<std::uint64_t>(behind));
+      const std::int64_t slack = m.fire_by - m.deadline;
+      m.deadline += (behind + 1) * m.period;
+      m.fire_by = m.deadline + slack;
+      m.order = order++;
+      ASSERT_EQ(t->deadline_ns(), m.deadline);
+    }
+    std::uint64_t armed = 0;
+    for (std::size_t i = 0; i < kTimers; ++i) {
+      ASSERT_EQ(ts.v[i].armed(), model[i].armed);
+      if (!model[i].armed) continue;
+      ++armed;
+      ASSERT_GT(model[i].deadline, now) << "a due timer was left out of the batch";
+    }
+    ASSERT_EQ(set.live(), armed);
+  }
+}
+
 }  // namespace
 }  // namespace evh::detail
