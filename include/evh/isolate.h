@@ -17,6 +17,7 @@
 // check it.
 #pragma once
 
+#include <evh/clock.h>
 #include <evh/error.h>
 #include <evh/message.h>
 #include <evh/task_runner.h>
@@ -211,14 +212,34 @@ class Isolate {
   void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
 
   // Timers (evh/timer.h). Arms `timer` to call `fn` after `delay` (0: a zero-delay timer, run in
-  // the next batch without a kernel timer), re-arming it if it was armed. `Errc::invalid_argument`
-  // for a negative delay or a null fn; `Errc::isolate_dead` after destroy(). The first timer of
-  // an isolate starts the runtime's event handler if needed (its error is returned).
+  // the next batch without a kernel timer), re-arming it if it was armed. The contract
+  // (SEMANTICS 11): the timer never fires before `delay` has passed since this call, by the
+  // caller's own reading of the monotonic clock — the clock is read here (~25 ns), never taken
+  // from an earlier cached time. A delay too large to represent means "never".
+  // `Errc::invalid_argument` for a negative delay or a null fn; `Errc::isolate_dead` after
+  // destroy(). The first timer of an isolate starts the runtime's event handler if needed (its
+  // error is returned).
   Status start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn,
                      Slack slack = Slack::coarse());
   // As start_timer, then every `period` on a fixed schedule (`period` > 0).
   Status start_periodic(Timer& timer, std::chrono::nanoseconds period, TimerFn fn,
                         Slack slack = Slack::coarse());
+  // Arms `timer` for the absolute `deadline` on the monotonic clock (`now()`), the form to use
+  // when many timers share one reference or the caller already holds the time: it reads no
+  // clock. A deadline already past makes the timer due in the next batch (without a kernel
+  // timer), still ordered by that deadline. The slack is that of the time left.
+  Status start_timer_at(Timer& timer, TimePoint deadline, TimerFn fn,
+                        Slack slack = Slack::coarse());
+  // As start_timer_at, then every `period` after `first` on a fixed schedule (`period` > 0).
+  Status start_periodic_at(Timer& timer, TimePoint first, std::chrono::nanoseconds period,
+                           TimerFn fn, Slack slack = Slack::coarse());
+  // The monotonic clock that timers run on, read now. Any thread.
+  TimePoint now() const noexcept;
+  // Own turn: a reading of the same clock taken at most once per message or timer callback (the
+  // first time it is asked for in it), so at most that message's age behind now(). The cheap
+  // reference for `start_timer_at(t, self.cached_now() + d)` when a handler arms many timers and
+  // accepts that they count from the start of its message, not from each call.
+  TimePoint cached_now() noexcept;
   // Disarms `timer`; a no-op when it is not armed (twice, or after it fired).
   void cancel_timer(Timer& timer) noexcept;
   // This isolate's timer counters and lateness percentiles.

@@ -28,8 +28,9 @@ struct IsolateTimers {
   std::optional<std::int64_t> registered;
   bool self_post_pending = false;
   TimerStats reported;  // counters already added to the runtime's
-  // The isolate's notion of "now" for starting timers: read at most once per message (or per
-  // timer callback), like libuv's loop time, so that starting a timer costs no clock read.
+  // The isolate's cached "now" (Isolate::cached_now): read at most once per message (or per
+  // timer callback), like libuv's loop time, for callers who arm many timers at absolute
+  // deadlines and accept a reading that may be a little old.
   std::int64_t now_ns = 0;
   std::uint64_t now_stamp = ~std::uint64_t{0};
 };
@@ -557,26 +558,53 @@ IsolateTimers* IsolateImpl::timers_or_create() noexcept {
   return timers_;
 }
 
+Result<IsolateTimers*> IsolateImpl::timers_for_start(TimerFn fn) noexcept {
+  if (fn == nullptr) return Errc::invalid_argument;
+  if (is_dead()) return Errc::isolate_dead;
+  if (timers_ == nullptr && timers_or_create() == nullptr) {
+    auto eh = runtime_->event_handler();
+    return eh.ok() ? Errc::isolate_dead : eh.error();
+  }
+  return timers_;
+}
+
 Status IsolateImpl::start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                                 Slack slack) {
   EVH_ASSERT(owns_turn(), "timers are for the isolate's own turn");
-  if (delay_ns < 0 || period_ns < 0 || fn == nullptr) return Errc::invalid_argument;
-  if (is_dead()) return Errc::isolate_dead;
-  if (timers_ == nullptr) {
-    if (timers_or_create() == nullptr) {
-      auto eh = runtime_->event_handler();
-      return eh.ok() ? Status{Errc::isolate_dead} : Status{eh.error()};
-    }
-  }
+  if (delay_ns < 0 || period_ns < 0) return Errc::invalid_argument;
+  auto tm = timers_for_start(fn);
+  if (!tm.ok()) return tm.error();
+  // The clock is read here, at the call, so that the deadline is `delay` after the caller's own
+  // reading of "now" (SEMANTICS 11); a cached per-message time could be milliseconds old.
+  (*tm)->set.start(t, monotonic_ns(), delay_ns, period_ns, fn, slack);
+  timers_dirty_ = true;
+  return {};
+}
+
+Status IsolateImpl::start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns,
+                                   TimerFn fn, Slack slack) {
+  EVH_ASSERT(owns_turn(), "timers are for the isolate's own turn");
+  if (period_ns < 0) return Errc::invalid_argument;
+  auto tm = timers_for_start(fn);
+  if (!tm.ok()) return tm.error();
+  // "now" only decides between the wheel and the due-at-once list, and the slack of the time
+  // left: the cached reading is enough for that, and it never runs ahead of the clock.
+  (*tm)->set.start_at(t, cached_now_ns(), deadline_ns, period_ns, fn, slack);
+  timers_dirty_ = true;
+  return {};
+}
+
+std::int64_t IsolateImpl::cached_now_ns() noexcept {
+  // The cache lives with the timers (an idle isolate without timers pays nothing for it); a
+  // caller of cached_now() is about to arm timers, so creating them here costs nothing extra.
+  if (timers_ == nullptr && timers_or_create() == nullptr) return monotonic_ns();
   IsolateTimers& tm = *timers_;
   const std::uint64_t stamp = handled_.load(std::memory_order_relaxed);
   if (tm.now_stamp != stamp) {
     tm.now_ns = monotonic_ns();
     tm.now_stamp = stamp;
   }
-  tm.set.start(t, tm.now_ns, delay_ns, period_ns, fn, slack);
-  timers_dirty_ = true;
-  return {};
+  return tm.now_ns;
 }
 
 void IsolateImpl::cancel_timer(Timer& t) noexcept {
@@ -641,7 +669,7 @@ void IsolateImpl::run_timer_batch() noexcept {
     if (n != 0 && (n & 7) == 0) now = monotonic_ns();
     Timer* t = set.next_in_batch(now, skipped);
     if (t == nullptr) break;
-    tm.now_ns = now;  // timers started by this callback count from its start
+    tm.now_ns = now;  // cached_now() in this callback: the time it started
     tm.now_stamp = handled_.load(std::memory_order_relaxed);
     try {
       TimerSet::callback (*t)(*this, *t, skipped);
@@ -798,6 +826,20 @@ Status Isolate::start_periodic(Timer& timer, std::chrono::nanoseconds period, Ti
                                Slack slack) {
   if (period.count() <= 0) return Errc::invalid_argument;
   return IsolateImpl::of(*this).start_timer(timer, period.count(), period.count(), fn, slack);
+}
+Status Isolate::start_timer_at(Timer& timer, TimePoint deadline, TimerFn fn, Slack slack) {
+  return IsolateImpl::of(*this).start_timer_at(timer, deadline.count(), 0, fn, slack);
+}
+Status Isolate::start_periodic_at(Timer& timer, TimePoint first, std::chrono::nanoseconds period,
+                                  TimerFn fn, Slack slack) {
+  if (period.count() <= 0) return Errc::invalid_argument;
+  return IsolateImpl::of(*this).start_timer_at(timer, first.count(), period.count(), fn, slack);
+}
+TimePoint Isolate::now() const noexcept {
+  return MonotonicClock().now();
+}
+TimePoint Isolate::cached_now() noexcept {
+  return TimePoint(IsolateImpl::of(*this).cached_now_ns());
 }
 void Isolate::cancel_timer(Timer& timer) noexcept {
   IsolateImpl::of(*this).cancel_timer(timer);

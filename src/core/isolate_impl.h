@@ -80,6 +80,9 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);
   Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                      Slack slack);
+  Status start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+                        Slack slack);
+  std::int64_t cached_now_ns() noexcept;
   void cancel_timer(Timer& t) noexcept;
   TimerStats timer_stats() const noexcept;
   RuntimeImpl& runtime_impl() const noexcept { return *runtime_; }
@@ -121,6 +124,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // Timers: created on the first start_timer(); the batch runner; the hand-over of the next
   // wakeup to the event handler (or a self-post for zero-delay timers).
   IsolateTimers* timers_or_create() noexcept;
+  // The timers of a start call, created on the first one; the start's error otherwise.
+  Result<IsolateTimers*> timers_for_start(TimerFn fn) noexcept;
   void on_timer_message(const Message& message) noexcept;
   void run_timer_batch() noexcept;
   void sync_timer_wakeup() noexcept;

@@ -26,26 +26,39 @@ class TimerSet {
   ~TimerSet() { cancel_all(); }
 
   // Arms `t` (re-arming it if armed): due at now + delay, then every `period_ns` if > 0.
-  // Preconditions: delay_ns ≥ 0, period_ns ≥ 0.
-  // Inline, with cancel(): starting and cancelling are the hot path of timer churn.
+  // Preconditions: delay_ns ≥ 0, period_ns ≥ 0. A sum past the representable range saturates.
   void start(Timer& t, std::int64_t now_ns, std::int64_t delay_ns, std::int64_t period_ns,
              TimerFn fn, Slack slack) noexcept {
+    start_at(t, now_ns, saturating_add(now_ns, delay_ns), period_ns, fn, slack);
+  }
+  // Arms `t` (re-arming it if armed) for the absolute `deadline_ns`, then every `period_ns` if
+  // > 0. A deadline at or before `now_ns` makes it due in the next batch, without a kernel timer
+  // (like a zero delay), still ordered by its own deadline. The slack is that of the time left.
+  // Inline, with cancel(): starting and cancelling are the hot path of timer churn.
+  void start_at(Timer& t, std::int64_t now_ns, std::int64_t deadline_ns, std::int64_t period_ns,
+                TimerFn fn, Slack slack) noexcept {
     if (t.armed()) cancel(t);
     t.fn_ = fn;
     t.period_ = period_ns;
-    t.deadline_ = now_ns + delay_ns;
-    t.fire_by_ = t.deadline_ + slack.for_delay_ns(period_ns > 0 ? period_ns : delay_ns);
+    t.deadline_ = deadline_ns;
+    const std::int64_t ahead = deadline_ns > now_ns ? deadline_ns - now_ns : 0;
+    t.fire_by_ = saturating_add(deadline_ns, slack.for_delay_ns(period_ns > 0 ? period_ns : ahead));
     t.seq_ = next_seq_++;
     ++live_;
     ++started_;
     // Many timers: the wheel's walks overlap their misses from now on (one allocation, once).
     if (live_ == kWidenWheelAt) [[unlikely]]
       (void)wheel_.widen();
-    if (delay_ns == 0) {
+    if (ahead == 0) {
       zero_delay_.push_front(t);  // order is restored by the batch sort
     } else {
       wheel_.insert(t);
     }
+  }
+  static constexpr std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t sum = 0;
+    if (__builtin_add_overflow(a, b, &sum)) return b > 0 ? INT64_MAX : INT64_MIN;
+    return sum;
   }
   // Disarms `t` if armed; otherwise nothing.
   void cancel(Timer& t) noexcept {

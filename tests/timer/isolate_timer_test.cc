@@ -223,9 +223,11 @@ TEST(IsolateTimers, OneDeadlineOneWakeupAndZeroDelayNeedsNoKernelTimer) {
       return;
     }
     const bool zero = m.as_u64() == 1;
+    // One deadline for all: relative starts would each count from their own call.
+    const TimePoint deadline = self.cached_now() + (zero ? 0ms : 3ms);
     for (auto& t : f.timers) {
       t.user = &f;
-      ASSERT_TRUE(self.start_timer(t, zero ? 0ms : 3ms, &record, Slack::exact()).ok());
+      ASSERT_TRUE(self.start_timer_at(t, deadline, &record, Slack::exact()).ok());
     }
   }));
   ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(1)).ok());
@@ -287,6 +289,117 @@ TEST(IsolateTimers, BadArgumentsAndDestroyDisarms) {
   EXPECT_FALSE(f.timers[1].armed());
   EXPECT_TRUE(f.fired.empty());
   EXPECT_EQ(rt.timer_stats().live, 0u);
+}
+
+// Regression: a relative timer's deadline was counted from one clock reading per message (taken
+// at the message's first start_timer), so a 3 ms timer started 5 ms into a handler fired ~0 ms
+// after its own start call. The delay must count from the call itself (SEMANTICS 11).
+TEST(IsolateTimers, RelativeDelayCountsFromItsOwnStartCall) {
+  Fixture f(2);  // first: the isolate's callbacks use it until the runtime is gone
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  StopThenDrop stop{rt, f};
+  f.report = *rt.send_port(rx->id());
+  f.expected = 1;
+  std::int64_t before_second_start = 0;
+  std::int64_t fired_at = 0;
+  auto second = [](Isolate&, Timer& t, std::uint64_t) {
+    *static_cast<std::int64_t*>(t.user) = mono_ns();
+  };
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message& m) {
+    if (m.as_u64() == kSettle) {
+      (void)f.report.post(Message::u64(kSettle));
+      return;
+    }
+    f.timers[0].user = &f;
+    ASSERT_TRUE(self.start_timer(f.timers[0], 50ms, &record, Slack::exact()).ok());
+    const std::int64_t until = mono_ns() + 5'000'000;  // the scenario: 5 ms of work
+    while (mono_ns() < until) {
+    }
+    f.timers[1].user = &fired_at;
+    before_second_start = mono_ns();
+    ASSERT_TRUE(self.start_timer(f.timers[1], 3ms, second, Slack::exact()).ok());
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);  // the 50 ms timer, which fires after the 3 ms one
+  ASSERT_NE(fired_at, 0) << "the 3 ms timer did not fire before the 50 ms one";
+  EXPECT_GE(fired_at - before_second_start, 3'000'000)
+      << "a 3 ms timer fired " << (fired_at - before_second_start) << " ns after its start call";
+}
+
+// start_timer_at takes the caller's absolute deadlines: never fired before them, in deadline
+// order, and a deadline already past is due in the next batch, still ordered by its deadline.
+TEST(IsolateTimers, AbsoluteDeadlinesFireInOrderNeverEarly) {
+  Fixture f(4);  // first: the isolate's callbacks use it until the runtime is gone
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  StopThenDrop stop{rt, f};
+  f.report = *rt.send_port(rx->id());
+  f.expected = f.timers.size();
+  std::vector<std::int64_t> asked(f.timers.size());
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    const TimePoint now = self.now();
+    // Two ahead (given out of order) and two already past.
+    const std::chrono::nanoseconds offsets[] = {4ms, -2ms, 2ms, -1ms};
+    for (std::size_t i = 0; i < f.timers.size(); ++i) {
+      f.timers[i].user = &f;
+      asked[i] = (now + offsets[i]).count();
+      ASSERT_TRUE(self.start_timer_at(f.timers[i], now + offsets[i], &record, Slack::exact()).ok());
+    }
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  ASSERT_EQ(f.fired.size(), 4u);
+  const std::size_t order[] = {1, 3, 2, 0};
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(f.fired[i].second, order[i]);
+    EXPECT_EQ(f.fired[i].first, asked[order[i]]) << "the deadline is the one asked for";
+    EXPECT_GE(f.late[i], 0) << "fired before its absolute deadline";
+  }
+}
+
+// cached_now() is read once per message and never ahead of now(); a periodic timer started at an
+// absolute first deadline keeps whole periods from it.
+TEST(IsolateTimers, CachedNowAndPeriodicAt) {
+  Fixture f(1);  // first: the isolate's callbacks use it until the runtime is gone
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  StopThenDrop stop{rt, f};
+  f.report = *rt.send_port(rx->id());
+  f.expected = 3;
+  bool cached_stable = false;
+  bool cached_not_ahead = false;
+  std::int64_t first = 0;
+  // A periodic timer is re-armed before its callback: deadline_ns() there is the next one.
+  auto tick = [](Isolate& self, Timer& t, std::uint64_t) {
+    auto& fx = *static_cast<Fixture*>(t.user);
+    if (fx.fired.size() + 1 == fx.expected) self.cancel_timer(t);
+    fx.late.push_back(mono_ns());  // here: the fire time
+    fx.fired.emplace_back(t.deadline_ns(), 0);
+    if (fx.fired.size() == fx.expected) (void)fx.report.post(Message::u64(1));
+  };
+  auto iso = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    const TimePoint a = self.cached_now();
+    const std::int64_t spin_until = mono_ns() + 100'000;
+    while (mono_ns() < spin_until) {
+    }
+    cached_stable = self.cached_now() == a;
+    cached_not_ahead = a <= self.now();
+    f.timers[0].user = &f;
+    first = (a + 1ms).count();
+    ASSERT_TRUE(self.start_periodic_at(f.timers[0], a + 1ms, 1ms, tick).ok());
+    EXPECT_EQ(self.start_periodic_at(f.timers[0], a, 0ms, tick).error(), Errc::invalid_argument);
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  expect_receive(*rx);
+  EXPECT_TRUE(cached_stable);
+  EXPECT_TRUE(cached_not_ahead);
+  ASSERT_EQ(f.fired.size(), 3u);
+  for (std::size_t k = 0; k < f.fired.size(); ++k) {
+    EXPECT_GT(f.fired[k].first, first);
+    EXPECT_EQ((f.fired[k].first - first) % 1'000'000, 0) << "off the schedule of `first`";
+    EXPECT_GE(f.late[k], first + static_cast<std::int64_t>(k) * 1'000'000) << "fired early";
+  }
 }
 
 }  // namespace
