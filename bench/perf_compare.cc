@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -29,22 +30,30 @@ std::string format(double v) {
 
 }  // namespace
 
-BenchRun bench_run_from_json(const JsonValue& doc) {
-  if (doc.at("schema").number() != 1) throw JsonError("evh-bench JSON: unknown schema");
+BenchRun bench_run_from_json(const Json& doc) {
+  if (as<double>(member(doc, "schema"), "schema") != 1) {
+    throw JsonError("evh-bench JSON: unknown schema");
+  }
   BenchRun run;
   // Documents written before the "size" member existed came from default-size runs.
-  const JsonValue* size = doc.find("size");
-  run.size = size != nullptr ? size->string() : "standard";
-  for (const JsonValue& r : doc.at("results").array()) {
+  run.size = doc.contains("size") ? as<std::string>(doc["size"], "size") : "standard";
+  const Json& results = member(doc, "results");
+  if (!results.is_array()) throw JsonError("evh-bench JSON: \"results\" is not an array");
+  for (const Json& r : results) {
     BenchRow row;
-    row.workload = r.at("workload").string();
-    row.impl = r.at("impl").string();
-    row.metric = r.at("metric").string();
-    row.unit = r.at("unit").string();
-    row.median = r.at("median").number();
-    row.min = r.at("min").number();
-    row.max = r.at("max").number();
-    row.reps = static_cast<int>(r.at("reps").number());
+    row.workload = as<std::string>(member(r, "workload"), "workload");
+    row.impl = as<std::string>(member(r, "impl"), "impl");
+    row.metric = as<std::string>(member(r, "metric"), "metric");
+    row.unit = as<std::string>(member(r, "unit"), "unit");
+    // A figure written as null (a NaN upstream) reads as NaN: compare_runs skips it.
+    const auto number = [&](std::string_view key) {
+      const Json& v = member(r, key);
+      return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : as<double>(v, key);
+    };
+    row.median = number("median");
+    row.min = number("min");
+    row.max = number("max");
+    row.reps = as<int>(member(r, "reps"), "reps");
     run.rows.push_back(std::move(row));
   }
   return run;
@@ -200,29 +209,28 @@ void write_comparison(std::ostream& out, const Comparison& c, bool verbose) {
       << c.skipped.size() << " skipped: " << (c.passed() ? "PASS" : "FAIL") << '\n';
 }
 
-JsonValue empty_baseline() {
-  JsonValue::Object doc;
-  doc.emplace_back("schema", JsonValue(1.0));
-  doc.emplace_back("kind", JsonValue(std::string("evh-perf-baseline")));
-  doc.emplace_back("baselines", JsonValue(JsonValue::Object{}));
-  return JsonValue(std::move(doc));
+Json empty_baseline() {
+  Json doc = Json::object();
+  doc["schema"] = 1;
+  doc["kind"] = "evh-perf-baseline";
+  doc["baselines"] = Json::object();
+  return doc;
 }
 
-std::optional<BenchRun> baseline_for(const JsonValue& baseline, std::string_view size) {
-  const JsonValue* run = baseline.at("baselines").find(size);
-  if (run == nullptr) return std::nullopt;
+std::optional<BenchRun> baseline_for(const Json& baseline, std::string_view size) {
+  const Json& runs = member(baseline, "baselines");
+  if (!runs.is_object()) throw JsonError("baseline: \"baselines\" is not an object");
+  const auto run = runs.find(size);
+  if (run == runs.end()) return std::nullopt;
   return bench_run_from_json(*run);
 }
 
-void set_baseline(JsonValue& baseline, const std::string& size, JsonValue run_doc) {
-  JsonValue::Object& doc = baseline.object();
-  for (auto& [k, v] : doc) {
-    if (k == "baselines") {
-      v.set(size, std::move(run_doc));
-      return;
-    }
+void set_baseline(Json& baseline, const std::string& size, Json run_doc) {
+  if (!baseline.is_object() || !baseline.contains("baselines") ||
+      !baseline["baselines"].is_object()) {
+    throw JsonError("baseline: missing member \"baselines\"");
   }
-  throw JsonError("baseline: missing member \"baselines\"");
+  baseline["baselines"][size] = std::move(run_doc);
 }
 
 }  // namespace evh::bench

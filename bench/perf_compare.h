@@ -46,7 +46,7 @@ struct BenchRun {
 };
 
 // Reads an evh-bench JSON document (schema 1). Throws JsonError on another shape.
-BenchRun bench_run_from_json(const JsonValue& doc);
+BenchRun bench_run_from_json(const Json& doc);
 
 // The largest worsening factor a metric may show before it fails; 0 = not compared. Generous
 // for latencies (a noisy, shared machine moves a tail by 2–3x between runs), tighter for
@@ -85,8 +85,8 @@ void write_comparison(std::ostream& out, const Comparison& c, bool verbose);
 
 // The baseline document: an empty one, the run of one size in it, and the document with the
 // run of `size` replaced by `run_doc`.
-JsonValue empty_baseline();
-std::optional<BenchRun> baseline_for(const JsonValue& baseline, std::string_view size);
-void set_baseline(JsonValue& baseline, const std::string& size, JsonValue run_doc);
+Json empty_baseline();
+std::optional<BenchRun> baseline_for(const Json& baseline, std::string_view size);
+void set_baseline(Json& baseline, const std::string& size, Json run_doc);
 
 }  // namespace evh::bench

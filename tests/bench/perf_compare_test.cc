@@ -125,7 +125,7 @@ TEST(PerfCompare, DefaultTolerances) {
 
 // --update keeps the other size's baseline and replaces this one's.
 TEST(PerfCompare, BaselineHoldsOneRunPerSize) {
-  JsonValue baseline = empty_baseline();
+  Json baseline = empty_baseline();
   set_baseline(baseline, "quick", parse_json(R"({"schema": 1, "size": "quick", "results": []})"));
   set_baseline(baseline, "standard",
                parse_json(R"({"schema": 1, "results": [{"workload": "w", "impl": "evh",
@@ -134,8 +134,8 @@ TEST(PerfCompare, BaselineHoldsOneRunPerSize) {
       {"workload": "w", "impl": "raw", "metric": "m", "unit": "us", "median": 2, "min": 2,
        "max": 2, "reps": 1}]})"));
   std::ostringstream out;
-  write_json_value(out, baseline);
-  const JsonValue back = parse_json(out.str());
+  write_json_document(out, baseline);
+  const Json back = parse_json(out.str());
   ASSERT_TRUE(baseline_for(back, "quick"));
   EXPECT_EQ(baseline_for(back, "quick")->rows.at(0).impl, "raw");
   EXPECT_EQ(baseline_for(back, "standard")->rows.at(0).impl, "evh");
