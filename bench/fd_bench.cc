@@ -172,6 +172,7 @@ RunResult evh_fd_latency(LatencySize size) {
   BenchPipe rep(/*read_nonblock=*/false);
   Runtime rt;
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   const int req_r = req.r;
   const int rep_w = rep.w;
   IsolateRef echo = take(rt.spawn(make_handler([req_r, rep_w](Isolate&, Message& m) {
@@ -187,7 +188,9 @@ RunResult evh_fd_latency(LatencySize size) {
     ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
     samples = latency_loop(req.w, rep.r, size);
   }
-  return latency_result(samples);
+  RunResult out = latency_result(samples);
+  out.backend = backend;
+  return out;
 }
 
 // peers: the peer's loop answers each request, exactly as raw's epoll thread does.
@@ -337,6 +340,7 @@ RunResult evh_fanout(std::uint64_t writes) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   Runtime rt;
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   FanoutSink sink{writes, take(rt.send_port(rx.id()), "send_port"), 0, 0};
   ShutdownAtExit stop(rt);  // the handler borrows `sink`
@@ -364,7 +368,9 @@ RunResult evh_fanout(std::uint64_t writes) {
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
   rt.shutdown();
-  return fanout_result(done.as_u64(), start, end, cpu);
+  RunResult out = fanout_result(done.as_u64(), start, end, cpu);
+  out.backend = backend;
+  return out;
 }
 
 // peers: every read end registered on the peer's loop; each readiness callback is one event.

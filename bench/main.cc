@@ -155,7 +155,7 @@ int run(int argc, char** argv) {
 
   bool written = true;
   if (!o.json_path.empty()) {
-    const MachineInfo machine = machine_info();
+    const MachineInfo machine = machine_info(result.backends);
     written &=
         write_file(o.json_path, [&](std::ostream& out) { write_json(out, result, machine); });
   }

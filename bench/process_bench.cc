@@ -8,6 +8,7 @@
 // fills with the same bytes for every impl, and the measured stream is cat's stdout.
 
 #include <errno.h>
+#include <evh/event_handler.h>
 #include <evh/process.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
@@ -225,9 +226,11 @@ RunResult run_evh(ProcessSize size) {
   std::int64_t spawn_ns = 0;
   std::uint64_t bytes = 0;
   std::int64_t stream_ns = 0;
+  std::string backend;
   {
     ProcessManager pm(rt);
-    (void)take(rt.event_handler(), "event_handler");  // started outside the timed phases
+    // Started outside the timed phases.
+    backend = take(rt.event_handler(), "event_handler")->backend();
     spawn_ns = evh_spawns(pm, rx, size.spawns);
     Feeder feeder(size.stream_bytes);
     const std::int64_t start = now_ns();
@@ -236,7 +239,9 @@ RunResult run_evh(ProcessSize size) {
   }
   rt.shutdown();
   if (bytes != size.stream_bytes) throw BenchError("cat lost bytes");
-  return result(size.spawns, spawn_ns, bytes, stream_ns);
+  RunResult out = result(size.spawns, spawn_ns, bytes, stream_ns);
+  out.backend = backend;
+  return out;
 }
 
 RunResult run_raw(ProcessSize size) {

@@ -160,7 +160,7 @@ std::string skipped_note(const SuiteResult& r) {
 
 }  // namespace
 
-MachineInfo machine_info() {
+MachineInfo machine_info(const std::vector<std::string>& backends) {
   MachineInfo m;
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {
@@ -178,7 +178,8 @@ MachineInfo machine_info() {
 #else
   m.compiler = "unknown";
 #endif
-  m.backend = "epoll";
+  for (const std::string& b : backends) m.backend += (m.backend.empty() ? "" : ", ") + b;
+  if (m.backend.empty()) m.backend = "none";
   return m;
 }
 

@@ -165,6 +165,7 @@ class Watchdog {
 class Collector {
  public:
   void add(const Cell& c, const RunResult& r) {
+    if (!r.backend.empty()) note(backends_, r.backend);
     for (const Metric& m : r.metrics) add_metric(c, m.name, m.unit, m.value);
     for (const Curve& curve : r.curves) {
       curves_[{c.workload->name, c.impl, curve.name}].push_back(curve.points);
@@ -202,6 +203,7 @@ class Collector {
     for (std::size_t i = 0; i < plan.impls.size(); ++i) {
       if (used[i]) result.impls.push_back(plan.impls[i]);
     }
+    result.backends = backends_;
     return result;
   }
 
@@ -234,6 +236,7 @@ class Collector {
   std::map<Key, std::vector<std::vector<CurvePoint>>> curves_;
   std::map<std::string, std::vector<std::string>> metric_order_;
   std::map<std::string, std::vector<std::string>> curve_order_;
+  std::vector<std::string> backends_;
 };
 
 RunResult run_timed(const Cell& c, Size size) {

@@ -48,6 +48,9 @@ struct SuiteResult {
   std::vector<ResultRow> rows;     // grouped by workload, then metric, then impl
   std::vector<CurveRow> curves;
   std::vector<std::string> skipped_impls;  // asked for but not built (set by the caller)
+  // The kernel backends evh's event handlers reported in this run's cells (RunResult::backend),
+  // in order of first appearance; empty when no evh cell started one.
+  std::vector<std::string> backends;
   int failed_cells = 0;
   std::string size = "standard";  // "quick", "standard" or "full": the sizes the cells ran at
 };

@@ -45,6 +45,9 @@ struct Curve {
 struct RunResult {
   std::vector<Metric> metrics;
   std::vector<Curve> curves;
+  // The kernel backend of the evh event handler the run started ("epoll"), empty when it started
+  // none or the impl is not evh: what the JSON's machine.backend reports.
+  std::string backend;
 };
 
 // A cell that could not produce honest numbers (a timeout, a lost message, an API error).
