@@ -70,8 +70,8 @@ BatchOutcome timer_batch(BatchBook& book) {
   asio::io_context io(1);
   BatchOutcome o;
   o.wakeups_known = false;
-  UntouchedArray<asio::steady_timer> timers(n);
   const BatchMeter meter;
+  UntouchedArray<asio::steady_timer> timers(n);
   book.begin_arming();
   for (std::size_t i = 0; i < n; ++i) {
     asio::steady_timer& t = timers.construct(i, io);

@@ -192,8 +192,8 @@ BatchOutcome timer_batch(BatchBook& book) {
   o.wakeups_known = false;
   g_batch_book = &book;
   {
-    EventBlock events(n);
     const BatchMeter meter;
+    EventBlock events(n);
     book.begin_arming();
     for (std::size_t i = 0; i < n; ++i) {
       event* ev = events.assign(i, base.get(), &batch_fired, reinterpret_cast<void*>(i));

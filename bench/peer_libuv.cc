@@ -140,9 +140,9 @@ BatchOutcome timer_batch(BatchBook& book) {
                  [](uv_check_t* h) { ++static_cast<BatchOutcome*>(h->data)->wakeups; });
   uv_unref(reinterpret_cast<uv_handle_t*>(&iterations));
 
+  const BatchMeter meter;
   UntouchedArray<uv_timer_t> timers(n);
   UvBatch batch{&book, timers.data()};
-  const BatchMeter meter;
   book.begin_arming();
   for (std::size_t i = 0; i < n; ++i) {
     uv_timer_t& t = timers.construct(i);

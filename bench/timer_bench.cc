@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <random>
 #include <string>
@@ -91,13 +92,12 @@ void expect_report(Receiver& rx, std::uint64_t want, std::string_view what) {
 
 RunResult evh_timer_batch(const BatchSize& b, Slack slack) {
   BatchBook book(b);
-  UntouchedArray<Timer> timers(b.count);  // destroyed after the runtime below
+  std::optional<UntouchedArray<Timer>> timers;  // destroyed after the runtime below
   BatchOutcome out;
   Runtime rt;
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   EvhBatch s;
   s.book = &book;
-  s.timers = &timers;
   s.slack = slack;
   s.report = take(rt.send_port(rx.id()), "send_port(receiver)");
   ShutdownAtExit stop_first(rt);  // the handler borrows `s`
@@ -107,6 +107,7 @@ RunResult evh_timer_batch(const BatchSize& b, Slack slack) {
   EventHandler* eh = take(rt.event_handler(), "event_handler");
   out.backend = eh->backend();
   const BatchMeter meter;
+  s.timers = &timers.emplace(b.count);
   check(rt.post(iso->main_port(), Message::u64(0)), "post start");
   expect_report(rx, kArmed, "receive armed");
   meter.armed(out);
@@ -160,11 +161,11 @@ RunResult raw_timer_batch(const BatchSize& b) {
     throw BenchError(std::string("epoll_ctl: ") + std::strerror(errno));
   }
   BatchOutcome o;
+  const BatchMeter meter;
   std::vector<HeapEntry> storage;
   storage.reserve(b.count);  // allocated, not touched: the pushes below touch it
   std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap(std::greater<>{},
                                                                               std::move(storage));
-  const BatchMeter meter;
   book.begin_arming();
   for (std::uint64_t i = 0; i < b.count; ++i) heap.push({book.deadline(i), i});
   book.end_arming();

@@ -4,7 +4,9 @@
 //
 // The timer_batch protocol, identical for every impl (docs/BENCHMARKS.md has the table):
 //   1. Before the phase: the benchmark's book (offsets, requested deadlines, fire times) is
-//      allocated and touched; each impl allocates its timer storage *without touching it*.
+//      allocated and touched. The phase's CPU and resident memory are taken (BatchMeter, after a
+//      heap trim), then each impl allocates its timer storage *without touching it* — after the
+//      trim, so that the storage's pages are not ones an earlier cell left resident.
 //   2. The arm window: T0 = one clock read; for each timer i the deadline the benchmark asks for
 //      is T0 + lead + offset[i], written to the book, and the impl's timer node is constructed
 //      (its first touch) and armed for it — with that absolute deadline where the API takes one
@@ -115,8 +117,8 @@ struct BatchOutcome {
 
 // The measured phase of a timer batch, the same for every impl: resident memory and CPU are
 // taken at construction (after a heap trim, so that earlier repetitions' freed memory does not
-// hide this one's growth), right before the arm window; `armed` records the resident growth once
-// the batch is armed, `done` the CPU of the whole phase.
+// hide this one's growth), right before the impl allocates its timer storage; `armed` records the
+// resident growth once the batch is armed, `done` the CPU of the whole phase.
 class BatchMeter {
  public:
   BatchMeter() {
