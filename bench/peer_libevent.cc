@@ -18,7 +18,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -125,8 +124,8 @@ class EvMessageLoop final : public PeerMessageLoop {
   EventPtr ready_;
   EventPtr stop_;
   std::mutex mu_;
-  std::deque<std::uint64_t> queue_;  // guarded by mu_
-  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::vector<std::uint64_t> queue_;  // guarded by mu_
+  std::vector<std::uint64_t> batch_;  // loop thread only: swapped with queue_, capacity kept
   std::atomic<std::uint64_t> wakeups_{0};
   std::thread thread_;
 };

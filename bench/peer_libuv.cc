@@ -1,8 +1,8 @@
 // bench/peer_libuv.cc — the libuv peer (peers.h): one uv_loop_t per run, driven the way the
 // libuv documentation and its own benchmarks do it.
-//   - messages: a mutex-protected queue drained by a uv_async_t; every post calls
-//     uv_async_send(), which libuv coalesces itself (only the first send after a drain writes
-//     its eventfd);
+//   - messages: a mutex-protected vector, swapped out whole by a uv_async_t callback; every
+//     post calls uv_async_send(), which libuv coalesces itself (only the first send after a
+//     drain writes its eventfd);
 //   - timers: one uv_timer_t per timer, at millisecond resolution (libuv's only one), relative
 //     to the loop's cached time;
 //   - fds: one uv_poll_t per fd, UV_READABLE (level-triggered; the callback reads it empty);
@@ -13,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -99,9 +98,9 @@ class UvMessageLoop final : public PeerMessageLoop {
   uv_loop_t loop_{};
   uv_async_t async_{};
   std::mutex mu_;
-  std::deque<std::uint64_t> queue_;  // guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
-  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::vector<std::uint64_t> queue_;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
+  std::vector<std::uint64_t> batch_;  // loop thread only: swapped with queue_, capacity kept
   std::atomic<std::uint64_t> wakeups_{0};
   std::thread thread_;
 };
