@@ -280,14 +280,21 @@ SuiteResult run_suite(const SuitePlan& plan) {
     const Cell& c = cells[i];
     const std::string what = describe(c, plan.reps);
     std::string error;
+    std::string note;  // printed after the cell's progress line
     watchdog.arm(what);
     const auto start = Clock::now();
     try {
       if (c.kind == CellKind::timed) {
         collector.add(c, run_timed(c, plan.size));
       } else {
-        const double per_unit = syscalls->per_unit(*c.workload, c.impl, plan.size);
-        collector.add_metric(c, c.workload->syscalls->metric, "count", per_unit);
+        std::string why;
+        const std::optional<double> per_unit =
+            syscalls->per_unit(*c.workload, c.impl, plan.size, why);
+        if (per_unit) {
+          collector.add_metric(c, c.workload->syscalls->metric, "count", *per_unit);
+        } else {
+          note = "not measured: the larger run counted fewer calls (" + why + ")";
+        }
       }
     } catch (const std::exception& e) {
       error = e.what();
@@ -303,6 +310,7 @@ SuiteResult run_suite(const SuitePlan& plan) {
     if (error.empty()) {
       std::fprintf(stderr, "[%*zu/%zu] %-44s %7.2f s   ~%s left\n", width, i + 1, cells.size(),
                    what.c_str(), took, format_duration(left).c_str());
+      if (!note.empty()) std::fprintf(stderr, "    %s: %s\n", what.c_str(), note.c_str());
     } else {
       ++failed;
       std::fprintf(stderr, "[%*zu/%zu] %-44s FAILED after %.2f s: %s\n", width, i + 1, cells.size(),
