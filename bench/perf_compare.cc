@@ -60,7 +60,8 @@ BenchRun bench_run_from_json(const Json& doc) {
 }
 
 double default_tolerance(std::string_view workload, std::string_view metric) {
-  // Counts of wakeups and early fires follow the scheduler's mood, not the code.
+  // Counts of wakeups follow the scheduler's mood, not the code. Early fires are judged only from
+  // 0 (default_from_zero): evh's contract is none, so any is a regression.
   if (metric == "consumer_wakeups" || metric == "wakeups" || metric == "early_fires") return 0;
   // The probe's round trip is bimodal on a busy machine (docs/BENCHMARKS.md): wide open.
   if (workload == "oversubscribed") return 10;
@@ -84,6 +85,16 @@ double default_tolerance(std::string_view workload, std::string_view metric) {
   if (metric.starts_with("syscalls_")) return workload.starts_with("timer_") ? 0 : 3;
   if (ends_with(metric, "_ns") || ends_with(metric, "_ms")) return 1.5;
   return 2;
+}
+
+std::optional<double> default_from_zero(std::string_view, std::string_view metric) {
+  // Wakeup counts follow the scheduler's mood; 0 is not a property of the code.
+  if (metric == "consumer_wakeups" || metric == "wakeups") return std::nullopt;
+  // A syscall count of 0 per unit is a property (no syscall on the path); the fixed costs of a
+  // counted run add a few calls that the two-run subtraction leaves as ~1e-5 per unit.
+  if (metric.starts_with("syscalls_")) return 0.01;
+  // Everything else, early_fires first: any move from 0 is a regression.
+  return 0.0;
 }
 
 bool Comparison::passed() const {
@@ -112,7 +123,7 @@ Comparison confirm(const Comparison& first, const std::vector<Comparison>& rerun
 }
 
 Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
-                        const TolerancePolicy& tolerance) {
+                        const TolerancePolicy& tolerance, const FromZeroPolicy& from_zero) {
   using Key = std::tuple<std::string, std::string, std::string>;  // workload, metric, impl
   std::map<Key, double> now;
   for (const BenchRow& r : current.rows) now[{r.workload, r.metric, r.impl}] = r.median;
@@ -123,6 +134,28 @@ Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
   for (const BenchRow& e : baseline.rows) {
     if (!is_evh(e.impl)) continue;
     const std::string where = e.workload + "/" + e.impl + "/" + e.metric;
+    if (e.median == 0 && !higher_is_better(e.metric)) {
+      const std::optional<double> limit = from_zero(e.workload, e.metric);
+      const auto evh_now = now.find({e.workload, e.metric, e.impl});
+      if (!limit) {
+        out.skipped.push_back(where + ": 0 in the baseline, not judged (follows the scheduler)");
+      } else if (evh_now == now.end() || !std::isfinite(evh_now->second)) {
+        out.skipped.push_back(where + ": not in the current run");
+      } else {
+        CellVerdict v;
+        v.workload = e.workload;
+        v.impl = e.impl;
+        v.metric = e.metric;
+        v.reference = "from 0";
+        v.baseline_ratio = 0;
+        v.current_ratio = evh_now->second;
+        v.tolerance = *limit;
+        v.regressed = evh_now->second > *limit;
+        v.factor = v.regressed ? std::numeric_limits<double>::infinity() : 1;
+        out.cells.push_back(std::move(v));
+      }
+      continue;
+    }
     const double tol = tolerance(e.workload, e.metric);
     if (tol <= 0) {
       out.skipped.push_back(where + ": not compared (too noisy to mean anything)");
@@ -196,6 +229,12 @@ void write_comparison(std::ostream& out, const Comparison& c, bool verbose) {
     return a->regressed != b->regressed ? a->regressed : a->factor > b->factor;
   });
   for (const CellVerdict* v : shown) {
+    if (v->reference == "from 0") {
+      out << (v->regressed ? "REGRESSED " : "ok        ") << v->workload << " " << v->metric << " ("
+          << v->impl << "): 0 -> " << format(v->current_ratio) << ", moved from 0 (at most "
+          << format(v->tolerance) << " tolerated)\n";
+      continue;
+    }
     out << (v->regressed ? "REGRESSED " : "ok        ") << v->workload << " " << v->metric << " ("
         << v->impl << "): "
         << (v->reference.ends_with("(absolute)") ? v->reference : v->impl + "/" + v->reference)

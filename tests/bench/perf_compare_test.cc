@@ -113,6 +113,47 @@ TEST(PerfCompare, ZeroFiguresAreSkippedNotCompared) {
   EXPECT_EQ(c.skipped.size(), 1u);
 }
 
+// A ratio to 0 says nothing, but a move from 0 does: evh's early fires going from 0 to 5,000 is a
+// regression (it used to be a skipped cell), and so is a syscall appearing on a path that had
+// none; a syscall count's fixed-cost residue (~1e-5 per unit) is not.
+TEST(PerfCompare, MovingFromZeroIsARegression) {
+  BenchRun base = sample_run();
+  for (const char* impl : {"evh", "raw", "libuv", "asio"}) {
+    base.rows.push_back({"timer_batch", impl, "early_fires", "count", 0, 0, 0, 3});
+    base.rows.push_back({"timer_churn", impl, "syscalls_per_pair", "count", 0, 0, 0, 3});
+  }
+  BenchRun now = base;
+  EXPECT_TRUE(compare_runs(base, now).passed());
+
+  for (BenchRow& r : now.rows) {
+    if (r.impl == "evh" && r.metric == "early_fires") r.median = 5000;
+    if (r.impl == "evh" && r.metric == "syscalls_per_pair") r.median = 1e-5;
+  }
+  const Comparison c = compare_runs(base, now);
+  EXPECT_EQ(c.regressions(), 1);
+  std::ostringstream report;
+  write_comparison(report, c, /*verbose=*/false);
+  EXPECT_NE(report.str().find("REGRESSED timer_batch early_fires (evh): 0 -> 5e+03"),
+            std::string::npos)
+      << report.str();
+
+  for (BenchRow& r : now.rows) {
+    if (r.impl == "evh" && r.metric == "early_fires") r.median = 0;
+    if (r.impl == "evh" && r.metric == "syscalls_per_pair") r.median = 1.0;
+  }
+  EXPECT_EQ(compare_runs(base, now).regressions(), 1);
+}
+
+// A peer's early fires going from 0 is the peer's business: only evh's cells are judged.
+TEST(PerfCompare, OnlyEvhCellsAreJudgedFromZero) {
+  BenchRun base = sample_run();
+  base.rows.push_back({"timer_batch", "evh", "early_fires", "count", 0, 0, 0, 3});
+  base.rows.push_back({"timer_batch", "libuv", "early_fires", "count", 0, 0, 0, 3});
+  BenchRun now = base;
+  now.rows.back().median = 60;
+  EXPECT_TRUE(compare_runs(base, now).passed());
+}
+
 // Tolerances are wide for latency tails and tight for throughput and per-op costs.
 TEST(PerfCompare, DefaultTolerances) {
   EXPECT_GE(default_tolerance("thread_pingpong", "rtt_p99_us"), 2.0);
