@@ -161,6 +161,10 @@ TEST(PerfCompare, DefaultTolerances) {
   EXPECT_LE(default_tolerance("port_flood", "msgs_per_s"), 1.5);
   EXPECT_LE(default_tolerance("timer_churn", "bulk_pair_ns"), 1.5);
   EXPECT_EQ(default_tolerance("port_flood", "consumer_wakeups"), 0);
+  // CPU beside a figure is gated, as a cost, not as a latency.
+  EXPECT_EQ(default_tolerance("thread_pingpong", "cpu_us_per_rtt"), 2);
+  EXPECT_EQ(default_tolerance("port_flood", "cpu_ns_per_msg"), 2);
+  EXPECT_LE(default_tolerance("timer_batch", "cpu_ms"), 1.5);
   EXPECT_EQ(default_tolerance("isolate_pingpong", "rtt_p999_us"), 0);
 }
 
