@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "stats.h"
 
@@ -101,6 +102,31 @@ std::vector<Json> parse_harness_lines(std::string_view text) {
     lines.push_back(parse_json(line));
   }
   return lines;
+}
+
+BenchRun merge_runs(const std::vector<BenchRun>& runs) {
+  using Key = std::tuple<std::string, std::string, std::string>;
+  std::map<Key, std::vector<double>> medians;
+  std::vector<BenchRow> first_seen;
+  for (const BenchRun& run : runs) {
+    for (const BenchRow& r : run.rows) {
+      auto [slot, inserted] = medians.try_emplace(Key{r.workload, r.impl, r.metric});
+      if (inserted) first_seen.push_back(r);
+      slot->second.push_back(r.median);
+    }
+  }
+  BenchRun out;
+  if (!runs.empty()) out.size = runs.front().size;
+  for (BenchRow r : first_seen) {
+    const std::vector<double>& v = medians[Key{r.workload, r.impl, r.metric}];
+    const Summary s = summarize(v);
+    r.median = s.median;
+    r.min = s.min;
+    r.max = s.max;
+    r.reps = static_cast<int>(v.size());
+    out.rows.push_back(std::move(r));
+  }
+  return out;
 }
 
 std::vector<CrossRow> crosscheck(const std::vector<Json>& harness, const BenchRun& bench,

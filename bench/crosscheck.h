@@ -37,6 +37,10 @@ struct CrossRow {
 // Parses the harness's raw.jsonl (blank and non-object lines are skipped). Throws JsonError.
 std::vector<Json> parse_harness_lines(std::string_view text);
 
+// One run from several (the cells of an interleaved cross-check, each its own evh-bench
+// process): per (workload, impl, metric), the median of the runs' medians, in first-seen order.
+BenchRun merge_runs(const std::vector<BenchRun>& runs);
+
 // Every metric both runs have, in the mapping's order. Metrics one side lacks are left out.
 std::vector<CrossRow> crosscheck(const std::vector<Json>& harness, const BenchRun& bench,
                                  double tolerance = kCrosscheckTolerance);

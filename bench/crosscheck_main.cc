@@ -1,8 +1,9 @@
 // evh-crosscheck: the comparison step of tools/bench-crosscheck (crosscheck.h).
 //
-//   evh-crosscheck [--tolerance F] [--strict] HARNESS_RAW_JSONL EVH_BENCH_JSON
+//   evh-crosscheck [--tolerance F] [--strict] HARNESS_RAW_JSONL EVH_BENCH_JSON...
 // Prints, for every figure both measured, the harness's median, evh-bench's and their ratio, as a
-// markdown table. Exit status 0; with --strict, 1 when a figure is beyond the tolerance; 2 when a
+// markdown table. Several evh-bench files (one per interleaved cell) are merged: the median of
+// their medians. Exit status 0; with --strict, 1 when a figure is beyond the tolerance; 2 when a
 // file is missing or malformed.
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "bench_json.h"
 #include "crosscheck.h"
@@ -23,13 +25,13 @@ int run(int argc, char** argv) {
   double tolerance = kCrosscheckTolerance;
   bool strict = false;
   std::string harness_path;
-  std::string bench_path;
+  std::vector<std::string> bench_paths;
   CLI::App app("evh-bench's peer rows against the independent peer harness.", "evh-crosscheck");
   app.add_option("--tolerance", tolerance, "the agreement band (default 0.15: 15%)")
       ->check(CLI::Range(0.0, 10.0));
   app.add_flag("--strict", strict, "exit 1 when a figure is beyond the tolerance");
   app.add_option("harness", harness_path, "the harness's raw.jsonl")->required();
-  app.add_option("bench", bench_path, "evh-bench's --json output")->required();
+  app.add_option("bench", bench_paths, "evh-bench's --json output(s)")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -41,9 +43,12 @@ int run(int argc, char** argv) {
     if (!in) throw JsonError("cannot read " + harness_path);
     std::ostringstream text;
     text << in.rdbuf();
+    std::vector<BenchRun> runs;
+    for (const std::string& path : bench_paths) {
+      runs.push_back(bench_run_from_json(read_json_file(path)));
+    }
     const std::vector<CrossRow> rows =
-        crosscheck(parse_harness_lines(text.str()), bench_run_from_json(read_json_file(bench_path)),
-                   tolerance);
+        crosscheck(parse_harness_lines(text.str()), merge_runs(runs), tolerance);
     if (rows.empty()) {
       std::fprintf(stderr, "evh-crosscheck: no figure is in both files\n");
       return 2;

@@ -70,6 +70,7 @@ SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
   SuitePlan plan;
   plan.size = o.size;
   plan.reps = o.reps;
+  plan.count_syscalls = o.count_syscalls;
   std::vector<std::string> workload_names;
   for (const Workload& w : all_workloads()) workload_names.push_back(w.name);
   for (const std::string& name : o.workloads) {

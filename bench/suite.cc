@@ -249,8 +249,9 @@ RunResult run_timed(const Cell& c, Size size) {
 
 SuiteResult run_suite(const SuitePlan& plan) {
   std::optional<SyscallCounter> syscalls;
-  const bool any_probe = std::any_of(plan.workloads.begin(), plan.workloads.end(),
-                                     [](const Workload* w) { return w->syscalls.has_value(); });
+  const bool any_probe =
+      plan.count_syscalls && std::any_of(plan.workloads.begin(), plan.workloads.end(),
+                                         [](const Workload* w) { return w->syscalls.has_value(); });
   if (any_probe) {
     syscalls.emplace();
     if (syscalls->available()) {

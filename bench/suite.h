@@ -24,6 +24,7 @@ struct SuitePlan {
   std::vector<std::string> impls;          // the impls to run, in column order
   Size size = Size::standard;
   int reps = 3;
+  bool count_syscalls = true;  // false: no syscall-count child runs (--no-syscalls)
 };
 
 // One row of the results: every repetition of one metric of one impl of one workload.

@@ -95,5 +95,22 @@ TEST(Crosscheck, ZerosAgreeAndZeroAgainstACountDoesNot) {
       << out.str();
 }
 
+// The cells of an interleaved cross-check are separate runs: their medians are merged by median.
+TEST(Crosscheck, MergesRunsByTheMedianOfTheirMedians) {
+  BenchRun a;
+  a.rows = {row("timer_churn", "asio", "bulk_pair_ns", 600)};
+  BenchRun b;
+  b.rows = {row("timer_churn", "asio", "bulk_pair_ns", 900), row("port_flood", "raw", "x", 1)};
+  BenchRun c;
+  c.rows = {row("timer_churn", "asio", "bulk_pair_ns", 650)};
+  const BenchRun m = merge_runs({a, b, c});
+  ASSERT_EQ(m.rows.size(), 2u);
+  EXPECT_EQ(m.rows[0].median, 650);
+  EXPECT_EQ(m.rows[0].min, 600);
+  EXPECT_EQ(m.rows[0].max, 900);
+  EXPECT_EQ(m.rows[0].reps, 3);
+  EXPECT_EQ(m.rows[1].metric, "x");
+}
+
 }  // namespace
 }  // namespace evh::bench

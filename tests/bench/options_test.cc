@@ -45,6 +45,8 @@ TEST(Options, StableInterfaceParses) {
   EXPECT_EQ(o.plot_path, "p.svg");
   EXPECT_EQ(parse({"--full"}).size, Size::full);
   EXPECT_TRUE(parse({"--list"}).list);
+  EXPECT_TRUE(parse({}).count_syscalls);
+  EXPECT_FALSE(parse({"--no-syscalls"}).count_syscalls);
   EXPECT_TRUE(parse({"--help"}).help);
   EXPECT_TRUE(parse({"-h"}).help);
 }
@@ -74,7 +76,7 @@ TEST(Options, UsageNamesEveryFlag) {
   std::ostringstream out;
   print_usage(out);
   for (const char* flag : {"--workload", "--impl", "--quick", "--full", "--reps", "--json",
-                           "--markdown", "--plot", "--list"}) {
+                           "--markdown", "--plot", "--no-syscalls", "--list"}) {
     EXPECT_NE(out.str().find(flag), std::string::npos) << flag;
   }
   EXPECT_EQ(out.str().find("--syscall-child"), std::string::npos);
