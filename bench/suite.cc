@@ -294,7 +294,10 @@ SuiteResult run_suite(const SuitePlan& plan) {
         if (per_unit) {
           collector.add_metric(c, c.workload->syscalls->metric, "count", *per_unit);
         } else {
-          note = "not measured: the larger run counted fewer calls (" + why + ")";
+          note =
+              "not measured: the larger run counted fewer calls, by more than the fixed costs' "
+              "jitter (" +
+              why + ")";
         }
       }
     } catch (const std::exception& e) {

@@ -13,8 +13,9 @@
 // with the work — process start, thread creation, warm-up, shutdown — drops out:
 // syscalls per unit = (calls(U) - calls(U/10)) / (U - U/10). A tenfold difference in work
 // keeps a real count clear of the runs' noise (with U and 2U, raw port_flood's timing-driven
-// sleeps once read less in the larger run and the count was clamped to 0). When the larger run
-// still counts fewer calls, the metric is not reported for that impl — never reported as 0.
+// sleeps once read less in the larger run and the count was clamped to 0). A larger run that
+// counts fewer calls by no more than the fixed costs' jitter is a real 0 (stats.h); by more, the
+// metric is not reported for that impl — never reported as 0.
 //
 // Threads: a SyscallCounter is used by one thread at a time.
 #pragma once

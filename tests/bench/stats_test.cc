@@ -55,7 +55,12 @@ TEST(Stats, MarginalPerUnitSubtractsFixedCosts) {
 // reported 0 beside a quarter of a million blocking reads: a larger run that counts fewer is
 // "not measured", never 0.
 TEST(Stats, MarginalPerUnitNeverClampsToZero) {
-  EXPECT_FALSE(marginal_per_unit(2'000, 10'000, 1'999, 100'000));
+  EXPECT_FALSE(marginal_per_unit(228, 2'000, 134, 20'000));
+}
+
+// A path with no syscall at all: the fixed costs jitter by a call or three between the runs.
+TEST(Stats, MarginalPerUnitOfAFixedCostJitterIsZero) {
+  EXPECT_EQ(marginal_per_unit(164, 20'000, 161, 200'000), 0.0);
 }
 
 TEST(Stats, HigherIsBetterOnlyForRates) {
