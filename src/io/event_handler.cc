@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/assert.h"
-#include "core/runtime_impl.h"
+#include "base/assert.h"
+#include "runtime/runtime_impl.h"
 #include "io/epoll_poller.h"
 #include "sync/spin.h"
 

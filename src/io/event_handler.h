@@ -33,8 +33,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/mpsc_queue.h"
-#include "io/deadline_heap.h"
+#include "base/mpsc_queue.h"
+#include "timer/deadline_heap.h"
 #include "io/poller.h"
 
 namespace evh::detail {

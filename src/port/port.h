@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <new>
 
-#include "core/slab.h"
+#include "base/slab.h"
 
 namespace evh::detail {
 

@@ -21,7 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "core/assert.h"
+#include "base/assert.h"
 #include "proc/spawn.h"
 
 extern char** environ;

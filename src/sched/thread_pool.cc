@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "core/assert.h"
+#include "base/assert.h"
 #include "sync/spin.h"
 
 namespace evh::detail {

@@ -42,7 +42,7 @@
 #include <string>
 #include <thread>
 
-#include "io/deadline_heap.h"
+#include "timer/deadline_heap.h"
 #include "sync/spin.h"
 
 namespace evh::detail {

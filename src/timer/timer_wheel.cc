@@ -4,7 +4,7 @@
 #include <new>
 #include <utility>
 
-#include "core/assert.h"
+#include "base/assert.h"
 
 namespace evh::detail {
 

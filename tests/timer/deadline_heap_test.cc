@@ -1,4 +1,4 @@
-#include "io/deadline_heap.h"
+#include "timer/deadline_heap.h"
 
 #include <gtest/gtest.h>
 

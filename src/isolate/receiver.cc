@@ -1,5 +1,5 @@
-#include "core/receiver_impl.h"
-#include "core/runtime_impl.h"
+#include "isolate/receiver_impl.h"
+#include "runtime/runtime_impl.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
 

@@ -2,9 +2,9 @@
 
 #include <chrono>
 
-#include "core/assert.h"
-#include "core/isolate_impl.h"
-#include "core/isolate_life.h"
+#include "base/assert.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
 

@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/mpsc_queue.h"
+#include "base/mpsc_queue.h"
 #include "port/port.h"
 
 namespace evh::detail {

@@ -3,9 +3,9 @@
 
 #include <thread>
 
-#include "core/isolate_impl.h"
-#include "core/receiver_impl.h"
-#include "core/runtime_impl.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/receiver_impl.h"
+#include "runtime/runtime_impl.h"
 #include "io/event_handler.h"
 
 namespace evh {

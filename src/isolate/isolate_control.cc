@@ -5,9 +5,9 @@
 #include <exception>
 #include <utility>
 
-#include "core/isolate_impl.h"
-#include "core/isolate_life.h"
-#include "core/runtime_impl.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
+#include "runtime/runtime_impl.h"
 
 namespace evh {
 namespace detail {

@@ -12,7 +12,7 @@
 #include <atomic>
 #include <chrono>
 
-#include "core/mpsc_queue.h"
+#include "base/mpsc_queue.h"
 #include "port/port.h"
 #include "sync/spin.h"
 

@@ -5,10 +5,10 @@
 #include <optional>
 #include <utility>
 
-#include "core/assert.h"
-#include "core/isolate_impl.h"
-#include "core/isolate_life.h"
-#include "core/runtime_impl.h"
+#include "base/assert.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
+#include "runtime/runtime_impl.h"
 #include "sync/spin.h"
 #include "timer/timer_set.h"
 

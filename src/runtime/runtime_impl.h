@@ -10,8 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "core/isolate_impl.h"
-#include "core/slab.h"
+#include "isolate/isolate_impl.h"
+#include "base/slab.h"
 #include "port/port_id.h"
 #include "port/port_map.h"
 #include "sched/thread_pool.h"
