@@ -49,7 +49,8 @@ class Runtime;
 
 namespace detail {
 class EventHandlerImpl;
-}
+struct EventHandlerAccess;
+}  // namespace detail
 
 // Readiness conditions, as a bit set. `error` and `hang_up` are always reported (they need not be
 // asked for); `read_closed` (the peer shut down its write side) only when asked for.
@@ -166,7 +167,6 @@ class EventHandler {
   // EMFILE when no fd is left for the epoll instance).
   static Result<std::unique_ptr<EventHandler>> create(Runtime& runtime,
                                                       EventHandlerOptions options = {});
-  explicit EventHandler(std::unique_ptr<detail::EventHandlerImpl> impl) noexcept;
   ~EventHandler();  // shutdown()
   EventHandler(const EventHandler&) = delete;
   EventHandler& operator=(const EventHandler&) = delete;
@@ -206,9 +206,9 @@ class EventHandler {
   // The backend's name, e.g. "epoll".
   const char* backend() const noexcept;
 
-  detail::EventHandlerImpl& impl() noexcept { return *impl_; }
-
  private:
+  friend struct detail::EventHandlerAccess;
+  explicit EventHandler(std::unique_ptr<detail::EventHandlerImpl> impl) noexcept;
   std::unique_ptr<detail::EventHandlerImpl> impl_;
 };
 

@@ -123,9 +123,6 @@ class Message {
     return object;
   }
 
-  // For evh's queues only.
-  void set_port(PortId port) noexcept { port_ = port; }
-
  private:
   friend struct detail::MessageAccess;
   void release() noexcept;

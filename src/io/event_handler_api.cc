@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "io/epoll_poller.h"
+#include "base/mono_time.h"
 #include "io/event_handler.h"
 
 namespace evh {
@@ -21,12 +21,11 @@ std::optional<IoEvent> decode_io_event(const Message& message) noexcept {
   return ev;
 }
 
-Result<std::unique_ptr<EventHandler>> EventHandler::create(Runtime& runtime,
-                                                           EventHandlerOptions options) {
-  auto poller = detail::EpollPoller::create();
-  if (!poller) return poller.error();
-  return detail::make_event_handler(runtime, std::move(poller).value(), options);
+namespace detail {
+std::unique_ptr<EventHandler> EventHandlerAccess::wrap(std::unique_ptr<EventHandlerImpl> impl) {
+  return std::unique_ptr<EventHandler>(new EventHandler(std::move(impl)));
 }
+}  // namespace detail
 
 EventHandler::EventHandler(std::unique_ptr<detail::EventHandlerImpl> impl) noexcept
     : impl_(std::move(impl)) {}
@@ -54,7 +53,7 @@ Result<int> EventHandler::accept(int listen_fd, PortId port) noexcept {
   return impl_->accept(listen_fd, port);
 }
 Status EventHandler::set_timeout(PortId port, Clock::time_point deadline) noexcept {
-  return impl_->set_timeout(port, deadline);
+  return impl_->set_timeout(port, detail::to_ns(deadline));
 }
 Status EventHandler::clear_timeout(PortId port) noexcept {
   return impl_->clear_timeout(port);

@@ -1,16 +1,13 @@
-// The event handler's registrations (I/O thread): fd → entry, the port index, adding, modifying,
-// ending and parking registrations, returning tokens, and dispatching readiness to ports.
+#include "io/registrations.h"
 
 #include <errno.h>
-#include <unistd.h>
 
 #include <algorithm>
 
 #include "base/assert.h"
-#include "io/event_handler.h"
+#include "base/mono_time.h"
 
-namespace evh {
-namespace detail {
+namespace evh::detail {
 namespace {
 
 using namespace std::chrono_literals;
@@ -21,18 +18,18 @@ constexpr FdEvents kAlwaysReported = FdEvents::error | FdEvents::hang_up;
 
 }  // namespace
 
-EventHandlerImpl::Registration* EventHandlerImpl::find(FdEntry& e, PortId port) noexcept {
+Registrations::Registration* Registrations::find(FdEntry& e, PortId port) noexcept {
   for (auto& r : e.regs) {
     if (r.port == port) return &r;
   }
   return nullptr;
 }
 
-void EventHandlerImpl::index_add(PortId port, int fd) {
+void Registrations::index_add(PortId port, int fd) {
   port_fds_[port].push_back(fd);
 }
 
-void EventHandlerImpl::index_remove(PortId port, int fd) noexcept {
+void Registrations::index_remove(PortId port, int fd) noexcept {
   auto it = port_fds_.find(port);
   if (it == port_fds_.end()) return;
   auto& fds = it->second;
@@ -46,7 +43,7 @@ void EventHandlerImpl::index_remove(PortId port, int fd) noexcept {
   if (fds.empty()) port_fds_.erase(it);
 }
 
-bool EventHandlerImpl::remove_registration(FdEntry& e, std::size_t index) noexcept {
+bool Registrations::remove_registration(FdEntry& e, std::size_t index) noexcept {
   const int fd = e.fd;
   index_remove(e.regs[index].port, fd);
   e.regs.erase(e.regs.begin() + static_cast<std::ptrdiff_t>(index));
@@ -54,14 +51,13 @@ bool EventHandlerImpl::remove_registration(FdEntry& e, std::size_t index) noexce
     sync_kernel(e);
     return true;
   }
-  const bool owned = e.owned;
+  const FdOwnership ownership = e.ownership;
   drop_entry(fd);
-  if (owned) ::close(fd);
+  if (ownership == FdOwnership::owned) close_owned(fd);
   return false;
 }
 
-void EventHandlerImpl::do_drop_port(PortId port) noexcept {
-  timeouts_.erase(static_cast<std::uint64_t>(port));
+void Registrations::drop_port(PortId port) noexcept {
   auto it = port_fds_.find(port);
   if (it == port_fds_.end()) return;
   const std::vector<int> fds = it->second;  // a copy: remove_registration edits the index
@@ -73,13 +69,14 @@ void EventHandlerImpl::do_drop_port(PortId port) noexcept {
     }
   }
   port_fds_.erase(port);
+  update_size();
 }
 
-void EventHandlerImpl::do_add(const Command& c) noexcept {
+void Registrations::add(const Command& c) noexcept {
   // The port may have closed since the sender checked it, and its drop_port may already have
   // run: a registration for it would never end. Drop it here, closing an owned fd.
-  if (auto sp = runtime_.send_port(c.port); !sp) {
-    if (c.owned) ::close(c.fd);
+  if (!delivery_.port_open(c.port)) {
+    if (c.ownership == FdOwnership::owned) close_owned(c.fd);
     return;
   }
   Registration reg;
@@ -92,11 +89,11 @@ void EventHandlerImpl::do_add(const Command& c) noexcept {
     const bool shared =
         e.sharing == FdSharing::accept_round_robin && c.sharing == FdSharing::accept_round_robin;
     if (!shared || find(e, c.port) != nullptr) {
-      post_error(c.port, c.fd, EEXIST);
+      delivery_.post_error(c.port, c.fd, EEXIST);
       return;
     }
     e.regs.push_back(reg);
-    e.owned = e.owned || c.owned;
+    if (c.ownership == FdOwnership::owned) e.ownership = FdOwnership::owned;
     index_add(c.port, c.fd);
     sync_kernel(e);
     return;
@@ -110,56 +107,54 @@ void EventHandlerImpl::do_add(const Command& c) noexcept {
   e.regs.push_back(reg);
   e.kernel_interest = c.interest;
   e.kernel_armed = true;
-  e.owned = c.owned;
-  if (auto s = poller_->add(c.fd, c.interest, c.mode, e.token()); !s) {
-    post_error(c.port, c.fd,
-               s.error().category() == std::generic_category() ? s.error().value() : EINVAL);
-    if (c.owned) ::close(c.fd);
+  e.ownership = c.ownership;
+  if (auto s = poller_.add(c.fd, c.interest, c.mode, e.token()); !s) {
+    delivery_.post_error(
+        c.port, c.fd, s.error().category() == std::generic_category() ? s.error().value() : EINVAL);
+    if (c.ownership == FdOwnership::owned) close_owned(c.fd);
     return;
   }
   fds_.emplace(c.fd, std::move(e));
   index_add(c.port, c.fd);
+  update_size();
 }
 
-void EventHandlerImpl::do_modify(const Command& c) noexcept {
+void Registrations::modify(const Command& c) noexcept {
   auto it = fds_.find(c.fd);
   Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
   if (r == nullptr) {
-    post_error(c.port, c.fd, ENOENT);
+    delivery_.post_error(c.port, c.fd, ENOENT);
     return;
   }
   r->interest = c.interest;
   r->armed = true;
-  sync_kernel(it->second, /*force=*/true);
+  sync_kernel(it->second, Rearm::always);
 }
 
-void EventHandlerImpl::do_end(const Command& c, IoNotice final_notice) noexcept {
+void Registrations::end(const Command& c, IoNotice final_notice) noexcept {
   auto it = fds_.find(c.fd);
   Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
   if (r == nullptr) {
     // Not this port's registration, so not its fd to close either.
-    post_error(c.port, c.fd, ENOENT);
+    delivery_.post_error(c.port, c.fd, ENOENT);
     return;
   }
   FdEntry& e = it->second;
   // An owned fd is the handler's to close, whichever way its registration ends.
-  if (e.owned) final_notice = IoNotice::closed;
+  if (e.ownership == FdOwnership::owned) final_notice = IoNotice::closed;
   index_remove(c.port, c.fd);
   e.regs.erase(e.regs.begin() + (r - e.regs.data()));
   if (e.regs.empty()) {
     drop_entry(c.fd);
     // A shared listening socket is closed with its last registration.
-    if (final_notice == IoNotice::closed) ::close(c.fd);
+    if (final_notice == IoNotice::closed) close_owned(c.fd);
   } else {
     sync_kernel(e);
   }
-  IoEvent ev;
-  ev.notice = final_notice;
-  ev.fd = c.fd;
-  (void)post(c.port, ev);
+  delivery_.post_final(c.port, c.fd, final_notice);
 }
 
-void EventHandlerImpl::do_tokens(const Command& c) noexcept {
+void Registrations::return_tokens(const Command& c) noexcept {
   auto it = fds_.find(c.fd);
   Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
   // Tokens for a registration that has ended are normal (they crossed its final notice).
@@ -168,24 +163,33 @@ void EventHandlerImpl::do_tokens(const Command& c) noexcept {
   sync_kernel(it->second);
 }
 
-void EventHandlerImpl::do_backoff(const Command& c) noexcept {
+void Registrations::back_off(const Command& c) noexcept {
   auto it = fds_.find(c.fd);
   if (it == fds_.end() || find(it->second, c.port) == nullptr) return;
   FdEntry& e = it->second;
-  const MonoTime now = MonoClock::now();
+  // Back-offs are about the kernel's resources, so they run on the kernel's clock whatever
+  // clock the runtime's timers use.
+  const std::int64_t now = mono_now_ns();
   // Doubles while failures follow each other; starts over after a quiet second.
-  if (e.backoff.count() == 0 || now - e.backoff_until > kMaxBackoff) {
+  if (e.backoff.count() == 0 || std::chrono::nanoseconds(now - e.backoff_until_ns) > kMaxBackoff) {
     e.backoff = kMinBackoff;
   } else {
     e.backoff = std::min<std::chrono::nanoseconds>(e.backoff * 2, kMaxBackoff);
   }
   e.backing_off = true;
-  e.backoff_until = now + std::chrono::duration_cast<MonoClock::duration>(e.backoff);
-  backoffs_.set(static_cast<std::uint64_t>(c.fd), e.backoff_until);
+  e.backoff_until_ns = now + e.backoff.count();
+  timeouts_.set_backoff(c.fd, e.backoff_until_ns);
   sync_kernel(e);
 }
 
-void EventHandlerImpl::sync_kernel(FdEntry& e, bool force) noexcept {
+void Registrations::end_backoff(int fd) noexcept {
+  auto it = fds_.find(fd);
+  if (it == fds_.end()) return;
+  it->second.backing_off = false;
+  sync_kernel(it->second);
+}
+
+void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
   bool armed = false;
   FdEvents interest = FdEvents::none;
   if (!e.backing_off) {
@@ -196,23 +200,24 @@ void EventHandlerImpl::sync_kernel(FdEntry& e, bool force) noexcept {
       }
     }
   }
-  if (!force && armed == e.kernel_armed && (!armed || interest == e.kernel_interest)) return;
+  if (rearm == Rearm::if_changed && armed == e.kernel_armed &&
+      (!armed || interest == e.kernel_interest)) {
+    return;
+  }
   // Parked = no interest, oneshot: the kernel reports at most one error/hang-up, then nothing.
-  const Status s = armed ? poller_->modify(e.fd, interest, e.mode, e.token())
-                         : poller_->modify(e.fd, FdEvents::none, FdMode::oneshot, e.token());
+  const Status s = armed ? poller_.modify(e.fd, interest, e.mode, e.token())
+                         : poller_.modify(e.fd, FdEvents::none, FdMode::oneshot, e.token());
   if (!s) {
-    // The fd was closed underneath us (EBADF/ENOENT): tell every port, then end them.
+    // The kernel refused (the fd was closed underneath us: EBADF, ENOENT): tell every port,
+    // then end them.
     const int error = s.error().value();
     const int fd = e.fd;
     std::vector<Registration> regs = std::move(e.regs);
     drop_entry(fd);
     for (const auto& r : regs) {
       index_remove(r.port, fd);
-      post_error(r.port, fd, error);
-      IoEvent ev;
-      ev.notice = IoNotice::unregistered;
-      ev.fd = fd;
-      (void)post(r.port, ev);
+      delivery_.post_error(r.port, fd, error);
+      delivery_.post_final(r.port, fd, IoNotice::unregistered);
     }
     return;
   }
@@ -220,14 +225,14 @@ void EventHandlerImpl::sync_kernel(FdEntry& e, bool force) noexcept {
   e.kernel_interest = interest;
 }
 
-void EventHandlerImpl::drop_entry(int fd) noexcept {
-  (void)poller_->remove(fd);  // fails harmlessly when the fd is already gone
-  backoffs_.erase(static_cast<std::uint64_t>(fd));
+void Registrations::drop_entry(int fd) noexcept {
+  (void)poller_.remove(fd);  // fails harmlessly when the fd is already gone
+  timeouts_.clear_backoff(fd);
   fds_.erase(fd);
-  registrations_.store(fds_.size(), std::memory_order_relaxed);
+  update_size();
 }
 
-void EventHandlerImpl::dispatch(const PollEvent& pe) noexcept {
+void Registrations::dispatch(const PollEvent& pe) noexcept {
   const int fd = static_cast<int>(static_cast<std::uint32_t>(pe.token));
   auto it = fds_.find(fd);
   // Stale: the registration ended (or was replaced) earlier in this pass.
@@ -250,8 +255,7 @@ void EventHandlerImpl::dispatch(const PollEvent& pe) noexcept {
     ev.notice = IoNotice::ready;
     ev.fd = fd;
     ev.events = events;
-    const PortId port = r.port;
-    if (!post(port, ev)) {
+    if (!delivery_.post(r.port, ev)) {
       // The destination is gone: drop its registration quietly (an owned fd is closed).
       (void)remove_registration(e, i);
       return;
@@ -264,5 +268,23 @@ void EventHandlerImpl::dispatch(const PollEvent& pe) noexcept {
   sync_kernel(e);
 }
 
-}  // namespace detail
-}  // namespace evh
+void Registrations::teardown() noexcept {
+  struct Ended {
+    int fd;
+    FdOwnership ownership;
+    std::vector<Registration> regs;
+  };
+  std::vector<Ended> ended;
+  for (auto& [fd, e] : fds_) ended.push_back(Ended{fd, e.ownership, std::move(e.regs)});
+  port_fds_.clear();
+  for (const auto& [fd, ownership, regs] : ended) {
+    drop_entry(fd);
+    const bool owned = ownership == FdOwnership::owned;
+    if (owned) close_owned(fd);
+    for (const auto& r : regs) {
+      delivery_.post_final(r.port, fd, owned ? IoNotice::closed : IoNotice::unregistered);
+    }
+  }
+}
+
+}  // namespace evh::detail

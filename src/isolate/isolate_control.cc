@@ -5,6 +5,7 @@
 #include <exception>
 #include <utility>
 
+#include "base/message_access.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "runtime/runtime_impl.h"
@@ -68,7 +69,7 @@ bool contains(const std::vector<PortId>& ports, PortId port) noexcept {
 void IsolateImpl::send_control(int kind, PortId reply, Message response) noexcept {
   auto* request = new ControlRequest{kind, reply, std::move(response)};
   Message m = Message::native(request, drop_request);
-  m.set_port(PortId::none);
+  MessageAccess::set_port(m, PortId::none);
   enqueue(std::move(m), Priority::oob);
 }
 

@@ -57,7 +57,7 @@ void IsolateImpl::finish_dead() noexcept {
     report_timer_counters();
     if (timers_->registered) {
       if (timers_->pool != nullptr) {
-        timers_->pool->clear_timeout(static_cast<std::uint64_t>(timers_->port));
+        timers_->pool->clear_deadline(static_cast<std::uint64_t>(timers_->port));
       } else if (auto eh = runtime_->event_handler(); eh.ok()) {
         (void)(*eh)->clear_timeout(timers_->port);
       }

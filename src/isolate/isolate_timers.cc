@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/assert.h"
+#include "base/message_access.h"
 #include "isolate/isolate_impl.h"
 #include "runtime/runtime_impl.h"
 #include "sync/spin.h"
@@ -193,7 +194,7 @@ void IsolateImpl::sync_timer_wakeup() noexcept {
     if (!tm.self_post_pending) {
       tm.self_post_pending = true;
       Message wake = Message::u64(0);
-      wake.set_port(tm.port);
+      MessageAccess::set_port(wake, tm.port);
       enqueue(std::move(wake), Priority::normal);
     }
     return;
@@ -202,9 +203,11 @@ void IsolateImpl::sync_timer_wakeup() noexcept {
   if (next == tm.registered) return;  // only when the earliest deadline changes
   if (tm.pool != nullptr) {
     if (next) {
-      tm.pool->set_timeout(static_cast<std::uint64_t>(tm.port), *next, tm.set.last_wakeup_exact());
+      (void)tm.pool->set_deadline(
+          static_cast<std::uint64_t>(tm.port), *next,
+          tm.set.last_wakeup_exact() ? WakeupPrecision::exact : WakeupPrecision::slack);
     } else {
-      tm.pool->clear_timeout(static_cast<std::uint64_t>(tm.port));
+      tm.pool->clear_deadline(static_cast<std::uint64_t>(tm.port));
     }
     tm.registered = next;
     return;

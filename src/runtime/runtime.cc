@@ -3,10 +3,11 @@
 
 #include <thread>
 
+#include "io/epoll_poller.h"
+#include "io/event_handler.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/receiver_impl.h"
 #include "runtime/runtime_impl.h"
-#include "io/event_handler.h"
 
 namespace evh {
 namespace detail {
@@ -90,7 +91,32 @@ void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
   isolate.release();
 }
 
-Status RuntimeImpl::note_io_port(PortId id) noexcept {
+Status RuntimeImpl::post(PortId port, Message&& message, Priority priority) noexcept {
+  if (port == PortId::none) return Errc::unknown_port;
+  if (shutting_down()) return Errc::shutting_down;
+  return map_.post(port, std::move(message), priority);
+}
+
+PortState* RuntimeImpl::acquire(PortId port) noexcept {
+  if (port == PortId::none) return nullptr;
+  return map_.acquire(port);
+}
+
+PortState* RuntimeImpl::open(PortTarget& target) {
+  auto* port = PortState::make(ids_.next(), &target, &port_slab_);  // the caller's reference
+  map_.insert(port);                                                // the map's
+  return port;
+}
+
+void RuntimeImpl::close(PortId id) noexcept {
+  PortState* port = map_.erase(id);  // the map's reference passes to us
+  if (port == nullptr) return;
+  port->mark_closed();
+  end_port_io(*port);  // its fd registrations and timeout end with it
+  port->release();
+}
+
+Status RuntimeImpl::note_io(PortId id) noexcept {
   PortState* port = map_.acquire(id);
   if (port == nullptr) return Errc::unknown_port;
   port->note_io();
@@ -101,8 +127,9 @@ Status RuntimeImpl::note_io_port(PortId id) noexcept {
 
 void RuntimeImpl::end_port_io(PortState& port) noexcept {
   if (!port.has_io()) return;
-  EventHandler* eh = eh_ready_.load(std::memory_order_acquire);
-  if (eh != nullptr) (void)eh->impl().drop_port(port.id());
+  // acquire: pairs with the release store in event_handler(); the handler is fully built.
+  EventHandlerImpl* eh = eh_impl_.load(std::memory_order_acquire);
+  if (eh != nullptr) (void)eh->drop_port(port.id());
 }
 
 void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noexcept {
@@ -152,9 +179,13 @@ Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   std::lock_guard lock(eh_mu_);
   if (eh_closed_ || shutting_down()) return Errc::shutting_down;
   if (!eh_) {
-    auto created = EventHandler::create(owner_);
-    if (!created) return created.error();
-    eh_ = std::move(created).value();
+    auto poller = EpollPoller::create();
+    if (!poller) return poller.error();
+    auto started = start_event_handler(*this, std::move(poller).value(), linux_sys(), {});
+    if (!started) return started.error();
+    EventHandlerImpl* impl = started->get();
+    eh_ = EventHandlerAccess::wrap(std::move(started).value());
+    eh_impl_.store(impl, std::memory_order_release);
     eh_ready_.store(eh_.get(), std::memory_order_release);
   }
   return eh_.get();
@@ -170,6 +201,8 @@ void RuntimeImpl::shutdown() noexcept {
     std::lock_guard lock(eh_mu_);
     eh_closed_ = true;
     eh_ready_.store(nullptr, std::memory_order_relaxed);  // later callers take the slow path
+    // drop_port after shutdown would be refused anyway; this only spares the call.
+    eh_impl_.store(nullptr, std::memory_order_relaxed);
     eh = eh_.get();
   }
   if (eh != nullptr) eh->shutdown();
@@ -240,7 +273,22 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   return s;
 }
 
+Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
+                                                         std::unique_ptr<Poller> poller,
+                                                         EventHandlerOptions options, Sys& sys) {
+  auto started = start_event_handler(runtime.impl(), std::move(poller), sys, options);
+  if (!started) return started.error();
+  return EventHandlerAccess::wrap(std::move(started).value());
+}
+
 }  // namespace detail
+
+Result<std::unique_ptr<EventHandler>> EventHandler::create(Runtime& runtime,
+                                                           EventHandlerOptions options) {
+  auto poller = detail::EpollPoller::create();
+  if (!poller) return poller.error();
+  return detail::make_event_handler(runtime, std::move(poller).value(), options);
+}
 
 Runtime::Runtime(RuntimeOptions options)
     : impl_(std::make_unique<detail::RuntimeImpl>(*this, options)) {}
@@ -254,9 +302,7 @@ Result<IsolateRef> Runtime::spawn(IsolateHandler handler, IsolateOptions options
 }
 
 Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
-  if (port == PortId::none) return Errc::unknown_port;
-  if (impl_->shutting_down()) return Errc::shutting_down;
-  return impl_->map().post(port, std::move(message), priority);
+  return impl_->post(port, std::move(message), priority);
 }
 
 Result<SendPort> Runtime::send_port(PortId port) noexcept {

@@ -1,5 +1,7 @@
 // RuntimeImpl: what a Runtime owns — options, port ids, the port map, the shared pool, the
-// dedicated runners and the registry of live isolates — and its shutdown sequence.
+// dedicated runners, the event handler and the registry of live isolates — and its shutdown
+// sequence. It is the top of the layer order (docs/ARCHITECTURE.md): the parts below reach it
+// only through the interfaces it implements (PortDirectory for ports).
 #pragma once
 
 #include <evh/event_handler.h>
@@ -10,8 +12,12 @@
 #include <mutex>
 #include <vector>
 
-#include "isolate/isolate_impl.h"
 #include "base/slab.h"
+#include "io/event_handler.h"
+#include "io/poller.h"
+#include "io/sys.h"
+#include "isolate/isolate_impl.h"
+#include "port/port_directory.h"
 #include "port/port_id.h"
 #include "port/port_map.h"
 #include "sched/thread_pool.h"
@@ -21,7 +27,7 @@ namespace evh::detail {
 
 using IsolateSlab = Slab<sizeof(IsolateImpl), alignof(IsolateImpl)>;
 
-class RuntimeImpl {
+class RuntimeImpl final : public PortDirectory {
  public:
   RuntimeImpl(Runtime& owner, RuntimeOptions options);
   ~RuntimeImpl();
@@ -50,9 +56,13 @@ class RuntimeImpl {
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
 
-  // Marks `port` as having fd registrations (see PortState::note_io); `Errc::unknown_port` when
-  // it is not open.
-  Status note_io_port(PortId port) noexcept;
+  // PortDirectory.
+  Status post(PortId port, Message&& message, Priority priority) noexcept override;
+  PortState* acquire(PortId port) noexcept override;
+  PortState* open(PortTarget& target) override;
+  void close(PortId port) noexcept override;
+  Status note_io(PortId port) noexcept override;
+  PortId next_id() noexcept override { return ids_.next(); }
   // `port` (closed) had fd registrations: tell the event handler to end them.
   void end_port_io(PortState& port) noexcept;
 
@@ -81,11 +91,13 @@ class RuntimeImpl {
 
   // The event handler, started on first use. eh_ready_ (release, after eh_ is set) pairs with
   // the acquire load of the fast path; eh_ lives until the RuntimeImpl is destroyed, so that a
-  // pointer handed out before shutdown() never dangles while the Runtime lives.
+  // pointer handed out before shutdown() never dangles while the Runtime lives. eh_impl_ is the
+  // same handler's inside, for the calls the public face does not offer (drop_port).
   std::mutex eh_mu_;  // guards eh_ and eh_closed_
   std::unique_ptr<EventHandler> eh_;
   bool eh_closed_ = false;
   std::atomic<EventHandler*> eh_ready_{nullptr};
+  std::atomic<EventHandlerImpl*> eh_impl_{nullptr};
 
   RuntimeLateness timer_lateness_;
   std::atomic<std::int64_t> timers_live_{0};
@@ -98,5 +110,11 @@ class RuntimeImpl {
   std::atomic<std::uint64_t> isolates_spawned_{0};
   std::atomic<std::uint64_t> exceptions_{0};
 };
+
+// An event handler over any poller and Sys (tests pass fakes), posting to `runtime`'s ports.
+Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
+                                                         std::unique_ptr<Poller> poller,
+                                                         EventHandlerOptions options = {},
+                                                         Sys& sys = linux_sys());
 
 }  // namespace evh::detail

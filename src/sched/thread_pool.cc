@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/assert.h"
+#include "base/mono_time.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
@@ -102,36 +103,22 @@ void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
   if (start) start_worker();
 }
 
-namespace {
-
-std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-MonoTime to_mono(std::int64_t ns) noexcept {
-  return MonoTime(std::chrono::duration_cast<MonoClock::duration>(std::chrono::nanoseconds(ns)));
-}
-
-std::int64_t from_mono(MonoTime t) noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-}  // namespace
-
 void ThreadPool::update_earliest_locked() noexcept {
-  earliest_ns_.store(timed_.empty() ? kNever : from_mono(timed_.top().deadline),
-                     std::memory_order_relaxed);
+  earliest_ns_.store(timed_.empty() ? kNever : timed_.top().deadline, std::memory_order_relaxed);
 }
 
-void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin) {
+Status ThreadPool::set_deadline(std::uint64_t key, std::int64_t deadline_ns,
+                                WakeupPrecision precision) noexcept {
   EVH_ASSERT(options_.on_due != nullptr, "timeouts need ThreadPoolOptions::on_due");
   bool start = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return;
-    timed_.set(key, to_mono(deadline_ns), spin ? 1u : 0u);
+    if (stopping_) return Errc::shutting_down;
+    try {
+      timed_.set(key, deadline_ns, precision == WakeupPrecision::exact ? 1u : 0u);
+    } catch (const std::bad_alloc&) {
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
     update_earliest_locked();
     if (keeper_ != nullptr) {
       // The keeper sleeps until a later deadline: make it look again.
@@ -150,9 +137,10 @@ void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool s
     }
   }
   if (start) start_worker();
+  return {};
 }
 
-void ThreadPool::clear_timeout(std::uint64_t key) noexcept {
+void ThreadPool::clear_deadline(std::uint64_t key) noexcept {
   std::lock_guard lock(mu_);
   if (timed_.erase(key)) update_earliest_locked();
 }
@@ -160,7 +148,7 @@ void ThreadPool::clear_timeout(std::uint64_t key) noexcept {
 void ThreadPool::fire_due() noexcept {
   const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
   if (earliest == kNever) return;
-  const std::int64_t now = steady_ns();
+  const std::int64_t now = mono_now_ns();
   if (earliest > now) return;
   // Few are due at once (one per isolate); a small fixed buffer keeps this allocation-free.
   constexpr int kMax = 16;
@@ -169,11 +157,10 @@ void ThreadPool::fire_due() noexcept {
   int n = 0;
   {
     std::lock_guard lock(mu_);
-    const MonoTime mono_now = to_mono(now);
-    while (n < kMax && !timed_.empty() && timed_.top().deadline <= mono_now) {
+    while (n < kMax && !timed_.empty() && timed_.top().deadline <= now) {
       const DeadlineHeap::Entry e = timed_.pop();
       keys[n] = e.key;
-      deadlines[n] = from_mono(e.deadline);
+      deadlines[n] = e.deadline;
       ++n;
     }
     update_earliest_locked();
@@ -310,11 +297,11 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
       // The poll ends early at the pool's earliest deadline: a due timer does not wait for it.
-      const std::int64_t now = steady_ns();
+      const std::int64_t now = mono_now_ns();
       std::int64_t end = now + spin_.window().count();
       const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
       if (earliest < end) end = earliest;
-      const bool found = poll_until(to_mono(end), [this, end] {
+      const bool found = poll_until(from_ns(end), [this, end] {
         return queued_.load(std::memory_order_relaxed) != 0 ||
                earliest_ns_.load(std::memory_order_relaxed) < end;
       });
@@ -352,11 +339,9 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       // earliest deadline, or until an earlier one is set.
       keeper_ = self;
       self->rearm = false;
-      keeper_until_ = from_mono(timed_.top().deadline);
+      keeper_until_ = timed_.top().deadline;
       const bool spin = timed_.top().tag != 0;
-      const MonoTime wake_at =
-          timed_.top().deadline -
-          (spin ? std::chrono::nanoseconds(kSpinAheadNs) : std::chrono::nanoseconds(0));
+      const MonoTime wake_at = from_ns(keeper_until_ - (spin ? kSpinAheadNs : 0));
       const std::int64_t until = keeper_until_;
       self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
       keeper_ = nullptr;
@@ -366,7 +351,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
         // Still parked: poll the clock up to the deadline unless a task or an earlier deadline
         // comes (a post that finds us on the parked stack wakes us through `wake`).
         lock.unlock();
-        poll_until(to_mono(until), [&] {
+        poll_until(from_ns(until), [&] {
           return queued_.load(std::memory_order_relaxed) != 0 ||
                  earliest_ns_.load(std::memory_order_relaxed) < until;
         });

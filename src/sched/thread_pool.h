@@ -42,8 +42,9 @@
 #include <string>
 #include <thread>
 
-#include "timer/deadline_heap.h"
 #include "sync/spin.h"
+#include "timer/deadline_heap.h"
+#include "timer/deadline_keeper.h"
 
 namespace evh::detail {
 
@@ -66,7 +67,7 @@ struct ThreadPoolStats {
   std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
 };
 
-class ThreadPool final : public TaskRunner {
+class ThreadPool final : public TaskRunner, public DeadlineKeeper {
  public:
   explicit ThreadPool(ThreadPoolOptions options);
   ~ThreadPool() override;  // shutdown()
@@ -75,13 +76,14 @@ class ThreadPool final : public TaskRunner {
   void post_yielded(Task& task) noexcept override;
   bool work_is_waiting() const noexcept override;
 
-  // Sets `key`'s one deadline (steady_clock nanoseconds), replacing an earlier one; on_due is
-  // called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
-  // `spin`: the deadline is an exact timer's; the keeper wakes kSpinAheadNs early and polls the
-  // clock up to it (while no task waits), so that a late wake-up of the kernel does not make it
-  // late.
-  void set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin = false);
-  void clear_timeout(std::uint64_t key) noexcept;
+  // DeadlineKeeper: sets `key`'s one deadline (steady_clock nanoseconds), replacing an earlier
+  // one; on_due is called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
+  // `WakeupPrecision::exact`: the keeper wakes kSpinAheadNs early and polls the clock up to the
+  // deadline (while no task waits), so that a late wake-up of the kernel does not make it late.
+  // `Errc::shutting_down` once shutdown() has begun.
+  Status set_deadline(std::uint64_t key, std::int64_t deadline_ns,
+                      WakeupPrecision precision = WakeupPrecision::slack) noexcept override;
+  void clear_deadline(std::uint64_t key) noexcept override;
 
   // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
   void shutdown() noexcept;

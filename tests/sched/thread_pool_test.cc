@@ -111,12 +111,12 @@ TEST(ThreadPool, TimeoutsFireOnceNeverEarlyInOrder) {
   o.on_due_ctx = &sink;
   ThreadPool pool(o);
   const std::int64_t t0 = now_ns();
-  pool.set_timeout(1, t0 + 40'000'000);  // the keeper sleeps for this one
-  pool.set_timeout(2, t0 + 5'000'000);   // earlier: must not wait for key 1
-  pool.set_timeout(3, t0 + 10'000'000);
-  pool.clear_timeout(3);
-  pool.set_timeout(4, t0 + 1'000'000'000);
-  pool.set_timeout(4, t0 + 20'000'000);  // replaced, not added
+  (void)pool.set_deadline(1, t0 + 40'000'000);  // the keeper sleeps for this one
+  (void)pool.set_deadline(2, t0 + 5'000'000);   // earlier: must not wait for key 1
+  (void)pool.set_deadline(3, t0 + 10'000'000);
+  pool.clear_deadline(3);
+  (void)pool.set_deadline(4, t0 + 1'000'000'000);
+  (void)pool.set_deadline(4, t0 + 20'000'000);  // replaced, not added
   while (sink.count.load() < 3) std::this_thread::yield();
   pool.shutdown();
   ASSERT_EQ(sink.fired.size(), 3u);
