@@ -62,7 +62,8 @@ class EventHandler;
 
 namespace detail {
 class RuntimeImpl;
-}
+struct RuntimeAccess;
+}  // namespace detail
 
 class Runtime {
  public:
@@ -109,9 +110,8 @@ class Runtime {
   TimerStats timer_stats() const noexcept;
   const RuntimeOptions& options() const noexcept;
 
-  detail::RuntimeImpl& impl() noexcept { return *impl_; }
-
  private:
+  friend struct detail::RuntimeAccess;
   std::unique_ptr<detail::RuntimeImpl> impl_;
 };
 

@@ -4,7 +4,6 @@
 #include <evh/isolate.h>
 
 #include "isolate/isolate_impl.h"
-#include "runtime/runtime_impl.h"
 
 namespace evh {
 
@@ -17,7 +16,7 @@ void* Isolate::data() const noexcept {
   return IsolateImpl::of(*this).data();
 }
 Runtime& Isolate::runtime() const noexcept {
-  return IsolateImpl::of(*this).runtime_impl().owner();
+  return IsolateImpl::of(*this).host().runtime();
 }
 bool Isolate::is_dead() const noexcept {
   return IsolateImpl::of(*this).is_dead();
@@ -35,18 +34,18 @@ Status Isolate::ping(PortId reply, Message response, ControlPriority priority) n
   return IsolateImpl::of(*this).ping(reply, std::move(response), priority);
 }
 Status Isolate::add_exit_listener(PortId port) noexcept {
-  return IsolateImpl::of(*this).add_listener(true, port);
+  return IsolateImpl::of(*this).add_listener(detail::ListenerKind::exit, port);
 }
 Status Isolate::remove_exit_listener(PortId port) noexcept {
-  return IsolateImpl::of(*this).remove_listener(true, port);
+  return IsolateImpl::of(*this).remove_listener(detail::ListenerKind::exit, port);
 }
 Status Isolate::add_error_listener(PortId port) noexcept {
-  return IsolateImpl::of(*this).add_listener(false, port);
+  return IsolateImpl::of(*this).add_listener(detail::ListenerKind::error, port);
 }
 Status Isolate::remove_error_listener(PortId port) noexcept {
-  return IsolateImpl::of(*this).remove_listener(false, port);
+  return IsolateImpl::of(*this).remove_listener(detail::ListenerKind::error, port);
 }
-void Isolate::set_errors_fatal(bool fatal) noexcept {
+void Isolate::set_errors_fatal(ErrorsFatal fatal) noexcept {
   IsolateImpl::of(*this).set_errors_fatal(fatal);
 }
 Status Isolate::handle_interrupts() noexcept {

@@ -1,5 +1,3 @@
-// The isolate's timers: the glue between an isolate's turn and its TimerSet — starting and
-// cancelling, running due batches, and handing the next wakeup to whoever keeps it.
 #include "isolate/isolate_timers.h"
 
 #include <evh/clock.h>
@@ -11,36 +9,33 @@
 #include "base/assert.h"
 #include "base/message_access.h"
 #include "isolate/isolate_impl.h"
-#include "runtime/runtime_impl.h"
 #include "sync/spin.h"
 
-namespace evh {
-namespace detail {
-
+namespace evh::detail {
 namespace {
 
 std::int64_t monotonic_ns() noexcept {
   return MonotonicClock().now().count();
 }
 
-// A timer wakeup this soon after a batch is waited for on the spot (see on_timer_message): on
-// the VMs this was tuned on a timed sleep costs ~27 µs of CPU and wakes ~25 µs late, so polling
-// a shorter gap costs less CPU and no lateness.
+// A timer wakeup this soon after a batch is waited for on the spot (see on_wakeup): on the VMs
+// this was tuned on a timed sleep costs ~27 µs of CPU and wakes ~25 µs late, so polling a
+// shorter gap costs less CPU and no lateness.
 constexpr std::int64_t kTimerSpinNs = 20'000;
 
 }  // namespace
 
+// ---- the isolate's side: created on the first start --------------------------------------------
+
 IsolateTimers* IsolateImpl::timers_or_create() noexcept {
   if (timers_ != nullptr) return timers_;
-  ThreadPool* pool = runtime_->timer_pool_for(runner_);
-  // The event handler must be there before the first deadline is handed to it.
-  if (pool == nullptr && !runtime_->event_handler().ok()) return nullptr;
+  // The keeper (the event handler, for an embedder's runner) must be there before the first
+  // deadline is handed to it.
+  auto keeper = host_->deadline_keeper(*runner_);
+  if (!keeper.ok()) return nullptr;
   auto port = open_port();
   if (!port.ok()) return nullptr;
-  timers_ = new IsolateTimers(monotonic_ns());
-  timers_->port = *port;
-  timers_->pool = pool;
-  timers_->set.runtime_lateness = &runtime_->timer_lateness();
+  timers_ = new IsolateTimers(*this, *port, **keeper, monotonic_ns());
   return timers_;
 }
 
@@ -48,8 +43,8 @@ Result<IsolateTimers*> IsolateImpl::timers_for_start(TimerFn fn) noexcept {
   if (fn == nullptr) return Errc::invalid_argument;
   if (is_dead()) return Errc::isolate_dead;
   if (timers_ == nullptr && timers_or_create() == nullptr) {
-    auto eh = runtime_->event_handler();
-    return eh.ok() ? Errc::isolate_dead : eh.error();
+    auto keeper = host_->deadline_keeper(*runner_);
+    return keeper.ok() ? Errc::isolate_dead : keeper.error();
   }
   return timers_;
 }
@@ -60,9 +55,7 @@ Status IsolateImpl::start_timer(Timer& t, std::int64_t delay_ns, std::int64_t pe
   if (delay_ns < 0 || period_ns < 0) return Errc::invalid_argument;
   auto tm = timers_for_start(fn);
   if (!tm.ok()) return tm.error();
-  // The clock is read here, at the call, so that the deadline is `delay` after the caller's own
-  // reading of "now" (SEMANTICS 11); a cached per-message time could be milliseconds old.
-  (*tm)->set.start(t, monotonic_ns(), delay_ns, period_ns, fn, slack);
+  (*tm)->start(t, delay_ns, period_ns, fn, slack);
   timers_dirty_ = true;
   return {};
 }
@@ -73,9 +66,7 @@ Status IsolateImpl::start_timer_at(Timer& t, std::int64_t deadline_ns, std::int6
   if (period_ns < 0) return Errc::invalid_argument;
   auto tm = timers_for_start(fn);
   if (!tm.ok()) return tm.error();
-  // "now" only decides between the wheel and the due-at-once list, and the slack of the time
-  // left: the cached reading is enough for that, and it never runs ahead of the clock.
-  (*tm)->set.start_at(t, cached_now_ns(), deadline_ns, period_ns, fn, slack);
+  (*tm)->start_at(t, deadline_ns, period_ns, fn, slack);
   timers_dirty_ = true;
   return {};
 }
@@ -84,34 +75,63 @@ std::int64_t IsolateImpl::cached_now_ns() noexcept {
   // The cache lives with the timers (an idle isolate without timers pays nothing for it); a
   // caller of cached_now() is about to arm timers, so creating them here costs nothing extra.
   if (timers_ == nullptr && timers_or_create() == nullptr) return monotonic_ns();
-  IsolateTimers& tm = *timers_;
-  const std::uint64_t stamp = handled_.load(std::memory_order_relaxed);
-  if (tm.now_stamp != stamp) {
-    tm.now_ns = monotonic_ns();
-    tm.now_stamp = stamp;
-  }
-  return tm.now_ns;
+  return timers_->cached_now();
 }
 
 void IsolateImpl::cancel_timer(Timer& t) noexcept {
   if (timers_ == nullptr || !t.armed()) return;
-  timers_->set.cancel(t);
+  timers_->cancel(t);
   timers_dirty_ = true;
 }
 
 TimerStats IsolateImpl::timer_stats() const noexcept {
-  return timers_ != nullptr ? timers_->set.stats() : TimerStats{};
+  return timers_ != nullptr ? timers_->stats() : TimerStats{};
 }
 
-void IsolateImpl::on_timer_message(const Message& message) noexcept {
-  IsolateTimers& tm = *timers_;
-  if (auto ev = decode_io_event(message); ev && ev->notice == IoNotice::timeout) {
-    // The event handler forgets a deadline once it has fired it.
-    if (tm.registered == ev->deadline_ns) tm.registered.reset();
-  } else {
-    tm.self_post_pending = false;
+void IsolateImpl::after_timers_changed() noexcept {
+  timers_dirty_ = false;
+  timers_->hand_over();
+}
+
+// ---- IsolateTimers -----------------------------------------------------------------------------
+
+IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
+                             std::int64_t now_ns)
+    : isolate_(isolate), host_(isolate.host()), set_(now_ns), port_(port), keeper_(keeper) {
+  set_.runtime_lateness = &host_.timer_lateness();
+}
+
+void IsolateTimers::start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+                          Slack slack) noexcept {
+  // The clock is read here, at the call, so that the deadline is `delay` after the caller's own
+  // reading of "now" (SEMANTICS 11); a cached per-message time could be milliseconds old.
+  set_.start(t, monotonic_ns(), delay_ns, period_ns, fn, slack);
+}
+
+void IsolateTimers::start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+                             Slack slack) noexcept {
+  // "now" only decides between the wheel and the due-at-once list, and the slack of the time
+  // left: the cached reading is enough for that, and it never runs ahead of the clock.
+  set_.start_at(t, cached_now(), deadline_ns, period_ns, fn, slack);
+}
+
+std::int64_t IsolateTimers::cached_now() noexcept {
+  const std::uint64_t stamp = isolate_.message_stamp();
+  if (now_stamp_ != stamp) {
+    now_ns_ = monotonic_ns();
+    now_stamp_ = stamp;
   }
-  run_timer_batch();
+  return now_ns_;
+}
+
+void IsolateTimers::on_wakeup(const Message& message) noexcept {
+  if (auto ev = decode_io_event(message); ev && ev->notice == IoNotice::timeout) {
+    // The keeper forgets a deadline once it has handed it over.
+    if (registered_ == ev->deadline_ns) registered_.reset();
+  } else {
+    self_post_pending_ = false;
+  }
+  run_batch();
   // Timers that fell due while the batch ran — and a wakeup due within kTimerSpinNs, of any
   // class — run in further batches of this same message instead of after a round trip through the
   // runner (post, schedule, turn): with dense timers that round trip is most of their lateness.
@@ -120,105 +140,99 @@ void IsolateImpl::on_timer_message(const Message& message) noexcept {
   // if a message waits for this isolate (the timers do not starve its messages). With neither,
   // it goes on: leaving costs a round trip through the runner, and that round trip, every
   // slice, was where dense exact timers ran late.
-  const std::int64_t slice = std::chrono::nanoseconds(runtime_->options().time_slice).count();
+  const std::int64_t slice = host_.time_slice().count();
   std::int64_t until = monotonic_ns() + slice;
-  while (!dead_requested_.load(std::memory_order_acquire) && !runner_->work_is_waiting()) {
-    const std::optional<std::int64_t> next = tm.set.next_wakeup();
+  while (!isolate_.stop_requested() && !isolate_.runner_busy()) {
+    const std::optional<std::int64_t> next = set_.next_wakeup();
     if (!next) break;
     std::int64_t now = monotonic_ns();
     if (now >= until) {
-      if (has_work()) break;
+      if (isolate_.has_work()) break;
       until = now + slice;
     }
     if (*next > now) {
       if (*next - now > kTimerSpinNs) break;
-      while (now < *next && !runner_->work_is_waiting()) {
+      while (now < *next && !isolate_.runner_busy()) {
         cpu_relax();
         now = monotonic_ns();
       }
       if (now < *next) break;
     }
-    run_timer_batch();
+    run_batch();
   }
-  sync_timer_wakeup();
+  hand_over();
 }
 
-void IsolateImpl::run_timer_batch() noexcept {
-  TimerSet& set = timers_->set;
-  if (set.begin_batch(monotonic_ns()) == 0) return;
+void IsolateTimers::run_batch() noexcept {
+  if (set_.begin_batch(monotonic_ns()) == 0) return;
   std::uint64_t skipped = 0;
-  IsolateTimers& tm = *timers_;
   // The clock is read before the first callback and then every 8: cheap enough for batches of
   // thousands, close enough for the lateness statistics.
   std::int64_t now = monotonic_ns();
-  for (std::uint32_t n = 0; !dead_requested_.load(std::memory_order_acquire); ++n) {
+  for (std::uint32_t n = 0; !isolate_.stop_requested(); ++n) {
     if (n != 0 && (n & 7) == 0) now = monotonic_ns();
-    Timer* t = set.next_in_batch(now, skipped);
+    Timer* t = set_.next_in_batch(now, skipped);
     if (t == nullptr) break;
-    tm.now_ns = now;  // cached_now() in this callback: the time it started
-    tm.now_stamp = handled_.load(std::memory_order_relaxed);
+    now_ns_ = now;  // cached_now() in this callback: the time it started
+    now_stamp_ = isolate_.message_stamp();
     try {
-      TimerSet::callback (*t)(*this, *t, skipped);
+      TimerSet::callback (*t)(isolate_, *t, skipped);
     } catch (...) {
-      report_exception();
+      isolate_.report_exception();
     }
-    run_microtasks();
+    isolate_.run_microtasks();
   }
-  // Killed mid-batch: the rest of the batch does not run (finish_dead disarms it).
+  // Killed mid-batch: the rest of the batch does not run (finish() disarms it).
 }
 
-void IsolateImpl::report_timer_counters() noexcept {
-  IsolateTimers& tm = *timers_;
-  const TimerStats now = tm.set.stats_counters();
+void IsolateTimers::report_counters() noexcept {
+  const TimerStats now = set_.stats_counters();
   TimerStats d;
-  d.started = now.started - tm.reported.started;
-  d.fired = now.fired - tm.reported.fired;
-  d.cancelled = now.cancelled - tm.reported.cancelled;
-  d.batches = now.batches - tm.reported.batches;
+  d.started = now.started - reported_.started;
+  d.fired = now.fired - reported_.fired;
+  d.cancelled = now.cancelled - reported_.cancelled;
+  d.batches = now.batches - reported_.batches;
   d.largest_batch = now.largest_batch;
   const auto live_delta =
-      static_cast<std::int64_t>(now.live) - static_cast<std::int64_t>(tm.reported.live);
+      static_cast<std::int64_t>(now.live) - static_cast<std::int64_t>(reported_.live);
   if (d.started != 0 || d.fired != 0 || d.cancelled != 0 || d.batches != 0 || live_delta != 0) {
-    runtime_->add_timer_counters(d, live_delta);
-    tm.reported = now;
+    host_.add_timer_counters(d, live_delta);
+    reported_ = now;
   }
 }
 
-void IsolateImpl::sync_timer_wakeup() noexcept {
-  timers_dirty_ = false;
-  IsolateTimers& tm = *timers_;
-  report_timer_counters();
-  if (is_dead()) return;
-  if (tm.set.has_zero_delay()) {
+void IsolateTimers::hand_over() noexcept {
+  report_counters();
+  if (isolate_.is_dead()) return;
+  if (set_.has_zero_delay()) {
     // One self-post per turn runs every zero-delay timer, in order with the due ones.
-    if (!tm.self_post_pending) {
-      tm.self_post_pending = true;
-      Message wake = Message::u64(0);
-      MessageAccess::set_port(wake, tm.port);
-      enqueue(std::move(wake), Priority::normal);
+    if (!self_post_pending_) {
+      self_post_pending_ = true;
+      isolate_.post_to_self(port_, Message::u64(0), Priority::normal);
     }
     return;
   }
-  const std::optional<std::int64_t> next = tm.set.next_wakeup();
-  if (next == tm.registered) return;  // only when the earliest deadline changes
-  if (tm.pool != nullptr) {
-    if (next) {
-      (void)tm.pool->set_deadline(
-          static_cast<std::uint64_t>(tm.port), *next,
-          tm.set.last_wakeup_exact() ? WakeupPrecision::exact : WakeupPrecision::slack);
-    } else {
-      tm.pool->clear_deadline(static_cast<std::uint64_t>(tm.port));
-    }
-    tm.registered = next;
-    return;
+  const std::optional<std::int64_t> next = set_.next_wakeup();
+  if (next == registered_) return;  // only when the earliest deadline changes
+  const auto key = static_cast<std::uint64_t>(port_);
+  Status st;
+  if (next) {
+    st = keeper_.set_deadline(
+        key, *next, set_.last_wakeup_exact() ? WakeupPrecision::exact : WakeupPrecision::slack);
+  } else {
+    keeper_.clear_deadline(key);
   }
-  auto eh = runtime_->event_handler();
-  if (!eh.ok()) return;  // shutting down: timers will not fire again
-  Status st = next ? (*eh)->set_timeout(
-                         tm.port, EventHandler::Clock::time_point(std::chrono::nanoseconds(*next)))
-                   : (*eh)->clear_timeout(tm.port);
-  if (st.ok()) tm.registered = next;
+  // A keeper that refused (shutting down) is asked again after the next change.
+  if (st.ok()) registered_ = next;
 }
 
-}  // namespace detail
-}  // namespace evh
+void IsolateTimers::finish() noexcept {
+  set_.cancel_all();
+  report_counters();
+  if (registered_) {
+    keeper_.clear_deadline(static_cast<std::uint64_t>(port_));
+    registered_.reset();
+  }
+}
+
+}  // namespace evh::detail

@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "base/assert.h"
+#include "base/message_access.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "isolate/isolate_timers.h"
-#include "runtime/runtime_impl.h"
 #include "sync/spin.h"
 
 namespace evh {
@@ -25,11 +25,6 @@ thread_local const char tls_thread_tag = 0;
 // producer to finish its two stores, then gives way (the producer was probably preempted).
 constexpr int kPendingSnoozes = 64;
 
-// A timer wakeup this soon after a batch is waited for on the spot (see on_timer_message): on
-// the VMs this was tuned on a timed sleep costs ~27 µs of CPU and wakes ~25 µs late, so polling
-// a shorter gap costs less CPU and no lateness.
-constexpr std::int64_t kTimerSpinNs = 20'000;
-
 // Lingering (see run()): after this many messages in one turn, an empty queue is waited on
 // for kLinger before the turn goes idle, at most kMaxLingers times in a row without a message.
 constexpr std::uint32_t kLingerAfter = 8;
@@ -45,14 +40,10 @@ void linger() noexcept {
 
 }  // namespace
 
-IsolateImpl::IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler,
+IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
                          const IsolateOptions& options, std::uint32_t budget)
-    : budget_(budget),
-      runtime_(&runtime),
-      runner_(options.runner != nullptr ? options.runner : &runtime.pool()),
-      data_(options.data),
-      handler_(handler) {
-  if (options.errors_are_fatal) life().errors_fatal = true;
+    : budget_(budget), host_(&host), runner_(&runner), data_(options.data), handler_(handler) {
+  if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
 #if !defined(EVH_DEBUG_CHECKS)
   static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
 #endif
@@ -69,20 +60,22 @@ IsolateImpl::~IsolateImpl() {
     delete microtasks_;
   }
   delete timers_;  // its set has been emptied at death; any timer left is disarmed here
-  IsolateLife* life = life_.load(std::memory_order_acquire);
-  EVH_ASSERT(life == nullptr || life->extra_ports.empty(), "open ports keep an isolate alive");
-  delete life;
+  delete life_.load(std::memory_order_acquire);
   if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
-  runtime_->note_isolate_freed();
 }
 
 void IsolateImpl::release() noexcept {
   // acq_rel: the last releaser sees every other holder's writes before destroying.
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    RuntimeImpl& runtime = *runtime_;
+    IsolateHost& host = *host_;
     this->~IsolateImpl();
-    runtime.isolate_slab().deallocate(this);
+    host.free(this);
   }
+}
+
+void IsolateImpl::post_to_self(PortId port, Message message, Priority priority) noexcept {
+  MessageAccess::set_port(message, port);
+  enqueue(std::move(message), priority);
 }
 
 MpscQueue* IsolateImpl::oob_queue() noexcept {
@@ -191,7 +184,7 @@ void IsolateImpl::run() noexcept {
       if (!give_way && (handled & 15) == 0) {
         const auto now = std::chrono::steady_clock::now();
         if (handled == 16) {
-          slice_end = now + runtime_->options().time_slice;
+          slice_end = now + host_->time_slice();
         } else {
           give_way = now >= slice_end;
         }
@@ -250,8 +243,9 @@ void IsolateImpl::deliver(Message& message) noexcept {
       on_control_message(message);
       return;
     }
-    if (timers_ != nullptr && message.port() == timers_->port) {
-      on_timer_message(message);
+    if (timers_ != nullptr && message.port() == timers_->port()) {
+      timers_->on_wakeup(message);  // hands the next wakeup over itself
+      timers_dirty_ = false;
       exit_if_unreachable();
       return;
     }
@@ -267,7 +261,7 @@ void IsolateImpl::deliver(Message& message) noexcept {
   }
   bump(handled_);
   run_microtasks();
-  if (timers_dirty_) sync_timer_wakeup();
+  if (timers_dirty_) after_timers_changed();
   // The exit rule looks only when the main port is closed (it is on this line already).
   if (main_closed_.load(std::memory_order_relaxed)) [[unlikely]]
     exit_if_unreachable();
@@ -275,13 +269,8 @@ void IsolateImpl::deliver(Message& message) noexcept {
 
 bool IsolateImpl::is_open_port(PortId id) noexcept {
   if (id == main_port_id_) return !main_closed_.load(std::memory_order_acquire);
-  IsolateLife* life = life_.load(std::memory_order_acquire);
-  if (life == nullptr) return false;
-  FlagLock lock(ports_lock_);
-  for (PortState* p : life->extra_ports) {
-    if (p->id() == id) return !p->is_closed();
-  }
-  return false;
+  IsolateLife* l = life_if_any();
+  return l != nullptr && l->port_open(id);
 }
 
 void IsolateImpl::run_microtasks() noexcept {
@@ -301,7 +290,7 @@ void IsolateImpl::run_microtasks() noexcept {
 void IsolateImpl::report_exception() noexcept {
   exceptions_.store(exceptions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   std::exception_ptr error = std::current_exception();
-  runtime_->note_exception(*this, error);
+  host_->report_exception(*this, error);
   tell_error_listeners(error);
 }
 

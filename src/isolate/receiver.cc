@@ -1,16 +1,15 @@
 #include "isolate/receiver_impl.h"
-#include "runtime/runtime_impl.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
 
 namespace evh {
 namespace detail {
 
-ReceiverImpl::ReceiverImpl(RuntimeImpl& runtime)
-    : runtime_(runtime), id_(runtime.next_port_id()), spin_(runtime.options().spin_before_park) {
-  auto* port = PortState::make(id_, this, &runtime_.port_slab());  // retains this
-  runtime_.map().insert(port);
-  port->release();  // the map owns the port
+ReceiverImpl::ReceiverImpl(PortDirectory& ports, std::chrono::nanoseconds spin)
+    : ports_(ports), spin_(spin) {
+  PortState* port = ports_.open(*this);  // retains this
+  id_ = port->id();
+  port->release();  // the directory owns the port
 }
 
 void ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
@@ -69,11 +68,7 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
 void ReceiverImpl::close() noexcept {
   if (closed_) return;
   closed_ = true;
-  if (PortState* port = runtime_.map().erase(id_)) {
-    port->mark_closed();
-    runtime_.end_port_io(*port);
-    port->release();
-  }
+  ports_.close(id_);
   // Producers that passed the port check before the close may still push; what they push after
   // this drain is released by the queues' destructors when the last reference goes.
   normal_.drain();

@@ -14,15 +14,16 @@
 
 #include "base/mpsc_queue.h"
 #include "port/port.h"
+#include "port/port_directory.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
 
-class RuntimeImpl;
-
 class ReceiverImpl final : public PortTarget {
  public:
-  explicit ReceiverImpl(RuntimeImpl& runtime);
+  // Opens the receiver's port in `ports` (which must outlive it); `spin`: how long receive()
+  // polls before sleeping (RuntimeOptions::spin_before_park).
+  ReceiverImpl(PortDirectory& ports, std::chrono::nanoseconds spin);
 
   void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept override {
@@ -40,7 +41,7 @@ class ReceiverImpl final : public PortTarget {
   PopResult pop(Message& out) noexcept;
   bool has_claimed() noexcept { return normal_.has_claimed() || oob_.has_claimed(); }
 
-  RuntimeImpl& runtime_;
+  PortDirectory& ports_;
   PortId id_;
   AdaptiveSpin spin_;
   std::atomic<std::uint32_t> refs_{1};  // the Receiver handle's

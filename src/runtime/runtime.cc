@@ -59,7 +59,9 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
   std::lock_guard lock(mu_);
   if (shutting_down()) return fail(Errc::shutting_down);
   // registry reference
-  auto* isolate = new (isolate_slab_.allocate()) IsolateImpl(*this, handler, options, budget);
+  TaskRunner& runner = options.runner != nullptr ? *options.runner : pool_;
+  auto* isolate =
+      new (isolate_slab_.allocate()) IsolateImpl(*this, runner, handler, options, budget);
   const PortId id = ids_.next();
   auto* port = PortState::make(id, isolate, &port_slab_);  // retains the isolate
   isolate->set_main_port(id);
@@ -74,7 +76,7 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
   return IsolateRef(isolate);
 }
 
-void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
+void RuntimeImpl::forget(IsolateImpl& isolate) noexcept {
   {
     std::lock_guard lock(mu_);
     const bool linked = isolate.registry_prev != nullptr || registry_head_ == &isolate;
@@ -132,7 +134,12 @@ void RuntimeImpl::end_port_io(PortState& port) noexcept {
   if (eh != nullptr) (void)eh->drop_port(port.id());
 }
 
-void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noexcept {
+void RuntimeImpl::free(void* isolate_memory) noexcept {
+  isolate_slab_.deallocate(isolate_memory);
+  isolates_live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) noexcept {
   exceptions_.fetch_add(1, std::memory_order_relaxed);
   if (options_.on_uncaught != nullptr) {
     try {
@@ -145,7 +152,7 @@ void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noe
 
 Result<Receiver> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  auto* receiver = new ReceiverImpl(*this);
+  auto* receiver = new ReceiverImpl(*this, options_.spin_before_park);
   return Receiver(receiver);
 }
 
@@ -171,6 +178,20 @@ ThreadPool* RuntimeImpl::timer_pool_for(TaskRunner* runner) noexcept {
     if (d.get() == runner) return d.get();
   }
   return nullptr;  // an embedder's runner: its isolates' deadlines go to the event handler
+}
+
+Result<DeadlineKeeper*> RuntimeImpl::deadline_keeper(TaskRunner& runner) noexcept {
+  if (ThreadPool* pool = timer_pool_for(&runner)) return pool;
+  // An embedder's runner: evh cannot wait inside it, so the event handler keeps the wakeups.
+  auto eh = event_handler_impl();
+  if (!eh) return eh.error();
+  return *eh;
+}
+
+Result<EventHandlerImpl*> RuntimeImpl::event_handler_impl() noexcept {
+  auto eh = event_handler();
+  if (!eh) return eh.error();
+  return &EventHandlerAccess::impl(**eh);  // lives as long as the public face: until ~RuntimeImpl
 }
 
 Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
@@ -276,7 +297,7 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
 Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
                                                          std::unique_ptr<Poller> poller,
                                                          EventHandlerOptions options, Sys& sys) {
-  auto started = start_event_handler(runtime.impl(), std::move(poller), sys, options);
+  auto started = start_event_handler(RuntimeAccess::impl(runtime), std::move(poller), sys, options);
   if (!started) return started.error();
   return EventHandlerAccess::wrap(std::move(started).value());
 }

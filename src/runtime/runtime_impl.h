@@ -16,6 +16,7 @@
 #include "io/event_handler.h"
 #include "io/poller.h"
 #include "io/sys.h"
+#include "isolate/isolate_host.h"
 #include "isolate/isolate_impl.h"
 #include "port/port_directory.h"
 #include "port/port_id.h"
@@ -27,7 +28,7 @@ namespace evh::detail {
 
 using IsolateSlab = Slab<sizeof(IsolateImpl), alignof(IsolateImpl)>;
 
-class RuntimeImpl final : public PortDirectory {
+class RuntimeImpl final : public IsolateHost {
  public:
   RuntimeImpl(Runtime& owner, RuntimeOptions options);
   ~RuntimeImpl();
@@ -45,13 +46,11 @@ class RuntimeImpl final : public PortDirectory {
   Result<Receiver> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
   Result<EventHandler*> event_handler() noexcept;
+  // The event handler's inside, started on first use (as event_handler()).
+  Result<EventHandlerImpl*> event_handler_impl() noexcept;
   // The runtime's pool behind `runner` (the shared one or a dedicated one), which keeps timer
   // deadlines itself; null for an embedder's runner.
   ThreadPool* timer_pool_for(TaskRunner* runner) noexcept;
-  // Every isolate's timers record their lateness here too; and add their counters at death.
-  RuntimeLateness& timer_lateness() noexcept { return timer_lateness_; }
-  // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
-  void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept;
   TimerStats timer_stats() const noexcept;
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
@@ -66,10 +65,17 @@ class RuntimeImpl final : public PortDirectory {
   // `port` (closed) had fd registrations: tell the event handler to end them.
   void end_port_io(PortState& port) noexcept;
 
+  // IsolateHost.
+  Runtime& runtime() noexcept override { return owner_; }
+  std::chrono::nanoseconds time_slice() const noexcept override { return options_.time_slice; }
+  Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept override;
+  RuntimeLateness& timer_lateness() noexcept override { return timer_lateness_; }
+  // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
+  void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept override;
+  void report_exception(Isolate& isolate, std::exception_ptr error) noexcept override;
   // Drops the registry's reference to `isolate` (once; later calls do nothing).
-  void unregister_isolate(IsolateImpl& isolate) noexcept;
-  void note_isolate_freed() noexcept { isolates_live_.fetch_sub(1, std::memory_order_relaxed); }
-  void note_exception(Isolate& isolate, std::exception_ptr error) noexcept;
+  void forget(IsolateImpl& isolate) noexcept override;
+  void free(void* isolate_memory) noexcept override;
 
  private:
   Runtime& owner_;
@@ -109,6 +115,11 @@ class RuntimeImpl final : public PortDirectory {
   std::atomic<std::uint64_t> isolates_live_{0};
   std::atomic<std::uint64_t> isolates_spawned_{0};
   std::atomic<std::uint64_t> exceptions_{0};
+};
+
+// What evh may do with the public Runtime that its users may not.
+struct RuntimeAccess {
+  static RuntimeImpl& impl(Runtime& runtime) noexcept { return *runtime.impl_; }
 };
 
 // An event handler over any poller and Sys (tests pass fakes), posting to `runtime`'s ports.
