@@ -32,6 +32,7 @@
 #include <evh/isolate.h>
 
 #include <atomic>
+#include <boost/intrusive/list.hpp>
 #include <chrono>
 #include <cstdint>
 #include <vector>
@@ -129,9 +130,11 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   IsolateLife& life() noexcept;
   IsolateLife* life_if_any() const noexcept { return life_.load(std::memory_order_acquire); }
 
-  // The runtime's registry of live isolates (guarded by the runtime's registry mutex).
-  IsolateImpl* registry_prev = nullptr;
-  IsolateImpl* registry_next = nullptr;
+  // The runtime's registry of live isolates (a list through this hook, guarded by the
+  // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.
+  using RegistryHook =
+      boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>;
+  RegistryHook registry_hook;
 
  private:
   enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
@@ -174,7 +177,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   }
 
   // Layout, one 64-byte line per group (the class is 64-byte aligned):
-  //  0: the bases' vptrs (read by every post) and runner_link, the registry links above, and
+  //  0: the bases' vptrs (read by every post) and runner_link, the registry hook above, and
   //     fields written at most once per turn (refs_) or never.
   //  1: what producers write on every post (the normal queue's tail) and the state they read.
   //  2-3: the consumer's: its queue head, the flags and handler it reads per message, stats.

@@ -67,9 +67,7 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
   isolate->set_main_port(id);
   map_.insert(port);  // the map's reference
   port->release();    // ours: the map now owns the port
-  isolate->registry_next = registry_head_;
-  if (registry_head_ != nullptr) registry_head_->registry_prev = isolate;
-  registry_head_ = isolate;
+  registry_.push_front(*isolate);
   isolates_live_.fetch_add(1, std::memory_order_relaxed);
   isolates_spawned_.fetch_add(1, std::memory_order_relaxed);
   isolate->retain();  // the caller's IsolateRef
@@ -79,16 +77,8 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
 void RuntimeImpl::forget(IsolateImpl& isolate) noexcept {
   {
     std::lock_guard lock(mu_);
-    const bool linked = isolate.registry_prev != nullptr || registry_head_ == &isolate;
-    if (!linked) return;
-    if (isolate.registry_prev != nullptr) {
-      isolate.registry_prev->registry_next = isolate.registry_next;
-    } else {
-      registry_head_ = isolate.registry_next;
-    }
-    if (isolate.registry_next != nullptr)
-      isolate.registry_next->registry_prev = isolate.registry_prev;
-    isolate.registry_prev = isolate.registry_next = nullptr;
+    if (!isolate.registry_hook.is_linked()) return;
+    registry_.erase(registry_.iterator_to(isolate));
   }
   isolate.release();
 }
@@ -231,9 +221,9 @@ void RuntimeImpl::shutdown() noexcept {
   {
     std::lock_guard lock(mu_);
     shutting_down_.store(true, std::memory_order_release);
-    for (IsolateImpl* i = registry_head_; i != nullptr; i = i->registry_next) {
-      i->retain();
-      live.push_back(i);
+    for (IsolateImpl& i : registry_) {
+      i.retain();
+      live.push_back(&i);
     }
   }
   for (IsolateImpl* i : live) i->destroy();

@@ -89,7 +89,11 @@ class RuntimeImpl final : public IsolateHost {
   ThreadPool pool_;
 
   mutable std::mutex mu_;  // guards the registry and dedicated_
-  IsolateImpl* registry_head_ = nullptr;
+  boost::intrusive::list<IsolateImpl,
+                         boost::intrusive::member_hook<IsolateImpl, IsolateImpl::RegistryHook,
+                                                       &IsolateImpl::registry_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      registry_;
   std::vector<std::unique_ptr<ThreadPool>> dedicated_;
   std::mutex shutdown_mu_;  // serialises shutdown() callers
   std::atomic<bool> shutting_down_{false};

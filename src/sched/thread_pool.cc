@@ -11,41 +11,7 @@
 
 namespace evh::detail {
 
-struct ThreadPool::Worker {
-  ThreadPool* pool = nullptr;
-  // The LIFO slot and its streak are touched only by this worker's own thread.
-  Task* lifo = nullptr;
-  unsigned lifo_streak = 0;
-  // Guarded by pool->mu_.
-  std::condition_variable cv;
-  bool wake = false;
-  bool rearm = false;  // as keeper: an earlier deadline was set
-  bool exited = false;
-  Worker* next_parked = nullptr;
-  std::thread thread;
-};
-
 thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
-
-void ThreadPool::TaskFifo::push(Task* t) noexcept {
-  t->runner_link = nullptr;
-  if (tail == nullptr) {
-    head = tail = t;
-  } else {
-    tail->runner_link = t;
-    tail = t;
-  }
-}
-
-Task* ThreadPool::TaskFifo::pop() noexcept {
-  Task* t = head;
-  if (t != nullptr) {
-    head = t->runner_link;
-    if (head == nullptr) tail = nullptr;
-    t->runner_link = nullptr;
-  }
-  return t;
-}
 
 ThreadPool::ThreadPool(ThreadPoolOptions options)
     : options_(std::move(options)), spin_(options_.spin) {
@@ -95,7 +61,7 @@ void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
   bool start = false;
   {
     std::lock_guard lock(mu_);
-    (yielded ? yielded_ : fresh_).push(&task);
+    (yielded ? yielded_ : fresh_).push_back(task);
     queued_.fetch_add(1, std::memory_order_relaxed);
     if (!yielded) fresh_queued_.fetch_add(1, std::memory_order_relaxed);
     start = wake_locked();
@@ -227,10 +193,12 @@ void ThreadPool::start_worker() noexcept {
 Task* ThreadPool::pop_locked() noexcept {
   Task* t = nullptr;
   if (!yielded_.empty() && (fresh_.empty() || fresh_streak_ >= kFreshPicksBeforeYielded)) {
-    t = yielded_.pop();
+    t = &yielded_.front();
+    yielded_.pop_front();
     fresh_streak_ = 0;
   } else if (!fresh_.empty()) {
-    t = fresh_.pop();
+    t = &fresh_.front();
+    fresh_.pop_front();
     fresh_queued_.fetch_sub(1, std::memory_order_relaxed);
     ++fresh_streak_;
   }
@@ -239,25 +207,19 @@ Task* ThreadPool::pop_locked() noexcept {
 }
 
 bool ThreadPool::wake_parked_locked() noexcept {
-  Worker* w = parked_;
-  if (w == nullptr) return false;
-  parked_ = w->next_parked;
+  if (parked_.empty()) return false;
+  Worker* w = &parked_.front();
+  parked_.pop_front();
   parked_count_.fetch_sub(1, std::memory_order_relaxed);
-  w->next_parked = nullptr;
   w->wake = true;
   w->cv.notify_one();
   return true;
 }
 
 void ThreadPool::unpark_locked(Worker* self) noexcept {
-  for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
-    if (*p == self) {
-      *p = self->next_parked;
-      parked_count_.fetch_sub(1, std::memory_order_relaxed);
-      break;
-    }
-  }
-  self->next_parked = nullptr;
+  if (!self->parked_hook.is_linked()) return;  // a waker took it off already
+  parked_.erase(parked_.iterator_to(*self));
+  parked_count_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ThreadPool::worker_main(Worker* self) noexcept {
@@ -329,8 +291,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       break;
     }
     self->wake = false;
-    self->next_parked = parked_;
-    parked_ = self;
+    parked_.push_front(*self);
     parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
@@ -390,11 +351,11 @@ void ThreadPool::shutdown() noexcept {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    while (Worker* w = parked_) {
-      parked_ = w->next_parked;
+    while (!parked_.empty()) {
+      Worker& w = parked_.front();
+      parked_.pop_front();
       parked_count_.fetch_sub(1, std::memory_order_relaxed);
-      w->next_parked = nullptr;
-      w->cv.notify_one();
+      w.cv.notify_one();
     }
   }
   EVH_ASSERT(!on_worker_thread(), "a pool cannot shut itself down from one of its workers");

@@ -34,6 +34,9 @@
 #include <evh/task_runner.h>
 
 #include <atomic>
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/member_value_traits.hpp>
+#include <boost/intrusive/slist.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -42,6 +45,7 @@
 #include <string>
 #include <thread>
 
+#include "base/intrusive.h"
 #include "sync/spin.h"
 #include "timer/deadline_heap.h"
 #include "timer/deadline_keeper.h"
@@ -92,14 +96,40 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   bool on_worker_thread() const noexcept;
 
  private:
-  struct Worker;
-  struct TaskFifo {
-    Task* head = nullptr;
-    Task* tail = nullptr;
-    void push(Task* t) noexcept;
-    Task* pop() noexcept;
-    bool empty() const noexcept { return head == nullptr; }
+  struct Worker {
+    ThreadPool* pool = nullptr;
+    // The LIFO slot and its streak are touched only by this worker's own thread.
+    Task* lifo = nullptr;
+    unsigned lifo_streak = 0;
+    // Guarded by pool->mu_.
+    std::condition_variable cv;
+    bool wake = false;
+    bool rearm = false;  // as keeper: an earlier deadline was set
+    bool exited = false;
+    // On the parked stack while linked (safe_link: is_linked() says whether it is).
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>
+        parked_hook;
+    std::thread thread;
   };
+  // A FIFO of tasks linked through Task::runner_link, the link the TaskRunner contract lends a
+  // runner while it holds a task (base/intrusive.h): no allocation per post.
+  using TaskFifo =
+      boost::intrusive::slist<Task,
+                              boost::intrusive::value_traits<boost::intrusive::member_value_traits<
+                                  Task, PointerSlotNodeTraits<Task, &Task::runner_link>,
+                                  &Task::runner_link, boost::intrusive::normal_link>>,
+                              boost::intrusive::header_holder_type<PointerSlotHeader<Task>>,
+                              boost::intrusive::cache_last<true>, boost::intrusive::linear<true>,
+                              boost::intrusive::constant_time_size<false>>;
+  // Parked workers, most recently parked first (a stack), unlinkable from the middle when a
+  // worker stops waiting by itself (timed out, stopping).
+  using ParkedStack = boost::intrusive::list<
+      Worker,
+      boost::intrusive::member_hook<Worker,
+                                    boost::intrusive::list_member_hook<
+                                        boost::intrusive::link_mode<boost::intrusive::safe_link>>,
+                                    &Worker::parked_hook>,
+      boost::intrusive::constant_time_size<false>>;
   static constexpr unsigned kMaxLifoStreak = 32;
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
 
@@ -132,7 +162,7 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> fresh_queued_{0};  // tasks in fresh_
   std::atomic<unsigned> spinning_{0};
-  Worker* parked_ = nullptr;  // stack of parked workers
+  ParkedStack parked_;
   std::atomic<unsigned> parked_count_{0};
   unsigned live_ = 0;      // workers started (or reserved) and not exited
   unsigned starting_ = 0;  // reserved by wake_locked() whose thread is not yet recorded

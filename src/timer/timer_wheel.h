@@ -26,6 +26,12 @@ namespace evh::detail {
 
 // An intrusive doubly linked list of Timers (through next_/pprev_), so that any member can be
 // unlinked in O(1) whichever list holds it: a wheel slot, a detached batch, the zero-delay list.
+// Hand-written, unlike evh's other intrusive lists (Boost.Intrusive, base/intrusive.h): the node
+// is the public Timer, which may hold no library type and must stay one cache line; unlinking
+// goes through `pprev_` without knowing which list holds the timer (Boost's list needs its
+// container, or an auto-unlink hook in the public type); and the chains below walk eight lists
+// at once with a prefetch one round ahead, fixing each back link once at the end of the walk —
+// an access pattern no container interface offers.
 struct TimerList {
   Timer* head = nullptr;
 
