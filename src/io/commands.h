@@ -1,6 +1,6 @@
 // Commands to the event handler, and the channel they travel through.
 //
-// A Command is a 32-byte POD copied into an inline Message, so sending one allocates nothing.
+// A Command is a 40-byte POD copied into an inline Message, so sending one allocates nothing.
 // CommandChannel is the MPSC queue those messages travel through, plus the wake-up protocol and
 // the shutdown fence:
 //   - wake-up: `awake_` is true while the loop is awake or a wake-up is already on its way. A
@@ -40,7 +40,8 @@ enum class CommandKind : std::uint8_t {
   backoff,
   set_timeout,
   clear_timeout,
-  drop_port,  // the port has closed: end its registrations and its timeout, without notices
+  drop_port,    // the port has closed: end its registrations and its timeout, without notices
+  clock_moved,  // a manual clock moved: expire the timeouts it made due, then set `done`
 };
 
 enum class FdOwnership : std::uint8_t { borrowed, owned };
@@ -55,7 +56,8 @@ struct Command {
   FdEvents interest = FdEvents::none;
   std::uint32_t count = 0;  // add: the window; tokens: how many
   PortId port = PortId::none;
-  std::int64_t deadline_ns = 0;  // set_timeout
+  std::int64_t deadline_ns = 0;                // set_timeout: on the runtime's clock
+  std::atomic<std::uint32_t>* done = nullptr;  // clock_moved: set to 1, then woken (futex)
 };
 static_assert(sizeof(Command) <= Message::kInlineBytes);
 

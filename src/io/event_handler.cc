@@ -9,6 +9,7 @@
 
 #include "base/assert.h"
 #include "base/mono_time.h"
+#include "sync/futex.h"
 
 namespace evh::detail {
 namespace {
@@ -21,10 +22,12 @@ std::error_code errno_code(int e) noexcept {
 
 }  // namespace
 
-EventHandlerImpl::EventHandlerImpl(PortDirectory& ports, std::unique_ptr<Poller> poller, Sys& sys,
+EventHandlerImpl::EventHandlerImpl(PortDirectory& ports, RuntimeClock clock,
+                                   std::unique_ptr<Poller> poller, Sys& sys,
                                    EventHandlerOptions options)
     : poller_(std::move(poller)),
       sys_(sys),
+      clock_(clock),
       backend_(poller_->name()),
       options_(options),
       delivery_(ports),
@@ -44,7 +47,28 @@ Status EventHandlerImpl::start() noexcept {
     return e.code();
   }
   pthread_setname_np(thread_.native_handle(), "evh-io");
+  if (clock_.manual()) {
+    try {
+      clock_.add_waiter(*this);
+      clock_registered_.store(true, std::memory_order_release);
+    } catch (const std::bad_alloc&) {
+      shutdown();
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
   return {};
+}
+
+void EventHandlerImpl::clock_moved() noexcept {
+  std::atomic<std::uint32_t> done{0};
+  Command c;
+  c.kind = CommandKind::clock_moved;
+  c.done = &done;
+  if (!channel_.submit(c)) return;  // shutting down: no timeout is posted any more
+  // acquire: pairs with the loop's release store once it has expired what is due. The loop
+  // never waits for a clock, so this wait always ends.
+  while (done.load(std::memory_order_acquire) == 0)
+    futex_wait(done, 0, std::chrono::nanoseconds(-1));
 }
 
 // ---- senders ----------------------------------------------------------------------------------
@@ -171,6 +195,8 @@ void EventHandlerImpl::shutdown() noexcept {
     registrations_.teardown();
     timeouts_.clear();
   }
+  // After the join: a move of the clock now finds the channel closed and returns at once.
+  if (clock_registered_.exchange(false, std::memory_order_acq_rel)) clock_.remove_waiter(*this);
   // Closes the epoll instance, the timerfd and the eventfd.
   poller_.reset();
 }
@@ -197,7 +223,8 @@ void EventHandlerImpl::loop() noexcept {
   loop_id_ = std::this_thread::get_id();
   bool more = false;
   for (;;) {
-    timeouts_.arm(*poller_);
+    timeouts_.arm(*poller_, clock_.manual() ? IoTimeouts::TimeoutClock::manual
+                                            : IoTimeouts::TimeoutClock::monotonic);
     // From here on a sender wakes the poller; then one more look at the queue (see commands.h).
     channel_.sleeping();
     const bool block = !more && !channel_.pending() && !stop_.load(std::memory_order_acquire);
@@ -223,6 +250,9 @@ void EventHandlerImpl::loop() noexcept {
     if (r->deadline_reached) {
       timeouts_.native_fired();
       expire();
+    } else if (clock_.manual()) {
+      // A timeout set at or before the manual clock's time is due now, not at a move.
+      timeouts_.expire_timeouts(clock_.now_ns(), delivery_);
     }
   }
   channel_.drain(~0u, [this](const Command& c) { execute(c); });
@@ -231,10 +261,11 @@ void EventHandlerImpl::loop() noexcept {
 }
 
 void EventHandlerImpl::expire() noexcept {
-  // Never early: only entries whose deadline is not after now (SEMANTICS 11).
-  const std::int64_t now = mono_now_ns();
-  timeouts_.expire_timeouts(now, delivery_);
-  while (auto fd = timeouts_.pop_ended_backoff(now)) registrations_.end_backoff(*fd);
+  // Never early: only entries whose deadline is not after now (SEMANTICS 11). Back-offs are on
+  // CLOCK_MONOTONIC whatever the runtime's clock.
+  const std::int64_t mono_now = mono_now_ns();
+  timeouts_.expire_timeouts(clock_.manual() ? clock_.now_ns() : mono_now, delivery_);
+  while (auto fd = timeouts_.pop_ended_backoff(mono_now)) registrations_.end_backoff(*fd);
 }
 
 void EventHandlerImpl::execute(const Command& c) noexcept {
@@ -268,15 +299,23 @@ void EventHandlerImpl::execute(const Command& c) noexcept {
       registrations_.drop_port(c.port);
       timeouts_.clear_timeout(c.port);
       break;
+    case CommandKind::clock_moved:
+      timeouts_.expire_timeouts(clock_.now_ns(), delivery_);
+      // release: pairs with clock_moved()'s acquire load. `done` lives on the mover's stack
+      // and may be gone once it is set; the wake only names its address.
+      c.done->store(1, std::memory_order_release);
+      futex_wake(*c.done, 1);
+      break;
   }
 }
 
 Result<std::unique_ptr<EventHandlerImpl>> start_event_handler(PortDirectory& ports,
+                                                              RuntimeClock clock,
                                                               std::unique_ptr<Poller> poller,
                                                               Sys& sys,
                                                               EventHandlerOptions options) {
   if (options.commands_per_pass == 0) return Errc::invalid_argument;
-  auto impl = std::make_unique<EventHandlerImpl>(ports, std::move(poller), sys, options);
+  auto impl = std::make_unique<EventHandlerImpl>(ports, clock, std::move(poller), sys, options);
   if (auto s = impl->start(); !s) return s.error();
   return impl;
 }

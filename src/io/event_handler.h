@@ -16,6 +16,11 @@
 // changed. Commands run before the batch is dispatched and events carry a token with a
 // generation, so a close executed in this pass drops the readiness observed in the same batch.
 //
+// Time: port timeouts are on the runtime's clock. On the monotonic clock they arm the poller's
+// native timer; on a manual clock they expire on each pass of the loop and when the clock moves
+// (the move waits until the loop has expired what it made due), and only accept back-offs — real
+// time, whatever the clock: they are about the kernel's resources — arm the native timer.
+//
 // Threads: the public entry points are thread-safe and never block (except shutdown(), which
 // joins the I/O thread); everything else runs on the I/O thread (debug builds check it).
 // Ownership: it owns its poller (and so the poller's fds) and closes them at shutdown; the
@@ -38,13 +43,14 @@
 #include "io/timeouts.h"
 #include "port/port_directory.h"
 #include "timer/deadline_keeper.h"
+#include "timer/runtime_clock.h"
 
 namespace evh::detail {
 
-class EventHandlerImpl final : public DeadlineKeeper {
+class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
  public:
-  EventHandlerImpl(PortDirectory& ports, std::unique_ptr<Poller> poller, Sys& sys,
-                   EventHandlerOptions options);
+  EventHandlerImpl(PortDirectory& ports, RuntimeClock clock, std::unique_ptr<Poller> poller,
+                   Sys& sys, EventHandlerOptions options);
   ~EventHandlerImpl();  // shutdown()
   EventHandlerImpl(const EventHandlerImpl&) = delete;
   EventHandlerImpl& operator=(const EventHandlerImpl&) = delete;
@@ -78,6 +84,9 @@ class EventHandlerImpl final : public DeadlineKeeper {
   // The caller-side check of an fd: open, and of a kind epoll can watch.
   Status check_fd(int fd) noexcept;
 
+  // ClockWaiter: a manual clock moved; returns once the loop has expired what it made due.
+  void clock_moved() noexcept override;
+
   // I/O thread.
   void loop() noexcept;
   void execute(const Command& c) noexcept;
@@ -86,6 +95,8 @@ class EventHandlerImpl final : public DeadlineKeeper {
 
   std::unique_ptr<Poller> poller_;  // reset by shutdown(): that closes its fds
   Sys& sys_;
+  const RuntimeClock clock_;
+  std::atomic<bool> clock_registered_{false};  // a waiter of a manual clock, from start()
   const char* const backend_;
   const EventHandlerOptions options_;
   Delivery delivery_;
@@ -102,9 +113,10 @@ class EventHandlerImpl final : public DeadlineKeeper {
   std::thread::id loop_id_;
 };
 
-// Starts a handler over `poller` and `sys`, posting to `ports`. `Errc::invalid_argument` for
-// bad options; the thread's error when it cannot start.
+// Starts a handler over `poller` and `sys`, posting to `ports`, its timeouts on `clock`.
+// `Errc::invalid_argument` for bad options; the thread's error when it cannot start.
 Result<std::unique_ptr<EventHandlerImpl>> start_event_handler(PortDirectory& ports,
+                                                              RuntimeClock clock,
                                                               std::unique_ptr<Poller> poller,
                                                               Sys& sys,
                                                               EventHandlerOptions options);

@@ -16,9 +16,9 @@ void IoTimeouts::expire_timeouts(std::int64_t now_ns, Delivery& delivery) noexce
   }
 }
 
-void IoTimeouts::arm(Poller& poller) noexcept {
+void IoTimeouts::arm(Poller& poller, TimeoutClock clock) noexcept {
   std::optional<std::int64_t> earliest;
-  if (!timeouts_.empty()) earliest = timeouts_.top().deadline;
+  if (clock == TimeoutClock::monotonic && !timeouts_.empty()) earliest = timeouts_.top().deadline;
   if (!backoffs_.empty() && (!earliest || backoffs_.top().deadline < *earliest)) {
     earliest = backoffs_.top().deadline;
   }

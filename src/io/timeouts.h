@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "base/mono_time.h"
 #include "io/delivery.h"
 #include "io/poller.h"
 #include "timer/deadline_heap.h"
@@ -25,7 +26,7 @@ namespace evh::detail {
 
 class IoTimeouts {
  public:
-  // `port`'s one deadline (nanoseconds on CLOCK_MONOTONIC), replacing an earlier one.
+  // `port`'s one deadline (nanoseconds on the runtime's clock), replacing an earlier one.
   void set_timeout(PortId port, std::int64_t deadline_ns) {
     timeouts_.set(static_cast<std::uint64_t>(port), deadline_ns);
   }
@@ -46,8 +47,11 @@ class IoTimeouts {
   }
 
   // Arms `poller`'s deadline to the earliest entry, or disarms it, when that changed since the
-  // native timer was last armed. A failure is reported and retried on the next call.
-  void arm(Poller& poller) noexcept;
+  // native timer was last armed. A failure is reported and retried on the next call. With a
+  // manual runtime clock the port timeouts are not on CLOCK_MONOTONIC: only back-offs arm it
+  // (`TimeoutClock::manual`), and the timeouts expire when the clock moves.
+  enum class TimeoutClock : std::uint8_t { monotonic, manual };
+  void arm(Poller& poller, TimeoutClock clock) noexcept;
   // The native timer fired: the poller disarmed it.
   void native_fired() noexcept { armed_.reset(); }
   // Shutdown: pending timeouts are dropped, unposted.

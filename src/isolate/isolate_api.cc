@@ -92,7 +92,7 @@ Status Isolate::start_periodic_at(Timer& timer, TimePoint first, std::chrono::na
   return IsolateImpl::of(*this).start_timer_at(timer, first.count(), period.count(), fn, slack);
 }
 TimePoint Isolate::now() const noexcept {
-  return MonotonicClock().now();
+  return TimePoint(IsolateImpl::of(*this).host().clock().now_ns());
 }
 TimePoint Isolate::cached_now() noexcept {
   return TimePoint(IsolateImpl::of(*this).cached_now_ns());

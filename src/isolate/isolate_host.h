@@ -19,6 +19,7 @@
 #include "port/port_directory.h"
 #include "timer/deadline_keeper.h"
 #include "timer/lateness_histogram.h"
+#include "timer/runtime_clock.h"
 
 namespace evh {
 class Isolate;
@@ -35,6 +36,8 @@ class IsolateHost : public PortDirectory {
   virtual Runtime& runtime() noexcept = 0;
   // RuntimeOptions::time_slice: how long a turn runs before it gives way.
   virtual std::chrono::nanoseconds time_slice() const noexcept = 0;
+  // The clock timers run on (RuntimeOptions::clock).
+  virtual RuntimeClock clock() const noexcept = 0;
 
   // Who keeps the next timer wakeup of an isolate on `runner`: the runtime's pool behind it
   // (the shared pool or a dedicated runner), else the event handler, started if needed (its

@@ -1,6 +1,5 @@
 #include "isolate/isolate_timers.h"
 
-#include <evh/clock.h>
 #include <evh/event_handler.h>
 
 #include <chrono>
@@ -8,15 +7,12 @@
 
 #include "base/assert.h"
 #include "base/message_access.h"
+#include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
 namespace {
-
-std::int64_t monotonic_ns() noexcept {
-  return MonotonicClock().now().count();
-}
 
 // A timer wakeup this soon after a batch is waited for on the spot (see on_wakeup): on the VMs
 // this was tuned on a timed sleep costs ~27 µs of CPU and wakes ~25 µs late, so polling a
@@ -35,7 +31,7 @@ IsolateTimers* IsolateImpl::timers_or_create() noexcept {
   if (!keeper.ok()) return nullptr;
   auto port = open_port();
   if (!port.ok()) return nullptr;
-  timers_ = new IsolateTimers(*this, *port, **keeper, monotonic_ns());
+  timers_ = new IsolateTimers(*this, *port, **keeper);
   return timers_;
 }
 
@@ -74,7 +70,7 @@ Status IsolateImpl::start_timer_at(Timer& t, std::int64_t deadline_ns, std::int6
 std::int64_t IsolateImpl::cached_now_ns() noexcept {
   // The cache lives with the timers (an idle isolate without timers pays nothing for it); a
   // caller of cached_now() is about to arm timers, so creating them here costs nothing extra.
-  if (timers_ == nullptr && timers_or_create() == nullptr) return monotonic_ns();
+  if (timers_ == nullptr && timers_or_create() == nullptr) return host_->clock().now_ns();
   return timers_->cached_now();
 }
 
@@ -95,17 +91,24 @@ void IsolateImpl::after_timers_changed() noexcept {
 
 // ---- IsolateTimers -----------------------------------------------------------------------------
 
-IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
-                             std::int64_t now_ns)
-    : isolate_(isolate), host_(isolate.host()), set_(now_ns), port_(port), keeper_(keeper) {
+IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper)
+    : isolate_(isolate),
+      host_(isolate.host()),
+      clock_(host_.clock()),
+      set_(clock_.now_ns()),
+      port_(port),
+      keeper_(keeper) {
   set_.runtime_lateness = &host_.timer_lateness();
+  // A manual clock moves only when told: its wakeups cost nothing, so they come at deadlines
+  // and a move fires exactly what it reached, instead of waiting for a slack window to close.
+  if (clock_.manual()) set_.set_wakeup_merging(TimerWheel::WakeupMerging::none);
 }
 
 void IsolateTimers::start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                           Slack slack) noexcept {
   // The clock is read here, at the call, so that the deadline is `delay` after the caller's own
   // reading of "now" (SEMANTICS 11); a cached per-message time could be milliseconds old.
-  set_.start(t, monotonic_ns(), delay_ns, period_ns, fn, slack);
+  set_.start(t, clock_.now_ns(), delay_ns, period_ns, fn, slack);
 }
 
 void IsolateTimers::start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
@@ -118,7 +121,7 @@ void IsolateTimers::start_at(Timer& t, std::int64_t deadline_ns, std::int64_t pe
 std::int64_t IsolateTimers::cached_now() noexcept {
   const std::uint64_t stamp = isolate_.message_stamp();
   if (now_stamp_ != stamp) {
-    now_ns_ = monotonic_ns();
+    now_ns_ = clock_.now_ns();
     now_stamp_ = stamp;
   }
   return now_ns_;
@@ -140,21 +143,25 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
   // if a message waits for this isolate (the timers do not starve its messages). With neither,
   // it goes on: leaving costs a round trip through the runner, and that round trip, every
   // slice, was where dense exact timers ran late.
+  // The slice is real time whatever the clock; on the monotonic clock one reading serves both.
+  const bool manual = clock_.manual();
   const std::int64_t slice = host_.time_slice().count();
-  std::int64_t until = monotonic_ns() + slice;
+  std::int64_t until = mono_now_ns() + slice;
   while (!isolate_.stop_requested() && !isolate_.runner_busy()) {
     const std::optional<std::int64_t> next = set_.next_wakeup();
     if (!next) break;
-    std::int64_t now = monotonic_ns();
-    if (now >= until) {
+    std::int64_t now = clock_.now_ns();
+    const std::int64_t real = manual ? mono_now_ns() : now;
+    if (real >= until) {
       if (isolate_.has_work()) break;
-      until = now + slice;
+      until = real + slice;
     }
     if (*next > now) {
-      if (*next - now > kTimerSpinNs) break;
+      // A manual clock does not move while we poll it: hand the wakeup over instead.
+      if (manual || *next - now > kTimerSpinNs) break;
       while (now < *next && !isolate_.runner_busy()) {
         cpu_relax();
-        now = monotonic_ns();
+        now = clock_.now_ns();
       }
       if (now < *next) break;
     }
@@ -164,13 +171,13 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
 }
 
 void IsolateTimers::run_batch() noexcept {
-  if (set_.begin_batch(monotonic_ns()) == 0) return;
+  if (set_.begin_batch(clock_.now_ns()) == 0) return;
   std::uint64_t skipped = 0;
   // The clock is read before the first callback and then every 8: cheap enough for batches of
   // thousands, close enough for the lateness statistics.
-  std::int64_t now = monotonic_ns();
+  std::int64_t now = clock_.now_ns();
   for (std::uint32_t n = 0; !isolate_.stop_requested(); ++n) {
-    if (n != 0 && (n & 7) == 0) now = monotonic_ns();
+    if (n != 0 && (n & 7) == 0) now = clock_.now_ns();
     Timer* t = set_.next_in_batch(now, skipped);
     if (t == nullptr) break;
     now_ns_ = now;  // cached_now() in this callback: the time it started

@@ -7,7 +7,8 @@
 // microtasks after each, exceptions caught, a kill stopping it between two callbacks), and
 // handing the next wakeup to its DeadlineKeeper — only when that wakeup changed (SEMANTICS 16).
 // Zero-delay timers need no keeper: the isolate posts itself one wakeup per turn. docs/TIMERS.md
-// ("In the isolate") argues the loop.
+// ("In the isolate") argues the loop. Deadlines are on the runtime's clock; time slices and the
+// short polls for a wakeup just ahead are real time, and with a manual clock nothing polls.
 //
 // Threads: everything but stats() runs on the isolate's own turn; stats() reads counters that
 // only the turn writes.
@@ -21,6 +22,7 @@
 
 #include "isolate/isolate_host.h"
 #include "timer/deadline_keeper.h"
+#include "timer/runtime_clock.h"
 #include "timer/timer_set.h"
 
 namespace evh::detail {
@@ -30,7 +32,8 @@ class IsolateImpl;
 class IsolateTimers {
  public:
   // `port`: the isolate's timer port (already open); `keeper`: who waits for its wakeups.
-  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper, std::int64_t now_ns);
+  // Every time here is on the runtime's clock (the host's).
+  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper);
   IsolateTimers(const IsolateTimers&) = delete;
   IsolateTimers& operator=(const IsolateTimers&) = delete;
 
@@ -64,6 +67,7 @@ class IsolateTimers {
 
   IsolateImpl& isolate_;
   IsolateHost& host_;
+  const RuntimeClock clock_;
   TimerSet set_;
   PortId port_;
   DeadlineKeeper& keeper_;

@@ -26,10 +26,11 @@ void post_timeout(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexce
   (void)static_cast<RuntimeImpl*>(ctx)->owner().post(static_cast<PortId>(key), to_message(ev));
 }
 
-ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime) {
+ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime, RuntimeClock clock) {
   ThreadPoolOptions p;
   p.on_due = &post_timeout;
   p.on_due_ctx = runtime;
+  p.clock = clock;
   p.max_threads = o.max_workers != 0 ? o.max_workers : default_workers();
   p.min_threads = std::min(o.min_workers, p.max_threads);
   p.idle_timeout = o.worker_idle_timeout;
@@ -41,7 +42,10 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime) {
 }  // namespace
 
 RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
-    : owner_(owner), options_(options), pool_(pool_options(options_, this)) {}
+    : owner_(owner),
+      options_(options),
+      clock_(options.clock),
+      pool_(pool_options(options_, this, clock_)) {}
 
 RuntimeImpl::~RuntimeImpl() {
   shutdown();
@@ -142,7 +146,7 @@ void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) n
 
 Result<Receiver> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  auto* receiver = new ReceiverImpl(*this, options_.spin_before_park);
+  auto* receiver = new ReceiverImpl(*this, clock_, options_.spin_before_park);
   return Receiver(receiver);
 }
 
@@ -156,6 +160,7 @@ TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
   p.start_min_threads = true;
   p.on_due = &post_timeout;
   p.on_due_ctx = this;
+  p.clock = clock_;
   std::lock_guard lock(mu_);
   dedicated_.push_back(std::make_unique<ThreadPool>(std::move(p)));
   return *dedicated_.back();
@@ -192,7 +197,7 @@ Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   if (!eh_) {
     auto poller = EpollPoller::create();
     if (!poller) return poller.error();
-    auto started = start_event_handler(*this, std::move(poller).value(), linux_sys(), {});
+    auto started = start_event_handler(*this, clock_, std::move(poller).value(), linux_sys(), {});
     if (!started) return started.error();
     EventHandlerImpl* impl = started->get();
     eh_ = EventHandlerAccess::wrap(std::move(started).value());
@@ -287,7 +292,8 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
 Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
                                                          std::unique_ptr<Poller> poller,
                                                          EventHandlerOptions options, Sys& sys) {
-  auto started = start_event_handler(RuntimeAccess::impl(runtime), std::move(poller), sys, options);
+  RuntimeImpl& impl = RuntimeAccess::impl(runtime);
+  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options);
   if (!started) return started.error();
   return EventHandlerAccess::wrap(std::move(started).value());
 }

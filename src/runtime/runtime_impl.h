@@ -68,6 +68,7 @@ class RuntimeImpl final : public IsolateHost {
   // IsolateHost.
   Runtime& runtime() noexcept override { return owner_; }
   std::chrono::nanoseconds time_slice() const noexcept override { return options_.time_slice; }
+  RuntimeClock clock() const noexcept override { return clock_; }
   Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept override;
   RuntimeLateness& timer_lateness() noexcept override { return timer_lateness_; }
   // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
@@ -80,6 +81,7 @@ class RuntimeImpl final : public IsolateHost {
  private:
   Runtime& owner_;
   const RuntimeOptions options_;
+  const RuntimeClock clock_;
   PortIdGenerator ids_;
   // The slabs outlive the map and the pool (declared before them): destroying the map releases
   // ports, and pool threads may free isolates until they are joined.

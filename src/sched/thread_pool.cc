@@ -14,8 +14,12 @@ namespace evh::detail {
 thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
 
 ThreadPool::ThreadPool(ThreadPoolOptions options)
-    : options_(std::move(options)), spin_(options_.spin) {
+    : options_(std::move(options)), clock_(options_.clock), spin_(options_.spin) {
   EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
+  if (clock_.manual()) {
+    clock_.add_waiter(*this);
+    clock_registered_.store(true, std::memory_order_relaxed);
+  }
   if (options_.start_min_threads) {
     for (unsigned i = 0; i < options_.min_threads; ++i) {
       {
@@ -111,19 +115,22 @@ void ThreadPool::clear_deadline(std::uint64_t key) noexcept {
   if (timed_.erase(key)) update_earliest_locked();
 }
 
-void ThreadPool::fire_due() noexcept {
+int ThreadPool::fire_due() noexcept {
   const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
-  if (earliest == kNever) return;
-  const std::int64_t now = mono_now_ns();
-  if (earliest > now) return;
+  if (earliest == kNever) return 0;
+  // With a manual clock, a move must not return while a worker that took due deadlines out of
+  // the heap has not handed them over yet: firing is serialised (a move waits its turn).
+  std::unique_lock firing(firing_mu_, std::defer_lock);
+  if (clock_.manual()) firing.lock();
+  const std::int64_t now = clock_.now_ns();
+  if (earliest > now) return 0;
   // Few are due at once (one per isolate); a small fixed buffer keeps this allocation-free.
-  constexpr int kMax = 16;
-  std::uint64_t keys[kMax];
-  std::int64_t deadlines[kMax];
+  std::uint64_t keys[kMaxDue];
+  std::int64_t deadlines[kMaxDue];
   int n = 0;
   {
     std::lock_guard lock(mu_);
-    while (n < kMax && !timed_.empty() && timed_.top().deadline <= now) {
+    while (n < kMaxDue && !timed_.empty() && timed_.top().deadline <= now) {
       const DeadlineHeap::Entry e = timed_.pop();
       keys[n] = e.key;
       deadlines[n] = e.deadline;
@@ -133,6 +140,13 @@ void ThreadPool::fire_due() noexcept {
   }
   timeouts_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
   for (int i = 0; i < n; ++i) options_.on_due(options_.on_due_ctx, keys[i], deadlines[i]);
+  return n;
+}
+
+void ThreadPool::clock_moved() noexcept {
+  // Everything the move made due is handed over before the clock's move returns (evh/clock.h).
+  while (fire_due() == kMaxDue) {
+  }
 }
 
 bool ThreadPool::wake_locked() noexcept {
@@ -259,13 +273,16 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
       // The poll ends early at the pool's earliest deadline: a due timer does not wait for it.
+      // (A manual clock's deadlines are handed over by its moves: not waited for here.)
+      const bool deadlines = !clock_.manual();
       const std::int64_t now = mono_now_ns();
       std::int64_t end = now + spin_.window().count();
-      const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
+      const std::int64_t earliest =
+          deadlines ? earliest_ns_.load(std::memory_order_relaxed) : kNever;
       if (earliest < end) end = earliest;
-      const bool found = poll_until(from_ns(end), [this, end] {
+      const bool found = poll_until(from_ns(end), [this, end, deadlines] {
         return queued_.load(std::memory_order_relaxed) != 0 ||
-               earliest_ns_.load(std::memory_order_relaxed) < end;
+               (deadlines && earliest_ns_.load(std::memory_order_relaxed) < end);
       });
       spinning_.store(0, std::memory_order_relaxed);
       if (found) {
@@ -295,7 +312,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
-    if (keeper_ == nullptr && !timed_.empty()) {
+    if (keeper_ == nullptr && !timed_.empty() && !clock_.manual()) {
       // The keeper: parked like the others (a post wakes it for a task), but only until the
       // earliest deadline, or until an earlier one is set.
       keeper_ = self;
@@ -335,7 +352,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       unpark_locked(self);
       if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
-          yielded_.empty() && (timed_.empty() || keeper_ != nullptr)) {
+          yielded_.empty() && (timed_.empty() || keeper_ != nullptr || clock_.manual())) {
         --live_;
         self->exited = true;
         lock.unlock();
@@ -348,6 +365,8 @@ void ThreadPool::worker_main(Worker* self) noexcept {
 }
 
 void ThreadPool::shutdown() noexcept {
+  // First: a move of the clock must not hand deadlines to a pool being taken apart.
+  if (clock_registered_.exchange(false, std::memory_order_acq_rel)) clock_.remove_waiter(*this);
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

@@ -49,6 +49,7 @@
 #include "sync/spin.h"
 #include "timer/deadline_heap.h"
 #include "timer/deadline_keeper.h"
+#include "timer/runtime_clock.h"
 
 namespace evh::detail {
 
@@ -59,9 +60,12 @@ struct ThreadPoolOptions {
   std::chrono::microseconds spin{50};
   std::string name = "evh-worker";
   bool start_min_threads = false;  // start min_threads at construction
-  // Called on a worker, without the pool's lock, when a deadline set with set_timeout() passes.
+  // Called on a worker, without the pool's lock, when a deadline set with set_deadline()
+  // passes — or, with a manual clock, on the thread that moved the clock past it.
   void (*on_due)(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexcept = nullptr;
   void* on_due_ctx = nullptr;
+  // The clock deadlines are on (the runtime's; by default CLOCK_MONOTONIC).
+  RuntimeClock clock{};
 };
 
 struct ThreadPoolStats {
@@ -71,7 +75,7 @@ struct ThreadPoolStats {
   std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
 };
 
-class ThreadPool final : public TaskRunner, public DeadlineKeeper {
+class ThreadPool final : public TaskRunner, public DeadlineKeeper, private ClockWaiter {
  public:
   explicit ThreadPool(ThreadPoolOptions options);
   ~ThreadPool() override;  // shutdown()
@@ -80,8 +84,10 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   void post_yielded(Task& task) noexcept override;
   bool work_is_waiting() const noexcept override;
 
-  // DeadlineKeeper: sets `key`'s one deadline (steady_clock nanoseconds), replacing an earlier
-  // one; on_due is called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
+  // DeadlineKeeper: sets `key`'s one deadline (nanoseconds on the pool's clock), replacing an
+  // earlier one; on_due is called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
+  // With a manual clock nobody waits for a deadline: a move of the clock hands over what it
+  // made due before it returns, and a worker looks between tasks (a deadline already due).
   // `WakeupPrecision::exact`: the keeper wakes kSpinAheadNs early and polls the clock up to the
   // deadline (while no task waits), so that a late wake-up of the kernel does not make it late.
   // `Errc::shutting_down` once shutdown() has begun.
@@ -140,8 +146,11 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   bool wake_locked() noexcept;
   void start_worker() noexcept;
   void enqueue(Task& task, bool yielded) noexcept;
-  // Hands every passed deadline to on_due (takes mu_). Cheap when none is due.
-  void fire_due() noexcept;
+  // Hands passed deadlines to on_due (takes mu_), at most kMaxDue; returns how many. Cheap when
+  // none is due.
+  int fire_due() noexcept;
+  // ClockWaiter: a manual clock moved; hand over everything it made due.
+  void clock_moved() noexcept override;
   // Takes a worker that was not woken (timed out, stopping) off the parked stack. mu_ held.
   void unpark_locked(Worker* self) noexcept;
   // Pops the most recently parked worker and wakes it for a task; false if none is parked.
@@ -153,6 +162,7 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   static thread_local Worker* tls_worker_;
 
   const ThreadPoolOptions options_;
+  const RuntimeClock clock_;
   AdaptiveSpin spin_;  // how long an idle worker polls before parking
   mutable std::mutex mu_;
   TaskFifo fresh_;
@@ -179,6 +189,9 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper {
   std::atomic<std::uint64_t> timeouts_{0};
   static constexpr std::int64_t kNever = INT64_MAX;
   static constexpr std::int64_t kSpinAheadNs = 25'000;
+  static constexpr int kMaxDue = 16;
+  std::atomic<bool> clock_registered_{false};  // a waiter of a manual clock until shutdown
+  std::mutex firing_mu_;  // manual clock only: held while fire_due() hands deadlines over
 };
 
 }  // namespace evh::detail
