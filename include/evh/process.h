@@ -139,8 +139,7 @@ std::optional<ProcessEvent> decode_process_event(const Message& message) noexcep
 // its events keep coming and it is reaped all the same.
 class Process {
  public:
-  Process() noexcept = default;
-  explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
+  Process() noexcept = default;  // empty: its calls fail; ProcessManager::spawn() makes them
   Process(Process&&) noexcept = default;
   Process& operator=(Process&&) noexcept = default;
   ~Process();
@@ -171,6 +170,8 @@ class Process {
   std::optional<int> exit_code() const noexcept;
 
  private:
+  friend class detail::ProcessManagerImpl;  // spawns them
+  explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
   std::shared_ptr<detail::ProcessState> state_;
 };
 

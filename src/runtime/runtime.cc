@@ -144,10 +144,9 @@ void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) n
   }
 }
 
-Result<Receiver> RuntimeImpl::open_receiver() {
+Result<ReceiverImpl*> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  auto* receiver = new ReceiverImpl(*this, clock_, options_.spin_before_park);
-  return Receiver(receiver);
+  return new ReceiverImpl(*this, clock_, options_.spin_before_park);
 }
 
 TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
@@ -330,7 +329,9 @@ Result<SendPort> Runtime::send_port(PortId port) noexcept {
 }
 
 Result<Receiver> Runtime::open_receiver() {
-  return impl_->open_receiver();
+  auto receiver = impl_->open_receiver();
+  if (!receiver) return receiver.error();
+  return Receiver(*receiver);
 }
 
 TaskRunner& Runtime::create_dedicated_runner(std::string name) {

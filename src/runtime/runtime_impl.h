@@ -28,6 +28,8 @@ namespace evh::detail {
 
 using IsolateSlab = Slab<sizeof(IsolateImpl), alignof(IsolateImpl)>;
 
+class ReceiverImpl;
+
 class RuntimeImpl final : public IsolateHost {
  public:
   RuntimeImpl(Runtime& owner, RuntimeOptions options);
@@ -43,7 +45,8 @@ class RuntimeImpl final : public IsolateHost {
   bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
 
   Result<IsolateRef> spawn(IsolateHandler handler, const IsolateOptions& options);
-  Result<Receiver> open_receiver();
+  // A new receiver's inside (its handle, the public Receiver, is made by Runtime).
+  Result<ReceiverImpl*> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
   Result<EventHandler*> event_handler() noexcept;
   // The event handler's inside, started on first use (as event_handler()).
