@@ -66,7 +66,8 @@ class ManualClock final : public Clock {
   ManualClock& operator=(const ManualClock&) = delete;
 
   TimePoint now() const noexcept override {
-    return TimePoint(now_.load(std::memory_order_acquire));
+    // seq_cst (a plain load on x86): partner of set()/advance()'s store, see runtime_clock.cc.
+    return TimePoint(now_.load(std::memory_order_seq_cst));
   }
   // Moves to `t`. Moving backwards is refused (returns false): time never goes back.
   bool set(TimePoint t) noexcept;

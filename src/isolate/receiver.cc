@@ -100,10 +100,10 @@ Result<Message> ReceiverImpl::receive_on_manual_clock(std::chrono::nanoseconds t
     }
     // Registered before the last look at the clock: a move after that look wakes the sleep.
     if (!registered) registered.emplace(clock_, static_cast<ClockWaiter&>(*this));
+    // seq_cst store, then the clock's seq_cst load (ManualClock::now): with the mover's seq_cst
+    // store of the time and its exchange of sleeping_ (clock_moved), either this look sees the
+    // new time, or the mover sees that this sleeps and wakes it.
     sleeping_.store(1, std::memory_order_seq_cst);
-    // seq_cst fence: partner of the one in ManualClock::set/advance after storing the time.
-    // Either this look sees the new time, or the mover's exchange of sleeping_ sees the 1.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (has_claimed() || clock_.now_ns() >= deadline) {
       sleeping_.store(0, std::memory_order_relaxed);
       if (has_claimed()) continue;

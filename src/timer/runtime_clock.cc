@@ -49,10 +49,9 @@ bool ManualClock::set(TimePoint t) noexcept {
   // registered before is told below.
   std::int64_t cur = now_.load(std::memory_order_relaxed);
   if (t.count() < cur) return false;
-  now_.store(t.count(), std::memory_order_release);  // partner: the acquire load in now()
-  // seq_cst fence: partner of the sleeping waiter's (ReceiverImpl): either it sees this time,
-  // or clock_moved() below sees that it sleeps.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // seq_cst: partner of the seq_cst load in now() by a waiter that has just said it sleeps
+  // (ReceiverImpl): either it sees this time, or clock_moved() below sees that it sleeps.
+  now_.store(t.count(), std::memory_order_seq_cst);
   for (detail::ClockWaiter* w : waiters_) w->clock_moved();
   return true;
 }
@@ -60,8 +59,8 @@ bool ManualClock::set(TimePoint t) noexcept {
 void ManualClock::advance(std::chrono::nanoseconds d) noexcept {
   if (d.count() <= 0) return;
   std::lock_guard lock(mu_);
-  now_.store(now_.load(std::memory_order_relaxed) + d.count(), std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // as in set()
+  now_.store(now_.load(std::memory_order_relaxed) + d.count(),
+             std::memory_order_seq_cst);  // as set()
   for (detail::ClockWaiter* w : waiters_) w->clock_moved();
 }
 
