@@ -272,7 +272,8 @@ int main(int argc, char** argv) {
 
     const auto t0 = Clock::now();
     const auto end = t0 + std::chrono::duration<double>(seconds);
-    const double warmup_s = std::min(30.0, seconds / 5);
+    // At least one sample falls inside the warm-up: its maxima are the base of every bound.
+    const double warmup_s = std::max(sample_s, std::min(30.0, seconds / 5));
     Sample warm{};  // the maximum of each series during warm-up
     auto next_sample = t0;
     while (true) {
