@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -272,8 +273,10 @@ int main(int argc, char** argv) {
 
     const auto t0 = Clock::now();
     const auto end = t0 + std::chrono::duration<double>(seconds);
-    // At least one sample falls inside the warm-up: its maxima are the base of every bound.
-    const double warmup_s = std::max(sample_s, std::min(30.0, seconds / 5));
+    // The first fifth of the run (at most 30 s, at least one sample) is warm-up: its maxima are
+    // the base of every bound.
+    const auto warmup_samples = static_cast<std::size_t>(
+        std::max(1.0, std::ceil(std::min(30.0, seconds / 5) / sample_s)));
     Sample warm{};  // the maximum of each series during warm-up
     auto next_sample = t0;
     while (true) {
@@ -295,7 +298,7 @@ int main(int argc, char** argv) {
       x.messages = s.messages.load();
       print_sample(x);
       samples.push_back(x);
-      if (x.t_s <= warmup_s) {
+      if (samples.size() <= warmup_samples) {
         warm.rss = std::max(warm.rss, x.rss);
         warm.fds = std::max(warm.fds, x.fds);
         warm.threads = std::max(warm.threads, x.threads);
