@@ -9,6 +9,7 @@
 // tests call `Isolate`-level entry points that read it.
 #pragma once
 
+#include <evh/export.h>
 #include <time.h>
 
 #include <atomic>
@@ -20,14 +21,14 @@ namespace evh {
 // Nanoseconds on the monotonic clock (or the manual clock's own epoch).
 using TimePoint = std::chrono::nanoseconds;
 
-class Clock {
+class EVH_API Clock {
  public:
   virtual ~Clock() = default;
   virtual TimePoint now() const noexcept = 0;
 };
 
 // CLOCK_MONOTONIC: changing the wall clock moves no timer (SEMANTICS 11).
-class MonotonicClock final : public Clock {
+class EVH_API MonotonicClock final : public Clock {
  public:
   TimePoint now() const noexcept override {
     struct timespec ts;
@@ -36,7 +37,7 @@ class MonotonicClock final : public Clock {
   }
 };
 
-class ManualClock final : public Clock {
+class EVH_API ManualClock final : public Clock {
  public:
   explicit ManualClock(TimePoint start = TimePoint(1'000'000'000)) noexcept : now_(start.count()) {}
   TimePoint now() const noexcept override {

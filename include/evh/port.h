@@ -9,6 +9,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 namespace evh {
@@ -17,7 +18,7 @@ namespace detail {
 class PortState;
 }
 
-class SendPort {
+class EVH_API SendPort {
  public:
   SendPort() noexcept = default;
   explicit SendPort(detail::PortState* state) noexcept : state_(state) {}  // adopts one reference

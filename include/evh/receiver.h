@@ -11,6 +11,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 #include <chrono>
@@ -21,7 +22,7 @@ namespace detail {
 class ReceiverImpl;
 }
 
-class Receiver {
+class EVH_API Receiver {
  public:
   Receiver() noexcept = default;
   explicit Receiver(detail::ReceiverImpl* impl) noexcept : impl_(impl) {}

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/port.h>
@@ -64,7 +65,7 @@ namespace detail {
 class RuntimeImpl;
 }
 
-class Runtime {
+class EVH_API Runtime {
  public:
   explicit Runtime(RuntimeOptions options = {});
   ~Runtime();  // shutdown()
