@@ -154,6 +154,10 @@ TEST(CapiIsolate, KillIsHeardAndLaterCallsFail) {
   Ctx ctx{rt, rx.port()};
   evh_isolate* iso = spawn(rt, &echo, &ctx);
   ASSERT_EQ(evh_isolate_add_exit_listener(iso, rx.port()), EVH_OK);
+  Receiver removed(rt);
+  ASSERT_EQ(evh_isolate_add_exit_listener(iso, removed.port()), EVH_OK);
+  ASSERT_EQ(evh_isolate_remove_exit_listener(iso, removed.port()), EVH_OK);
+  EXPECT_EQ(evh_isolate_remove_exit_listener(iso, removed.port()), EVH_EUNKNOWNPORT);
   EXPECT_EQ(evh_isolate_kill(iso, 7), EVH_EINVAL);
   EXPECT_EQ(evh_isolate_is_dead(iso), 0);
   ASSERT_EQ(evh_isolate_kill(iso, EVH_BEFORE_NEXT_EVENT), EVH_OK);
@@ -162,6 +166,7 @@ TEST(CapiIsolate, KillIsHeardAndLaterCallsFail) {
   EXPECT_EQ(evh_isolate_ping(iso, rx.port(), "p", 1, EVH_IMMEDIATE), EVH_EDEAD);
   EXPECT_EQ(evh_isolate_add_error_listener(iso, rx.port()), EVH_EDEAD);
   EXPECT_TRUE(rx.empty());
+  EXPECT_TRUE(removed.empty());  // removed before the exit: never told
   ASSERT_EQ(evh_runtime_shutdown(rt), EVH_OK);
   EXPECT_EQ(ctx.destroyed.load(), 1);
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
@@ -258,6 +263,13 @@ TEST(CapiIsolate, ReportedErrorReachesListenersAndIsolateGoesOn) {
   EXPECT_EQ(rs.exceptions, 1u);
   EXPECT_EQ(evh_isolate_remove_error_listener(iso, errors.port()), EVH_OK);
   EXPECT_EQ(evh_isolate_remove_error_listener(iso, errors.port()), EVH_EUNKNOWNPORT);
+  // Made fatal afterwards: the next error ends it.
+  ASSERT_EQ(evh_isolate_set_errors_fatal(iso, 1), EVH_OK);
+  ASSERT_EQ(evh_isolate_add_exit_listener(iso, rx.port()), EVH_OK);
+  ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "fail"), EVH_OK);
+  EXPECT_EQ(rx.exit().reason, EVH_EXIT_ERROR);
+  EXPECT_TRUE(errors.empty());  // no longer listening
+  EXPECT_EQ(evh_isolate_set_errors_fatal(nullptr, 1), EVH_EINVAL);
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
 }
 
