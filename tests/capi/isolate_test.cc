@@ -31,6 +31,7 @@ struct Ctx {
   evh_isolate* uncaught_isolate = nullptr;
   evh_isolate* other = nullptr;  // for calls on a second isolate
   std::atomic<bool> stop{false};
+  std::string trace;  // the isolate's own: touched on its turn only
 };
 
 void count_destroy(void* ctx) noexcept {
@@ -462,24 +463,23 @@ TEST(CapiIsolate, MicrotasksRunInOrderAfterTheMessage) {
   Runtime rt;
   Receiver rx(rt);
   Ctx ctx{rt, rx.port()};
-  static thread_local std::string trace;
   evh_isolate* iso = spawn(
       rt,
       [](evh_isolate* self, evh_message*, void* user) {
-        trace = "m";
+        auto* c = static_cast<Ctx*>(user);
+        c->trace = "m";
         for (intptr_t i = 1; i <= 3; ++i) {
           EXPECT_EQ(evh_isolate_microtask(
                         self,
                         [](evh_isolate* s, void* arg) {
-                          trace += std::to_string(reinterpret_cast<intptr_t>(arg));
-                          if (arg == reinterpret_cast<void*>(3))
-                            reply(static_cast<Ctx*>(evh_isolate_user(s)), trace);
+                          auto* cs = static_cast<Ctx*>(evh_isolate_user(s));
+                          cs->trace += std::to_string(reinterpret_cast<intptr_t>(arg));
+                          if (arg == reinterpret_cast<void*>(3)) reply(cs, cs->trace);
                         },
                         reinterpret_cast<void*>(i), nullptr),
                     EVH_OK);
         }
         EXPECT_EQ(evh_isolate_microtask(self, nullptr, nullptr, nullptr), EVH_EINVAL);
-        (void)user;
       },
       &ctx);
   ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "go"), EVH_OK);
