@@ -2,7 +2,8 @@
  * links to run isolates on evh.
  *
  * Plain C11, no C++ in it; it wraps the C++ API (the other headers under evh/) without a second
- * implementation, so everything those headers and ../SEMANTICS.md promise holds here too. Link
+ * implementation, so everything those headers promise (the behaviours they number "SEMANTICS n")
+ * holds here too. Link
  * libevh.so (`pkg-config --libs evh`, or `evh::evh` from `find_package(evh)`).
  *
  * THE CONTRACT, for every call below.
@@ -25,7 +26,8 @@
  * Threads. A call marked "any thread" is thread-safe. A call marked "own turn" is for the
  * isolate `self` from inside one of its own callbacks (its message handler, a timer callback or
  * a microtask); from anywhere else it fails with EVH_EWRONGTHREAD (checked in every build). No
- * call blocks unless it says so; the ones that wait take a timeout.
+ * call blocks unless it says so (a receiver's or a mutex's wait, a process spawn, shutdown);
+ * every wait has a form with a timeout.
  *
  * Ownership. Whoever is handed something releases it: the caller for what a call returns
  * through an `out` parameter, evh for what is passed to it. Data passed to a post is copied.
