@@ -19,6 +19,7 @@
 
 #include <evh/clock.h>
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 #include <evh/task_runner.h>
 #include <evh/timer.h>
@@ -37,6 +38,7 @@ class Runtime;
 
 namespace detail {
 class IsolateImpl;
+struct IsolateResourceAccess;
 void retain(Isolate* isolate) noexcept;
 void release(Isolate* isolate) noexcept;
 }  // namespace detail
@@ -91,7 +93,7 @@ struct IsolateExit {
   PortId isolate = PortId::none;
   ExitReason reason = ExitReason::normal;
 };
-std::optional<IsolateExit> decode_isolate_exit(const Message& message) noexcept;
+EVH_API std::optional<IsolateExit> decode_isolate_exit(const Message& message) noexcept;
 
 // What an error listener receives (`decode_isolate_error`): the isolate and the escaped
 // exception's `what()` ("unknown exception" for a non-std exception).
@@ -99,14 +101,14 @@ struct IsolateError {
   PortId isolate = PortId::none;
   std::string what;
 };
-std::optional<IsolateError> decode_isolate_error(const Message& message);
+EVH_API std::optional<IsolateError> decode_isolate_error(const Message& message);
 
 // Something an isolate owns that must be released when the isolate exits: a child process tied
 // to it, a lock, an embedder's native handle. Attach it with `Isolate::attach()`; when the
 // isolate exits (killed, normal exit, error, runtime shutdown) `on_isolate_exit` is called
 // exactly once, on the thread that finishes the isolate, unless `Isolate::detach()` removed it
 // first. The object must stay alive until it has been called or detached.
-class IsolateResource {
+class EVH_API IsolateResource {
  public:
   // Must not block for long and must not attach or detach on the same isolate (the isolate's
   // resource lock is held). May post messages, send signals, close fds.
@@ -119,19 +121,27 @@ class IsolateResource {
   IsolateResource& operator=(const IsolateResource&) = delete;
 
  private:
-  friend class detail::IsolateImpl;
-  IsolateResource* prev_ = nullptr;
-  IsolateResource* next_ = nullptr;
+  friend struct detail::IsolateResourceAccess;
+  // The isolate's list of attached resources runs through this link (an internal intrusive
+  // list: a plain link here, so that no library type appears in this header).
+  struct Link {
+    Link* prev = nullptr;
+    Link* next = nullptr;
+  };
+  Link link_;
   bool attached_ = false;
 };
+
+// Whether an exception escaping an isolate's handler, a microtask or a timer callback ends the
+// isolate (ExitReason::error, after its error listeners have been told) or is only reported.
+enum class ErrorsFatal : std::uint8_t { no, yes };
 
 struct IsolateOptions {
   TaskRunner* runner = nullptr;  // null: the runtime's thread pool
   std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
   void* data = nullptr;          // opaque embedder data, returned by `Isolate::data()`
-  // An exception escaping the handler, a microtask or a timer callback ends the isolate
-  // (ExitReason::error) after its error listeners have been told. Off: it goes on.
-  bool errors_are_fatal = false;
+  // See ErrorsFatal. `no`: an escaped exception is reported and the isolate goes on.
+  ErrorsFatal errors_are_fatal = ErrorsFatal::no;
 };
 
 struct IsolateStats {
@@ -143,7 +153,7 @@ struct IsolateStats {
   std::uint64_t yields = 0;   // turns that ended with work left (budget or time slice)
 };
 
-class Isolate {
+class EVH_API Isolate {
  public:
   Isolate(const Isolate&) = delete;
   Isolate& operator=(const Isolate&) = delete;
@@ -175,7 +185,7 @@ class Isolate {
   // `IsolateError` message), before `errors_are_fatal` ends it.
   Status add_error_listener(PortId port) noexcept;
   Status remove_error_listener(PortId port) noexcept;
-  void set_errors_fatal(bool fatal) noexcept;
+  void set_errors_fatal(ErrorsFatal fatal) noexcept;
   // Kills the isolate (SEMANTICS 9): idempotent, any thread, also from inside the isolate and
   // racing with posts. Its ports close at once (posts to them fail from then on); when it stops
   // (see KillPriority) every queued message is released exactly once, its timers are cancelled,
@@ -252,12 +262,12 @@ class Isolate {
 };
 
 // A counted reference to an isolate. Copyable; any thread.
-class IsolateRef {
+class EVH_API IsolateRef {
  public:
   IsolateRef() noexcept = default;
   explicit IsolateRef(Isolate* isolate) noexcept : p_(isolate) {}  // adopts one reference
   IsolateRef(const IsolateRef& o) noexcept : p_(o.p_) {
-    if (p_ != nullptr) detail::retain(p_);
+    if (p_ != nullptr) retain(p_);
   }
   IsolateRef(IsolateRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   IsolateRef& operator=(IsolateRef o) noexcept {
@@ -265,7 +275,7 @@ class IsolateRef {
     return *this;
   }
   ~IsolateRef() {
-    if (p_ != nullptr) detail::release(p_);
+    if (p_ != nullptr) release(p_);
   }
 
   Isolate* get() const noexcept { return p_; }
@@ -274,6 +284,11 @@ class IsolateRef {
   explicit operator bool() const noexcept { return p_ != nullptr; }
 
  private:
+  // Out of line and members rather than the evh::detail functions, so that the shared library
+  // exports them (it exports no evh::detail symbol) for this header's inline code.
+  static void retain(Isolate* isolate) noexcept;
+  static void release(Isolate* isolate) noexcept;
+
   Isolate* p_ = nullptr;
 };
 

@@ -1,0 +1,220 @@
+// IsolateImpl: an isolate's mailbox, its turn and its state machine — and the hub its other
+// parts hang from: its timers (IsolateTimers, isolate_timers.h) and its rarely used life record
+// (IsolateLife, isolate_life.h), each created on first use. The runtime that owns it is reached
+// only through IsolateHost (isolate_host.h).
+//
+// Files: isolate_turn.cc (enqueue, schedule, the run loop, delivery, microtasks),
+// isolate_life.cc (ports, kill, the drain at the next boundary, the exit rule, resources),
+// isolate_control.cc (pings, pauses, listeners, control messages), isolate_timers.cc (the timer
+// glue), isolate_api.cc (the public face).
+//
+// State (`state_`): idle → scheduled (by the producer that finds the mailbox idle after its push,
+// or by resume()/destroy()) → running a turn on the runner → idle again, or → dead (terminal,
+// after destroy() has drained the queues). Exactly one MessageHandlerTask exists per isolate:
+// the isolate itself is the Task, and it is queued on its runner only by the thread that moved
+// the state from idle to scheduled.
+//
+// The lost-wakeup argument: a producer does CAS(tail.pos) [seq_cst] then load(state_) [seq_cst];
+// the finishing turn does store(state_, idle) [seq_cst] then load(tail.pos) [seq_cst]. In the
+// single total order of seq_cst operations one of the two loads sees the other's write, so
+// either the producer sees idle and schedules, or the turn sees the message and carries on.
+// pause/resume and destroy use the same pattern with `pause_count_` and `dead_requested_`.
+//
+// References (`refs_`): one for the runtime's registry until destroy(), one per PortState
+// naming it (ports retain their target; a closed port lives on while SendPorts name it), one per
+// IsolateRef, and one while a turn is queued or running (taken by whoever schedules it, dropped
+// at the end of the turn).
+//
+// Threads: methods documented "own turn" run only on the thread running the isolate's turn;
+// the others are thread-safe.
+#pragma once
+
+#include <evh/isolate.h>
+
+#include <atomic>
+#include <boost/intrusive/list.hpp>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "base/mpsc_queue.h"
+#include "isolate/isolate_host.h"
+#include "port/port.h"
+
+namespace evh::detail {
+
+class IsolateTimers;
+class IsolateLife;
+
+// Which listeners (exit or error) a control-plane call is about.
+enum class ListenerKind : std::uint8_t { exit, error };
+
+class IsolateImpl final : public Isolate, public Task, public PortTarget {
+ public:
+  IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
+              const IsolateOptions& options, std::uint32_t budget);
+  ~IsolateImpl();  // via release() only; the memory goes back to the host
+
+  static IsolateImpl& of(Isolate& i) noexcept { return static_cast<IsolateImpl&>(i); }
+  static const IsolateImpl& of(const Isolate& i) noexcept {
+    return static_cast<const IsolateImpl&>(i);
+  }
+
+  // Task
+  void run() noexcept override;
+  // PortTarget
+  void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept override;
+  void enqueue(Message&& message, Priority priority) noexcept override;
+
+  // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
+  // reference to the main port's PortState (that would be a cycle: ports retain their target);
+  // it keeps the port's open/closed state in `main_closed_` for delivery to check.
+  void set_main_port(PortId id) noexcept { main_port_id_ = id; }
+
+  // ---- the public API's calls (any thread unless noted)
+  PortId main_port_id() const noexcept { return main_port_id_; }
+  void* data() const noexcept { return data_; }
+  IsolateHost& host() const noexcept { return *host_; }
+  IsolateStats stats() const noexcept;
+  bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
+  // Control plane (isolate_control.cc).
+  PauseCapability pause(PauseCapability capability) noexcept;
+  Status resume(PauseCapability capability) noexcept;
+  Status ping(PortId reply, Message response, ControlPriority priority) noexcept;
+  Status add_listener(ListenerKind kind, PortId port) noexcept;
+  Status remove_listener(ListenerKind kind, PortId port) noexcept;
+  void set_errors_fatal(ErrorsFatal fatal) noexcept;
+  bool interrupt_requested() const noexcept {
+    return interrupt_.load(std::memory_order_acquire) != 0;
+  }
+  Status handle_interrupts() noexcept;  // own turn
+  // Life (isolate_life.cc).
+  void kill(KillPriority priority, ExitReason reason = ExitReason::killed) noexcept;
+  void destroy() noexcept { kill(KillPriority::immediate); }
+  // Blocks until the queues have been drained after destroy().
+  void wait_dead() noexcept;
+  Status attach(IsolateResource& resource) noexcept;
+  bool detach(IsolateResource& resource) noexcept;
+  Result<PortId> open_port();  // own turn
+  Status close_port(PortId port) noexcept;
+  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
+  // Timers (isolate_timers.cc), own turn.
+  Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+                     Slack slack);
+  Status start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+                        Slack slack);
+  std::int64_t cached_now_ns() noexcept;
+  void cancel_timer(Timer& t) noexcept;
+  TimerStats timer_stats() const noexcept;  // any thread: a snapshot
+
+  // ---- for the isolate's parts (its timers, its life record, IsolateMutex)
+  bool in_own_turn() const noexcept { return owns_turn(); }
+  bool kill_requested() const noexcept {
+    return (interrupt_.load(std::memory_order_acquire) & kInterruptKill) != 0;
+  }
+  // The turn should stop before its next callback: the isolate was killed.
+  bool stop_requested() const noexcept { return dead_requested_.load(std::memory_order_acquire); }
+  // Another task waits for this isolate's runner: a long timer loop should give way.
+  bool runner_busy() const noexcept { return runner_->work_is_waiting(); }
+  // A message (or control request) waits that this turn could handle now.
+  bool has_work() noexcept;
+  // An exception escaped a callback of this isolate (call from inside the catch).
+  void report_exception() noexcept;
+  void run_microtasks() noexcept;
+  // Changes once per message (and per timer callback): what cached_now() is keyed on.
+  std::uint64_t message_stamp() const noexcept { return handled_.load(std::memory_order_relaxed); }
+  // Queues a message to one of this isolate's own ports (a self-post), bypassing the map.
+  void post_to_self(PortId port, Message message, Priority priority) noexcept;
+  // The rarely used record, created on first use; null until then (life_if_any).
+  IsolateLife& life() noexcept;
+  IsolateLife* life_if_any() const noexcept { return life_.load(std::memory_order_acquire); }
+
+  // The runtime's registry of live isolates (a list through this hook, guarded by the
+  // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.
+  using RegistryHook =
+      boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>;
+  RegistryHook registry_hook;
+
+ private:
+  enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
+  static constexpr std::uint8_t kInterruptKill = 1;
+  static constexpr std::uint8_t kInterruptPing = 2;
+  struct Microtask {
+    MicrotaskFn fn;
+    void* arg;
+    DropFn drop;
+  };
+
+  // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
+  bool try_schedule() noexcept;
+  MpscQueue* oob_queue() noexcept;
+  // After the turn has stored kIdle it no longer owns the heads (another thread may already be
+  // running the next turn), so it compares the tails with head positions it noted before.
+  bool has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept;
+  void deliver(Message& message) noexcept;
+  bool is_open_port(PortId id) noexcept;
+  // Timers: created on the first start; the start's error otherwise.
+  Result<IsolateTimers*> timers_for_start(TimerFn fn) noexcept;
+  IsolateTimers* timers_or_create() noexcept;
+  void after_timers_changed() noexcept;
+  // Control plane (isolate_control.cc): a control message (port PortId::none) delivered; the
+  // exit rule (no open port, no live timer: exit normally); telling listeners.
+  void on_control_message(Message& message) noexcept;
+  void send_control(int kind, PortId reply, Message response) noexcept;
+  void exit_if_unreachable() noexcept;
+  void answer_immediate_pings() noexcept;
+  void tell_exit_listeners(ExitReason reason) noexcept;
+  void tell_error_listeners(std::exception_ptr error) noexcept;
+  void finish_dead() noexcept;
+  void release_held_locks() noexcept;  // isolate_mutex.cc
+  void close_all_ports() noexcept;
+  bool close_main_port() noexcept;
+  bool owns_turn() const noexcept;
+  void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
+    // Only the thread running the turn writes the counters; others read them.
+    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
+
+  // Layout, one 64-byte line per group (the class is 64-byte aligned):
+  //  0: the bases' vptrs (read by every post) and runner_link, the registry hook above, and
+  //     fields written at most once per turn (refs_) or never.
+  //  1: what producers write on every post (the normal queue's tail) and the state they read.
+  //  2-3: the consumer's: its queue head, the flags and handler it reads per message, stats.
+  // A field the consumer reads per message on line 1 would move that line between cores on every
+  // post (measured: it halved port_flood).
+  std::atomic<std::uint32_t> refs_{1};  // the registry's reference
+  std::uint32_t budget_;
+  IsolateHost* host_;
+  TaskRunner* runner_;
+
+  alignas(64) QueueTail normal_tail_;
+  std::atomic<std::uint32_t> state_{kIdle};
+  std::atomic<std::uint32_t> exceptions_{0};  // rare writes: harmless here
+  std::atomic<std::uint64_t> wakeups_{0};     // written by the producer that wakes the isolate
+  void* data_;                                // never written after spawn
+  IsolateTimers* timers_ = nullptr;           // written once; read only on timer paths
+
+  alignas(64) QueueHead normal_head_;
+  std::atomic<MpscQueue*> oob_{nullptr};  // created on the first OOB post; read per message
+  std::atomic<std::uint32_t> pause_count_{0};
+  std::atomic<bool> closing_{false};         // destroy() has begun: its ports are closing
+  std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
+  std::atomic<bool> main_closed_{false};
+  bool timers_dirty_ = false;  // a timer changed this message: hand the next wakeup over
+  std::atomic<std::uint8_t> interrupt_{0};    // kInterrupt* bits: what handle_interrupts() does
+  std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
+  IsolateHandler handler_;
+  PortId main_port_id_ = PortId::none;
+  std::atomic<IsolateLife*> life_{nullptr};       // created on first use; holds the extra ports
+  std::vector<Microtask>* microtasks_ = nullptr;  // created by the first microtask
+  std::atomic<std::uint64_t> handled_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> turns_{0};
+  std::atomic<std::uint32_t> yields_{0};
+#if defined(EVH_DEBUG_CHECKS)
+  std::atomic<const void*> running_on_{nullptr};
+#endif
+};
+
+}  // namespace evh::detail
