@@ -333,6 +333,12 @@ RunResult evh_isolate_pingpong(PingpongSize size, Placement placement) {
   a_state.rec.samples.reserve(size.count);
   a_state.done = &done;
   Runtime rt;
+  // The Runtime must outlive every SendPort (runtime.h): A's port to B is dropped after the
+  // shutdown below and before `rt` goes, on every path out of here.
+  struct DropAtExit {
+    SendPort& port;
+    ~DropAtExit() { port = SendPort(); }
+  } drop_to_b{a_state.to_b};
   ShutdownAtExit stop_first(rt);  // A's handler borrows `a_state`
   IsolateOptions a_options;
   IsolateOptions b_options;
