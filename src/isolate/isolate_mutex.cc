@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "base/assert.h"
+#include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "sync/futex.h"
@@ -85,7 +86,9 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
   if (owner_.load(std::memory_order_relaxed) == &self) return Errc::would_deadlock;
   if (me.interrupt_requested()) return Errc::isolate_dead;
   const bool bounded = timeout.count() >= 0;
-  const auto deadline = std::chrono::steady_clock::now() + (bounded ? timeout : timeout.zero());
+  // Saturated: a timeout past the end of time waits as long as lock() does.
+  const auto deadline =
+      detail::mono_after(std::chrono::steady_clock::now(), bounded ? timeout : timeout.zero());
   bool slept = false;
   int spins = 0;
   std::uint32_t w = word_.load(std::memory_order_relaxed);

@@ -146,7 +146,7 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
   // The slice is real time whatever the clock; on the monotonic clock one reading serves both.
   const bool manual = clock_.manual();
   const std::int64_t slice = host_.time_slice().count();
-  std::int64_t until = mono_now_ns() + slice;
+  std::int64_t until = saturating_add(mono_now_ns(), slice);
   while (!isolate_.stop_requested() && !isolate_.runner_busy()) {
     const std::optional<std::int64_t> next = set_.next_wakeup();
     if (!next) break;
@@ -154,11 +154,11 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
     const std::int64_t real = manual ? mono_now_ns() : now;
     if (real >= until) {
       if (isolate_.has_work()) break;
-      until = real + slice;
+      until = saturating_add(real, slice);
     }
     if (*next > now) {
       // A manual clock does not move while we poll it: hand the wakeup over instead.
-      if (manual || *next - now > kTimerSpinNs) break;
+      if (manual || *next > saturating_add(now, kTimerSpinNs)) break;
       while (now < *next && !isolate_.runner_busy()) {
         cpu_relax();
         now = clock_.now_ns();

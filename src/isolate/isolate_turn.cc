@@ -6,6 +6,7 @@
 
 #include "base/assert.h"
 #include "base/message_access.h"
+#include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "isolate/isolate_timers.h"
@@ -184,7 +185,7 @@ void IsolateImpl::run() noexcept {
       if (!give_way && (handled & 15) == 0) {
         const auto now = std::chrono::steady_clock::now();
         if (handled == 16) {
-          slice_end = now + host_->time_slice();
+          slice_end = mono_after(now, host_->time_slice());
         } else {
           give_way = now >= slice_end;
         }

@@ -41,7 +41,8 @@ Timer* TimerSet::next_in_batch(std::int64_t fire_ns, std::uint64_t& skipped) noe
   if (batch_.empty()) return nullptr;
   Timer& t = *batch_.head;
   TimerList::unlink(t);
-  const std::int64_t late = fire_ns - t.deadline_;
+  // Saturated: a deadline at the start of time (TimePoint::min()) is as late as can be.
+  const std::int64_t late = saturating_sub(fire_ns, t.deadline_);
   EVH_ASSERT(late >= 0, "a timer fired before its deadline");
   if (!lateness_) lateness_ = std::make_unique<IsolateLateness>();
   lateness_->record_single_writer(late);
@@ -51,11 +52,18 @@ Timer* TimerSet::next_in_batch(std::int64_t fire_ns, std::uint64_t& skipped) noe
   if (t.period_ > 0) {
     // Fixed schedule: the next deadline is a whole number of periods after this one, the first
     // one still ahead of now; the periods in between are skipped, not run in a burst.
-    const std::int64_t behind = late / t.period_;
-    skipped = static_cast<std::uint64_t>(behind);
+    // Unsigned: the true lateness of a deadline near the start of time exceeds INT64_MAX (the
+    // saturated `late` above would land the timer far in the past).
+    const auto period = static_cast<std::uint64_t>(t.period_);
+    const std::uint64_t behind =
+        (static_cast<std::uint64_t>(fire_ns) - static_cast<std::uint64_t>(t.deadline_)) / period;
+    skipped = behind;
     const std::int64_t slack = t.fire_by_ - t.deadline_;
-    // behind * period ≤ late fits; one more period may not (a period near "never").
-    t.deadline_ = saturating_add(t.deadline_ + behind * t.period_, t.period_);
+    // deadline + behind * period ≤ fire_ns fits (the sum is formed modulo 2^64, then is exact);
+    // one more period may not (a period near "never").
+    const auto caught_up =
+        static_cast<std::int64_t>(static_cast<std::uint64_t>(t.deadline_) + behind * period);
+    t.deadline_ = saturating_add(caught_up, t.period_);
     t.fire_by_ = saturating_add(t.deadline_, slack);
     t.seq_ = next_seq_++;
     wheel_.insert(t);  // stays live; not part of this batch, which is detached

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/mono_time.h"
 #include "timer/lateness_histogram.h"
 #include "timer/timer_wheel.h"
 
@@ -45,7 +46,7 @@ class TimerSet {
     t.fn_ = fn;
     t.period_ = period_ns;
     t.deadline_ = deadline_ns;
-    const std::int64_t ahead = deadline_ns > now_ns ? deadline_ns - now_ns : 0;
+    const std::int64_t ahead = deadline_ns > now_ns ? saturating_sub(deadline_ns, now_ns) : 0;
     t.fire_by_ = saturating_add(deadline_ns, slack.for_delay_ns(period_ns > 0 ? period_ns : ahead));
     t.seq_ = next_seq_++;
     ++live_;
@@ -60,9 +61,7 @@ class TimerSet {
     }
   }
   static constexpr std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t sum = 0;
-    if (__builtin_add_overflow(a, b, &sum)) return b > 0 ? INT64_MAX : INT64_MIN;
-    return sum;
+    return detail::saturating_add(a, b);
   }
   // Disarms `t` if armed; otherwise nothing.
   void cancel(Timer& t) noexcept {

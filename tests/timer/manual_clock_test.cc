@@ -92,6 +92,18 @@ class ManualClockTimers : public ::testing::Test {
   IsolateRef iso_;
 };
 
+// Regression: advance() by a duration that passes the end of time wrapped the clock into the
+// past (UBSan: signed overflow); it saturates at the end of time, and time never goes back.
+TEST(ManualClock, AdvancePastTheEndOfTimeSaturates) {
+  ManualClock clock;
+  const TimePoint before = clock.now();
+  clock.advance(std::chrono::nanoseconds::max());
+  EXPECT_EQ(clock.now(), TimePoint::max());
+  EXPECT_GE(clock.now(), before);
+  clock.advance(1ns);
+  EXPECT_EQ(clock.now(), TimePoint::max());
+}
+
 // Nothing fires while the clock stands still; a move fires exactly the timers it reached, in
 // one batch, each at its deadline's time or later by exactly what the move overshot — whatever
 // the slack class (a manual clock wakes at deadlines, not at the end of slack windows).
