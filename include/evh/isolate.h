@@ -219,7 +219,8 @@ class EVH_API Isolate {
   // Own turn only.
   Result<PortId> open_port();
   // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
-  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
+  // `Errc::invalid_argument` for a null `fn` (nothing is queued; `drop` is not called).
+  Status schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
 
   // Timers (evh/timer.h). Arms `timer` to call `fn` after `delay` (0: a zero-delay timer, run in
   // the next batch without a kernel timer), re-arming it if it was armed. The contract

@@ -72,8 +72,8 @@ Result<PortId> Isolate::open_port() {
 Status Isolate::close_port(PortId port) noexcept {
   return IsolateImpl::of(*this).close_port(port);
 }
-void Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
-  IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
+Status Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  return IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
 }
 Status Isolate::start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn, Slack slack) {
   return IsolateImpl::of(*this).start_timer(timer, delay.count(), 0, fn, slack);

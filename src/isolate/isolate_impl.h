@@ -98,7 +98,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool detach(IsolateResource& resource) noexcept;
   Result<PortId> open_port();  // own turn
   Status close_port(PortId port) noexcept;
-  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
+  Status schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
   // Timers (isolate_timers.cc), own turn.
   Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                      Slack slack);

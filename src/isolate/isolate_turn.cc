@@ -306,10 +306,12 @@ IsolateStats IsolateImpl::stats() const noexcept {
   return s;
 }
 
-void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+Status IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  if (fn == nullptr) return Errc::invalid_argument;
   EVH_ASSERT(owns_turn(), "schedule_microtask() is for the isolate's own turn");
   if (microtasks_ == nullptr) microtasks_ = new std::vector<Microtask>;
   microtasks_->push_back(Microtask{fn, arg, drop});
+  return {};
 }
 
 }  // namespace detail

@@ -12,6 +12,25 @@ namespace {
 
 using test::expect_receive;
 
+// Regression: schedule_microtask(nullptr) was queued and crashed the isolate's thread when the
+// turn ran it; it is refused, and nothing is queued (its drop function is not called either).
+TEST(Isolate, NullMicrotaskIsRefused) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  static std::atomic<int> drops{0};
+  auto iso = rt.spawn(make_handler([out](Isolate& self, Message&) {
+    Status s = self.schedule_microtask(nullptr, nullptr, [](void*) noexcept { ++drops; });
+    (void)out.post(Message::u64(static_cast<std::uint64_t>(s.error().value())));
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), static_cast<std::uint64_t>(Errc::invalid_argument));
+  // The isolate is alive and well: a second message is handled the same way.
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), static_cast<std::uint64_t>(Errc::invalid_argument));
+  EXPECT_EQ(drops.load(), 0);
+}
+
 // Messages from each sender arrive in that sender's order (SEMANTICS 2), with 4 senders.
 TEST(Isolate, PerSenderFifo) {
   Runtime rt;
@@ -184,16 +203,16 @@ TEST(Isolate, MicrotasksDrainAfterEachMessage) {
   auto iso = rt.spawn(make_handler([ctx](Isolate& self, Message& m) {
     const int v = static_cast<int>(m.as_u64());
     ctx->log.push_back(v);
-    self.schedule_microtask(
+    (void)self.schedule_microtask(
         [](Isolate& s, void* arg) {
           auto* c = static_cast<Ctx*>(arg);
           c->log.push_back(-1);
-          s.schedule_microtask([](Isolate&, void* a) { static_cast<Ctx*>(a)->log.push_back(-2); },
-                               arg);
+          (void)s.schedule_microtask(
+              [](Isolate&, void* a) { static_cast<Ctx*>(a)->log.push_back(-2); }, arg);
         },
         ctx.get());
     if (v == 2) {
-      self.schedule_microtask(
+      (void)self.schedule_microtask(
           [](Isolate&, void* arg) {
             auto* c = static_cast<Ctx*>(arg);
             std::uint64_t packed = 0;

@@ -418,7 +418,7 @@ TEST(Lifecycle, KillPriorities) {
     handled.fetch_add(1);
     self.kill(KillPriority::before_next_event);
     EXPECT_FALSE(self.interrupt_requested());
-    self.schedule_microtask(
+    (void)self.schedule_microtask(
         [](Isolate&, void* p) {
           auto* sp = static_cast<SendPort*>(p);
           (void)sp->post(Message::u64(7));

@@ -174,8 +174,8 @@ TEST_F(ManualClockTimers, CancelInBatchAndMicrotasksBetweenCallbacks) {
   auto first = [](Isolate& self, Timer& t, std::uint64_t s) {
     auto& fx = *static_cast<Fixture*>(t.user);
     self.cancel_timer(fx.timers[1]);
-    self.schedule_microtask([](Isolate&, void* a) { ++static_cast<Fixture*>(a)->microtasks_run; },
-                            &fx);
+    (void)self.schedule_microtask(
+        [](Isolate&, void* a) { ++static_cast<Fixture*>(a)->microtasks_run; }, &fx);
     record(self, t, s);
   };
   auto third = [](Isolate& self, Timer& t, std::uint64_t s) {
