@@ -97,8 +97,8 @@ TimePoint Isolate::now() const noexcept {
 TimePoint Isolate::cached_now() noexcept {
   return TimePoint(IsolateImpl::of(*this).cached_now_ns());
 }
-void Isolate::cancel_timer(Timer& timer) noexcept {
-  IsolateImpl::of(*this).cancel_timer(timer);
+Status Isolate::cancel_timer(Timer& timer) noexcept {
+  return IsolateImpl::of(*this).cancel_timer(timer);
 }
 TimerStats Isolate::timer_stats() const noexcept {
   return IsolateImpl::of(*this).timer_stats();

@@ -82,7 +82,7 @@ Status IsolateMutex::try_lock(Isolate& self) noexcept {
 
 Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) noexcept {
   IsolateImpl& me = IsolateImpl::of(self);
-  EVH_ASSERT(me.in_own_turn(), "an IsolateMutex is locked from its isolate's own turn");
+  if (!me.owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) == &self) return Errc::would_deadlock;
   if (me.interrupt_requested()) return Errc::isolate_dead;
   const bool bounded = timeout.count() >= 0;
@@ -132,8 +132,8 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
 
 Status IsolateMutex::unlock(Isolate& self) noexcept {
   IsolateImpl& me = IsolateImpl::of(self);
+  if (!me.owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) != &self) return Errc::not_owner;
-  EVH_ASSERT(me.in_own_turn(), "an IsolateMutex is unlocked from its isolate's own turn");
   auto& held = me.life().held_locks();
   held.erase(held.iterator_to(*this));
   owner_.store(nullptr, std::memory_order_relaxed);
@@ -155,6 +155,7 @@ Status IsolateMutex::unlock(Isolate& self) noexcept {
 }
 
 Status IsolateMutex::mark_consistent(Isolate& self) noexcept {
+  if (!IsolateImpl::of(self).owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) != &self) return Errc::not_owner;
   if ((word_.load(std::memory_order_relaxed) & kOwnerDied) == 0) return Errc::invalid_argument;
   word_.fetch_and(~kOwnerDied, std::memory_order_relaxed);

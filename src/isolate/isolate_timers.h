@@ -39,13 +39,14 @@ class IsolateTimers {
 
   PortId port() const noexcept { return port_; }
 
-  // Arms `t` `delay_ns` after this call (the clock is read here: SEMANTICS 11).
-  void start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+  // Arms `t` `delay_ns` after this call (the clock is read here: SEMANTICS 11). These and
+  // cancel() return false, doing nothing, when `t` is armed by another isolate.
+  bool start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
              Slack slack) noexcept;
   // Arms `t` for the absolute `deadline_ns`.
-  void start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+  bool start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
                 Slack slack) noexcept;
-  void cancel(Timer& t) noexcept { set_.cancel(t); }
+  bool cancel(Timer& t) noexcept { return set_.cancel(t); }
   // A clock reading taken at most once per message or timer callback (Isolate::cached_now).
   std::int64_t cached_now() noexcept;
   TimerStats stats() const noexcept { return set_.stats(); }
