@@ -123,6 +123,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool stop_requested() const noexcept { return dead_requested_.load(std::memory_order_acquire); }
   // Another task waits for this isolate's runner: a long timer loop should give way.
   bool runner_busy() const noexcept { return runner_->work_is_waiting(); }
+  std::uint32_t budget() const noexcept { return budget_; }  // messages per turn
   // A message (or control request) waits that this turn could handle now.
   bool has_work() noexcept;
   // An exception escaped a callback of this isolate (call from inside the catch).

@@ -32,7 +32,8 @@ Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
   auto port = open_port();
   if (!port.ok()) return port.error();
   try {
-    timers_ = new IsolateTimers(*this, *port, **keeper);
+    timers_ =
+        new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(*runner_));
   } catch (const std::bad_alloc&) {
     (void)close_port(*port);
     return std::make_error_code(std::errc::not_enough_memory);
@@ -100,13 +101,15 @@ void IsolateImpl::after_timers_changed() noexcept {
 
 // ---- IsolateTimers -----------------------------------------------------------------------------
 
-IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper)
+IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
+                             bool runner_reports_work)
     : isolate_(isolate),
       host_(isolate.host()),
       clock_(host_.clock()),
       set_(clock_.now_ns()),
       port_(port),
-      keeper_(keeper) {
+      keeper_(keeper),
+      runner_reports_work_(runner_reports_work) {
   set_.runtime_lateness = &host_.timer_lateness();
   // A manual clock moves only when told: its wakeups cost nothing, so they come at deadlines
   // and a move fires exactly what it reached, instead of waiting for a slack window to close.
@@ -152,17 +155,23 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
   // if a message waits for this isolate (the timers do not starve its messages). With neither,
   // it goes on: leaving costs a round trip through the runner, and that round trip, every
   // slice, was where dense exact timers ran late.
+  // "With neither" is known only on the runtime's own pools. An embedder's runner (a UI thread)
+  // may never report waiting work, and a chain of zero-delay timers then kept every other
+  // isolate on it from running: there the loop also ends at each slice's end and after the
+  // isolate's budget of batches, whatever the runner says.
   // The slice is real time whatever the clock; on the monotonic clock one reading serves both.
   const bool manual = clock_.manual();
   const std::int64_t slice = host_.time_slice().count();
   std::int64_t until = saturating_add(mono_now_ns(), slice);
+  std::uint32_t batches = 1;
   while (!isolate_.stop_requested() && !isolate_.runner_busy()) {
+    if (!runner_reports_work_ && batches >= isolate_.budget()) break;
     const std::optional<std::int64_t> next = set_.next_wakeup();
     if (!next) break;
     std::int64_t now = clock_.now_ns();
     const std::int64_t real = manual ? mono_now_ns() : now;
     if (real >= until) {
-      if (isolate_.has_work()) break;
+      if (isolate_.has_work() || !runner_reports_work_) break;
       until = saturating_add(real, slice);
     }
     if (*next > now) {
@@ -175,6 +184,7 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
       if (now < *next) break;
     }
     run_batch();
+    ++batches;
   }
   hand_over();
 }

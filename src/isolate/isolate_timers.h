@@ -33,7 +33,10 @@ class IsolateTimers {
  public:
   // `port`: the isolate's timer port (already open); `keeper`: who waits for its wakeups.
   // Every time here is on the runtime's clock (the host's).
-  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper);
+  // `runner_reports_work`: the isolate's runner says when other tasks wait for it (a pool of the
+  // runtime's); otherwise the wakeup loop gives way by budget and time slice alone.
+  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
+                bool runner_reports_work);
   IsolateTimers(const IsolateTimers&) = delete;
   IsolateTimers& operator=(const IsolateTimers&) = delete;
 
@@ -72,6 +75,7 @@ class IsolateTimers {
   TimerSet set_;
   PortId port_;
   DeadlineKeeper& keeper_;
+  const bool runner_reports_work_;
   std::optional<std::int64_t> registered_;  // the wakeup the keeper holds
   bool self_post_pending_ = false;
   TimerStats reported_;  // counters already added to the runtime's

@@ -73,6 +73,9 @@ class RuntimeImpl final : public IsolateHost {
   std::chrono::nanoseconds time_slice() const noexcept override { return time_slice_; }
   RuntimeClock clock() const noexcept override { return clock_; }
   Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept override;
+  bool runner_reports_waiting_work(TaskRunner& runner) noexcept override {
+    return timer_pool_for(&runner) != nullptr;
+  }
   RuntimeLateness& timer_lateness() noexcept override { return timer_lateness_; }
   // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
   void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept override;
