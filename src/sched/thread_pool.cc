@@ -14,7 +14,9 @@ namespace evh::detail {
 thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
 
 ThreadPool::ThreadPool(ThreadPoolOptions options)
-    : options_(std::move(options)), clock_(options_.clock), spin_(options_.spin) {
+    : options_(std::move(options)),
+      clock_(options_.clock),
+      spin_(std::chrono::nanoseconds(saturating_ns(options_.spin))) {
   EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
   if (clock_.manual()) {
     clock_.add_waiter(*this);
@@ -276,7 +278,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       // (A manual clock's deadlines are handed over by its moves: not waited for here.)
       const bool deadlines = !clock_.manual();
       const std::int64_t now = mono_now_ns();
-      std::int64_t end = now + spin_.window().count();
+      std::int64_t end = saturating_add(now, spin_.window().count());
       const std::int64_t earliest =
           deadlines ? earliest_ns_.load(std::memory_order_relaxed) : kNever;
       if (earliest < end) end = earliest;
@@ -319,7 +321,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       self->rearm = false;
       keeper_until_ = timed_.top().deadline;
       const bool spin = timed_.top().tag != 0;
-      const MonoTime wake_at = from_ns(keeper_until_ - (spin ? kSpinAheadNs : 0));
+      const MonoTime wake_at = from_ns(saturating_sub(keeper_until_, spin ? kSpinAheadNs : 0));
       const std::int64_t until = keeper_until_;
       self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
       keeper_ = nullptr;
@@ -346,8 +348,10 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       self->cv.wait(lock, [&] { return self->wake || stopping_; });
       woken = true;
     } else {
-      woken =
-          self->cv.wait_for(lock, options_.idle_timeout, [&] { return self->wake || stopping_; });
+      // Saturated: an idle timeout past the end of time is waited for as an absolute time.
+      const MonoTime idle_until = mono_after(
+          MonoClock::now(), std::chrono::nanoseconds(saturating_ns(options_.idle_timeout)));
+      woken = self->cv.wait_until(lock, idle_until, [&] { return self->wake || stopping_; });
     }
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       unpark_locked(self);

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <stdexcept>
@@ -250,6 +251,39 @@ TEST(Lifecycle, IsolateMutexErrors) {
   EXPECT_EQ(expect_receive(*rx).as_u64(), code(Errc::not_recoverable));
 }
 
+// Regression: try_lock_for with a timeout too large to add to "now" overflowed into a deadline
+// in the past and gave up at once with timed_out (UBSan: signed overflow); it waits for the
+// holder. The holder is told to unlock only after the waiter's message was posted.
+TEST(Lifecycle, TryLockForHugeTimeoutWaitsForTheHolder) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  IsolateMutex mu;
+  TaskRunner& a_runner = rt.create_dedicated_runner("holder");
+  TaskRunner& b_runner = rt.create_dedicated_runner("waiter");
+  auto a =
+      rt.spawn(make_handler([&mu, out](Isolate& self, Message& m) {
+                 (void)out.post(Message::u64(m.as_u64() == 1 ? (mu.lock(self).ok() ? 1 : 91)
+                                                             : (mu.unlock(self).ok() ? 2 : 92)));
+               }),
+               {.runner = &a_runner});
+  auto b = rt.spawn(make_handler([&mu, out](Isolate& self, Message&) {
+                      Status s = mu.try_lock_for(self, std::chrono::nanoseconds::max());
+                      // Unlocked before the report: the test destroys `mu` once it has both.
+                      if (s.ok()) (void)mu.unlock(self);
+                      (void)out.post(Message::u64(
+                          s.ok() ? 3 : 100 + static_cast<std::uint64_t>(s.error().value())));
+                    }),
+                    {.runner = &b_runner});
+  ASSERT_TRUE(rt.post((*a)->main_port(), Message::u64(1)).ok());
+  ASSERT_EQ(expect_receive(*rx).as_u64(), 1u);
+  ASSERT_TRUE(rt.post((*b)->main_port(), Message::u64(0)).ok());
+  ASSERT_TRUE(rt.post((*a)->main_port(), Message::u64(2)).ok());
+  std::vector<std::uint64_t> got{expect_receive(*rx).as_u64(), expect_receive(*rx).as_u64()};
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{2, 3}));
+}
+
 // Kill from inside a timer batch: the rest of the batch does not run, the timers are cancelled
 // (the runtime's live count returns to 0), the exit listener hears it.
 TEST(Lifecycle, KillDuringTimerBatchStopsTheBatch) {
@@ -384,7 +418,7 @@ TEST(Lifecycle, KillPriorities) {
     handled.fetch_add(1);
     self.kill(KillPriority::before_next_event);
     EXPECT_FALSE(self.interrupt_requested());
-    self.schedule_microtask(
+    (void)self.schedule_microtask(
         [](Isolate&, void* p) {
           auto* sp = static_cast<SendPort*>(p);
           (void)sp->post(Message::u64(7));

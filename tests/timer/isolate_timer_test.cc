@@ -128,7 +128,7 @@ TEST(IsolateTimers, DenseExactTimersDoNotStarveMessages) {
     }
     if (m.as_u64() == kPing) {
       ticks_at_ping = f.late.size();
-      self.cancel_timer(f.timers[0]);
+      (void)self.cancel_timer(f.timers[0]);
       (void)f.report.post(Message::u64(kPing));
       return;
     }
@@ -159,7 +159,7 @@ TEST(IsolateTimers, BadArgumentsAndDestroyDisarms) {
     errors += self.start_timer(f.timers[0], 1ms, nullptr).error() == Errc::invalid_argument;
     errors += self.start_periodic(f.timers[0], 0ms, &record).error() == Errc::invalid_argument;
     ASSERT_TRUE(self.start_timer(f.timers[1], 1h, &record).ok());
-    self.cancel_timer(f.timers[0]);  // never armed: a no-op
+    (void)self.cancel_timer(f.timers[0]);  // never armed: a no-op
     (void)f.report.post(Message::u64(errors));
   }));
   ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
