@@ -268,7 +268,9 @@ TYPED_TEST(EventHandlerTest, TimeoutsNeverEarly) {
             std::chrono::duration_cast<std::chrono::nanoseconds>((start + 30ms).time_since_epoch())
                 .count());
   // The cleared one (due 10 ms before) would have been posted before.
-  if (cleared_in_time) EXPECT_EQ(other.try_receive().error(), Errc::timed_out);
+  if (cleared_in_time) {
+    EXPECT_EQ(other.try_receive().error(), Errc::timed_out);
+  }
   for (int i = 1; i <= 20; ++i) {
     const auto deadline = EventHandler::Clock::now() + std::chrono::microseconds(i * 137);
     ASSERT_TRUE(this->eh().set_timeout(this->port(), deadline).ok());
