@@ -44,7 +44,7 @@ void BM_Timer_StartCancel_Relative(benchmark::State& state) {
     Timer t;
     for (auto _ : state) {
       if (!self.start_timer(t, 10s, &never)) state.SkipWithError("start_timer failed");
-      self.cancel_timer(t);
+      (void)self.cancel_timer(t);
     }
   });
 }
@@ -58,7 +58,7 @@ void BM_Timer_StartCancel_AtCachedNow(benchmark::State& state) {
       if (!self.start_timer_at(t, self.cached_now() + 10s, &never)) {
         state.SkipWithError("start_timer_at failed");
       }
-      self.cancel_timer(t);
+      (void)self.cancel_timer(t);
     }
   });
 }
@@ -77,7 +77,7 @@ void BM_Timer_BulkStartCancel(benchmark::State& state) {
           state.SkipWithError("start_timer_at failed");
         }
       }
-      for (Timer& t : timers) self.cancel_timer(t);
+      for (Timer& t : timers) (void)self.cancel_timer(t);
     }
   });
   state.SetItemsProcessed(state.iterations() * state.range(0));
