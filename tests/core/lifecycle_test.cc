@@ -8,8 +8,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,6 +62,33 @@ long rss_kib() {
     std::fclose(f);
   }
   return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// Regression: a message posted by a long-running message waited in the poster's LIFO slot, where
+// no other worker looks, for as long as the poster ran, with the other workers idle (evh-lua: a
+// state in a long loop had just told another state, which was then never run to kill it). The
+// poster's safe points (handle_interrupts) now hand it to an idle worker.
+TEST(Lifecycle, LongMessageSafePointsLetWhatItPostedRunElsewhere) {
+  Runtime rt(RuntimeOptions{.max_workers = 2});
+  std::atomic<bool> other_ran{false};
+  auto other = rt.spawn(make_handler([&](Isolate&, Message&) { other_ran.store(true); }));
+  ASSERT_TRUE(other.ok());
+  const PortId other_port = (*other)->main_port();
+  auto rx = rt.open_receiver();
+  ASSERT_TRUE(rx.ok());
+  SendPort reply = *rt.send_port(rx->id());
+  auto looper = rt.spawn(make_handler([&](Isolate& self, Message&) {
+    (void)rt.post(other_port, Message::u64(1));
+    // Runs until the other isolate ran; the bound only turns a hang into a failure.
+    const auto give_up = std::chrono::steady_clock::now() + test::kLongWait / 2;
+    while (!other_ran.load() && std::chrono::steady_clock::now() < give_up) {
+      (void)self.handle_interrupts();
+    }
+    (void)reply.post(Message::u64(other_ran.load() ? 1 : 0));
+  }));
+  ASSERT_TRUE(looper.ok());
+  ASSERT_TRUE(rt.post((*looper)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 1u) << "the posted message waited for the long one";
 }
 
 // An attached resource is told once, with the reason; a detached one is not told; attaching to
