@@ -42,7 +42,7 @@ int evh_fd_add(evh_runtime* rt, int fd, evh_port_id port, uint32_t events,
       (o.flags & ~static_cast<unsigned>(EVH_FD_OWNED | EVH_FD_SHARED_ACCEPT)) != 0) {
     return EVH_EINVAL;
   }
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   evh::FdOptions fo;
   fo.mode = static_cast<evh::FdMode>(o.mode);
@@ -55,31 +55,31 @@ int evh_fd_add(evh_runtime* rt, int fd, evh_port_id port, uint32_t events,
 
 int evh_fd_modify(evh_runtime* rt, int fd, evh_port_id port, uint32_t events) {
   if ((events & ~kEventBits) != 0) return EVH_EINVAL;
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   return to_c(eh->modify_fd(fd, port_id(port), static_cast<evh::FdEvents>(events)));
 }
 
 int evh_fd_remove(evh_runtime* rt, int fd, evh_port_id port) {
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   return to_c(eh->remove_fd(fd, port_id(port)));
 }
 
 int evh_fd_close(evh_runtime* rt, int fd, evh_port_id port) {
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   return to_c(eh->close_fd(fd, port_id(port)));
 }
 
 int evh_fd_return_tokens(evh_runtime* rt, int fd, evh_port_id port, uint32_t count) {
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   return to_c(eh->return_tokens(fd, port_id(port), count));
 }
 
 int evh_fd_accept(evh_runtime* rt, int listen_fd, evh_port_id port) {
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   auto fd = eh->accept(listen_fd, port_id(port));
   return fd.ok() ? *fd : to_c(fd.error());
@@ -87,7 +87,7 @@ int evh_fd_accept(evh_runtime* rt, int listen_fd, evh_port_id port) {
 
 int evh_port_set_timeout(evh_runtime* rt, evh_port_id port, int64_t deadline_ns) {
   if (deadline_ns < 0) return EVH_EINVAL;
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   // EventHandler::Clock is steady_clock: CLOCK_MONOTONIC, evh_now()'s clock.
   const evh::EventHandler::Clock::time_point deadline{std::chrono::nanoseconds(deadline_ns)};
@@ -95,7 +95,7 @@ int evh_port_set_timeout(evh_runtime* rt, evh_port_id port, int64_t deadline_ns)
 }
 
 int evh_port_clear_timeout(evh_runtime* rt, evh_port_id port) {
-  evh::EventHandler* eh;
+  evh::EventHandler* eh = nullptr;
   if (int e = handler_of(rt, eh); e != EVH_OK) return e;
   return to_c(eh->clear_timeout(port_id(port)));
 }
