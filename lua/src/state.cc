@@ -5,6 +5,7 @@ extern "C" {
 #include <lualib.h>
 }
 
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -158,13 +159,44 @@ State::~State() {
   }
 }
 
+namespace {
+
+int panic(lua_State* L) {
+  const char* msg = lua_tostring(L, -1);
+  std::fprintf(stderr, "evh-lua: PANIC: unprotected error in call to Lua API (%s)\n",
+               msg != nullptr ? msg : "?");
+  std::fflush(stderr);
+  return 0;  // Lua aborts
+}
+
+// Warnings (warn(), errors in __gc) go to stderr once a script turns them on with warn("@on").
+void warning(void* ud, const char* msg, int tocont) {
+  auto* st = static_cast<State*>(ud);
+  static thread_local bool continuing = false;
+  if (!continuing && tocont == 0 && msg[0] == '@') {
+    if (std::strcmp(msg, "@on") == 0) st->warnings = true;
+    if (std::strcmp(msg, "@off") == 0) st->warnings = false;
+    return;
+  }
+  if (st->warnings) {
+    if (!continuing) std::fputs("Lua warning: ", stderr);
+    std::fputs(msg, stderr);
+    if (tocont == 0) std::fputc('\n', stderr);
+  }
+  continuing = tocont != 0;
+}
+
+}  // namespace
+
 bool State::make_lua(std::string& error) {
-  L = luaL_newstate();
+  L = lua_newstate(&Heap::alloc, &heap_);
   if (L == nullptr) {
     error = "not enough memory for a Lua state";
     return false;
   }
   *static_cast<State**>(lua_getextraspace(L)) = this;
+  lua_atpanic(L, &panic);
+  lua_setwarnf(L, &warning, this);
   lua_sethook(L, &hook, LUA_MASKCOUNT, kHookCount);
   lua_pushcfunction(L, &open_all);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {

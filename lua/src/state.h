@@ -25,6 +25,8 @@ extern "C" {
 #include <utility>
 #include <vector>
 
+#include "heap.h"
+
 namespace evh_lua {
 
 // What the whole program shares: the runtime, the port of main()'s receiver, the count of live
@@ -123,6 +125,7 @@ class State {
   // lua_close is running: no evh call on our own turn is possible.
   bool closing = false;
   bool print_errors = true;
+  bool warnings = false;  // warn("@on") / warn("@off"), as in the standalone interpreter
   std::unordered_map<evh_port_id, PortEntry> ports;
   // Scratch space reused by every send (one state runs on one thread at a time).
   std::string scratch;
@@ -141,6 +144,8 @@ class State {
   void dispatch(evh_message* message);
   void report(const char* what);
 
+  // Declared first among the members Lua uses: it outlives lua_close (in ~State).
+  Heap heap_;
   std::string source_;
   std::string chunkname_;
   Payload args_;
