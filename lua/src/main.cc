@@ -6,6 +6,7 @@
 // says how the script ended. Built on <evh/evh.h> only: a runtime that links evh needs nothing
 // else.
 #include <evh/evh.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,7 +31,8 @@ const char kUsage[] =
     "Runs script.lua (\"-\" reads it from stdin) as the main Lua 5.4 state, with the module "
     "`evh`\n"
     "(spawn, ports, timers, processes, signals, TCP) in every state. Exits when no state has work\n"
-    "left, with 0, or 1 when the main state ended by an error or a kill, or os.exit's code.\n"
+    "left, with 0 (1 when the main state was killed); at once with 1 when an error ends the main\n"
+    "state; with os.exit's code when a state calls it.\n"
     "\n"
     "  --workers N  threads that run states, at most (default: 4 per CPU, at least 8)\n";
 
@@ -126,7 +128,11 @@ int run(const char* script, std::vector<std::string> args, unsigned workers) {
     bool main_exited = false;
     bool exit_requested = false;
     int main_reason = EVH_EXIT_NORMAL;
-    while (!exit_requested && !(all_done && main_exited)) {
+    // The program ends when every state is done; or at once when the main state ends by an
+    // error (an uncaught error ends the script, as in the standalone interpreter: the other
+    // states are killed); or at os.exit.
+    bool main_failed = false;
+    while (!exit_requested && !main_failed && !(all_done && main_exited)) {
       evh_message* m = nullptr;
       if (evh_receiver_receive(control, EVH_FOREVER, &m) != EVH_OK) break;
       evh_isolate_exit exit;
@@ -136,6 +142,7 @@ int run(const char* script, std::vector<std::string> args, unsigned workers) {
       if (evh_message_isolate_exit(m, &exit) == EVH_OK) {
         main_exited = true;
         main_reason = exit.reason;
+        main_failed = exit.reason == EVH_EXIT_ERROR;
       } else if (size == sizeof c) {
         std::memcpy(&c, data, sizeof c);
         if (c.magic == ControlMessage::kMagic && c.kind == ControlMessage::all_done) {
@@ -162,6 +169,12 @@ int run(const char* script, std::vector<std::string> args, unsigned workers) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Freed memory stays with malloc rather than going back to the kernel at once: states free
+  // and reallocate large blocks all the time (a child's output arrives as 120 KiB strings), and
+  // on the pool's threads glibc returned the top of its arena and took it back for each one —
+  // an madvise, a TLB shootdown and fresh page faults per chunk.
+  (void)mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  (void)mallopt(M_MMAP_THRESHOLD, 4 << 20);
   const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   unsigned workers = static_cast<unsigned>(std::max(8L, 4 * std::max(cpus, 1L)));
   int i = 1;

@@ -16,6 +16,12 @@ local cases = {
    stderr = "bad thing.*stack traceback"},
   {args = {"-", "a", "b c"}, stdin = "print(select('#', ...), ..., arg[0], arg[2])", code = 0,
    stdout = "^2\ta\t%-\tb c\n$"},  -- `...` not last in a list gives its first value
+  -- An error ending the main state ends the program, also with other states still waiting.
+  {args = {"-"}, stdin = "evh.spawn('evh.receive(print)'); error('main failed')", code = 1,
+   stderr = "main failed"},
+  -- A killed main state: the others finish, the status is 1.
+  {args = {"-"}, stdin = "evh.spawn('evh.after(5, function() print(1) end)'); evh.kill(evh.self())",
+   code = 1, stdout = "^1\n$"},
   {args = {"-"}, stdin = "os.exit(7)", code = 7},
   {args = {"-"}, stdin = "os.exit(false)", code = 1},
   {args = {"-"}, stdin = "evh.after(100000, print); evh.spawn('os.exit(5)')", code = 5},
