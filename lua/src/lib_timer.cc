@@ -1,6 +1,7 @@
 // lua/src/lib_timer.cc — the `evh` module's timers and microtasks: after, every, after_exact,
 // defer, now. Every callback runs on the state's own turn (SEMANTICS 11-15 hold as in C).
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -9,17 +10,20 @@
 namespace evh_lua {
 namespace {
 
-// A timer object: evh's timer storage (64-byte aligned, inside the userdata) and what its
-// callback needs. While armed the object is anchored in the registry (`self_ref`), so the
-// collector never frees armed storage; its function is the userdata's user value.
+// A timer object: evh's timer storage (64-byte aligned, inside the userdata) and, right after it,
+// what the callback needs besides (the state comes from the isolate). While armed the object is
+// anchored in the registry (`self_ref`), so the collector never frees armed storage; its function
+// is the userdata's user value. Kept small: a batch of timers is mostly this.
 struct LuaTimer {
   evh_timer timer;
-  State* st;
   int self_ref;
   bool periodic;
 };
 constexpr const char* kTimerType = "evh.timer";
-constexpr std::size_t kTimerUserdataSize = sizeof(LuaTimer) + EVH_TIMER_ALIGN - 1;
+// The timer ends at a 64-byte boundary; what follows it needs only its own alignment.
+constexpr std::size_t kTimerUserdataSize = EVH_TIMER_ALIGN - 1 + sizeof(evh_timer) + 8;
+static_assert(offsetof(LuaTimer, self_ref) == sizeof(evh_timer) &&
+              offsetof(LuaTimer, periodic) + sizeof(bool) <= sizeof(evh_timer) + 8);
 
 // Lua aligns userdata to 16 bytes; the timer inside it is placed on the next 64-byte boundary
 // (Lua never moves a userdata, so the address holds for its life).
@@ -48,7 +52,7 @@ std::int64_t delay_ns(lua_State* L, int index) {
 
 void on_timer(evh_isolate* self, evh_timer*, uint64_t skipped, void* user) {
   auto* t = static_cast<LuaTimer*>(user);
-  State& st = *t->st;
+  State& st = *static_cast<State*>(evh_isolate_user(self));
   st.self = self;
   if (st.dying) return;
   lua_State* L = st.L;
@@ -76,7 +80,6 @@ int start(lua_State* L, Kind kind) {
   void* ud = lua_newuserdatauv(L, kTimerUserdataSize, 1);
   LuaTimer* t = timer_in(ud);
   std::memset(static_cast<void*>(&t->timer), 0, sizeof t->timer);
-  t->st = &st;
   t->self_ref = LUA_NOREF;
   t->periodic = kind == Kind::every;
   (void)evh_timer_init(&t->timer, &on_timer, t);
