@@ -93,9 +93,12 @@ int register_socket(State& st, lua_State* L, LuaSocket* s, uint32_t interest) {
   return EVH_OK;
 }
 
-// Ends the socket: its port closes, and with it the registration, which closes the fd.
+// Ends the socket: its port closes, and with it the registration, which closes the fd on the
+// event handler's thread, a moment later. The shutdown makes the end visible at once: a server
+// stops listening (connections are refused from here on), a peer reads end of file.
 void close_socket(State& st, LuaSocket* s) {
   drop_out(s);
+  if (s->fd >= 0) (void)::shutdown(s->fd, SHUT_RDWR);
   if (s->port != 0) {
     const evh_port_id port = s->port;
     s->port = 0;

@@ -121,3 +121,18 @@ do
     }
   ]], inbox)
 end
+
+-- A signal to this process reaches the state that watches it.
+started()
+do
+  local watcher
+  watcher = evh.signal("SIGUSR1", function(name, count)
+    assert(name == "USR1" and math.type(count) == "integer" and count >= 1)
+    watcher:stop()
+    finished()
+  end)
+  -- sh's parent is this process.
+  evh.spawn_process{argv = {"sh", "-c", "kill -USR1 $PPID"}, stdin = "null"}
+  assert(not pcall(evh.signal, "NOSUCHSIGNAL", print))
+  assert(not pcall(evh.signal, "KILL", print))
+end

@@ -75,6 +75,20 @@ evh.on_exit(server, function(reason)
   end)
 end)
 
+-- A connection refused is reported to the connect callback.
+do
+  local closed = evh.listen("127.0.0.1", 0, function() end)
+  local port = closed:port()
+  closed:close()
+  local refused = false
+  local refusal_watchdog = testlib.watchdog("connection refused")
+  evh.connect("127.0.0.1", port, function(conn, err)
+    assert(conn == nil and err:find("refused"), tostring(err))
+    refused = true
+    refusal_watchdog.done()
+  end)
+end
+
 -- Bad addresses are refused at once.
 assert(not pcall(evh.listen, "not an address", 0, print))
 assert(not pcall(evh.connect, "127.0.0.1", 70000, print))
