@@ -29,7 +29,7 @@ class Heap {
   static constexpr std::size_t kGranule = 16;
   static constexpr std::size_t kMaxSmall = 512;
   static constexpr std::size_t kClasses = kMaxSmall / kGranule;
-  static constexpr std::size_t kFirstChunk = 16 * 1024;
+  static constexpr std::size_t kFirstChunk = 32 * 1024;
   static constexpr std::size_t kMaxChunk = 1024 * 1024;
 
   struct FreeBlock {

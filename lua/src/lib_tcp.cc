@@ -385,6 +385,10 @@ int accept_all(lua_State* L) {
   return 0;
 }
 
+// Where reads land before they become Lua strings: one per thread rather than one per state (a
+// state runs on one thread at a time, and the bytes are copied out before any Lua code runs).
+thread_local char read_buffer[64 * 1024];
+
 // Reads until the socket has nothing more (edge mode), handing each chunk to the handler.
 int read_all(lua_State* L) {
   auto* c = static_cast<SocketCall*>(lua_touserdata(L, 1));
@@ -396,9 +400,9 @@ int read_all(lua_State* L) {
     const bool has_handler = lua_getiuservalue(L, 2, kHandler) == LUA_TFUNCTION;
     lua_pop(L, 1);
     if (!has_handler) return 0;
-    const ssize_t n = ::read(s->fd, st.io_buffer.data(), st.io_buffer.size());
+    const ssize_t n = ::read(s->fd, read_buffer, sizeof read_buffer);
     if (n > 0) {
-      lua_pushlstring(L, st.io_buffer.data(), static_cast<std::size_t>(n));
+      lua_pushlstring(L, read_buffer, static_cast<std::size_t>(n));
       call_handler(st, kHandler, 1);
       continue;
     }

@@ -203,7 +203,6 @@ bool State::make_lua(std::string& error) {
     error = lua_tostring(L, -1) != nullptr ? lua_tostring(L, -1) : "cannot open the libraries";
     return false;
   }
-  io_buffer.resize(64 * 1024);
   return true;
 }
 

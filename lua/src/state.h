@@ -130,7 +130,6 @@ class State {
   // Scratch space reused by every send (one state runs on one thread at a time).
   std::string scratch;
   std::vector<evh_isolate*> scratch_handles;
-  std::vector<char> io_buffer;
 
   // Opens a port of this state for `kind`; returns 0 on failure (with `error` set).
   evh_port_id open_port(PortKind kind, int handler, int object, void* native, int& error);
