@@ -32,6 +32,9 @@ local cases = {
     evh.after(1, function() error("not fatal") end)
     evh.after(20, function() print("went on") end)
   ]], code = 0, stdout = "^went on\n$", stderr = "not fatal.*stack traceback"},
+  -- The README's example.
+  {args = {"../examples/ping.lua"}, code = 0,
+   stdout = {"doubled:\t42\n", "and a timer, 10 ms later\n"}},
   -- The exit rule: a chain of timers and a spawned state, then nothing left.
   {args = {"-"}, stdin = [[
     local n = 0
@@ -55,7 +58,8 @@ for i, case in ipairs(cases) do
       local o, e = table.concat(out), table.concat(err)
       local what = "case " .. i .. " (" .. table.concat(case.args, " ") .. "): "
       assert(code == case.code, what .. "exit " .. code .. ", stderr: " .. e)
-      if case.stdout then assert(o:find(case.stdout), what .. "stdout: " .. o) end
+      local patterns = type(case.stdout) == "table" and case.stdout or {case.stdout}
+      for _, p in ipairs(patterns) do assert(o:find(p), what .. "stdout: " .. o) end
       if case.stderr then assert(e:find(case.stderr), what .. "stderr: " .. e) end
       remaining = remaining - 1
       if remaining == 0 then watchdog.done() end
