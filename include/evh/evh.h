@@ -2,7 +2,8 @@
  * links to run isolates on evh.
  *
  * Plain C11, no C++ in it; it wraps the C++ API (the other headers under evh/) without a second
- * implementation, so everything those headers and ../SEMANTICS.md promise holds here too. Link
+ * implementation, so everything those headers promise (the behaviours they number "SEMANTICS n")
+ * holds here too. Link
  * libevh.so (`pkg-config --libs evh`, or `evh::evh` from `find_package(evh)`).
  *
  * THE CONTRACT, for every call below.
@@ -25,7 +26,8 @@
  * Threads. A call marked "any thread" is thread-safe. A call marked "own turn" is for the
  * isolate `self` from inside one of its own callbacks (its message handler, a timer callback or
  * a microtask); from anywhere else it fails with EVH_EWRONGTHREAD (checked in every build). No
- * call blocks unless it says so; the ones that wait take a timeout.
+ * call blocks unless it says so (a receiver's or a mutex's wait, a process spawn, shutdown);
+ * every wait has a form with a timeout.
  *
  * Ownership. Whoever is handed something releases it: the caller for what a call returns
  * through an `out` parameter, evh for what is passed to it. Data passed to a post is copied.
@@ -98,7 +100,8 @@ EVH_API const char* evh_strerror(int error);
 
 /* ==== time ================================================================================ */
 
-/* Nanoseconds on CLOCK_MONOTONIC, the clock every timer, deadline and timeout uses. */
+/* Nanoseconds on CLOCK_MONOTONIC, the clock every timer, deadline and timeout uses. Any
+ * thread. */
 EVH_API int64_t evh_now(void);
 
 #define EVH_FOREVER INT64_MAX
@@ -522,7 +525,9 @@ typedef struct evh_fd_options {
  * must not close it before the registration's final notice. */
 EVH_API int evh_fd_add(evh_runtime* rt, int fd, evh_port_id port, uint32_t events,
                        const evh_fd_options* options);
-/* Replaces the interest of (fd, port) and re-arms it. */
+/* The calls below name a registration by (fd, port), are for any thread, never block, and
+ * report what only the I/O thread can find out (no such registration: ENOENT) to the port as an
+ * EVH_IO_ERROR event. Replaces the interest of (fd, port) and re-arms it. */
 EVH_API int evh_fd_modify(evh_runtime* rt, int fd, evh_port_id port, uint32_t events);
 /* Stops watching; the fd stays open. Final notice: EVH_IO_UNREGISTERED. */
 EVH_API int evh_fd_remove(evh_runtime* rt, int fd, evh_port_id port);
@@ -672,8 +677,8 @@ EVH_API int evh_message_signal_event(const evh_message* message, evh_signal_even
  * it repairs the state and calls evh_mutex_mark_consistent; unlocking without doing so makes
  * the lock EVH_ENOTRECOVERABLE for everyone (POSIX robust mutexes). Not recursive; not tied to
  * a runtime. A waiting isolate blocks its thread. */
-EVH_API int evh_mutex_create(evh_mutex** out);
-/* EVH_EBUSY while it is held; must not be destroyed while an isolate waits for it. */
+EVH_API int evh_mutex_create(evh_mutex** out); /* any thread; the caller owns *out */
+/* Any thread. EVH_EBUSY while it is held; must not be destroyed while an isolate waits for it. */
 EVH_API int evh_mutex_destroy(evh_mutex* mutex);
 /* Own turn of `self`. 0 (held), EVH_EOWNERDEAD (held: repair), EVH_ENOTRECOVERABLE,
  * EVH_EDEADLK (self holds it), EVH_EDEAD (self was killed while waiting: not held, unwind). */

@@ -17,7 +17,7 @@ bool priority_of(unsigned flags, Priority& out) noexcept {
 }
 
 int post(evh_runtime* rt, evh_port_id port, Message message, unsigned flags) noexcept {
-  Priority priority;
+  Priority priority = Priority::normal;
   if (!valid(rt) || !priority_of(flags, priority)) return EVH_EINVAL;  // `message` released here
   return to_c(rt->rt->post(port_id(port), std::move(message), priority));
 }
@@ -146,7 +146,7 @@ evh_port_id evh_receiver_port(const evh_receiver* receiver) {
 int evh_receiver_receive(evh_receiver* receiver, int64_t timeout_ns, evh_message** out) {
   if (out == nullptr) return EVH_EINVAL;
   *out = nullptr;
-  std::chrono::nanoseconds timeout;
+  std::chrono::nanoseconds timeout{};
   if (!valid(receiver) || !wait_timeout(timeout_ns, timeout)) return EVH_EINVAL;
   return guarded([&] {
     auto m = receiver->receiver.receive(timeout);

@@ -100,8 +100,8 @@ int evh_timer_init(evh_timer* timer, evh_timer_fn fn, void* user) {
 }
 
 int evh_timer_start(evh_isolate* self, evh_timer* timer, int64_t delay_ns, int64_t slack_ns) {
-  evh::Isolate* iso;
-  Box box;
+  evh::Isolate* iso = nullptr;
+  Box box{};
   evh::Slack slack = evh::Slack::coarse();
   if (int e = prepare_start(self, timer, slack_ns, iso, box, slack); e != EVH_OK) return e;
   // A negative delay is refused; a huge one means "never" (SEMANTICS 11).
@@ -112,8 +112,8 @@ int evh_timer_start(evh_isolate* self, evh_timer* timer, int64_t delay_ns, int64
 }
 
 int evh_timer_start_at(evh_isolate* self, evh_timer* timer, int64_t deadline_ns, int64_t slack_ns) {
-  evh::Isolate* iso;
-  Box box;
+  evh::Isolate* iso = nullptr;
+  Box box{};
   evh::Slack slack = evh::Slack::coarse();
   if (int e = prepare_start(self, timer, slack_ns, iso, box, slack); e != EVH_OK) return e;
   if (deadline_ns < 0) return EVH_EINVAL;  // before the clock's start: a caller's arithmetic slip
@@ -124,8 +124,8 @@ int evh_timer_start_at(evh_isolate* self, evh_timer* timer, int64_t deadline_ns,
 
 int evh_timer_start_periodic(evh_isolate* self, evh_timer* timer, int64_t period_ns,
                              int64_t slack_ns) {
-  evh::Isolate* iso;
-  Box box;
+  evh::Isolate* iso = nullptr;
+  Box box{};
   evh::Slack slack = evh::Slack::coarse();
   if (int e = prepare_start(self, timer, slack_ns, iso, box, slack); e != EVH_OK) return e;
   // Bounded: the next deadline of a periodic timer is its last plus the period, which must not
@@ -139,8 +139,8 @@ int evh_timer_start_periodic(evh_isolate* self, evh_timer* timer, int64_t period
 
 int evh_timer_start_periodic_at(evh_isolate* self, evh_timer* timer, int64_t first_ns,
                                 int64_t period_ns, int64_t slack_ns) {
-  evh::Isolate* iso;
-  Box box;
+  evh::Isolate* iso = nullptr;
+  Box box{};
   evh::Slack slack = evh::Slack::coarse();
   if (int e = prepare_start(self, timer, slack_ns, iso, box, slack); e != EVH_OK) return e;
   if (first_ns < 0 || period_ns <= 0 || period_ns > EVH_DURATION_MAX) return EVH_EINVAL;
@@ -151,7 +151,7 @@ int evh_timer_start_periodic_at(evh_isolate* self, evh_timer* timer, int64_t fir
 }
 
 int evh_timer_cancel(evh_isolate* self, evh_timer* timer) {
-  evh::Isolate* iso;
+  evh::Isolate* iso = nullptr;
   if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
   Box box = box_of(timer);
   if (box.timer == nullptr) return EVH_EINVAL;

@@ -8,7 +8,8 @@ namespace evh::detail {
 
 void TimerSet::cancel_all() noexcept {
   TimerList all;
-  wheel_.collect_due(INT64_MAX - 1, all);
+  // Every deadline is ≤ INT64_MAX ("never" saturates to it), so this collects every timer.
+  wheel_.collect_due(INT64_MAX, all);
   zero_delay_.splice_into(all);
   batch_.splice_into(all);
   while (!all.empty()) cancel(*all.head);
@@ -53,8 +54,9 @@ Timer* TimerSet::next_in_batch(std::int64_t fire_ns, std::uint64_t& skipped) noe
     const std::int64_t behind = late / t.period_;
     skipped = static_cast<std::uint64_t>(behind);
     const std::int64_t slack = t.fire_by_ - t.deadline_;
-    t.deadline_ += (behind + 1) * t.period_;
-    t.fire_by_ = t.deadline_ + slack;
+    // behind * period ≤ late fits; one more period may not (a period near "never").
+    t.deadline_ = saturating_add(t.deadline_ + behind * t.period_, t.period_);
+    t.fire_by_ = saturating_add(t.deadline_, slack);
     t.seq_ = next_seq_++;
     wheel_.insert(t);  // stays live; not part of this batch, which is detached
   } else {

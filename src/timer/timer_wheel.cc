@@ -164,6 +164,11 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
   EVH_ASSERT(target >= now_tick_, "time went backwards");
   int level = 0;
   int slot = 0;
+  // Timers parked at the end of the wheel's reach (see place()) whose deadline is still ahead:
+  // held aside until the wheel stands at `target`, then placed again relative to it. Placed
+  // back at once, they would land in the very slot being walked — the last tick of the
+  // wheel's revolution, which is as far as it reaches from there — and be found again forever.
+  TimerList parked;
   for (;;) {
     const bool live = earliest_slot(level, slot);
     const std::int64_t start = live ? slot_start_tick(level, slot) : INT64_MAX;
@@ -204,6 +209,8 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
       t->pprev_ = nullptr;
       if (level == 0 && t->deadline_ <= now_ns) {
         out.push_front(*t);
+      } else if (level == 0 && tick_of(t->deadline_) > start) {
+        parked.push_front(*t);
       } else {
         // Level 0: the current tick with its deadline still ahead goes back into this slot;
         // higher levels cascade, relative to the slot's start, into lower levels.
@@ -214,6 +221,11 @@ void TimerWheel::collect_due(std::int64_t now_ns, TimerList& out) noexcept {
     if (level == 0 && start == target) break;
   }
   now_tick_ = target;
+  while (!parked.empty()) {
+    Timer& t = *parked.head;
+    TimerList::unlink(t);
+    place(t);
+  }
   stage_some();
 }
 

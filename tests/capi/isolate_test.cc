@@ -31,6 +31,7 @@ struct Ctx {
   evh_isolate* uncaught_isolate = nullptr;
   evh_isolate* other = nullptr;  // for calls on a second isolate
   std::atomic<bool> stop{false};
+  std::string trace;  // the isolate's own: touched on its turn only
 };
 
 void count_destroy(void* ctx) noexcept {
@@ -154,6 +155,10 @@ TEST(CapiIsolate, KillIsHeardAndLaterCallsFail) {
   Ctx ctx{rt, rx.port()};
   evh_isolate* iso = spawn(rt, &echo, &ctx);
   ASSERT_EQ(evh_isolate_add_exit_listener(iso, rx.port()), EVH_OK);
+  Receiver removed(rt);
+  ASSERT_EQ(evh_isolate_add_exit_listener(iso, removed.port()), EVH_OK);
+  ASSERT_EQ(evh_isolate_remove_exit_listener(iso, removed.port()), EVH_OK);
+  EXPECT_EQ(evh_isolate_remove_exit_listener(iso, removed.port()), EVH_EUNKNOWNPORT);
   EXPECT_EQ(evh_isolate_kill(iso, 7), EVH_EINVAL);
   EXPECT_EQ(evh_isolate_is_dead(iso), 0);
   ASSERT_EQ(evh_isolate_kill(iso, EVH_BEFORE_NEXT_EVENT), EVH_OK);
@@ -162,6 +167,7 @@ TEST(CapiIsolate, KillIsHeardAndLaterCallsFail) {
   EXPECT_EQ(evh_isolate_ping(iso, rx.port(), "p", 1, EVH_IMMEDIATE), EVH_EDEAD);
   EXPECT_EQ(evh_isolate_add_error_listener(iso, rx.port()), EVH_EDEAD);
   EXPECT_TRUE(rx.empty());
+  EXPECT_TRUE(removed.empty());  // removed before the exit: never told
   ASSERT_EQ(evh_runtime_shutdown(rt), EVH_OK);
   EXPECT_EQ(ctx.destroyed.load(), 1);
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
@@ -258,6 +264,13 @@ TEST(CapiIsolate, ReportedErrorReachesListenersAndIsolateGoesOn) {
   EXPECT_EQ(rs.exceptions, 1u);
   EXPECT_EQ(evh_isolate_remove_error_listener(iso, errors.port()), EVH_OK);
   EXPECT_EQ(evh_isolate_remove_error_listener(iso, errors.port()), EVH_EUNKNOWNPORT);
+  // Made fatal afterwards: the next error ends it.
+  ASSERT_EQ(evh_isolate_set_errors_fatal(iso, 1), EVH_OK);
+  ASSERT_EQ(evh_isolate_add_exit_listener(iso, rx.port()), EVH_OK);
+  ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "fail"), EVH_OK);
+  EXPECT_EQ(rx.exit().reason, EVH_EXIT_ERROR);
+  EXPECT_TRUE(errors.empty());  // no longer listening
+  EXPECT_EQ(evh_isolate_set_errors_fatal(nullptr, 1), EVH_EINVAL);
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
 }
 
@@ -450,24 +463,24 @@ TEST(CapiIsolate, MicrotasksRunInOrderAfterTheMessage) {
   Runtime rt;
   Receiver rx(rt);
   Ctx ctx{rt, rx.port()};
-  static thread_local std::string trace;
   evh_isolate* iso = spawn(
       rt,
       [](evh_isolate* self, evh_message*, void* user) {
-        trace = "m";
+        auto* c = static_cast<Ctx*>(user);
+        c->trace.clear();  // (not `= "m"`: GCC 12 -O3 warns falsely, bug 105651)
+        c->trace.push_back('m');
         for (intptr_t i = 1; i <= 3; ++i) {
           EXPECT_EQ(evh_isolate_microtask(
                         self,
                         [](evh_isolate* s, void* arg) {
-                          trace += std::to_string(reinterpret_cast<intptr_t>(arg));
-                          if (arg == reinterpret_cast<void*>(3))
-                            reply(static_cast<Ctx*>(evh_isolate_user(s)), trace);
+                          auto* cs = static_cast<Ctx*>(evh_isolate_user(s));
+                          cs->trace += std::to_string(reinterpret_cast<intptr_t>(arg));
+                          if (arg == reinterpret_cast<void*>(3)) reply(cs, cs->trace);
                         },
                         reinterpret_cast<void*>(i), nullptr),
                     EVH_OK);
         }
         EXPECT_EQ(evh_isolate_microtask(self, nullptr, nullptr, nullptr), EVH_EINVAL);
-        (void)user;
       },
       &ctx);
   ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "go"), EVH_OK);

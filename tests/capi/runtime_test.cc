@@ -1,6 +1,7 @@
 // The C API's runtimes, versions, errors, posts, messages and receivers (evh.h only).
 #include <evh/evh.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -190,6 +191,46 @@ TEST(CapiRuntime, CallsAfterShutdownFail) {
   EXPECT_EQ(evh_receiver_receive(rx.r, 0, &m), EVH_ETIMEDOUT);
   evh_runner* runner = nullptr;
   EXPECT_EQ(evh_runner_dedicated(rt, "late", &runner), EVH_ESHUTTINGDOWN);
+}
+
+// Every kind of handle may be released after shutdown, in any order, and then the runtime freed.
+TEST(CapiRuntime, HandlesReleasedAfterShutdown) {
+  evh_runtime* rt = nullptr;
+  ASSERT_EQ(evh_runtime_create(nullptr, &rt), EVH_OK);
+  evh_receiver* rx = nullptr;
+  ASSERT_EQ(evh_receiver_open(rt, &rx), EVH_OK);
+  evh_isolate* iso = nullptr;
+  ASSERT_EQ(evh_isolate_spawn(
+                rt, [](evh_isolate*, evh_message*, void*) {}, nullptr, nullptr, nullptr, &iso),
+            EVH_OK);
+  evh_signal_watcher* w = nullptr;
+  ASSERT_EQ(evh_signal_watch(rt, SIGUSR1, evh_receiver_port(rx), &w), EVH_OK);
+  const char* argv[] = {"sleep", "100", nullptr};
+  evh_process_options o{};
+  o.argv = argv;
+  o.events = evh_receiver_port(rx);
+  evh_process* p = nullptr;
+  ASSERT_EQ(evh_process_spawn(rt, &o, &p), EVH_OK);
+  evh_mutex* mu = nullptr;
+  ASSERT_EQ(evh_mutex_create(&mu), EVH_OK);
+
+  ASSERT_EQ(evh_runtime_shutdown(rt), EVH_OK);  // kills and reaps the child
+  int code = 0;
+  EXPECT_EQ(evh_process_exit_code(p, &code), EVH_OK);
+  EXPECT_EQ(code, -SIGKILL);
+  EXPECT_EQ(evh_process_write_stdin(p, "x", 1), -EPIPE);
+  evh_process* p2 = nullptr;
+  EXPECT_EQ(evh_process_spawn(rt, &o, &p2), EVH_ESHUTTINGDOWN);
+  evh_signal_watcher* w2 = nullptr;
+  EXPECT_EQ(evh_signal_watch(rt, SIGUSR1, evh_receiver_port(rx), &w2), EVH_ESHUTTINGDOWN);
+  EXPECT_EQ(evh_isolate_is_dead(iso), 1);
+  EXPECT_EQ(evh_runtime_destroy(rt), EVH_EBUSY);
+  EXPECT_EQ(evh_signal_destroy(w), EVH_OK);
+  EXPECT_EQ(evh_process_release(p), EVH_OK);
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+  EXPECT_EQ(evh_receiver_destroy(rx), EVH_OK);
+  EXPECT_EQ(evh_mutex_destroy(mu), EVH_OK);
+  EXPECT_EQ(evh_runtime_destroy(rt), EVH_OK);
 }
 
 // Bytes round-trip through a receiver, short (inline) and long (heap); OOB overtakes.

@@ -13,9 +13,6 @@
 namespace evh_capi_test {
 namespace {
 
-// Far, but within the timer wheel's 52-day reach. (A timer beyond it hangs its isolate's death on
-// main at the time of writing; the hardening branch fixes that: "timer wheel: a far timer
-// crossing the wheel's revolution, and "never", no longer hang".)
 constexpr int64_t kHour = INT64_C(3'600'000'000'000);
 
 // One test's state, owned by the isolate's handler (one thread at a time).
@@ -195,6 +192,29 @@ TEST(CapiTimer, BadDurationsAreRefusedAndHugeMeansNever) {
   });
   ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "go"), EVH_OK);
   EXPECT_EQ(rx.text(), "EEEEEEEEEEEE armed");
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+}
+
+// "Never" (a delay too large to represent) and timers beyond the wheel's 52-day reach do not hold
+// up their isolate's death: a kill ends it, and its exit listener hears it.
+TEST(CapiTimer, NeverAndFarTimersDoNotHoldUpADeath) {
+  Runtime rt;
+  Receiver rx(rt);
+  Timers s{rt, rx.port()};
+  evh_isolate* iso = spawn_timers(rt, s, [](evh_isolate* self, evh_message*, void*) {
+    Timers* st = of(self);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(evh_timer_init(&st->t[i], &note, nullptr), EVH_OK);
+    EXPECT_EQ(evh_timer_start(self, &st->t[0], INT64_MAX, EVH_SLACK_COARSE), EVH_OK);
+    EXPECT_EQ(evh_timer_start(self, &st->t[1], 400 * 24 * kHour, EVH_SLACK_EXACT), EVH_OK);
+    EXPECT_EQ(evh_timer_start_at(self, &st->t[2], INT64_MAX - 1, EVH_SLACK_EXACT), EVH_OK);
+    EXPECT_EQ(evh_post(st->rt, st->reply, "armed", 5, 0), EVH_OK);
+  });
+  ASSERT_EQ(evh_isolate_add_exit_listener(iso, rx.port()), EVH_OK);
+  ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "go"), EVH_OK);
+  EXPECT_EQ(rx.text(), "armed");
+  ASSERT_EQ(evh_isolate_kill(iso, EVH_IMMEDIATE), EVH_OK);
+  EXPECT_EQ(rx.exit().reason, EVH_EXIT_KILLED);
+  EXPECT_EQ(s.trace, "");  // none of them ran
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
 }
 

@@ -4,8 +4,9 @@
 #
 # Exported must be: the C API (evh_*) and the public C++ API (namespace evh). Allowed besides:
 # weak or unique instantiations of standard-library templates, which every C++ shared library
-# exports (they are merged with the program's copies). Refused: anything in evh::detail (mangled
-# N3evh6detail — the library's insides, free to change), and any other strong symbol.
+# exports (they are merged with the program's copies). Refused: anything in evh::detail or
+# evh::capi (mangled N3evh6detail, N3evh4capi — the library's insides, free to change), and any
+# other strong symbol.
 # Every REQUIRED_SYMBOL (a demangled prefix, e.g. "evh_runtime_create" or "evh::Runtime::post(")
 # must be exported.
 set -euo pipefail
@@ -16,8 +17,8 @@ shift
 status=0
 # nm -D --defined-only: "ADDRESS TYPE NAME" (mangled); undefined ones are the library's imports.
 while read -r _ type name; do
-  if [[ $name =~ ^_Z[A-Z]*N[KVrLO]*3evh6detail ]]; then
-    echo "exported_symbols: evh::detail symbol exported: $(c++filt "$name")" >&2
+  if [[ $name =~ ^_Z[A-Z]*N[KVrLO]*3evh(6detail|4capi) ]]; then
+    echo "exported_symbols: internal symbol exported: $(c++filt "$name")" >&2
     status=1
   elif [[ $name == evh_* ]]; then
     :  # the C API

@@ -440,5 +440,50 @@ TEST(TimerSet, RandomOperationsMatchAModel) {
   }
 }
 
+// Regression (found by tests/fuzz/timer_set_fuzz): a timer beyond the wheel's 52-day reach is
+// parked at the last tick of the wheel's revolution; a collect that crossed that tick while the
+// timer was still not due placed it back into the slot being walked and looped forever.
+TEST(TimerSet, FarTimerAcrossTheWheelsRevolutionDoesNotHang) {
+  constexpr std::int64_t kDay = 86'400'000 * kMs;
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start(ts.v[0], kStart, 60 * kDay, 0, &noop, Slack::exact());
+  set.start(ts.v[1], kStart, 53 * kDay, 0, &noop, Slack::exact());
+  // The revolution ends at 2^52 ns (~52.1 days): this batch crosses it.
+  EXPECT_EQ(fire(set, kStart + 53 * kDay), std::vector<std::intptr_t>{1});
+  EXPECT_TRUE(ts.v[0].armed());
+  EXPECT_TRUE(fire(set, kStart + 60 * kDay - 1).empty());
+  EXPECT_EQ(fire(set, kStart + 60 * kDay), std::vector<std::intptr_t>{0});
+  EXPECT_EQ(set.live(), 0u);
+}
+
+// Regression (found by tests/fuzz/timer_set_fuzz): "never" (a delay that saturates to
+// INT64_MAX) is never due, and destroying the set with such a timer armed disarms it instead of
+// looping (cancel_all collected up to INT64_MAX - 1, which such a timer is beyond).
+TEST(TimerSet, NeverDeadlineNeverFiresAndIsDisarmedOnDestruction) {
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  {
+    TimerSet set(kStart);
+    set.start(ts.v[0], kStart, INT64_MAX, 0, &noop, Slack::coarse());
+    set.start(ts.v[1], kStart, INT64_MAX - kStart / 2, INT64_MAX / 2, &noop, Slack::exact());
+    EXPECT_EQ(ts.v[0].deadline_ns(), INT64_MAX);
+    EXPECT_TRUE(fire(set, kStart + 7'200'000 * kMs).empty());
+    EXPECT_TRUE(ts.v[0].armed());
+  }
+  EXPECT_FALSE(ts.v[0].armed());
+  EXPECT_FALSE(ts.v[1].armed());
+}
+
+// A periodic timer whose next period would pass INT64_MAX saturates to "never" instead of
+// overflowing to a deadline in the past.
+TEST(TimerSet, PeriodNearNeverSaturates) {
+  Timers ts(1);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start_at(ts.v[0], kStart, kStart + kMs, INT64_MAX - kMs, &noop, Slack::exact());
+  EXPECT_EQ(fire(set, kStart + 2 * kMs), std::vector<std::intptr_t>{0});
+  EXPECT_EQ(ts.v[0].deadline_ns(), INT64_MAX);
+  EXPECT_TRUE(fire(set, kStart + 7'200'000 * kMs).empty());
+}
+
 }  // namespace
 }  // namespace evh::detail
