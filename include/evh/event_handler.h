@@ -50,7 +50,8 @@ class Runtime;
 
 namespace detail {
 class EventHandlerImpl;
-}
+struct EventHandlerAccess;
+}  // namespace detail
 
 // Readiness conditions, as a bit set. `error` and `hang_up` are always reported (they need not be
 // asked for); `read_closed` (the peer shut down its write side) only when asked for.
@@ -135,7 +136,8 @@ struct IoEvent {
   FdEvents events = FdEvents::none;
   std::int32_t error = 0;  // errno, for IoNotice::error
   std::int32_t reserved2 = 0;
-  std::int64_t deadline_ns = 0;  // steady_clock (CLOCK_MONOTONIC) nanoseconds, for timeout
+  std::int64_t deadline_ns =
+      0;  // for timeout: nanoseconds on the runtime's clock (see set_timeout)
 };
 static_assert(sizeof(IoEvent) <= Message::kInlineBytes);
 
@@ -161,13 +163,15 @@ struct EventHandlerOptions {
 
 class EVH_API EventHandler {
  public:
-  using Clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC
+  // CLOCK_MONOTONIC, the default runtime clock. A runtime built with a ManualClock
+  // (RuntimeOptions::clock) keeps its timeouts on that clock: pass its readings as
+  // `Clock::time_point(manual_clock.now())`.
+  using Clock = std::chrono::steady_clock;
 
   // Starts a handler and its I/O thread with the default backend. Errors: the kernel's (e.g.
   // EMFILE when no fd is left for the epoll instance).
   static Result<std::unique_ptr<EventHandler>> create(Runtime& runtime,
                                                       EventHandlerOptions options = {});
-  explicit EventHandler(std::unique_ptr<detail::EventHandlerImpl> impl) noexcept;
   ~EventHandler();  // shutdown()
   EventHandler(const EventHandler&) = delete;
   EventHandler& operator=(const EventHandler&) = delete;
@@ -191,9 +195,9 @@ class EVH_API EventHandler {
   // busy loop of dart-lang/sdk#22181. The pending connections stay queued in the kernel.
   Result<int> accept(int listen_fd, PortId port) noexcept;
 
-  // Sets `port`'s one deadline (replacing an earlier one). When it passes, the port receives one
-  // `timeout` message and the deadline is gone. Never early: the message is posted only once
-  // Clock::now() >= deadline.
+  // Sets `port`'s one deadline (replacing an earlier one), on the runtime's clock. When it
+  // passes, the port receives one `timeout` message and the deadline is gone. Never early: the
+  // message is posted only once the clock has reached the deadline.
   Status set_timeout(PortId port, Clock::time_point deadline) noexcept;
   Status clear_timeout(PortId port) noexcept;
 
@@ -207,9 +211,9 @@ class EVH_API EventHandler {
   // The backend's name, e.g. "epoll".
   const char* backend() const noexcept;
 
-  detail::EventHandlerImpl& impl() noexcept { return *impl_; }
-
  private:
+  friend struct detail::EventHandlerAccess;
+  explicit EventHandler(std::unique_ptr<detail::EventHandlerImpl> impl) noexcept;
   std::unique_ptr<detail::EventHandlerImpl> impl_;
 };
 

@@ -38,6 +38,7 @@ class Runtime;
 
 namespace detail {
 class IsolateImpl;
+struct IsolateResourceAccess;
 void retain(Isolate* isolate) noexcept;
 void release(Isolate* isolate) noexcept;
 }  // namespace detail
@@ -120,19 +121,27 @@ class EVH_API IsolateResource {
   IsolateResource& operator=(const IsolateResource&) = delete;
 
  private:
-  friend class detail::IsolateImpl;
-  IsolateResource* prev_ = nullptr;
-  IsolateResource* next_ = nullptr;
+  friend struct detail::IsolateResourceAccess;
+  // The isolate's list of attached resources runs through this link (an internal intrusive
+  // list: a plain link here, so that no library type appears in this header).
+  struct Link {
+    Link* prev = nullptr;
+    Link* next = nullptr;
+  };
+  Link link_;
   bool attached_ = false;
 };
+
+// Whether an exception escaping an isolate's handler, a microtask or a timer callback ends the
+// isolate (ExitReason::error, after its error listeners have been told) or is only reported.
+enum class ErrorsFatal : std::uint8_t { no, yes };
 
 struct IsolateOptions {
   TaskRunner* runner = nullptr;  // null: the runtime's thread pool
   std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
   void* data = nullptr;          // opaque embedder data, returned by `Isolate::data()`
-  // An exception escaping the handler, a microtask or a timer callback ends the isolate
-  // (ExitReason::error) after its error listeners have been told. Off: it goes on.
-  bool errors_are_fatal = false;
+  // See ErrorsFatal. `no`: an escaped exception is reported and the isolate goes on.
+  ErrorsFatal errors_are_fatal = ErrorsFatal::no;
 };
 
 struct IsolateStats {
@@ -176,7 +185,7 @@ class EVH_API Isolate {
   // `IsolateError` message), before `errors_are_fatal` ends it.
   Status add_error_listener(PortId port) noexcept;
   Status remove_error_listener(PortId port) noexcept;
-  void set_errors_fatal(bool fatal) noexcept;
+  void set_errors_fatal(ErrorsFatal fatal) noexcept;
   // Kills the isolate (SEMANTICS 9): idempotent, any thread, also from inside the isolate and
   // racing with posts. Its ports close at once (posts to them fail from then on); when it stops
   // (see KillPriority) every queued message is released exactly once, its timers are cancelled,

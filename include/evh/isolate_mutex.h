@@ -64,9 +64,14 @@ class EVH_API IsolateMutex {
 
   std::atomic<std::uint32_t> word_{0};
   std::atomic<Isolate*> owner_{nullptr};
-  // The holder's list of held locks (touched only by the holder's turn).
-  IsolateMutex* prev_ = nullptr;
-  IsolateMutex* next_ = nullptr;
+  // The holder's list of held locks runs through this link (touched only by the holder's turn;
+  // an internal intrusive list: a plain link here, so that no library type appears in this
+  // header).
+  struct Link {
+    Link* prev = nullptr;
+    Link* next = nullptr;
+  };
+  Link link_;
 };
 
 }  // namespace evh

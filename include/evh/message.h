@@ -125,9 +125,6 @@ class EVH_API Message {
     return object;
   }
 
-  // For evh's queues only.
-  void set_port(PortId port) noexcept { port_ = port; }
-
  private:
   friend struct detail::MessageAccess;
   void release() noexcept;

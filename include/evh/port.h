@@ -18,10 +18,11 @@ namespace detail {
 class PortState;
 }
 
+class Runtime;
+
 class EVH_API SendPort {
  public:
-  SendPort() noexcept = default;
-  explicit SendPort(detail::PortState* state) noexcept : state_(state) {}  // adopts one reference
+  SendPort() noexcept = default;  // empty: post() says unknown_port; Runtime::send_port()
   SendPort(const SendPort& other) noexcept;
   SendPort(SendPort&& other) noexcept : state_(other.state_) { other.state_ = nullptr; }
   SendPort& operator=(SendPort other) noexcept {
@@ -39,6 +40,8 @@ class EVH_API SendPort {
   Status post(Message message, Priority priority = Priority::normal) const noexcept;
 
  private:
+  friend class Runtime;                                                    // looks them up
+  explicit SendPort(detail::PortState* state) noexcept : state_(state) {}  // adopts one reference
   detail::PortState* state_ = nullptr;
 };
 

@@ -140,8 +140,7 @@ EVH_API std::optional<ProcessEvent> decode_process_event(const Message& message)
 // its events keep coming and it is reaped all the same.
 class EVH_API Process {
  public:
-  Process() noexcept = default;
-  explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
+  Process() noexcept = default;  // empty: its calls fail; ProcessManager::spawn() makes them
   Process(Process&&) noexcept = default;
   Process& operator=(Process&&) noexcept = default;
   ~Process();
@@ -172,6 +171,8 @@ class EVH_API Process {
   std::optional<int> exit_code() const noexcept;
 
  private:
+  friend class detail::ProcessManagerImpl;  // spawns them
+  explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
   std::shared_ptr<detail::ProcessState> state_;
 };
 

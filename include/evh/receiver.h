@@ -22,10 +22,11 @@ namespace detail {
 class ReceiverImpl;
 }
 
+class Runtime;
+
 class EVH_API Receiver {
  public:
-  Receiver() noexcept = default;
-  explicit Receiver(detail::ReceiverImpl* impl) noexcept : impl_(impl) {}
+  Receiver() noexcept = default;  // empty: receive() says port_closed; Runtime::open_receiver()
   Receiver(Receiver&& o) noexcept : impl_(o.impl_) { o.impl_ = nullptr; }
   Receiver& operator=(Receiver&& o) noexcept;
   ~Receiver();
@@ -40,6 +41,8 @@ class EVH_API Receiver {
   void close() noexcept;
 
  private:
+  friend class Runtime;  // opens them
+  explicit Receiver(detail::ReceiverImpl* impl) noexcept : impl_(impl) {}
   detail::ReceiverImpl* impl_ = nullptr;
 };
 

@@ -10,6 +10,7 @@
 // from it.
 #pragma once
 
+#include <evh/clock.h>
 #include <evh/error.h>
 #include <evh/export.h>
 #include <evh/isolate.h>
@@ -44,6 +45,11 @@ struct RuntimeOptions {
   // thread). May be null; exceptions are counted either way.
   void (*on_uncaught)(Isolate& isolate, std::exception_ptr error, void* user) = nullptr;
   void* on_uncaught_user = nullptr;
+  // The clock every timer, port timeout and Receiver deadline of this runtime runs on
+  // (evh/clock.h): null for CLOCK_MONOTONIC, or a ManualClock, which makes them exact and instant
+  // to test — nothing fires until the test moves the clock. It must outlive the runtime; any
+  // other Clock is refused (the constructor throws std::invalid_argument).
+  Clock* clock = nullptr;
 };
 
 struct RuntimeStats {
@@ -63,7 +69,8 @@ class EventHandler;
 
 namespace detail {
 class RuntimeImpl;
-}
+struct RuntimeAccess;
+}  // namespace detail
 
 class EVH_API Runtime {
  public:
@@ -110,9 +117,8 @@ class EVH_API Runtime {
   TimerStats timer_stats() const noexcept;
   const RuntimeOptions& options() const noexcept;
 
-  detail::RuntimeImpl& impl() noexcept { return *impl_; }
-
  private:
+  friend struct detail::RuntimeAccess;
   std::unique_ptr<detail::RuntimeImpl> impl_;
 };
 

@@ -92,7 +92,7 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   io.runner = runner;
   io.budget = o.budget;
   io.data = handle;
-  io.errors_are_fatal = o.errors_are_fatal != 0;
+  io.errors_are_fatal = o.errors_are_fatal != 0 ? evh::ErrorsFatal::yes : evh::ErrorsFatal::no;
   int error = EVH_OK;
   try {
     auto spawned = rt->rt->spawn(h, io);
@@ -208,7 +208,7 @@ int evh_isolate_remove_error_listener(evh_isolate* isolate, evh_port_id port) {
 int evh_isolate_set_errors_fatal(evh_isolate* isolate, int fatal) {
   evh::Isolate* iso = any_thread(isolate);
   if (iso == nullptr) return EVH_EINVAL;
-  iso->set_errors_fatal(fatal != 0);
+  iso->set_errors_fatal(fatal != 0 ? evh::ErrorsFatal::yes : evh::ErrorsFatal::no);
   return EVH_OK;
 }
 

@@ -1,74 +1,57 @@
-// EventHandlerImpl: the I/O thread, its command queue, its registrations and its timeouts.
+// EventHandlerImpl: the event handler — one I/O thread turning kernel readiness and deadlines
+// into port messages (docs/EVENT_HANDLER.md).
 //
-// Parts:
-//   - the command path: any thread validates what it can (fd, file type, port) and pushes a
-//     32-byte POD `Command` as an inline-bytes Message into an MPSC queue (no allocation);
-//   - the wake-up protocol: `awake_` is true while the loop is awake or a wake-up is already on
-//     its way. A sender pushes (seq_cst CAS on the queue's tail) and then loads `awake_`
-//     (seq_cst); only a sender that finds it false and swaps it to true writes the eventfd. The
-//     loop stores false (seq_cst) and then re-checks the queue's tail (seq_cst) before it sleeps.
-//     In the single order of seq_cst operations one of the two sees the other, so a command is
-//     never left unnoticed while the loop sleeps, and there is at most one eventfd write per
-//     sleep — not one per command;
-//   - the loop: wait → execute commands → dispatch this batch's readiness → expire deadlines →
-//     re-arm the native timer if the earliest deadline changed. Commands run before the batch is
-//     dispatched, and events are matched to registrations by a token with a generation, so a
-//     close executed in this pass drops the readiness observed in the same batch;
-//   - registrations: fd → FdEntry (one Registration, or several for a shared listening socket);
-//   - deadlines: two DeadlineHeaps (port timeouts, accept back-offs) and one native timer armed
-//     to the earlier of their tops.
+// Parts, each in its own file:
+//   - commands (io/commands.h): any thread validates what it can (fd, file type, port) and sends
+//     a POD Command through the CommandChannel (no allocation, at most one poller wake per
+//     sleep of the loop);
+//   - registrations (io/registrations.h): fd → entry, flow control, dispatch to ports;
+//   - timeouts (io/timeouts.h): one deadline per port, accept back-offs, the native timer;
+//   - the kernel: a Poller (io/poller.h) and Sys (io/sys.h), the only two ways this code reaches
+//     the kernel, so that a fake of each (tests/io/fake_poller.h) can inject any error;
+//   - the ports: a PortDirectory (port/port_directory.h) the runtime hands it. It knows nothing
+//     of the runtime, its isolates or its receivers.
+// This file holds the loop that ties them together: wait → execute commands → dispatch this
+// batch's readiness → expire deadlines → re-arm the native timer if the earliest deadline
+// changed. Commands run before the batch is dispatched and events carry a token with a
+// generation, so a close executed in this pass drops the readiness observed in the same batch.
 //
-// Threads: the public entry points are thread-safe; everything under "I/O thread" runs on the
-// loop thread only (debug builds check it).
+// Time: port timeouts are on the runtime's clock. On the monotonic clock they arm the poller's
+// native timer; on a manual clock they expire on each pass of the loop and when the clock moves
+// (the move waits until the loop has expired what it made due), and only accept back-offs — real
+// time, whatever the clock: they are about the kernel's resources — arm the native timer.
+//
+// Threads: the public entry points are thread-safe and never block (except shutdown(), which
+// joins the I/O thread); everything else runs on the I/O thread (debug builds check it).
+// Ownership: it owns its poller (and so the poller's fds) and closes them at shutdown; the
+// PortDirectory and the Sys must outlive it.
 #pragma once
 
 #include <evh/event_handler.h>
-#include <evh/runtime.h>
 
 #include <atomic>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
-#include "core/mpsc_queue.h"
-#include "io/deadline_heap.h"
+#include "io/commands.h"
+#include "io/delivery.h"
 #include "io/poller.h"
+#include "io/registrations.h"
+#include "io/sys.h"
+#include "io/timeouts.h"
+#include "port/port_directory.h"
+#include "timer/deadline_keeper.h"
+#include "timer/runtime_clock.h"
 
 namespace evh::detail {
 
-enum class CommandKind : std::uint8_t {
-  add,
-  modify,
-  remove,
-  close,
-  tokens,
-  backoff,
-  set_timeout,
-  clear_timeout,
-  drop_port,  // the port has closed: end its registrations and its timeout, without notices
-};
-
-// What travels through the queue: plain bytes, copied into an inline Message.
-struct Command {
-  CommandKind kind = CommandKind::add;
-  FdMode mode = FdMode::level;
-  FdSharing sharing = FdSharing::exclusive;
-  bool owned = false;  // add: FdOptions::owned
-  std::int32_t fd = -1;
-  FdEvents interest = FdEvents::none;
-  std::uint32_t count = 0;  // add: the window; tokens: how many
-  PortId port = PortId::none;
-  std::int64_t deadline_ns = 0;
-};
-static_assert(sizeof(Command) <= Message::kInlineBytes);
-
-class EventHandlerImpl {
+class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
  public:
-  EventHandlerImpl(Runtime& runtime, std::unique_ptr<Poller> poller, EventHandlerOptions options);
-  ~EventHandlerImpl();
+  EventHandlerImpl(PortDirectory& ports, RuntimeClock clock, std::unique_ptr<Poller> poller,
+                   Sys& sys, EventHandlerOptions options);
+  ~EventHandlerImpl();  // shutdown()
   EventHandlerImpl(const EventHandlerImpl&) = delete;
   EventHandlerImpl& operator=(const EventHandlerImpl&) = delete;
 
@@ -77,10 +60,11 @@ class EventHandlerImpl {
 
   // Any thread.
   Status add_fd(int fd, PortId port, FdEvents interest, FdOptions options) noexcept;
+  // modify, remove, close, tokens: a command naming a registration.
   Status command(CommandKind kind, int fd, PortId port, FdEvents interest,
                  std::uint32_t count) noexcept;
   Result<int> accept(int listen_fd, PortId port) noexcept;
-  Status set_timeout(PortId port, MonoTime deadline) noexcept;
+  Status set_timeout(PortId port, std::int64_t deadline_ns) noexcept;
   Status clear_timeout(PortId port) noexcept;
   // `port` has closed (its owner tells the handler): its registrations end without a notice,
   // owned fds are closed, its timeout is dropped.
@@ -89,96 +73,39 @@ class EventHandlerImpl {
   EventHandlerStats stats() const noexcept;
   const char* backend() const noexcept { return backend_; }
 
+  // DeadlineKeeper: an isolate's next timer wakeup, kept as its timer port's timeout.
+  Status set_deadline(std::uint64_t key, std::int64_t deadline_ns,
+                      WakeupPrecision precision) noexcept override;
+  void clear_deadline(std::uint64_t key) noexcept override;
+
  private:
-  struct Registration {
-    PortId port = PortId::none;
-    FdEvents interest = FdEvents::none;
-    std::uint32_t window = 0;  // 0: unlimited
-    std::uint32_t outstanding = 0;
-    bool armed = true;  // false after a oneshot report, until modify
-
-    bool has_room() const noexcept { return window == 0 || outstanding < window; }
-  };
-  struct FdEntry {
-    int fd = -1;
-    std::uint32_t generation = 0;
-    FdMode mode = FdMode::level;
-    FdSharing sharing = FdSharing::exclusive;
-    std::vector<Registration> regs;
-    std::size_t next = 0;  // round-robin cursor (shared fds)
-    // What the kernel was last told: armed for `kernel_interest`, or parked.
-    bool kernel_armed = true;
-    FdEvents kernel_interest = FdEvents::none;
-    bool backing_off = false;
-    bool owned = false;  // closed by the handler when the entry ends
-    std::chrono::nanoseconds backoff{0};
-    MonoTime backoff_until{};
-
-    std::uint64_t token() const noexcept {
-      return (std::uint64_t{generation} << 32) | static_cast<std::uint32_t>(fd);
-    }
-  };
-
-  Status submit(const Command& c) noexcept;
   // A command that names only a port (clear_timeout, drop_port).
   Status port_command(CommandKind kind, PortId port) noexcept;
+  // The caller-side check of an fd: open, and of a kind epoll can watch.
+  Status check_fd(int fd) noexcept;
+
+  // ClockWaiter: a manual clock moved; returns once the loop has expired what it made due.
+  void clock_moved() noexcept override;
 
   // I/O thread.
   void loop() noexcept;
-  bool run_commands(std::uint32_t limit) noexcept;  // true when it stopped with more queued
   void execute(const Command& c) noexcept;
-  void do_add(const Command& c) noexcept;
-  void do_modify(const Command& c) noexcept;
-  void do_end(const Command& c, IoNotice final_notice) noexcept;
-  void do_tokens(const Command& c) noexcept;
-  void do_backoff(const Command& c) noexcept;
-  void dispatch(const PollEvent& event) noexcept;
-  // Tells the kernel what the entry's registrations can take now; `force` re-arms even when
-  // nothing changed (modify_fd's re-check of conditions that already hold).
-  void sync_kernel(FdEntry& e, bool force = false) noexcept;
-  void drop_entry(int fd) noexcept;
-  // Removes the registration at `index` of `e` without a notice; ends the entry (closing an
-  // owned fd) when it was the last. False when the entry is gone.
-  bool remove_registration(FdEntry& e, std::size_t index) noexcept;
-  void do_drop_port(PortId port) noexcept;
-  void index_add(PortId port, int fd);
-  void index_remove(PortId port, int fd) noexcept;
   void expire() noexcept;
-  void update_timer() noexcept;
-  void teardown() noexcept;
-  bool post(PortId port, const IoEvent& event) noexcept;  // false: the port is gone
-  void post_error(PortId port, int fd, int error) noexcept;
-  Registration* find(FdEntry& e, PortId port) noexcept;
   void assert_loop_thread() const noexcept;
 
-  Runtime& runtime_;
   std::unique_ptr<Poller> poller_;  // reset by shutdown(): that closes its fds
+  Sys& sys_;
+  const RuntimeClock clock_;
+  std::atomic<bool> clock_registered_{false};  // a waiter of a manual clock, from start()
   const char* const backend_;
   const EventHandlerOptions options_;
-
-  // Senders' side.
-  MpscQueue queue_;
-  std::atomic<bool> awake_{true};
-  std::atomic<bool> stopping_{false};      // new commands are refused
-  std::atomic<std::uint32_t> senders_{0};  // senders between their stopping_ check and push
-  std::atomic<bool> stop_{false};          // the loop finishes after its next pass
-  std::atomic<std::uint64_t> wakeup_writes_{0};
-
-  // I/O thread's.
-  std::unordered_map<int, FdEntry> fds_;
-  // Which fds each port has registrations on: what drop_port ends.
-  std::unordered_map<PortId, std::vector<int>> port_fds_;
-  DeadlineHeap timeouts_;          // key: PortId
-  DeadlineHeap backoffs_;          // key: fd
-  std::optional<MonoTime> armed_;  // what the native timer is armed to
-  std::uint32_t next_generation_ = 1;
+  Delivery delivery_;
+  CommandChannel channel_;
+  IoTimeouts timeouts_;
+  Registrations registrations_;
+  std::atomic<bool> stop_{false};  // the loop finishes after its next pass
   std::vector<PollEvent> events_;
-  std::atomic<std::uint64_t> commands_{0};
   std::atomic<std::uint64_t> passes_{0};
-  std::atomic<std::uint64_t> notifications_{0};
-  std::atomic<std::uint64_t> timeouts_fired_{0};
-  std::atomic<std::uint64_t> deadline_arms_{0};
-  std::atomic<std::uint64_t> registrations_{0};
 
   std::mutex shutdown_mu_;  // serialises shutdown() callers
   bool shut_down_ = false;  // guarded by shutdown_mu_
@@ -186,9 +113,19 @@ class EventHandlerImpl {
   std::thread::id loop_id_;
 };
 
-// For tests: a handler over any poller (a fake one), started.
-Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
-                                                         std::unique_ptr<Poller> poller,
-                                                         EventHandlerOptions options = {});
+// Starts a handler over `poller` and `sys`, posting to `ports`, its timeouts on `clock`.
+// `Errc::invalid_argument` for bad options; the thread's error when it cannot start.
+Result<std::unique_ptr<EventHandlerImpl>> start_event_handler(PortDirectory& ports,
+                                                              RuntimeClock clock,
+                                                              std::unique_ptr<Poller> poller,
+                                                              Sys& sys,
+                                                              EventHandlerOptions options);
+
+// What evh may do with the public EventHandler that its users may not.
+struct EventHandlerAccess {
+  // The public face over a started handler.
+  static std::unique_ptr<EventHandler> wrap(std::unique_ptr<EventHandlerImpl> impl);
+  static EventHandlerImpl& impl(EventHandler& handler) noexcept { return *handler.impl_; }
+};
 
 }  // namespace evh::detail

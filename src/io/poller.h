@@ -1,8 +1,10 @@
-// Poller: the narrow interface between the event handler and the kernel.
+// Poller: the narrow interface between the event handler and the kernel's readiness machinery.
 //
 // A Poller watches fds, keeps one absolute deadline on the monotonic clock, and can be woken
 // from another thread. It knows nothing of isolates, ports or messages: an fd is watched under an
-// opaque 64-bit token that `wait()` hands back.
+// opaque 64-bit token that `wait()` hands back. The event handler's other system calls (checking
+// a caller's fd, accept, close) go through `Sys` (io/sys.h); together the two are every kernel
+// call it makes, so a fake of each can inject any error into any of them.
 //
 // Threads: `wake()` may be called from any thread and never blocks. Every other method belongs
 // to one thread at a time (the event handler's I/O thread) and only `wait()` may block.
@@ -13,15 +15,13 @@
 #include <evh/error.h>
 #include <evh/event_handler.h>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
-namespace evh::detail {
+#include "base/mono_time.h"
 
-using MonoClock = std::chrono::steady_clock;  // CLOCK_MONOTONIC in libstdc++ and libc++
-using MonoTime = MonoClock::time_point;
+namespace evh::detail {
 
 struct PollEvent {
   std::uint64_t token = 0;
@@ -66,7 +66,8 @@ class Poller {
 
   // Collects up to min(out.size(), kMaxEvents) ready fds. With PollBlock::yes it blocks until
   // an fd is ready, the deadline passes or wake() is called; with PollBlock::no it only looks.
-  // Interrupted system calls are retried.
+  // Interrupted system calls are retried; a backend that cannot retry one returns EINTR, and
+  // the caller calls again.
   virtual Result<PollResult> wait(std::span<PollEvent> out, PollBlock block) noexcept = 0;
 };
 

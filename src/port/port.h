@@ -13,7 +13,8 @@
 #include <cstdint>
 #include <new>
 
-#include "core/slab.h"
+#include "base/message_access.h"
+#include "base/slab.h"
 
 namespace evh::detail {
 
@@ -62,7 +63,7 @@ class PortState {
 
   Status post(Message&& message, Priority priority) noexcept {
     if (is_closed()) return Errc::port_closed;
-    message.set_port(id_);
+    MessageAccess::set_port(message, id_);
     target_->enqueue(std::move(message), priority);
     return {};
   }

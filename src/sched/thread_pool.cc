@@ -6,50 +6,21 @@
 #include <utility>
 #include <vector>
 
-#include "core/assert.h"
+#include "base/assert.h"
+#include "base/mono_time.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
 
-struct ThreadPool::Worker {
-  ThreadPool* pool = nullptr;
-  // The LIFO slot and its streak are touched only by this worker's own thread.
-  Task* lifo = nullptr;
-  unsigned lifo_streak = 0;
-  // Guarded by pool->mu_.
-  std::condition_variable cv;
-  bool wake = false;
-  bool rearm = false;  // as keeper: an earlier deadline was set
-  bool exited = false;
-  Worker* next_parked = nullptr;
-  std::thread thread;
-};
-
 thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
 
-void ThreadPool::TaskFifo::push(Task* t) noexcept {
-  t->runner_link = nullptr;
-  if (tail == nullptr) {
-    head = tail = t;
-  } else {
-    tail->runner_link = t;
-    tail = t;
-  }
-}
-
-Task* ThreadPool::TaskFifo::pop() noexcept {
-  Task* t = head;
-  if (t != nullptr) {
-    head = t->runner_link;
-    if (head == nullptr) tail = nullptr;
-    t->runner_link = nullptr;
-  }
-  return t;
-}
-
 ThreadPool::ThreadPool(ThreadPoolOptions options)
-    : options_(std::move(options)), spin_(options_.spin) {
+    : options_(std::move(options)), clock_(options_.clock), spin_(options_.spin) {
   EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
+  if (clock_.manual()) {
+    clock_.add_waiter(*this);
+    clock_registered_.store(true, std::memory_order_relaxed);
+  }
   if (options_.start_min_threads) {
     for (unsigned i = 0; i < options_.min_threads; ++i) {
       {
@@ -105,7 +76,7 @@ void ThreadPool::enqueue(Task& task, bool yielded, Poster poster) noexcept {
   bool start = false;
   {
     std::lock_guard lock(mu_);
-    (yielded ? yielded_ : fresh_).push(&task);
+    (yielded ? yielded_ : fresh_).push_back(task);
     queued_.fetch_add(1, std::memory_order_relaxed);
     if (!yielded) fresh_queued_.fetch_add(1, std::memory_order_relaxed);
     start = wake_locked(poster);
@@ -113,36 +84,22 @@ void ThreadPool::enqueue(Task& task, bool yielded, Poster poster) noexcept {
   if (start) start_worker();
 }
 
-namespace {
-
-std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-MonoTime to_mono(std::int64_t ns) noexcept {
-  return MonoTime(std::chrono::duration_cast<MonoClock::duration>(std::chrono::nanoseconds(ns)));
-}
-
-std::int64_t from_mono(MonoTime t) noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-}  // namespace
-
 void ThreadPool::update_earliest_locked() noexcept {
-  earliest_ns_.store(timed_.empty() ? kNever : from_mono(timed_.top().deadline),
-                     std::memory_order_relaxed);
+  earliest_ns_.store(timed_.empty() ? kNever : timed_.top().deadline, std::memory_order_relaxed);
 }
 
-void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin) {
+Status ThreadPool::set_deadline(std::uint64_t key, std::int64_t deadline_ns,
+                                WakeupPrecision precision) noexcept {
   EVH_ASSERT(options_.on_due != nullptr, "timeouts need ThreadPoolOptions::on_due");
   bool start = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return;
-    timed_.set(key, to_mono(deadline_ns), spin ? 1u : 0u);
+    if (stopping_) return Errc::shutting_down;
+    try {
+      timed_.set(key, deadline_ns, precision == WakeupPrecision::exact ? 1u : 0u);
+    } catch (const std::bad_alloc&) {
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
     update_earliest_locked();
     if (keeper_ != nullptr) {
       // The keeper sleeps until a later deadline: make it look again.
@@ -161,36 +118,46 @@ void ThreadPool::set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool s
     }
   }
   if (start) start_worker();
+  return {};
 }
 
-void ThreadPool::clear_timeout(std::uint64_t key) noexcept {
+void ThreadPool::clear_deadline(std::uint64_t key) noexcept {
   std::lock_guard lock(mu_);
   if (timed_.erase(key)) update_earliest_locked();
 }
 
-void ThreadPool::fire_due() noexcept {
+int ThreadPool::fire_due() noexcept {
   const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
-  if (earliest == kNever) return;
-  const std::int64_t now = steady_ns();
-  if (earliest > now) return;
+  if (earliest == kNever) return 0;
+  // With a manual clock, a move must not return while a worker that took due deadlines out of
+  // the heap has not handed them over yet: firing is serialised (a move waits its turn).
+  std::unique_lock firing(firing_mu_, std::defer_lock);
+  if (clock_.manual()) firing.lock();
+  const std::int64_t now = clock_.now_ns();
+  if (earliest > now) return 0;
   // Few are due at once (one per isolate); a small fixed buffer keeps this allocation-free.
-  constexpr int kMax = 16;
-  std::uint64_t keys[kMax];
-  std::int64_t deadlines[kMax];
+  std::uint64_t keys[kMaxDue];
+  std::int64_t deadlines[kMaxDue];
   int n = 0;
   {
     std::lock_guard lock(mu_);
-    const MonoTime mono_now = to_mono(now);
-    while (n < kMax && !timed_.empty() && timed_.top().deadline <= mono_now) {
+    while (n < kMaxDue && !timed_.empty() && timed_.top().deadline <= now) {
       const DeadlineHeap::Entry e = timed_.pop();
       keys[n] = e.key;
-      deadlines[n] = from_mono(e.deadline);
+      deadlines[n] = e.deadline;
       ++n;
     }
     update_earliest_locked();
   }
   timeouts_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
   for (int i = 0; i < n; ++i) options_.on_due(options_.on_due_ctx, keys[i], deadlines[i]);
+  return n;
+}
+
+void ThreadPool::clock_moved() noexcept {
+  // Everything the move made due is handed over before the clock's move returns (evh/clock.h).
+  while (fire_due() == kMaxDue) {
+  }
 }
 
 bool ThreadPool::wake_locked(Poster poster) noexcept {
@@ -251,10 +218,12 @@ void ThreadPool::start_worker() noexcept {
 Task* ThreadPool::pop_locked() noexcept {
   Task* t = nullptr;
   if (!yielded_.empty() && (fresh_.empty() || fresh_streak_ >= kFreshPicksBeforeYielded)) {
-    t = yielded_.pop();
+    t = &yielded_.front();
+    yielded_.pop_front();
     fresh_streak_ = 0;
   } else if (!fresh_.empty()) {
-    t = fresh_.pop();
+    t = &fresh_.front();
+    fresh_.pop_front();
     fresh_queued_.fetch_sub(1, std::memory_order_relaxed);
     ++fresh_streak_;
   }
@@ -263,25 +232,19 @@ Task* ThreadPool::pop_locked() noexcept {
 }
 
 bool ThreadPool::wake_parked_locked() noexcept {
-  Worker* w = parked_;
-  if (w == nullptr) return false;
-  parked_ = w->next_parked;
+  if (parked_.empty()) return false;
+  Worker* w = &parked_.front();
+  parked_.pop_front();
   parked_count_.fetch_sub(1, std::memory_order_relaxed);
-  w->next_parked = nullptr;
   w->wake = true;
   w->cv.notify_one();
   return true;
 }
 
 void ThreadPool::unpark_locked(Worker* self) noexcept {
-  for (Worker** p = &parked_; *p != nullptr; p = &(*p)->next_parked) {
-    if (*p == self) {
-      *p = self->next_parked;
-      parked_count_.fetch_sub(1, std::memory_order_relaxed);
-      break;
-    }
-  }
-  self->next_parked = nullptr;
+  if (!self->parked_hook.is_linked()) return;  // a waker took it off already
+  parked_.erase(parked_.iterator_to(*self));
+  parked_count_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ThreadPool::worker_main(Worker* self) noexcept {
@@ -321,13 +284,16 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (options_.spin.count() > 0 &&
         spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
       // The poll ends early at the pool's earliest deadline: a due timer does not wait for it.
-      const std::int64_t now = steady_ns();
+      // (A manual clock's deadlines are handed over by its moves: not waited for here.)
+      const bool deadlines = !clock_.manual();
+      const std::int64_t now = mono_now_ns();
       std::int64_t end = now + spin_.window().count();
-      const std::int64_t earliest = earliest_ns_.load(std::memory_order_relaxed);
+      const std::int64_t earliest =
+          deadlines ? earliest_ns_.load(std::memory_order_relaxed) : kNever;
       if (earliest < end) end = earliest;
-      const bool found = poll_until(to_mono(end), [this, end] {
+      const bool found = poll_until(from_ns(end), [this, end, deadlines] {
         return queued_.load(std::memory_order_relaxed) != 0 ||
-               earliest_ns_.load(std::memory_order_relaxed) < end;
+               (deadlines && earliest_ns_.load(std::memory_order_relaxed) < end);
       });
       spinning_.store(0, std::memory_order_relaxed);
       if (found) {
@@ -353,21 +319,18 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       break;
     }
     self->wake = false;
-    self->next_parked = parked_;
-    parked_ = self;
+    parked_.push_front(*self);
     parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
-    if (keeper_ == nullptr && !timed_.empty()) {
+    if (keeper_ == nullptr && !timed_.empty() && !clock_.manual()) {
       // The keeper: parked like the others (a post wakes it for a task), but only until the
       // earliest deadline, or until an earlier one is set.
       keeper_ = self;
       self->rearm = false;
-      keeper_until_ = from_mono(timed_.top().deadline);
+      keeper_until_ = timed_.top().deadline;
       const bool spin = timed_.top().tag != 0;
-      const MonoTime wake_at =
-          timed_.top().deadline -
-          (spin ? std::chrono::nanoseconds(kSpinAheadNs) : std::chrono::nanoseconds(0));
+      const MonoTime wake_at = from_ns(keeper_until_ - (spin ? kSpinAheadNs : 0));
       const std::int64_t until = keeper_until_;
       self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
       keeper_ = nullptr;
@@ -377,7 +340,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
         // Still parked: poll the clock up to the deadline unless a task or an earlier deadline
         // comes (a post that finds us on the parked stack wakes us through `wake`).
         lock.unlock();
-        poll_until(to_mono(until), [&] {
+        poll_until(from_ns(until), [&] {
           return queued_.load(std::memory_order_relaxed) != 0 ||
                  earliest_ns_.load(std::memory_order_relaxed) < until;
         });
@@ -400,7 +363,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       unpark_locked(self);
       if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
-          yielded_.empty() && (timed_.empty() || keeper_ != nullptr)) {
+          yielded_.empty() && (timed_.empty() || keeper_ != nullptr || clock_.manual())) {
         --live_;
         self->exited = true;
         lock.unlock();
@@ -413,14 +376,16 @@ void ThreadPool::worker_main(Worker* self) noexcept {
 }
 
 void ThreadPool::shutdown() noexcept {
+  // First: a move of the clock must not hand deadlines to a pool being taken apart.
+  if (clock_registered_.exchange(false, std::memory_order_acq_rel)) clock_.remove_waiter(*this);
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    while (Worker* w = parked_) {
-      parked_ = w->next_parked;
+    while (!parked_.empty()) {
+      Worker& w = parked_.front();
+      parked_.pop_front();
       parked_count_.fetch_sub(1, std::memory_order_relaxed);
-      w->next_parked = nullptr;
-      w->cv.notify_one();
+      w.cv.notify_one();
     }
   }
   EVH_ASSERT(!on_worker_thread(), "a pool cannot shut itself down from one of its workers");

@@ -34,6 +34,9 @@
 #include <evh/task_runner.h>
 
 #include <atomic>
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/member_value_traits.hpp>
+#include <boost/intrusive/slist.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -42,8 +45,11 @@
 #include <string>
 #include <thread>
 
-#include "io/deadline_heap.h"
+#include "base/intrusive.h"
 #include "sync/spin.h"
+#include "timer/deadline_heap.h"
+#include "timer/deadline_keeper.h"
+#include "timer/runtime_clock.h"
 
 namespace evh::detail {
 
@@ -54,9 +60,12 @@ struct ThreadPoolOptions {
   std::chrono::microseconds spin{50};
   std::string name = "evh-worker";
   bool start_min_threads = false;  // start min_threads at construction
-  // Called on a worker, without the pool's lock, when a deadline set with set_timeout() passes.
+  // Called on a worker, without the pool's lock, when a deadline set with set_deadline()
+  // passes — or, with a manual clock, on the thread that moved the clock past it.
   void (*on_due)(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexcept = nullptr;
   void* on_due_ctx = nullptr;
+  // The clock deadlines are on (the runtime's; by default CLOCK_MONOTONIC).
+  RuntimeClock clock{};
 };
 
 struct ThreadPoolStats {
@@ -66,7 +75,7 @@ struct ThreadPoolStats {
   std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
 };
 
-class ThreadPool final : public TaskRunner {
+class ThreadPool final : public TaskRunner, public DeadlineKeeper, private ClockWaiter {
  public:
   explicit ThreadPool(ThreadPoolOptions options);
   ~ThreadPool() override;  // shutdown()
@@ -77,13 +86,16 @@ class ThreadPool final : public TaskRunner {
   // On a worker of this pool: its LIFO task, if any, joins the shared queue (waking a worker).
   void share_local_work() noexcept override;
 
-  // Sets `key`'s one deadline (steady_clock nanoseconds), replacing an earlier one; on_due is
-  // called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
-  // `spin`: the deadline is an exact timer's; the keeper wakes kSpinAheadNs early and polls the
-  // clock up to it (while no task waits), so that a late wake-up of the kernel does not make it
-  // late.
-  void set_timeout(std::uint64_t key, std::int64_t deadline_ns, bool spin = false);
-  void clear_timeout(std::uint64_t key) noexcept;
+  // DeadlineKeeper: sets `key`'s one deadline (nanoseconds on the pool's clock), replacing an
+  // earlier one; on_due is called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
+  // With a manual clock nobody waits for a deadline: a move of the clock hands over what it
+  // made due before it returns, and a worker looks between tasks (a deadline already due).
+  // `WakeupPrecision::exact`: the keeper wakes kSpinAheadNs early and polls the clock up to the
+  // deadline (while no task waits), so that a late wake-up of the kernel does not make it late.
+  // `Errc::shutting_down` once shutdown() has begun.
+  Status set_deadline(std::uint64_t key, std::int64_t deadline_ns,
+                      WakeupPrecision precision = WakeupPrecision::slack) noexcept override;
+  void clear_deadline(std::uint64_t key) noexcept override;
 
   // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
   void shutdown() noexcept;
@@ -92,14 +104,40 @@ class ThreadPool final : public TaskRunner {
   bool on_worker_thread() const noexcept;
 
  private:
-  struct Worker;
-  struct TaskFifo {
-    Task* head = nullptr;
-    Task* tail = nullptr;
-    void push(Task* t) noexcept;
-    Task* pop() noexcept;
-    bool empty() const noexcept { return head == nullptr; }
+  struct Worker {
+    ThreadPool* pool = nullptr;
+    // The LIFO slot and its streak are touched only by this worker's own thread.
+    Task* lifo = nullptr;
+    unsigned lifo_streak = 0;
+    // Guarded by pool->mu_.
+    std::condition_variable cv;
+    bool wake = false;
+    bool rearm = false;  // as keeper: an earlier deadline was set
+    bool exited = false;
+    // On the parked stack while linked (safe_link: is_linked() says whether it is).
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>
+        parked_hook;
+    std::thread thread;
   };
+  // A FIFO of tasks linked through Task::runner_link, the link the TaskRunner contract lends a
+  // runner while it holds a task (base/intrusive.h): no allocation per post.
+  using TaskFifo =
+      boost::intrusive::slist<Task,
+                              boost::intrusive::value_traits<boost::intrusive::member_value_traits<
+                                  Task, PointerSlotNodeTraits<Task, &Task::runner_link>,
+                                  &Task::runner_link, boost::intrusive::normal_link>>,
+                              boost::intrusive::header_holder_type<PointerSlotHeader<Task>>,
+                              boost::intrusive::cache_last<true>, boost::intrusive::linear<true>,
+                              boost::intrusive::constant_time_size<false>>;
+  // Parked workers, most recently parked first (a stack), unlinkable from the middle when a
+  // worker stops waiting by itself (timed out, stopping).
+  using ParkedStack = boost::intrusive::list<
+      Worker,
+      boost::intrusive::member_hook<Worker,
+                                    boost::intrusive::list_member_hook<
+                                        boost::intrusive::link_mode<boost::intrusive::safe_link>>,
+                                    &Worker::parked_hook>,
+      boost::intrusive::constant_time_size<false>>;
   static constexpr unsigned kMaxLifoStreak = 32;
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
 
@@ -113,8 +151,11 @@ class ThreadPool final : public TaskRunner {
   bool wake_locked(Poster poster) noexcept;
   void start_worker() noexcept;
   void enqueue(Task& task, bool yielded, Poster poster = Poster::takes_next) noexcept;
-  // Hands every passed deadline to on_due (takes mu_). Cheap when none is due.
-  void fire_due() noexcept;
+  // Hands passed deadlines to on_due (takes mu_), at most kMaxDue; returns how many. Cheap when
+  // none is due.
+  int fire_due() noexcept;
+  // ClockWaiter: a manual clock moved; hand over everything it made due.
+  void clock_moved() noexcept override;
   // Takes a worker that was not woken (timed out, stopping) off the parked stack. mu_ held.
   void unpark_locked(Worker* self) noexcept;
   // Pops the most recently parked worker and wakes it for a task; false if none is parked.
@@ -126,6 +167,7 @@ class ThreadPool final : public TaskRunner {
   static thread_local Worker* tls_worker_;
 
   const ThreadPoolOptions options_;
+  const RuntimeClock clock_;
   AdaptiveSpin spin_;  // how long an idle worker polls before parking
   mutable std::mutex mu_;
   TaskFifo fresh_;
@@ -135,7 +177,7 @@ class ThreadPool final : public TaskRunner {
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> fresh_queued_{0};  // tasks in fresh_
   std::atomic<unsigned> spinning_{0};
-  Worker* parked_ = nullptr;  // stack of parked workers
+  ParkedStack parked_;
   std::atomic<unsigned> parked_count_{0};
   unsigned live_ = 0;      // workers started (or reserved) and not exited
   unsigned starting_ = 0;  // reserved by wake_locked() whose thread is not yet recorded
@@ -152,6 +194,9 @@ class ThreadPool final : public TaskRunner {
   std::atomic<std::uint64_t> timeouts_{0};
   static constexpr std::int64_t kNever = INT64_MAX;
   static constexpr std::int64_t kSpinAheadNs = 25'000;
+  static constexpr int kMaxDue = 16;
+  std::atomic<bool> clock_registered_{false};  // a waiter of a manual clock until shutdown
+  std::mutex firing_mu_;  // manual clock only: held while fire_due() hands deadlines over
 };
 
 }  // namespace evh::detail

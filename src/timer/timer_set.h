@@ -21,6 +21,10 @@ namespace evh::detail {
 class TimerSet {
  public:
   explicit TimerSet(std::int64_t now_ns) noexcept : wheel_(now_ns) {}
+  // See TimerWheel::WakeupMerging (a manual clock wakes at deadlines).
+  void set_wakeup_merging(TimerWheel::WakeupMerging merging) noexcept {
+    wheel_.set_wakeup_merging(merging);
+  }
   TimerSet(const TimerSet&) = delete;
   TimerSet& operator=(const TimerSet&) = delete;
   ~TimerSet() { cancel_all(); }

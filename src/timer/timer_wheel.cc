@@ -4,7 +4,7 @@
 #include <new>
 #include <utility>
 
-#include "core/assert.h"
+#include "base/assert.h"
 
 namespace evh::detail {
 
@@ -262,6 +262,10 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
       earliest_fire_by = t.fire_by_;
     }
   });
+  if (merging_ == WakeupMerging::none) {
+    last_exact_ = earliest_fire_by == earliest;
+    return std::min(earliest, staged_start);
+  }
   std::int64_t wake = earliest + kMergeHorizonNs;
   if (staged_start < wake) wake = staged_start;
   // Timers in any other occupied slot of level >= 1 are not scanned: stop at its start.

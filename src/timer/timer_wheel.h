@@ -26,6 +26,12 @@ namespace evh::detail {
 
 // An intrusive doubly linked list of Timers (through next_/pprev_), so that any member can be
 // unlinked in O(1) whichever list holds it: a wheel slot, a detached batch, the zero-delay list.
+// Hand-written, unlike evh's other intrusive lists (Boost.Intrusive, base/intrusive.h): the node
+// is the public Timer, which may hold no library type and must stay one cache line; unlinking
+// goes through `pprev_` without knowing which list holds the timer (Boost's list needs its
+// container, or an auto-unlink hook in the public type); and the chains below walk eight lists
+// at once with a prefetch one round ahead, fixing each back link once at the end of the walk —
+// an access pattern no container interface offers.
 struct TimerList {
   Timer* head = nullptr;
 
@@ -109,6 +115,11 @@ class TimerWheel {
   // start of their slot instead: a wakeup there moves them down without firing any, so W may then
   // precede every deadline. nullopt when empty.
   std::optional<std::int64_t> next_wakeup() noexcept;
+  // Whether next_wakeup() merges slack windows (the default) or names the earliest deadline
+  // itself: on a manual clock the test, not the kernel, decides when time passes, so wakeups
+  // cost nothing and a timer fires as soon as the clock reaches its deadline.
+  enum class WakeupMerging : std::uint8_t { slack_windows, none };
+  void set_wakeup_merging(WakeupMerging merging) noexcept { merging_ = merging; }
   // Whether the last next_wakeup() was an exact timer's own deadline (a zero-slack timer is
   // the earliest): a runner may spin up to it rather than trust a timed sleep to end on time.
   bool last_wakeup_exact() const noexcept { return last_exact_; }
@@ -251,6 +262,7 @@ class TimerWheel {
   std::int64_t now_tick_;
   std::array<std::uint64_t, kLevels> occupied_{};  // bit s: slot s may be non-empty
   bool last_exact_ = false;                        // see last_wakeup_exact()
+  WakeupMerging merging_ = WakeupMerging::slack_windows;
   std::array<SlotLists, kLevels - (kLastWideLevel - kFirstWideLevel + 1)> narrow_{};
   // The chained slots' lists: kChainedArrays × kSlots × chains_, in narrow_heads_ (one chain
   // each) until widen() moves them into wide_heads_.

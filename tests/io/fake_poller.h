@@ -14,23 +14,112 @@
 // one mutex guards everything.
 #pragma once
 
+#include <errno.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "io/poller.h"
+#include "io/sys.h"
 
 namespace evh::test {
 
+// Injected failures: the next `times` calls of an operation fail with `error`.
+template <class Op>
+class FaultPlan {
+ public:
+  void fail(Op op, int error, int times) {
+    for (int i = 0; i < times; ++i) pending_.push_back({op, error});
+  }
+  // Counts the call; the errno to fail it with, or 0.
+  int next(Op op) {
+    ++calls_[op];
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if (it->first == op) {
+        const int error = it->second;
+        pending_.erase(it);
+        return error;
+      }
+    }
+    return 0;
+  }
+  int calls(Op op) const {
+    auto it = calls_.find(op);
+    return it == calls_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::vector<std::pair<Op, int>> pending_;
+  std::map<Op, int> calls_;
+};
+
+inline std::error_code errno_error(int e) {
+  return {e, std::generic_category()};
+}
+
+// The event handler's own system calls: the kernel's, but for injected failures.
+class FakeSys final : public detail::Sys {
+ public:
+  enum class Op { fcntl_getfd, fstat, accept4, close };
+
+  void fail(Op op, int error, int times = 1) {
+    std::lock_guard lock(mu_);
+    plan_.fail(op, error, times);
+  }
+  int calls(Op op) {
+    std::lock_guard lock(mu_);
+    return plan_.calls(op);
+  }
+
+  int fcntl_getfd(int fd) noexcept override {
+    if (int e = next(Op::fcntl_getfd)) return fail_with(e);
+    return detail::linux_sys().fcntl_getfd(fd);
+  }
+  int fstat(int fd, struct stat* out) noexcept override {
+    if (int e = next(Op::fstat)) return fail_with(e);
+    return detail::linux_sys().fstat(fd, out);
+  }
+  int accept4(int fd, int flags) noexcept override {
+    if (int e = next(Op::accept4)) return fail_with(e);
+    return detail::linux_sys().accept4(fd, flags);
+  }
+  // Linux releases the fd whatever close() returns (also on EINTR), and so does this: an
+  // injected failure closes the fd and then reports the error.
+  int close(int fd) noexcept override {
+    const int e = next(Op::close);
+    const int r = detail::linux_sys().close(fd);
+    return e != 0 ? fail_with(e) : r;
+  }
+
+ private:
+  int next(Op op) {
+    std::lock_guard lock(mu_);
+    return plan_.next(op);
+  }
+  static int fail_with(int e) {
+    errno = e;
+    return -1;
+  }
+
+  std::mutex mu_;
+  FaultPlan<Op> plan_;
+};
+
 class FakePoller final : public detail::Poller {
  public:
+  enum class Op { add, modify, remove, set_deadline, clear_deadline, wait };
+
   const char* name() const noexcept override { return "fake"; }
 
   Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override {
     std::lock_guard lock(mu_);
+    if (int e = plan_.next(Op::add)) return errno_error(e);
     if (watches_.count(fd) != 0) return std::error_code(EEXIST, std::generic_category());
     watches_[fd] = Watch{interest, mode, token, true, FdEvents::none};
     arm(fd);
@@ -39,21 +128,25 @@ class FakePoller final : public detail::Poller {
   }
   Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override {
     std::lock_guard lock(mu_);
+    if (int e = plan_.next(Op::modify)) return errno_error(e);
     auto it = watches_.find(fd);
     if (it == watches_.end()) return std::error_code(ENOENT, std::generic_category());
     it->second = Watch{interest, mode, token, true, FdEvents::none};
     ++modifies_;
+    modify_log_[fd].emplace_back(interest, mode);
     arm(fd);
     cv_.notify_all();
     return {};
   }
   Status remove(int fd) noexcept override {
     std::lock_guard lock(mu_);
+    if (int e = plan_.next(Op::remove)) return errno_error(e);
     if (watches_.erase(fd) == 0) return std::error_code(ENOENT, std::generic_category());
     return {};
   }
   Status set_deadline(detail::MonoTime deadline) noexcept override {
     std::lock_guard lock(mu_);
+    if (int e = plan_.next(Op::set_deadline)) return errno_error(e);
     deadline_ = deadline;
     ++deadline_sets_;
     cv_.notify_all();
@@ -61,6 +154,7 @@ class FakePoller final : public detail::Poller {
   }
   Status clear_deadline() noexcept override {
     std::lock_guard lock(mu_);
+    if (int e = plan_.next(Op::clear_deadline)) return errno_error(e);
     deadline_.reset();
     ++deadline_clears_;
     return {};
@@ -76,6 +170,7 @@ class FakePoller final : public detail::Poller {
                                   detail::PollBlock block) noexcept override {
     std::unique_lock lock(mu_);
     ++waits_;
+    if (int e = plan_.next(Op::wait)) return errno_error(e);
     in_wait_ = true;
     cv_.notify_all();
     for (;;) {
@@ -110,6 +205,28 @@ class FakePoller final : public detail::Poller {
   }
 
   // ---- the test's side --------------------------------------------------------------------
+
+  void fail(Op op, int error, int times = 1) {
+    std::lock_guard lock(mu_);
+    plan_.fail(op, error, times);
+  }
+  int calls(Op op) {
+    std::lock_guard lock(mu_);
+    return plan_.calls(op);
+  }
+  // Every successful modify of `fd`, in order: (interest, mode).
+  std::vector<std::pair<FdEvents, FdMode>> modifies_of(int fd) {
+    std::lock_guard lock(mu_);
+    return modify_log_[fd];
+  }
+  // What `fd` is watched for now (nothing when it is not watched); a parked fd is watched for
+  // FdEvents::none in oneshot mode.
+  std::optional<std::pair<FdEvents, FdMode>> watch_of(int fd) {
+    std::lock_guard lock(mu_);
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return std::nullopt;
+    return std::make_pair(it->second.interest, it->second.mode);
+  }
 
   // Replaces the conditions that hold for `fd`; conditions that newly arise are edges.
   void set_ready(int fd, FdEvents conditions) {
@@ -199,7 +316,9 @@ class FakePoller final : public detail::Poller {
 
   std::mutex mu_;
   std::condition_variable cv_;
+  FaultPlan<Op> plan_;
   std::map<int, Watch> watches_;
+  std::map<int, std::vector<std::pair<FdEvents, FdMode>>> modify_log_;
   std::map<int, FdEvents> ready_;
   std::vector<detail::PollEvent> injected_;
   std::optional<detail::MonoTime> deadline_;

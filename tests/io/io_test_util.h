@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "io/epoll_poller.h"
-#include "io/event_handler.h"
+#include "runtime/runtime_impl.h"
 #include "test_util.h"
 
 namespace evh::test {

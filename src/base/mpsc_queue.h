@@ -28,19 +28,9 @@
 #include <cstring>
 #include <new>
 
-namespace evh::detail {
+#include "base/message_access.h"
 
-// Moves a Message between a queue slot and a Message object without writing the source: a slot
-// is raw storage that the consumer abandons after reading (no destructor runs on it).
-struct MessageAccess {
-  static void relocate(Message& to, const Message& from) noexcept {
-    to.release();
-    to.port_ = from.port_;
-    to.size_ = from.size_;
-    to.kind_ = from.kind_;
-    std::memcpy(&to.u_, &from.u_, sizeof to.u_);
-  }
-};
+namespace evh::detail {
 
 inline constexpr std::uint32_t kSlotsPerBlock = 31;
 inline constexpr std::uint64_t kPositionsPerBlock = 32;

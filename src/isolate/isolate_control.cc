@@ -3,11 +3,12 @@
 // isolate's IsolateLife (created on first use) and travels as OOB control messages.
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <utility>
 
-#include "core/isolate_impl.h"
-#include "core/isolate_life.h"
-#include "core/runtime_impl.h"
+#include "base/message_access.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
 
 namespace evh {
 namespace detail {
@@ -56,19 +57,12 @@ Message exit_message(ExitReason reason, PortId isolate) noexcept {
   return Message::bytes(std::as_bytes(std::span(&w, 1)));  // inline: cannot throw
 }
 
-bool contains(const std::vector<PortId>& ports, PortId port) noexcept {
-  for (PortId p : ports) {
-    if (p == port) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 void IsolateImpl::send_control(int kind, PortId reply, Message response) noexcept {
   auto* request = new ControlRequest{kind, reply, std::move(response)};
   Message m = Message::native(request, drop_request);
-  m.set_port(PortId::none);
+  MessageAccess::set_port(m, PortId::none);
   enqueue(std::move(m), Priority::oob);
 }
 
@@ -77,7 +71,7 @@ void IsolateImpl::on_control_message(Message& message) noexcept {
   if (request == nullptr) return;
   switch (request->kind) {
     case kControlPing:
-      (void)runtime_->owner().post(request->reply, std::move(request->response));
+      (void)host_->post(request->reply, std::move(request->response));
       break;
     case kControlAnswerPings:
       answer_immediate_pings();
@@ -96,28 +90,18 @@ Status IsolateImpl::ping(PortId reply, Message response, ControlPriority priorit
     send_control(kControlPing, reply, std::move(response));
     return {};
   }
-  IsolateLife& l = life();
-  {
-    std::lock_guard lock(l.mu);
-    if (l.exited) return Errc::isolate_dead;
-    l.immediate_pings.push_back(IsolateLife::Ping{reply, std::move(response)});
-  }
-  interrupt_.fetch_or(kInterruptPing, std::memory_order_acq_rel);
+  if (!life().queue_ping(reply, response, interrupt_, kInterruptPing)) return Errc::isolate_dead;
   // An idle isolate answers at once; a busy one at its next boundary or safe point.
   send_control(kControlAnswerPings, {}, {});
   return {};
 }
 
 void IsolateImpl::answer_immediate_pings() noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
+  IsolateLife* l = life_if_any();
   if (l == nullptr) return;
-  std::vector<IsolateLife::Ping> pings;
-  {
-    std::lock_guard lock(l->mu);
-    interrupt_.fetch_and(static_cast<std::uint8_t>(~kInterruptPing), std::memory_order_acq_rel);
-    pings.swap(l->immediate_pings);
+  for (auto& p : l->take_pings(interrupt_, kInterruptPing)) {
+    (void)host_->post(p.reply, std::move(p.response));
   }
-  for (auto& p : pings) (void)runtime_->owner().post(p.reply, std::move(p.response));
 }
 
 Status IsolateImpl::handle_interrupts() noexcept {
@@ -129,102 +113,55 @@ Status IsolateImpl::handle_interrupts() noexcept {
 }
 
 PauseCapability IsolateImpl::pause(PauseCapability capability) noexcept {
-  if (!capability) capability.value = static_cast<std::uint64_t>(runtime_->next_port_id());
-  IsolateLife& l = life();
-  std::lock_guard lock(l.mu);
-  for (std::uint64_t held : l.pauses) {
-    if (held == capability.value) return capability;
-  }
-  l.pauses.push_back(capability.value);
-  // seq_cst: pairs with the turn's seq_cst reads (see the header's lost-wakeup argument).
-  pause_count_.fetch_add(1, std::memory_order_seq_cst);
+  if (!capability) capability.value = static_cast<std::uint64_t>(host_->next_id());
+  (void)life().add_pause(capability.value, pause_count_);
   return capability;
 }
 
 Status IsolateImpl::resume(PauseCapability capability) noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
+  IsolateLife* l = life_if_any();
   if (l == nullptr || !capability) return Errc::invalid_argument;
-  std::uint32_t before = 0;
-  {
-    std::lock_guard lock(l->mu);
-    auto& pauses = l->pauses;
-    std::size_t i = 0;
-    while (i < pauses.size() && pauses[i] != capability.value) ++i;
-    if (i == pauses.size()) return Errc::invalid_argument;
-    pauses[i] = pauses.back();
-    pauses.pop_back();
-    before = pause_count_.fetch_sub(1, std::memory_order_seq_cst);
-  }
+  const std::optional<std::uint32_t> before = l->remove_pause(capability.value, pause_count_);
+  if (!before) return Errc::invalid_argument;
   // The last resume: a turn that went idle while paused may have left normal messages queued.
   // Only the consumer may read the queue's head, so schedule a turn and let it look.
-  if (before == 1 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  if (*before == 1 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
   return {};
 }
 
-Status IsolateImpl::add_listener(bool exit, PortId port) noexcept {
+Status IsolateImpl::add_listener(ListenerKind kind, PortId port) noexcept {
   if (port == PortId::none) return Errc::unknown_port;
-  IsolateLife& l = life();
-  {
-    std::lock_guard lock(l.mu);
-    if (!l.exited) {
-      auto& list = exit ? l.exit_listeners : l.error_listeners;
-      if (!contains(list, port)) list.push_back(port);
-      return {};
-    }
-  }
-  if (!exit) return Errc::isolate_dead;
+  if (life().add_listener(kind, port)) return {};
+  if (kind == ListenerKind::error) return Errc::isolate_dead;
   // Already exited: tell it now, so that no listener waits for ever.
   const auto reason = static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire));
-  (void)runtime_->owner().post(port, exit_message(reason, main_port_id_));
+  (void)host_->post(port, exit_message(reason, main_port_id_));
   return {};
 }
 
-Status IsolateImpl::remove_listener(bool exit, PortId port) noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
-  if (l == nullptr) return Errc::unknown_port;
-  std::lock_guard lock(l->mu);
-  auto& list = exit ? l->exit_listeners : l->error_listeners;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    if (list[i] == port) {
-      list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
-      return {};
-    }
-  }
-  return Errc::unknown_port;
+Status IsolateImpl::remove_listener(ListenerKind kind, PortId port) noexcept {
+  IsolateLife* l = life_if_any();
+  if (l == nullptr || !l->remove_listener(kind, port)) return Errc::unknown_port;
+  return {};
 }
 
-void IsolateImpl::set_errors_fatal(bool fatal) noexcept {
-  IsolateLife& l = life();
-  std::lock_guard lock(l.mu);
-  l.errors_fatal = fatal;
+void IsolateImpl::set_errors_fatal(ErrorsFatal fatal) noexcept {
+  life().set_errors_fatal(fatal);
 }
 
 void IsolateImpl::tell_exit_listeners(ExitReason reason) noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
+  IsolateLife* l = life_if_any();
   if (l == nullptr) return;
-  std::vector<PortId> listeners;
-  std::vector<IsolateLife::Ping> unanswered;
-  {
-    std::lock_guard lock(l->mu);
-    l->exited = true;
-    listeners.swap(l->exit_listeners);
-    l->error_listeners.clear();
-    unanswered.swap(l->immediate_pings);  // released below, unanswered
+  for (PortId port : l->exit_listeners_at_exit()) {
+    (void)host_->post(port, exit_message(reason, main_port_id_));
   }
-  for (PortId port : listeners)
-    (void)runtime_->owner().post(port, exit_message(reason, main_port_id_));
 }
 
 void IsolateImpl::tell_error_listeners(std::exception_ptr error) noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
+  IsolateLife* l = life_if_any();
   if (l == nullptr) return;
-  std::vector<PortId> listeners;
-  bool fatal = false;
-  {
-    std::lock_guard lock(l->mu);
-    listeners = l->error_listeners;
-    fatal = l->errors_fatal;
-  }
+  ErrorsFatal fatal = ErrorsFatal::no;
+  const std::vector<PortId> listeners = l->error_listeners(fatal);
   if (!listeners.empty()) {
     try {
       const std::string what = describe(error);
@@ -233,14 +170,15 @@ void IsolateImpl::tell_error_listeners(std::exception_ptr error) noexcept {
       std::string wire(sizeof h + what.size(), '\0');
       std::memcpy(wire.data(), &h, sizeof h);
       std::memcpy(wire.data() + sizeof h, what.data(), what.size());
-      for (PortId port : listeners)
-        (void)runtime_->owner().post(port, Message::bytes(std::string_view(wire)));
+      for (PortId port : listeners) {
+        (void)host_->post(port, Message::bytes(std::string_view(wire)));
+      }
     } catch (...) {
       // Out of memory describing the error: the exception is still counted and reported to
       // RuntimeOptions::on_uncaught.
     }
   }
-  if (fatal) kill(KillPriority::before_next_event, ExitReason::error);
+  if (fatal == ErrorsFatal::yes) kill(KillPriority::before_next_event, ExitReason::error);
 }
 
 }  // namespace detail

@@ -1,12 +1,15 @@
 // DeadlineHeap: at most one deadline per 64-bit key, earliest first — the event handler's
-// timeout queue (one entry per port) and its accept back-off queue (one entry per fd).
+// timeout queue (one entry per port), its accept back-off queue (one entry per fd), and the
+// thread pool's timer deadlines (one per isolate). Deadlines are nanosecond counts on whatever
+// clock the owner keeps them on; the heap only compares them.
 //
 // A binary min-heap ordered by (deadline, sequence number), with each key's position kept in a
 // hash map so that replacing or cancelling a key's deadline is O(log n) instead of Dart's O(P)
 // rescan of a linked list. top() is O(1); set/erase/pop are O(log n); equal deadlines come out in
 // the order they were set.
 //
-// Threads: none of its own; the event handler uses it on its I/O thread only.
+// Threads: none of its own; its owner serialises every call (the event handler's I/O thread,
+// the pool's mutex).
 #pragma once
 
 #include <cstddef>
@@ -15,14 +18,12 @@
 #include <utility>
 #include <vector>
 
-#include "io/poller.h"
-
 namespace evh::detail {
 
 class DeadlineHeap {
  public:
   struct Entry {
-    MonoTime deadline;
+    std::int64_t deadline = 0;
     std::uint64_t seq = 0;
     std::uint64_t key = 0;
     std::uint32_t tag = 0;  // the caller's, carried along (the pool's "spin before" flag)
@@ -34,7 +35,7 @@ class DeadlineHeap {
   const Entry& top() const noexcept { return heap_.front(); }
 
   // Sets `key`'s deadline, replacing an earlier one. Postcondition: contains(key).
-  void set(std::uint64_t key, MonoTime deadline, std::uint32_t tag = 0) {
+  void set(std::uint64_t key, std::int64_t deadline, std::uint32_t tag = 0) {
     auto [it, inserted] = pos_.try_emplace(key, heap_.size());
     if (inserted) {
       heap_.push_back(Entry{deadline, next_seq_++, key, tag});

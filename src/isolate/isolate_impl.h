@@ -1,4 +1,12 @@
-// IsolateImpl: an isolate's mailbox, its MessageHandlerTask and its state machine.
+// IsolateImpl: an isolate's mailbox, its turn and its state machine — and the hub its other
+// parts hang from: its timers (IsolateTimers, isolate_timers.h) and its rarely used life record
+// (IsolateLife, isolate_life.h), each created on first use. The runtime that owns it is reached
+// only through IsolateHost (isolate_host.h).
+//
+// Files: isolate_turn.cc (enqueue, schedule, the run loop, delivery, microtasks),
+// isolate_life.cc (ports, kill, the drain at the next boundary, the exit rule, resources),
+// isolate_control.cc (pings, pauses, listeners, control messages), isolate_timers.cc (the timer
+// glue), isolate_api.cc (the public face).
 //
 // State (`state_`): idle → scheduled (by the producer that finds the mailbox idle after its push,
 // or by resume()/destroy()) → running a turn on the runner → idle again, or → dead (terminal,
@@ -17,29 +25,35 @@
 // IsolateRef, and one while a turn is queued or running (taken by whoever schedules it, dropped
 // at the end of the turn).
 //
+// Threads: methods documented "own turn" run only on the thread running the isolate's turn;
+// the others are thread-safe.
 #pragma once
 
 #include <evh/isolate.h>
-#include <evh/runtime.h>
 
 #include <atomic>
+#include <boost/intrusive/list.hpp>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
-#include "core/mpsc_queue.h"
+#include "base/mpsc_queue.h"
+#include "isolate/isolate_host.h"
 #include "port/port.h"
 
 namespace evh::detail {
 
-class RuntimeImpl;
-struct IsolateTimers;
-struct IsolateLife;
+class IsolateTimers;
+class IsolateLife;
+
+// Which listeners (exit or error) a control-plane call is about.
+enum class ListenerKind : std::uint8_t { exit, error };
 
 class IsolateImpl final : public Isolate, public Task, public PortTarget {
  public:
-  IsolateImpl(RuntimeImpl& runtime, IsolateHandler handler, const IsolateOptions& options,
-              std::uint32_t budget);
-  ~IsolateImpl();  // via release() only; the memory goes back to the runtime's isolate slab
+  IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
+              const IsolateOptions& options, std::uint32_t budget);
+  ~IsolateImpl();  // via release() only; the memory goes back to the host
 
   static IsolateImpl& of(Isolate& i) noexcept { return static_cast<IsolateImpl&>(i); }
   static const IsolateImpl& of(const Isolate& i) noexcept {
@@ -58,47 +72,69 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // it keeps the port's open/closed state in `main_closed_` for delivery to check.
   void set_main_port(PortId id) noexcept { main_port_id_ = id; }
 
+  // ---- the public API's calls (any thread unless noted)
   PortId main_port_id() const noexcept { return main_port_id_; }
+  void* data() const noexcept { return data_; }
+  IsolateHost& host() const noexcept { return *host_; }
+  IsolateStats stats() const noexcept;
+  bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
+  // Control plane (isolate_control.cc).
   PauseCapability pause(PauseCapability capability) noexcept;
   Status resume(PauseCapability capability) noexcept;
-  // Control plane (isolate_control.cc).
   Status ping(PortId reply, Message response, ControlPriority priority) noexcept;
-  Status add_listener(bool exit, PortId port) noexcept;
-  Status remove_listener(bool exit, PortId port) noexcept;
-  void set_errors_fatal(bool fatal) noexcept;
-  Status handle_interrupts() noexcept;
+  Status add_listener(ListenerKind kind, PortId port) noexcept;
+  Status remove_listener(ListenerKind kind, PortId port) noexcept;
+  void set_errors_fatal(ErrorsFatal fatal) noexcept;
+  bool interrupt_requested() const noexcept {
+    return interrupt_.load(std::memory_order_acquire) != 0;
+  }
+  Status handle_interrupts() noexcept;  // own turn
+  // Life (isolate_life.cc).
   void kill(KillPriority priority, ExitReason reason = ExitReason::killed) noexcept;
   void destroy() noexcept { kill(KillPriority::immediate); }
-  Status attach(IsolateResource& resource) noexcept;
-  bool detach(IsolateResource& resource) noexcept;
-  bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
   // Blocks until the queues have been drained after destroy().
   void wait_dead() noexcept;
-  IsolateStats stats() const noexcept;
-  Result<PortId> open_port();
+  Status attach(IsolateResource& resource) noexcept;
+  bool detach(IsolateResource& resource) noexcept;
+  Result<PortId> open_port();  // own turn
   Status close_port(PortId port) noexcept;
-  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);
+  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
+  // Timers (isolate_timers.cc), own turn.
   Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                      Slack slack);
   Status start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
                         Slack slack);
   std::int64_t cached_now_ns() noexcept;
   void cancel_timer(Timer& t) noexcept;
-  TimerStats timer_stats() const noexcept;
-  RuntimeImpl& runtime_impl() const noexcept { return *runtime_; }
+  TimerStats timer_stats() const noexcept;  // any thread: a snapshot
+
+  // ---- for the isolate's parts (its timers, its life record, IsolateMutex)
   bool in_own_turn() const noexcept { return owns_turn(); }
-  bool interrupt_requested() const noexcept {
-    return interrupt_.load(std::memory_order_acquire) != 0;
-  }
   bool kill_requested() const noexcept {
     return (interrupt_.load(std::memory_order_acquire) & kInterruptKill) != 0;
   }
+  // The turn should stop before its next callback: the isolate was killed.
+  bool stop_requested() const noexcept { return dead_requested_.load(std::memory_order_acquire); }
+  // Another task waits for this isolate's runner: a long timer loop should give way.
+  bool runner_busy() const noexcept { return runner_->work_is_waiting(); }
+  // A message (or control request) waits that this turn could handle now.
+  bool has_work() noexcept;
+  // An exception escaped a callback of this isolate (call from inside the catch).
+  void report_exception() noexcept;
+  void run_microtasks() noexcept;
+  // Changes once per message (and per timer callback): what cached_now() is keyed on.
+  std::uint64_t message_stamp() const noexcept { return handled_.load(std::memory_order_relaxed); }
+  // Queues a message to one of this isolate's own ports (a self-post), bypassing the map.
+  void post_to_self(PortId port, Message message, Priority priority) noexcept;
+  // The rarely used record, created on first use; null until then (life_if_any).
   IsolateLife& life() noexcept;
-  void* data() const noexcept { return data_; }
+  IsolateLife* life_if_any() const noexcept { return life_.load(std::memory_order_acquire); }
 
-  // The runtime's registry of live isolates (guarded by the runtime's registry mutex).
-  IsolateImpl* registry_prev = nullptr;
-  IsolateImpl* registry_next = nullptr;
+  // The runtime's registry of live isolates (a list through this hook, guarded by the
+  // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.
+  using RegistryHook =
+      boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>;
+  RegistryHook registry_hook;
 
  private:
   enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
@@ -113,26 +149,17 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
   bool try_schedule() noexcept;
   MpscQueue* oob_queue() noexcept;
-  // For the running turn: is there anything it could handle now?
-  bool has_work() noexcept;
   // After the turn has stored kIdle it no longer owns the heads (another thread may already be
   // running the next turn), so it compares the tails with head positions it noted before.
   bool has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept;
   void deliver(Message& message) noexcept;
-  void run_microtasks() noexcept;
   bool is_open_port(PortId id) noexcept;
-  // Timers: created on the first start_timer(); the batch runner; the hand-over of the next
-  // wakeup to the event handler (or a self-post for zero-delay timers).
-  IsolateTimers* timers_or_create() noexcept;
-  // The timers of a start call, created on the first one; the start's error otherwise.
+  // Timers: created on the first start; the start's error otherwise.
   Result<IsolateTimers*> timers_for_start(TimerFn fn) noexcept;
-  void on_timer_message(const Message& message) noexcept;
-  void run_timer_batch() noexcept;
-  void sync_timer_wakeup() noexcept;
-  void report_timer_counters() noexcept;
-  void report_exception() noexcept;
+  IsolateTimers* timers_or_create() noexcept;
+  void after_timers_changed() noexcept;
   // Control plane (isolate_control.cc): a control message (port PortId::none) delivered; the
-  // exit rule (no open port, no live timer: exit normally); telling exit listeners.
+  // exit rule (no open port, no live timer: exit normally); telling listeners.
   void on_control_message(Message& message) noexcept;
   void send_control(int kind, PortId reply, Message response) noexcept;
   void exit_if_unreachable() noexcept;
@@ -141,7 +168,6 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void tell_error_listeners(std::exception_ptr error) noexcept;
   void finish_dead() noexcept;
   void release_held_locks() noexcept;  // isolate_mutex.cc
-  void release_resources(ExitReason reason) noexcept;
   void close_all_ports() noexcept;
   bool close_main_port() noexcept;
   bool owns_turn() const noexcept;
@@ -151,7 +177,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   }
 
   // Layout, one 64-byte line per group (the class is 64-byte aligned):
-  //  0: the bases' vptrs (read by every post) and runner_link, the registry links above, and
+  //  0: the bases' vptrs (read by every post) and runner_link, the registry hook above, and
   //     fields written at most once per turn (refs_) or never.
   //  1: what producers write on every post (the normal queue's tail) and the state they read.
   //  2-3: the consumer's: its queue head, the flags and handler it reads per message, stats.
@@ -159,7 +185,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // post (measured: it halved port_flood).
   std::atomic<std::uint32_t> refs_{1};  // the registry's reference
   std::uint32_t budget_;
-  RuntimeImpl* runtime_;
+  IsolateHost* host_;
   TaskRunner* runner_;
 
   alignas(64) QueueTail normal_tail_;
@@ -175,8 +201,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<bool> closing_{false};         // destroy() has begun: its ports are closing
   std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
   std::atomic<bool> main_closed_{false};
-  std::atomic<bool> ports_lock_{false};  // guards life_->extra_ports (open/close are rare)
-  bool timers_dirty_ = false;            // a timer changed this message: hand the next wakeup over
+  bool timers_dirty_ = false;  // a timer changed this message: hand the next wakeup over
   std::atomic<std::uint8_t> interrupt_{0};    // kInterrupt* bits: what handle_interrupts() does
   std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
   IsolateHandler handler_;

@@ -1,20 +1,25 @@
-#include "core/receiver_impl.h"
-#include "core/runtime_impl.h"
+#include <optional>
+
+#include "isolate/receiver_impl.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
 
 namespace evh {
 namespace detail {
 
-ReceiverImpl::ReceiverImpl(RuntimeImpl& runtime)
-    : runtime_(runtime), id_(runtime.next_port_id()), spin_(runtime.options().spin_before_park) {
-  auto* port = PortState::make(id_, this, &runtime_.port_slab());  // retains this
-  runtime_.map().insert(port);
-  port->release();  // the map owns the port
+ReceiverImpl::ReceiverImpl(PortDirectory& ports, RuntimeClock clock, std::chrono::nanoseconds spin)
+    : ports_(ports), clock_(clock), spin_(spin) {
+  PortState* port = ports_.open(*this);  // retains this
+  id_ = port->id();
+  port->release();  // the directory owns the port
 }
 
 void ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
   (priority == Priority::oob ? oob_ : normal_).push(std::move(message));
+  wake_sleeper();
+}
+
+void ReceiverImpl::wake_sleeper() noexcept {
   // seq_cst: pairs with the consumer's seq_cst store of sleeping_ (see the header).
   if (sleeping_.load(std::memory_order_seq_cst) != 0 &&
       sleeping_.exchange(0, std::memory_order_seq_cst) != 0) {
@@ -32,6 +37,7 @@ PopResult ReceiverImpl::pop(Message& out) noexcept {
 Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
   using Clock = std::chrono::steady_clock;
   if (timeout.count() < 0) return Errc::invalid_argument;
+  if (clock_.manual()) return receive_on_manual_clock(timeout);
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     if (closed_) return Errc::port_closed;
@@ -66,14 +72,52 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
   }
 }
 
+Result<Message> ReceiverImpl::receive_on_manual_clock(std::chrono::nanoseconds timeout) {
+  const std::int64_t now0 = clock_.now_ns();
+  const std::int64_t deadline =
+      timeout.count() > INT64_MAX - now0 ? INT64_MAX : now0 + timeout.count();
+  std::optional<ClockWaiterScope> registered;  // from the first sleep until this returns
+  for (;;) {
+    if (closed_) return Errc::port_closed;
+    Message m;
+    switch (pop(m)) {
+      case PopResult::item:
+        return m;
+      case PopResult::pending:
+        cpu_relax();
+        continue;
+      case PopResult::empty:
+        break;
+    }
+    // The spin window is real time (it is about the CPU); the deadline is the clock's.
+    const auto window = spin_.window();
+    if (window.count() > 0 && clock_.now_ns() < deadline) {
+      if (poll_until(std::chrono::steady_clock::now() + window, [this] { return has_claimed(); })) {
+        spin_.hit();
+        continue;
+      }
+      spin_.miss();
+    }
+    // Registered before the last look at the clock: a move after that look wakes the sleep.
+    if (!registered) registered.emplace(clock_, static_cast<ClockWaiter&>(*this));
+    // seq_cst store, then the clock's seq_cst load (ManualClock::now): with the mover's seq_cst
+    // store of the time and its exchange of sleeping_ (clock_moved), either this look sees the
+    // new time, or the mover sees that this sleeps and wakes it.
+    sleeping_.store(1, std::memory_order_seq_cst);
+    if (has_claimed() || clock_.now_ns() >= deadline) {
+      sleeping_.store(0, std::memory_order_relaxed);
+      if (has_claimed()) continue;
+      return Errc::timed_out;
+    }
+    futex_wait(sleeping_, 1, std::chrono::nanoseconds(-1));
+    sleeping_.store(0, std::memory_order_relaxed);
+  }
+}
+
 void ReceiverImpl::close() noexcept {
   if (closed_) return;
   closed_ = true;
-  if (PortState* port = runtime_.map().erase(id_)) {
-    port->mark_closed();
-    runtime_.end_port_io(*port);
-    port->release();
-  }
+  ports_.close(id_);
   // Producers that passed the port check before the close may still push; what they push after
   // this drain is released by the queues' destructors when the last reference goes.
   normal_.drain();

@@ -1,4 +1,4 @@
-#include "core/mpsc_queue.h"
+#include "base/mpsc_queue.h"
 
 #include "sync/spin.h"
 

@@ -2,9 +2,9 @@
 
 #include <chrono>
 
-#include "core/assert.h"
-#include "core/isolate_impl.h"
-#include "core/isolate_life.h"
+#include "base/assert.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
 
@@ -27,45 +27,25 @@ constexpr auto kWaitSlice = std::chrono::milliseconds(10);
 
 }  // namespace
 
-struct IsolateMutexAccess {
-  static void link(IsolateImpl& holder, IsolateMutex& m) noexcept {
-    IsolateLife& life = holder.life();
-    m.prev_ = nullptr;
-    m.next_ = life.held;
-    if (life.held != nullptr) life.held->prev_ = &m;
-    life.held = &m;
+void IsolateMutexAccess::release_dead(IsolateMutex& m) noexcept {
+  m.owner_.store(nullptr, std::memory_order_relaxed);
+  std::uint32_t w = m.word_.load(std::memory_order_relaxed);
+  // release: the next holder sees what the dead one wrote (half-updated as it may be).
+  while (!m.word_.compare_exchange_weak(w, (w | kOwnerDied) & ~(kLocked | kContended),
+                                        std::memory_order_release, std::memory_order_relaxed)) {
   }
-  static void unlink(IsolateImpl& holder, IsolateMutex& m) noexcept {
-    IsolateLife& life = holder.life();
-    if (m.prev_ != nullptr) {
-      m.prev_->next_ = m.next_;
-    } else {
-      life.held = m.next_;
-    }
-    if (m.next_ != nullptr) m.next_->prev_ = m.prev_;
-    m.prev_ = m.next_ = nullptr;
-  }
-  // The holder is exiting: release with the owner-died mark and wake one waiter.
-  static IsolateMutex* release_dead(IsolateMutex& m) noexcept {
-    IsolateMutex* next = m.next_;
-    m.prev_ = m.next_ = nullptr;
-    m.owner_.store(nullptr, std::memory_order_relaxed);
-    std::uint32_t w = m.word_.load(std::memory_order_relaxed);
-    // release: the next holder sees what the dead one wrote (half-updated as it may be).
-    while (!m.word_.compare_exchange_weak(w, (w | kOwnerDied) & ~(kLocked | kContended),
-                                          std::memory_order_release, std::memory_order_relaxed)) {
-    }
-    if ((w & kContended) != 0) futex_wake(m.word_, 1);
-    return next;
-  }
-};
+  if ((w & kContended) != 0) futex_wake(m.word_, 1);
+}
 
 void IsolateImpl::release_held_locks() noexcept {
-  IsolateLife* life = life_.load(std::memory_order_acquire);
+  IsolateLife* life = life_if_any();
   if (life == nullptr) return;
-  IsolateMutex* m = life->held;
-  life->held = nullptr;
-  while (m != nullptr) m = IsolateMutexAccess::release_dead(*m);
+  auto& held = life->held_locks();
+  while (!held.empty()) {
+    IsolateMutex& m = held.front();
+    held.pop_front();
+    IsolateMutexAccess::release_dead(m);
+  }
 }
 
 }  // namespace detail
@@ -143,7 +123,7 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
     w = word_.load(std::memory_order_relaxed);
   }
   owner_.store(&self, std::memory_order_release);
-  detail::IsolateMutexAccess::link(me, *this);
+  me.life().held_locks().push_front(*this);
   return (w & kOwnerDied) != 0 ? Status{Errc::owner_died} : Status{};
 }
 
@@ -151,7 +131,8 @@ Status IsolateMutex::unlock(Isolate& self) noexcept {
   IsolateImpl& me = IsolateImpl::of(self);
   if (owner_.load(std::memory_order_relaxed) != &self) return Errc::not_owner;
   EVH_ASSERT(me.in_own_turn(), "an IsolateMutex is unlocked from its isolate's own turn");
-  detail::IsolateMutexAccess::unlink(me, *this);
+  auto& held = me.life().held_locks();
+  held.erase(held.iterator_to(*this));
   owner_.store(nullptr, std::memory_order_relaxed);
   std::uint32_t w = word_.load(std::memory_order_relaxed);
   std::uint32_t next = 0;

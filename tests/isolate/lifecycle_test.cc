@@ -535,7 +535,8 @@ TEST(Lifecycle, ErrorListenersAndFatalErrors) {
   EXPECT_EQ(err->isolate, (*lenient)->main_port());
   EXPECT_FALSE((*lenient)->is_dead());
 
-  auto fatal = rt.spawn(make_handler(thrower), IsolateOptions{.errors_are_fatal = true});
+  auto fatal =
+      rt.spawn(make_handler(thrower), IsolateOptions{.errors_are_fatal = ErrorsFatal::yes});
   ASSERT_TRUE((*fatal)->add_error_listener(errors->id()).ok());
   ASSERT_TRUE((*fatal)->add_exit_listener(exits->id()).ok());
   ASSERT_TRUE(rt.post((*fatal)->main_port(), Message::u64(1)).ok());

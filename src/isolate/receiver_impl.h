@@ -1,5 +1,9 @@
 // ReceiverImpl: a port whose consumer is a plain thread blocking in receive().
 //
+// Deadlines are on the runtime's clock. On a manual clock a blocked receive() sleeps without a
+// kernel timeout, registered as a waiter of the clock: a move wakes it to look at the time again
+// (it registers before its last look at the clock, so a move in between is not missed).
+//
 // Wakeup protocol (the same shape as an isolate's): a producer pushes (seq_cst CAS on the
 // queue's tail) and then loads `sleeping_` (seq_cst); the consumer stores sleeping_ = 1
 // (seq_cst) and then re-checks the queues (seq_cst load of the tails) before it sleeps on the
@@ -12,17 +16,19 @@
 #include <atomic>
 #include <chrono>
 
-#include "core/mpsc_queue.h"
+#include "base/mpsc_queue.h"
 #include "port/port.h"
+#include "port/port_directory.h"
 #include "sync/spin.h"
+#include "timer/runtime_clock.h"
 
 namespace evh::detail {
 
-class RuntimeImpl;
-
-class ReceiverImpl final : public PortTarget {
+class ReceiverImpl final : public PortTarget, private ClockWaiter {
  public:
-  explicit ReceiverImpl(RuntimeImpl& runtime);
+  // Opens the receiver's port in `ports` (which must outlive it); `spin`: how long receive()
+  // polls before sleeping (RuntimeOptions::spin_before_park).
+  ReceiverImpl(PortDirectory& ports, RuntimeClock clock, std::chrono::nanoseconds spin);
 
   void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept override {
@@ -38,9 +44,15 @@ class ReceiverImpl final : public PortTarget {
  private:
   ~ReceiverImpl() = default;
   PopResult pop(Message& out) noexcept;
+  Result<Message> receive_on_manual_clock(std::chrono::nanoseconds timeout);
+  // Wakes a sleeping receive(), if any (seq_cst exchange: see the header's protocol).
+  void wake_sleeper() noexcept;
+  // ClockWaiter: a manual clock moved while receive() slept.
+  void clock_moved() noexcept override { wake_sleeper(); }
   bool has_claimed() noexcept { return normal_.has_claimed() || oob_.has_claimed(); }
 
-  RuntimeImpl& runtime_;
+  PortDirectory& ports_;
+  const RuntimeClock clock_;
   PortId id_;
   AdaptiveSpin spin_;
   std::atomic<std::uint32_t> refs_{1};  // the Receiver handle's

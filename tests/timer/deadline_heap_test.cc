@@ -1,4 +1,4 @@
-#include "io/deadline_heap.h"
+#include "timer/deadline_heap.h"
 
 #include <gtest/gtest.h>
 
@@ -9,19 +9,19 @@
 namespace evh::detail {
 namespace {
 
-using namespace std::chrono_literals;
-
-const MonoTime kT0{};
+// Nanosecond deadlines, as the heap keeps them.
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kT0 = 0;
 
 // Equal deadlines come out in the order they were set; replacing a key's deadline moves it.
 TEST(DeadlineHeap, OrderTiesAndReplace) {
   DeadlineHeap h;
-  h.set(1, kT0 + 5ms);
-  h.set(2, kT0 + 3ms);
-  h.set(3, kT0 + 5ms);
-  h.set(4, kT0 + 9ms);
-  h.set(4, kT0 + 1ms);  // earlier
-  h.set(2, kT0 + 7ms);  // later
+  h.set(1, kT0 + 5 * kMs);
+  h.set(2, kT0 + 3 * kMs);
+  h.set(3, kT0 + 5 * kMs);
+  h.set(4, kT0 + 9 * kMs);
+  h.set(4, kT0 + 1 * kMs);  // earlier
+  h.set(2, kT0 + 7 * kMs);  // later
   EXPECT_EQ(h.size(), 4u);
   std::vector<std::uint64_t> order;
   while (!h.empty()) order.push_back(h.pop().key);
@@ -32,25 +32,25 @@ TEST(DeadlineHeap, OrderTiesAndReplace) {
 TEST(DeadlineHeap, MatchesReference) {
   std::mt19937_64 rng(7);
   DeadlineHeap h;
-  std::map<std::uint64_t, MonoTime> ref;
+  std::map<std::uint64_t, std::int64_t> ref;
   for (int i = 0; i < 20000; ++i) {
     const std::uint64_t key = rng() % 500;
     if (rng() % 3 == 0) {
       EXPECT_EQ(h.erase(key), ref.erase(key) == 1);
     } else {
-      const MonoTime t = kT0 + std::chrono::microseconds(rng() % 100000);
+      const std::int64_t t = kT0 + static_cast<std::int64_t>(rng() % 100000) * 1000;
       h.set(key, t);
       ref[key] = t;
     }
     ASSERT_EQ(h.size(), ref.size());
     if (!ref.empty()) {
-      MonoTime min = ref.begin()->second;
+      std::int64_t min = ref.begin()->second;
       for (auto& [k, t] : ref) min = std::min(min, t);
       ASSERT_EQ(h.top().deadline, min);
       ASSERT_EQ(ref.at(h.top().key), min);
     }
   }
-  MonoTime last = kT0;
+  std::int64_t last = kT0;
   while (!h.empty()) {
     auto e = h.pop();
     EXPECT_GE(e.deadline, last);

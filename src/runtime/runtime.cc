@@ -3,10 +3,11 @@
 
 #include <thread>
 
-#include "core/isolate_impl.h"
-#include "core/receiver_impl.h"
-#include "core/runtime_impl.h"
+#include "io/epoll_poller.h"
 #include "io/event_handler.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/receiver_impl.h"
+#include "runtime/runtime_impl.h"
 
 namespace evh {
 namespace detail {
@@ -25,10 +26,11 @@ void post_timeout(void* ctx, std::uint64_t key, std::int64_t deadline_ns) noexce
   (void)static_cast<RuntimeImpl*>(ctx)->owner().post(static_cast<PortId>(key), to_message(ev));
 }
 
-ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime) {
+ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime, RuntimeClock clock) {
   ThreadPoolOptions p;
   p.on_due = &post_timeout;
   p.on_due_ctx = runtime;
+  p.clock = clock;
   p.max_threads = o.max_workers != 0 ? o.max_workers : default_workers();
   p.min_threads = std::min(o.min_workers, p.max_threads);
   p.idle_timeout = o.worker_idle_timeout;
@@ -40,7 +42,10 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime) {
 }  // namespace
 
 RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
-    : owner_(owner), options_(options), pool_(pool_options(options_, this)) {}
+    : owner_(owner),
+      options_(options),
+      clock_(options.clock),
+      pool_(pool_options(options_, this, clock_)) {}
 
 RuntimeImpl::~RuntimeImpl() {
   shutdown();
@@ -58,39 +63,56 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
   std::lock_guard lock(mu_);
   if (shutting_down()) return fail(Errc::shutting_down);
   // registry reference
-  auto* isolate = new (isolate_slab_.allocate()) IsolateImpl(*this, handler, options, budget);
+  TaskRunner& runner = options.runner != nullptr ? *options.runner : pool_;
+  auto* isolate =
+      new (isolate_slab_.allocate()) IsolateImpl(*this, runner, handler, options, budget);
   const PortId id = ids_.next();
   auto* port = PortState::make(id, isolate, &port_slab_);  // retains the isolate
   isolate->set_main_port(id);
   map_.insert(port);  // the map's reference
   port->release();    // ours: the map now owns the port
-  isolate->registry_next = registry_head_;
-  if (registry_head_ != nullptr) registry_head_->registry_prev = isolate;
-  registry_head_ = isolate;
+  registry_.push_front(*isolate);
   isolates_live_.fetch_add(1, std::memory_order_relaxed);
   isolates_spawned_.fetch_add(1, std::memory_order_relaxed);
   isolate->retain();  // the caller's IsolateRef
   return IsolateRef(isolate);
 }
 
-void RuntimeImpl::unregister_isolate(IsolateImpl& isolate) noexcept {
+void RuntimeImpl::forget(IsolateImpl& isolate) noexcept {
   {
     std::lock_guard lock(mu_);
-    const bool linked = isolate.registry_prev != nullptr || registry_head_ == &isolate;
-    if (!linked) return;
-    if (isolate.registry_prev != nullptr) {
-      isolate.registry_prev->registry_next = isolate.registry_next;
-    } else {
-      registry_head_ = isolate.registry_next;
-    }
-    if (isolate.registry_next != nullptr)
-      isolate.registry_next->registry_prev = isolate.registry_prev;
-    isolate.registry_prev = isolate.registry_next = nullptr;
+    if (!isolate.registry_hook.is_linked()) return;
+    registry_.erase(registry_.iterator_to(isolate));
   }
   isolate.release();
 }
 
-Status RuntimeImpl::note_io_port(PortId id) noexcept {
+Status RuntimeImpl::post(PortId port, Message&& message, Priority priority) noexcept {
+  if (port == PortId::none) return Errc::unknown_port;
+  if (shutting_down()) return Errc::shutting_down;
+  return map_.post(port, std::move(message), priority);
+}
+
+PortState* RuntimeImpl::acquire(PortId port) noexcept {
+  if (port == PortId::none) return nullptr;
+  return map_.acquire(port);
+}
+
+PortState* RuntimeImpl::open(PortTarget& target) {
+  auto* port = PortState::make(ids_.next(), &target, &port_slab_);  // the caller's reference
+  map_.insert(port);                                                // the map's
+  return port;
+}
+
+void RuntimeImpl::close(PortId id) noexcept {
+  PortState* port = map_.erase(id);  // the map's reference passes to us
+  if (port == nullptr) return;
+  port->mark_closed();
+  end_port_io(*port);  // its fd registrations and timeout end with it
+  port->release();
+}
+
+Status RuntimeImpl::note_io(PortId id) noexcept {
   PortState* port = map_.acquire(id);
   if (port == nullptr) return Errc::unknown_port;
   port->note_io();
@@ -101,11 +123,17 @@ Status RuntimeImpl::note_io_port(PortId id) noexcept {
 
 void RuntimeImpl::end_port_io(PortState& port) noexcept {
   if (!port.has_io()) return;
-  EventHandler* eh = eh_ready_.load(std::memory_order_acquire);
-  if (eh != nullptr) (void)eh->impl().drop_port(port.id());
+  // acquire: pairs with the release store in event_handler(); the handler is fully built.
+  EventHandlerImpl* eh = eh_impl_.load(std::memory_order_acquire);
+  if (eh != nullptr) (void)eh->drop_port(port.id());
 }
 
-void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noexcept {
+void RuntimeImpl::free(void* isolate_memory) noexcept {
+  isolate_slab_.deallocate(isolate_memory);
+  isolates_live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) noexcept {
   exceptions_.fetch_add(1, std::memory_order_relaxed);
   if (options_.on_uncaught != nullptr) {
     try {
@@ -116,10 +144,9 @@ void RuntimeImpl::note_exception(Isolate& isolate, std::exception_ptr error) noe
   }
 }
 
-Result<Receiver> RuntimeImpl::open_receiver() {
+Result<ReceiverImpl*> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  auto* receiver = new ReceiverImpl(*this);
-  return Receiver(receiver);
+  return new ReceiverImpl(*this, clock_, options_.spin_before_park);
 }
 
 TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
@@ -132,6 +159,7 @@ TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
   p.start_min_threads = true;
   p.on_due = &post_timeout;
   p.on_due_ctx = this;
+  p.clock = clock_;
   std::lock_guard lock(mu_);
   dedicated_.push_back(std::make_unique<ThreadPool>(std::move(p)));
   return *dedicated_.back();
@@ -146,15 +174,33 @@ ThreadPool* RuntimeImpl::timer_pool_for(TaskRunner* runner) noexcept {
   return nullptr;  // an embedder's runner: its isolates' deadlines go to the event handler
 }
 
+Result<DeadlineKeeper*> RuntimeImpl::deadline_keeper(TaskRunner& runner) noexcept {
+  if (ThreadPool* pool = timer_pool_for(&runner)) return pool;
+  // An embedder's runner: evh cannot wait inside it, so the event handler keeps the wakeups.
+  auto eh = event_handler_impl();
+  if (!eh) return eh.error();
+  return *eh;
+}
+
+Result<EventHandlerImpl*> RuntimeImpl::event_handler_impl() noexcept {
+  auto eh = event_handler();
+  if (!eh) return eh.error();
+  return &EventHandlerAccess::impl(**eh);  // lives as long as the public face: until ~RuntimeImpl
+}
+
 Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   // acquire: pairs with the release store below; the handler is fully constructed.
   if (EventHandler* eh = eh_ready_.load(std::memory_order_acquire)) return eh;
   std::lock_guard lock(eh_mu_);
   if (eh_closed_ || shutting_down()) return Errc::shutting_down;
   if (!eh_) {
-    auto created = EventHandler::create(owner_);
-    if (!created) return created.error();
-    eh_ = std::move(created).value();
+    auto poller = EpollPoller::create();
+    if (!poller) return poller.error();
+    auto started = start_event_handler(*this, clock_, std::move(poller).value(), linux_sys(), {});
+    if (!started) return started.error();
+    EventHandlerImpl* impl = started->get();
+    eh_ = EventHandlerAccess::wrap(std::move(started).value());
+    eh_impl_.store(impl, std::memory_order_release);
     eh_ready_.store(eh_.get(), std::memory_order_release);
   }
   return eh_.get();
@@ -170,6 +216,8 @@ void RuntimeImpl::shutdown() noexcept {
     std::lock_guard lock(eh_mu_);
     eh_closed_ = true;
     eh_ready_.store(nullptr, std::memory_order_relaxed);  // later callers take the slow path
+    // drop_port after shutdown would be refused anyway; this only spares the call.
+    eh_impl_.store(nullptr, std::memory_order_relaxed);
     eh = eh_.get();
   }
   if (eh != nullptr) eh->shutdown();
@@ -177,9 +225,9 @@ void RuntimeImpl::shutdown() noexcept {
   {
     std::lock_guard lock(mu_);
     shutting_down_.store(true, std::memory_order_release);
-    for (IsolateImpl* i = registry_head_; i != nullptr; i = i->registry_next) {
-      i->retain();
-      live.push_back(i);
+    for (IsolateImpl& i : registry_) {
+      i.retain();
+      live.push_back(&i);
     }
   }
   for (IsolateImpl* i : live) i->destroy();
@@ -240,7 +288,23 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   return s;
 }
 
+Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
+                                                         std::unique_ptr<Poller> poller,
+                                                         EventHandlerOptions options, Sys& sys) {
+  RuntimeImpl& impl = RuntimeAccess::impl(runtime);
+  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options);
+  if (!started) return started.error();
+  return EventHandlerAccess::wrap(std::move(started).value());
+}
+
 }  // namespace detail
+
+Result<std::unique_ptr<EventHandler>> EventHandler::create(Runtime& runtime,
+                                                           EventHandlerOptions options) {
+  auto poller = detail::EpollPoller::create();
+  if (!poller) return poller.error();
+  return detail::make_event_handler(runtime, std::move(poller).value(), options);
+}
 
 Runtime::Runtime(RuntimeOptions options)
     : impl_(std::make_unique<detail::RuntimeImpl>(*this, options)) {}
@@ -254,9 +318,7 @@ Result<IsolateRef> Runtime::spawn(IsolateHandler handler, IsolateOptions options
 }
 
 Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
-  if (port == PortId::none) return Errc::unknown_port;
-  if (impl_->shutting_down()) return Errc::shutting_down;
-  return impl_->map().post(port, std::move(message), priority);
+  return impl_->post(port, std::move(message), priority);
 }
 
 Result<SendPort> Runtime::send_port(PortId port) noexcept {
@@ -267,7 +329,9 @@ Result<SendPort> Runtime::send_port(PortId port) noexcept {
 }
 
 Result<Receiver> Runtime::open_receiver() {
-  return impl_->open_receiver();
+  auto receiver = impl_->open_receiver();
+  if (!receiver) return receiver.error();
+  return Receiver(*receiver);
 }
 
 TaskRunner& Runtime::create_dedicated_runner(std::string name) {

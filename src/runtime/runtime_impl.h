@@ -1,5 +1,7 @@
 // RuntimeImpl: what a Runtime owns — options, port ids, the port map, the shared pool, the
-// dedicated runners and the registry of live isolates — and its shutdown sequence.
+// dedicated runners, the event handler and the registry of live isolates — and its shutdown
+// sequence. It is the top of the layer order (docs/ARCHITECTURE.md): the parts below reach it
+// only through the interfaces it implements (PortDirectory for ports).
 #pragma once
 
 #include <evh/event_handler.h>
@@ -10,8 +12,13 @@
 #include <mutex>
 #include <vector>
 
-#include "core/isolate_impl.h"
-#include "core/slab.h"
+#include "base/slab.h"
+#include "io/event_handler.h"
+#include "io/poller.h"
+#include "io/sys.h"
+#include "isolate/isolate_host.h"
+#include "isolate/isolate_impl.h"
+#include "port/port_directory.h"
 #include "port/port_id.h"
 #include "port/port_map.h"
 #include "sched/thread_pool.h"
@@ -21,7 +28,9 @@ namespace evh::detail {
 
 using IsolateSlab = Slab<sizeof(IsolateImpl), alignof(IsolateImpl)>;
 
-class RuntimeImpl {
+class ReceiverImpl;
+
+class RuntimeImpl final : public IsolateHost {
  public:
   RuntimeImpl(Runtime& owner, RuntimeOptions options);
   ~RuntimeImpl();
@@ -36,34 +45,46 @@ class RuntimeImpl {
   bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_acquire); }
 
   Result<IsolateRef> spawn(IsolateHandler handler, const IsolateOptions& options);
-  Result<Receiver> open_receiver();
+  // A new receiver's inside (its handle, the public Receiver, is made by Runtime).
+  Result<ReceiverImpl*> open_receiver();
   TaskRunner& create_dedicated_runner(std::string name);
   Result<EventHandler*> event_handler() noexcept;
+  // The event handler's inside, started on first use (as event_handler()).
+  Result<EventHandlerImpl*> event_handler_impl() noexcept;
   // The runtime's pool behind `runner` (the shared one or a dedicated one), which keeps timer
   // deadlines itself; null for an embedder's runner.
   ThreadPool* timer_pool_for(TaskRunner* runner) noexcept;
-  // Every isolate's timers record their lateness here too; and add their counters at death.
-  RuntimeLateness& timer_lateness() noexcept { return timer_lateness_; }
-  // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
-  void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept;
   TimerStats timer_stats() const noexcept;
   void shutdown() noexcept;
   RuntimeStats stats() const noexcept;
 
-  // Marks `port` as having fd registrations (see PortState::note_io); `Errc::unknown_port` when
-  // it is not open.
-  Status note_io_port(PortId port) noexcept;
+  // PortDirectory.
+  Status post(PortId port, Message&& message, Priority priority) noexcept override;
+  PortState* acquire(PortId port) noexcept override;
+  PortState* open(PortTarget& target) override;
+  void close(PortId port) noexcept override;
+  Status note_io(PortId port) noexcept override;
+  PortId next_id() noexcept override { return ids_.next(); }
   // `port` (closed) had fd registrations: tell the event handler to end them.
   void end_port_io(PortState& port) noexcept;
 
+  // IsolateHost.
+  Runtime& runtime() noexcept override { return owner_; }
+  std::chrono::nanoseconds time_slice() const noexcept override { return options_.time_slice; }
+  RuntimeClock clock() const noexcept override { return clock_; }
+  Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept override;
+  RuntimeLateness& timer_lateness() noexcept override { return timer_lateness_; }
+  // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
+  void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept override;
+  void report_exception(Isolate& isolate, std::exception_ptr error) noexcept override;
   // Drops the registry's reference to `isolate` (once; later calls do nothing).
-  void unregister_isolate(IsolateImpl& isolate) noexcept;
-  void note_isolate_freed() noexcept { isolates_live_.fetch_sub(1, std::memory_order_relaxed); }
-  void note_exception(Isolate& isolate, std::exception_ptr error) noexcept;
+  void forget(IsolateImpl& isolate) noexcept override;
+  void free(void* isolate_memory) noexcept override;
 
  private:
   Runtime& owner_;
   const RuntimeOptions options_;
+  const RuntimeClock clock_;
   PortIdGenerator ids_;
   // The slabs outlive the map and the pool (declared before them): destroying the map releases
   // ports, and pool threads may free isolates until they are joined.
@@ -73,7 +94,11 @@ class RuntimeImpl {
   ThreadPool pool_;
 
   mutable std::mutex mu_;  // guards the registry and dedicated_
-  IsolateImpl* registry_head_ = nullptr;
+  boost::intrusive::list<IsolateImpl,
+                         boost::intrusive::member_hook<IsolateImpl, IsolateImpl::RegistryHook,
+                                                       &IsolateImpl::registry_hook>,
+                         boost::intrusive::constant_time_size<false>>
+      registry_;
   std::vector<std::unique_ptr<ThreadPool>> dedicated_;
   std::mutex shutdown_mu_;  // serialises shutdown() callers
   std::atomic<bool> shutting_down_{false};
@@ -81,11 +106,13 @@ class RuntimeImpl {
 
   // The event handler, started on first use. eh_ready_ (release, after eh_ is set) pairs with
   // the acquire load of the fast path; eh_ lives until the RuntimeImpl is destroyed, so that a
-  // pointer handed out before shutdown() never dangles while the Runtime lives.
+  // pointer handed out before shutdown() never dangles while the Runtime lives. eh_impl_ is the
+  // same handler's inside, for the calls the public face does not offer (drop_port).
   std::mutex eh_mu_;  // guards eh_ and eh_closed_
   std::unique_ptr<EventHandler> eh_;
   bool eh_closed_ = false;
   std::atomic<EventHandler*> eh_ready_{nullptr};
+  std::atomic<EventHandlerImpl*> eh_impl_{nullptr};
 
   RuntimeLateness timer_lateness_;
   std::atomic<std::int64_t> timers_live_{0};
@@ -98,5 +125,16 @@ class RuntimeImpl {
   std::atomic<std::uint64_t> isolates_spawned_{0};
   std::atomic<std::uint64_t> exceptions_{0};
 };
+
+// What evh may do with the public Runtime that its users may not.
+struct RuntimeAccess {
+  static RuntimeImpl& impl(Runtime& runtime) noexcept { return *runtime.impl_; }
+};
+
+// An event handler over any poller and Sys (tests pass fakes), posting to `runtime`'s ports.
+Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
+                                                         std::unique_ptr<Poller> poller,
+                                                         EventHandlerOptions options = {},
+                                                         Sys& sys = linux_sys());
 
 }  // namespace evh::detail

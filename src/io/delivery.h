@@ -1,0 +1,65 @@
+// Delivery: how the event handler's parts hand IoEvents to ports, and the count of readiness
+// notices handed over. The ports are the runtime's, reached through its PortDirectory.
+//
+// Threads: the I/O thread posts; `notifications()` may be read from any thread.
+#pragma once
+
+#include <evh/event_handler.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "port/port.h"
+#include "port/port_directory.h"
+
+namespace evh::detail {
+
+class Delivery {
+ public:
+  explicit Delivery(PortDirectory& ports) noexcept : ports_(ports) {}
+
+  // Posts `event` to `port`. False when the port is gone for good (closed or unknown); a
+  // runtime that is shutting down does not count as gone — it shuts the handler down, which
+  // ends the registration then.
+  bool post(PortId port, const IoEvent& event) noexcept {
+    const Status s = ports_.post(port, to_message(event));
+    if (s) {
+      if (event.notice == IoNotice::ready) notifications_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    return s.error() == Errc::shutting_down;
+  }
+  // A command on `fd` failed on the I/O thread: tell `port` the errno.
+  void post_error(PortId port, int fd, int error) noexcept {
+    IoEvent ev;
+    ev.notice = IoNotice::error;
+    ev.fd = fd;
+    ev.error = error;
+    (void)post(port, ev);
+  }
+  // The final notice of a registration (`closed` or `unregistered`).
+  void post_final(PortId port, int fd, IoNotice notice) noexcept {
+    IoEvent ev;
+    ev.notice = notice;
+    ev.fd = fd;
+    (void)post(port, ev);
+  }
+  // True while `port` is open (a registration for a closed port would never end).
+  bool port_open(PortId port) noexcept {
+    PortState* p = ports_.acquire(port);
+    if (p == nullptr) return false;
+    p->release();
+    return true;
+  }
+
+  PortDirectory& ports() noexcept { return ports_; }
+  std::uint64_t notifications() const noexcept {
+    return notifications_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  PortDirectory& ports_;
+  std::atomic<std::uint64_t> notifications_{0};
+};
+
+}  // namespace evh::detail

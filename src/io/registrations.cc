@@ -1,0 +1,290 @@
+#include "io/registrations.h"
+
+#include <errno.h>
+
+#include <algorithm>
+
+#include "base/assert.h"
+#include "base/mono_time.h"
+
+namespace evh::detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kMinBackoff = 1ms;
+constexpr auto kMaxBackoff = 1s;
+constexpr FdEvents kAlwaysReported = FdEvents::error | FdEvents::hang_up;
+
+}  // namespace
+
+Registrations::Registration* Registrations::find(FdEntry& e, PortId port) noexcept {
+  for (auto& r : e.regs) {
+    if (r.port == port) return &r;
+  }
+  return nullptr;
+}
+
+void Registrations::index_add(PortId port, int fd) {
+  port_fds_[port].push_back(fd);
+}
+
+void Registrations::index_remove(PortId port, int fd) noexcept {
+  auto it = port_fds_.find(port);
+  if (it == port_fds_.end()) return;
+  auto& fds = it->second;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i] == fd) {
+      fds[i] = fds.back();
+      fds.pop_back();
+      break;
+    }
+  }
+  if (fds.empty()) port_fds_.erase(it);
+}
+
+bool Registrations::remove_registration(FdEntry& e, std::size_t index) noexcept {
+  const int fd = e.fd;
+  index_remove(e.regs[index].port, fd);
+  e.regs.erase(e.regs.begin() + static_cast<std::ptrdiff_t>(index));
+  if (!e.regs.empty()) {
+    sync_kernel(e);
+    return true;
+  }
+  const FdOwnership ownership = e.ownership;
+  drop_entry(fd);
+  if (ownership == FdOwnership::owned) close_owned(fd);
+  return false;
+}
+
+void Registrations::drop_port(PortId port) noexcept {
+  auto it = port_fds_.find(port);
+  if (it == port_fds_.end()) return;
+  const std::vector<int> fds = it->second;  // a copy: remove_registration edits the index
+  for (int fd : fds) {
+    auto e = fds_.find(fd);
+    if (e == fds_.end()) continue;
+    if (Registration* r = find(e->second, port)) {
+      (void)remove_registration(e->second, static_cast<std::size_t>(r - e->second.regs.data()));
+    }
+  }
+  port_fds_.erase(port);
+  update_size();
+}
+
+void Registrations::add(const Command& c) noexcept {
+  // The port may have closed since the sender checked it, and its drop_port may already have
+  // run: a registration for it would never end. Drop it here, closing an owned fd.
+  if (!delivery_.port_open(c.port)) {
+    if (c.ownership == FdOwnership::owned) close_owned(c.fd);
+    return;
+  }
+  Registration reg;
+  reg.port = c.port;
+  reg.interest = c.interest;
+  reg.window = c.count;
+  auto it = fds_.find(c.fd);
+  if (it != fds_.end()) {
+    FdEntry& e = it->second;
+    const bool shared =
+        e.sharing == FdSharing::accept_round_robin && c.sharing == FdSharing::accept_round_robin;
+    if (!shared || find(e, c.port) != nullptr) {
+      delivery_.post_error(c.port, c.fd, EEXIST);
+      return;
+    }
+    e.regs.push_back(reg);
+    if (c.ownership == FdOwnership::owned) e.ownership = FdOwnership::owned;
+    index_add(c.port, c.fd);
+    sync_kernel(e);
+    return;
+  }
+  FdEntry e;
+  e.fd = c.fd;
+  e.generation = next_generation_++;
+  if (next_generation_ == 0xffff'fff0u) next_generation_ = 1;  // keeps tokens off the reserved
+  e.mode = c.mode;
+  e.sharing = c.sharing;
+  e.regs.push_back(reg);
+  e.kernel_interest = c.interest;
+  e.kernel_armed = true;
+  e.ownership = c.ownership;
+  if (auto s = poller_.add(c.fd, c.interest, c.mode, e.token()); !s) {
+    delivery_.post_error(
+        c.port, c.fd, s.error().category() == std::generic_category() ? s.error().value() : EINVAL);
+    if (c.ownership == FdOwnership::owned) close_owned(c.fd);
+    return;
+  }
+  fds_.emplace(c.fd, std::move(e));
+  index_add(c.port, c.fd);
+  update_size();
+}
+
+void Registrations::modify(const Command& c) noexcept {
+  auto it = fds_.find(c.fd);
+  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  if (r == nullptr) {
+    delivery_.post_error(c.port, c.fd, ENOENT);
+    return;
+  }
+  r->interest = c.interest;
+  r->armed = true;
+  sync_kernel(it->second, Rearm::always);
+}
+
+void Registrations::end(const Command& c, IoNotice final_notice) noexcept {
+  auto it = fds_.find(c.fd);
+  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  if (r == nullptr) {
+    // Not this port's registration, so not its fd to close either.
+    delivery_.post_error(c.port, c.fd, ENOENT);
+    return;
+  }
+  FdEntry& e = it->second;
+  // An owned fd is the handler's to close, whichever way its registration ends.
+  if (e.ownership == FdOwnership::owned) final_notice = IoNotice::closed;
+  index_remove(c.port, c.fd);
+  e.regs.erase(e.regs.begin() + (r - e.regs.data()));
+  if (e.regs.empty()) {
+    drop_entry(c.fd);
+    // A shared listening socket is closed with its last registration.
+    if (final_notice == IoNotice::closed) close_owned(c.fd);
+  } else {
+    sync_kernel(e);
+  }
+  delivery_.post_final(c.port, c.fd, final_notice);
+}
+
+void Registrations::return_tokens(const Command& c) noexcept {
+  auto it = fds_.find(c.fd);
+  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  // Tokens for a registration that has ended are normal (they crossed its final notice).
+  if (r == nullptr) return;
+  r->outstanding -= std::min(r->outstanding, c.count);
+  sync_kernel(it->second);
+}
+
+void Registrations::back_off(const Command& c) noexcept {
+  auto it = fds_.find(c.fd);
+  if (it == fds_.end() || find(it->second, c.port) == nullptr) return;
+  FdEntry& e = it->second;
+  // Back-offs are about the kernel's resources, so they run on the kernel's clock whatever
+  // clock the runtime's timers use.
+  const std::int64_t now = mono_now_ns();
+  // Doubles while failures follow each other; starts over after a quiet second.
+  if (e.backoff.count() == 0 || std::chrono::nanoseconds(now - e.backoff_until_ns) > kMaxBackoff) {
+    e.backoff = kMinBackoff;
+  } else {
+    e.backoff = std::min<std::chrono::nanoseconds>(e.backoff * 2, kMaxBackoff);
+  }
+  e.backing_off = true;
+  e.backoff_until_ns = now + e.backoff.count();
+  timeouts_.set_backoff(c.fd, e.backoff_until_ns);
+  sync_kernel(e);
+}
+
+void Registrations::end_backoff(int fd) noexcept {
+  auto it = fds_.find(fd);
+  if (it == fds_.end()) return;
+  it->second.backing_off = false;
+  sync_kernel(it->second);
+}
+
+void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
+  bool armed = false;
+  FdEvents interest = FdEvents::none;
+  if (!e.backing_off) {
+    for (const auto& r : e.regs) {
+      if (r.armed && r.has_room()) {
+        armed = true;
+        interest |= r.interest;
+      }
+    }
+  }
+  if (rearm == Rearm::if_changed && armed == e.kernel_armed &&
+      (!armed || interest == e.kernel_interest)) {
+    return;
+  }
+  // Parked = no interest, oneshot: the kernel reports at most one error/hang-up, then nothing.
+  const Status s = armed ? poller_.modify(e.fd, interest, e.mode, e.token())
+                         : poller_.modify(e.fd, FdEvents::none, FdMode::oneshot, e.token());
+  if (!s) {
+    // The kernel refused (the fd was closed underneath us: EBADF, ENOENT): tell every port,
+    // then end them.
+    const int error = s.error().value();
+    const int fd = e.fd;
+    std::vector<Registration> regs = std::move(e.regs);
+    drop_entry(fd);
+    for (const auto& r : regs) {
+      index_remove(r.port, fd);
+      delivery_.post_error(r.port, fd, error);
+      delivery_.post_final(r.port, fd, IoNotice::unregistered);
+    }
+    return;
+  }
+  e.kernel_armed = armed;
+  e.kernel_interest = interest;
+}
+
+void Registrations::drop_entry(int fd) noexcept {
+  (void)poller_.remove(fd);  // fails harmlessly when the fd is already gone
+  timeouts_.clear_backoff(fd);
+  fds_.erase(fd);
+  update_size();
+}
+
+void Registrations::dispatch(const PollEvent& pe) noexcept {
+  const int fd = static_cast<int>(static_cast<std::uint32_t>(pe.token));
+  auto it = fds_.find(fd);
+  // Stale: the registration ended (or was replaced) earlier in this pass.
+  if (it == fds_.end() || it->second.token() != pe.token) return;
+  FdEntry& e = it->second;
+  // Parked in this pass (a back-off): the kernel reports the condition again on the re-arm.
+  if (!e.kernel_armed && e.mode != FdMode::oneshot) return;
+  if (e.mode == FdMode::oneshot) {
+    if (!e.kernel_armed) return;
+    e.kernel_armed = false;  // the kernel disarmed it with this report
+  }
+  const std::size_t n = e.regs.size();
+  for (std::size_t tried = 0; tried < n; ++tried) {
+    const std::size_t i = (e.next + tried) % n;
+    Registration& r = e.regs[i];
+    if (!r.armed || !r.has_room()) continue;
+    const FdEvents events = pe.events & (r.interest | kAlwaysReported);
+    if (!any(events)) continue;
+    IoEvent ev;
+    ev.notice = IoNotice::ready;
+    ev.fd = fd;
+    ev.events = events;
+    if (!delivery_.post(r.port, ev)) {
+      // The destination is gone: drop its registration quietly (an owned fd is closed).
+      (void)remove_registration(e, i);
+      return;
+    }
+    if (r.window != 0) ++r.outstanding;
+    if (e.mode == FdMode::oneshot) r.armed = false;
+    e.next = i + 1;
+    break;
+  }
+  sync_kernel(e);
+}
+
+void Registrations::teardown() noexcept {
+  struct Ended {
+    int fd;
+    FdOwnership ownership;
+    std::vector<Registration> regs;
+  };
+  std::vector<Ended> ended;
+  for (auto& [fd, e] : fds_) ended.push_back(Ended{fd, e.ownership, std::move(e.regs)});
+  port_fds_.clear();
+  for (const auto& [fd, ownership, regs] : ended) {
+    drop_entry(fd);
+    const bool owned = ownership == FdOwnership::owned;
+    if (owned) close_owned(fd);
+    for (const auto& r : regs) {
+      delivery_.post_final(r.port, fd, owned ? IoNotice::closed : IoNotice::unregistered);
+    }
+  }
+}
+
+}  // namespace evh::detail

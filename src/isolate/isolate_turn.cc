@@ -1,0 +1,318 @@
+// The isolate's mailbox and its turn: enqueue and schedule, the run loop with its budget, time
+// slice and lingering, delivery to the handler, microtasks. The lost-wakeup argument is in
+// isolate_impl.h.
+#include <chrono>
+#include <utility>
+
+#include "base/assert.h"
+#include "base/message_access.h"
+#include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
+#include "isolate/isolate_timers.h"
+#include "sync/spin.h"
+
+namespace evh {
+namespace detail {
+
+namespace {
+
+#if defined(EVH_DEBUG_CHECKS)
+// This thread's identity for the "one thread per isolate" check: the address of a thread_local.
+thread_local const char tls_thread_tag = 0;
+#endif
+
+// A turn that finds a message claimed but not yet written waits this many backoff steps for the
+// producer to finish its two stores, then gives way (the producer was probably preempted).
+constexpr int kPendingSnoozes = 64;
+
+// Lingering (see run()): after this many messages in one turn, an empty queue is waited on
+// for kLinger before the turn goes idle, at most kMaxLingers times in a row without a message.
+constexpr std::uint32_t kLingerAfter = 8;
+constexpr std::uint32_t kMaxLingers = 2;
+constexpr auto kLinger = std::chrono::nanoseconds(1500);
+
+void linger() noexcept {
+  const auto until = std::chrono::steady_clock::now() + kLinger;
+  do {
+    for (int i = 0; i < 8; ++i) cpu_relax();
+  } while (std::chrono::steady_clock::now() < until);
+}
+
+}  // namespace
+
+IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
+                         const IsolateOptions& options, std::uint32_t budget)
+    : budget_(budget), host_(&host), runner_(&runner), data_(options.data), handler_(handler) {
+  if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
+#if !defined(EVH_DEBUG_CHECKS)
+  static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
+#endif
+}
+
+IsolateImpl::~IsolateImpl() {
+  // No reference is left, so no producer can reach the queues: release what is in them.
+  queue_destroy(normal_tail_, normal_head_);
+  delete oob_.load(std::memory_order_acquire);
+  if (microtasks_ != nullptr) {
+    for (const Microtask& t : *microtasks_) {
+      if (t.drop != nullptr) t.drop(t.arg);
+    }
+    delete microtasks_;
+  }
+  delete timers_;  // its set has been emptied at death; any timer left is disarmed here
+  delete life_.load(std::memory_order_acquire);
+  if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
+}
+
+void IsolateImpl::release() noexcept {
+  // acq_rel: the last releaser sees every other holder's writes before destroying.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    IsolateHost& host = *host_;
+    this->~IsolateImpl();
+    host.free(this);
+  }
+}
+
+void IsolateImpl::post_to_self(PortId port, Message message, Priority priority) noexcept {
+  MessageAccess::set_port(message, port);
+  enqueue(std::move(message), priority);
+}
+
+MpscQueue* IsolateImpl::oob_queue() noexcept {
+  MpscQueue* q = oob_.load(std::memory_order_acquire);
+  if (q != nullptr) return q;
+  auto* fresh = new MpscQueue;
+  // acq_rel: publishes the new queue (release) or sees the winner's (acquire).
+  if (oob_.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
+  delete fresh;
+  return q;
+}
+
+void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
+  if (priority == Priority::oob) {
+    oob_queue()->push(std::move(message));
+  } else {
+    queue_push(normal_tail_, std::move(message));
+  }
+  // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
+  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+}
+
+bool IsolateImpl::try_schedule() noexcept {
+  std::uint32_t expected = kIdle;
+  // acq_rel: acquire pairs with the previous turn's store of kIdle, so the next turn sees what
+  // the previous one did; release publishes our push to whoever runs the turn.
+  if (!state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+    return false;
+  }
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
+  retain();  // the turn's reference
+  runner_->post(*this);
+  return true;
+}
+
+bool IsolateImpl::has_work() noexcept {
+  // seq_cst loads: the other half of the lost-wakeup argument in the header.
+  if (dead_requested_.load(std::memory_order_seq_cst)) return true;
+  if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr && q->has_claimed()) {
+    return true;
+  }
+  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
+         queue_has_claimed(normal_tail_, normal_head_);
+}
+
+bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept {
+  // seq_cst loads: the other half of the lost-wakeup argument in the header.
+  if (dead_requested_.load(std::memory_order_seq_cst)) return true;
+  if (MpscQueue* q = oob_.load(std::memory_order_acquire);
+      q != nullptr && q->tail.pos.load(std::memory_order_seq_cst) != oob_head) {
+    return true;
+  }
+  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
+         normal_tail_.pos.load(std::memory_order_seq_cst) != normal_head;
+}
+
+bool IsolateImpl::owns_turn() const noexcept {
+#if defined(EVH_DEBUG_CHECKS)
+  return running_on_.load(std::memory_order_relaxed) == &tls_thread_tag;
+#else
+  return true;
+#endif
+}
+
+void IsolateImpl::run() noexcept {
+#if defined(EVH_DEBUG_CHECKS)
+  const void* previous = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
+  EVH_ASSERT(previous == nullptr, "two threads ran one isolate at once");
+  auto leave = [this] { running_on_.store(nullptr, std::memory_order_release); };
+  auto enter = [this] {
+    const void* prev = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
+    EVH_ASSERT(prev == nullptr, "two threads ran one isolate at once");
+  };
+#else
+  auto leave = [] {};
+  auto enter = [] {};
+#endif
+  bump(turns_);
+  std::uint32_t handled = 0;
+  std::uint32_t lingers = 0;
+  int pending_snoozes = 0;
+  Backoff backoff;
+  std::chrono::steady_clock::time_point slice_end{};
+  for (;;) {
+    if (dead_requested_.load(std::memory_order_acquire)) {
+      leave();
+      finish_dead();
+      return;
+    }
+    Message message;
+    PopResult got = PopResult::empty;
+    if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) got = q->pop(message);
+    if (got != PopResult::item && pause_count_.load(std::memory_order_acquire) == 0) {
+      PopResult normal = queue_pop(normal_tail_, normal_head_, message);
+      if (normal != PopResult::empty) got = normal;
+    }
+    if (got == PopResult::item) {
+      pending_snoozes = 0;
+      lingers = 0;
+      deliver(message);
+      ++handled;
+      bool give_way = handled >= budget_ || runner_->work_is_waiting();
+      // The clock is read every 16 messages only: a turn of a few messages (the ping-pong case)
+      // costs no clock read, and a flood pays one read per 16 messages. The slice is counted from
+      // the 16th message.
+      if (!give_way && (handled & 15) == 0) {
+        const auto now = std::chrono::steady_clock::now();
+        if (handled == 16) {
+          slice_end = now + host_->time_slice();
+        } else {
+          give_way = now >= slice_end;
+        }
+      }
+      // An isolate that has just been told to end (its exit rule, a kill) finishes now rather
+      // than giving way: finishing only releases what it holds, and queued behind fresh work it
+      // would hold it (a language runtime's whole heap) until the fresh work is done.
+      if (give_way && !dead_requested_.load(std::memory_order_acquire) && has_work()) {
+        yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        leave();
+        runner_->post_yielded(*this);  // keeps the turn's reference
+        return;
+      }
+      continue;
+    }
+    if (got == PopResult::pending) {
+      // A producer claimed a slot and has not yet published it: it is between two stores.
+      if (++pending_snoozes < kPendingSnoozes) {
+        backoff.snooze();
+        continue;
+      }
+      yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      leave();
+      runner_->post_yielded(*this);
+      return;
+    }
+    // Empty. In the middle of a stream (this turn has handled several messages), wait a moment
+    // without touching any producer's cache line before looking again: the producers get ahead
+    // and the turn then reads a batch of finished slots, instead of chasing the producer slot by
+    // slot (each look at a slot being written costs the producer a cache-line transfer) or
+    // going idle and costing the producer a reschedule per handful of messages.
+    if (handled >= kLingerAfter && lingers < kMaxLingers && !runner_->work_is_waiting()) {
+      ++lingers;
+      linger();
+      continue;
+    }
+    // Empty: go idle, then re-check (see the header for why this cannot lose a wakeup).
+    const std::uint64_t normal_seen = normal_head_.pos;
+    MpscQueue* oob = oob_.load(std::memory_order_acquire);
+    const std::uint64_t oob_seen = oob != nullptr ? oob->head.pos : 0;
+    leave();
+    state_.store(kIdle, std::memory_order_seq_cst);
+    if (has_work_since(normal_seen, oob_seen)) {
+      std::uint32_t expected = kIdle;
+      if (state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+        enter();
+        continue;
+      }
+    }
+    release();  // the turn's reference; may free this
+    return;
+  }
+}
+
+void IsolateImpl::deliver(Message& message) noexcept {
+  // The main port is the fast path; timer wakeups come to an extra port (the slow path).
+  if (message.port() != main_port_id_) [[unlikely]] {
+    if (message.port() == PortId::none) {
+      on_control_message(message);
+      return;
+    }
+    if (timers_ != nullptr && message.port() == timers_->port()) {
+      timers_->on_wakeup(message);  // hands the next wakeup over itself
+      timers_dirty_ = false;
+      exit_if_unreachable();
+      return;
+    }
+  }
+  if (!is_open_port(message.port())) {
+    bump(dropped_);
+    return;  // the caller's `message` releases the payload on this thread
+  }
+  try {
+    handler_.on_message(*this, message, handler_.user);
+  } catch (...) {
+    report_exception();
+  }
+  bump(handled_);
+  run_microtasks();
+  if (timers_dirty_) after_timers_changed();
+  // The exit rule looks only when the main port is closed (it is on this line already).
+  if (main_closed_.load(std::memory_order_relaxed)) [[unlikely]]
+    exit_if_unreachable();
+}
+
+bool IsolateImpl::is_open_port(PortId id) noexcept {
+  if (id == main_port_id_) return !main_closed_.load(std::memory_order_acquire);
+  IsolateLife* l = life_if_any();
+  return l != nullptr && l->port_open(id);
+}
+
+void IsolateImpl::run_microtasks() noexcept {
+  if (microtasks_ == nullptr) return;
+  // A microtask may schedule more: index, do not iterate, and copy each entry out first.
+  for (std::size_t i = 0; i < microtasks_->size(); ++i) {
+    Microtask t = (*microtasks_)[i];
+    try {
+      t.fn(*this, t.arg);
+    } catch (...) {
+      report_exception();
+    }
+  }
+  microtasks_->clear();
+}
+
+void IsolateImpl::report_exception() noexcept {
+  exceptions_.store(exceptions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  std::exception_ptr error = std::current_exception();
+  host_->report_exception(*this, error);
+  tell_error_listeners(error);
+}
+
+IsolateStats IsolateImpl::stats() const noexcept {
+  IsolateStats s;
+  s.handled = handled_.load(std::memory_order_relaxed);
+  s.dropped = dropped_.load(std::memory_order_relaxed);
+  s.exceptions = exceptions_.load(std::memory_order_relaxed);
+  s.turns = turns_.load(std::memory_order_relaxed);
+  s.wakeups = wakeups_.load(std::memory_order_relaxed);
+  s.yields = yields_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  EVH_ASSERT(owns_turn(), "schedule_microtask() is for the isolate's own turn");
+  if (microtasks_ == nullptr) microtasks_ = new std::vector<Microtask>;
+  microtasks_->push_back(Microtask{fn, arg, drop});
+}
+
+}  // namespace detail
+}  // namespace evh
