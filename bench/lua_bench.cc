@@ -1,7 +1,8 @@
 // bench/lua_bench.cc — the Lua workloads (BENCHMARKS.md): `lua_timer_batch`, `lua_pingpong` and
 // `lua_process_stream`, the jobs of timer_batch_100k, isolate_pingpong and process_spawn's stream
-// written in Lua 5.4. Impls: `evh-lua` (lua/, Lua states as isolates) and `luv` (lua5.4 with
-// Debian's lua-luv: libuv for Lua, what a Lua user picks today).
+// written in Lua 5.4, and `lua_idle_states` (isolate_spawn's idle cost, for Lua states). Impls:
+// `evh-lua` (lua/, Lua states as isolates) and `luv` (lua5.4 with Debian's lua-luv: libuv for Lua,
+// what a Lua user picks today).
 //
 // Each cell runs one script as a child process — lua/bench/evh_<job>.lua under evh-lua,
 // lua/bench/luv_<job>.lua under lua5.4 — with the same arguments and input, and reads back what
@@ -220,6 +221,20 @@ RunResult lua_process_stream(std::string_view impl, Size size) {
   return out;
 }
 
+// ---- lua_idle_states: what a started state costs while it waits -------------------------------
+
+RunResult lua_idle_states(std::string_view impl, Size size) {
+  const std::uint64_t n = size == Size::quick ? 200 : 1'000;
+  ScriptOutput s =
+      parse(run_child(command(impl, "idle_states", {std::to_string(n)}), std::string()));
+  const double count = static_cast<double>(n);
+  RunResult out;
+  out.metrics.push_back({"bytes_per_idle_state", "bytes", s.value("bytes") / count});
+  out.metrics.push_back({"start_us_per_state", "us", s.value("wall_ms") * 1000.0 / count});
+  out.metrics.push_back({"cpu_us_per_state", "us", s.value("cpu_ms") * 1000.0 / count});
+  return out;
+}
+
 }  // namespace
 
 std::vector<Workload> lua_workloads() {
@@ -231,6 +246,7 @@ std::vector<Workload> lua_workloads() {
       {"lua_timer_batch", impls, Threading::multi, &lua_timer_batch, std::nullopt},
       {"lua_pingpong", impls, Threading::multi, &lua_pingpong, std::nullopt},
       {"lua_process_stream", impls, Threading::multi, &lua_process_stream, std::nullopt},
+      {"lua_idle_states", impls, Threading::multi, &lua_idle_states, std::nullopt},
   };
 }
 
