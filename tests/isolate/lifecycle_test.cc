@@ -77,7 +77,9 @@ TEST(Lifecycle, LongMessageSafePointsLetWhatItPostedRunElsewhere) {
   auto rx = rt.open_receiver();
   ASSERT_TRUE(rx.ok());
   SendPort reply = *rt.send_port(rx->id());
-  auto looper = rt.spawn(make_handler([&](Isolate& self, Message&) {
+  // `reply` by value: the looper may still be inside reply.post() when the test's locals go, and
+  // its own copy keeps the port, and through it the receiver, alive until then.
+  auto looper = rt.spawn(make_handler([&, reply](Isolate& self, Message&) {
     (void)rt.post(other_port, Message::u64(1));
     // Runs until the other isolate ran; the bound only turns a hang into a failure.
     const auto give_up = std::chrono::steady_clock::now() + test::kLongWait / 2;
