@@ -84,5 +84,6 @@ std::vector<Workload> isolate_workloads();     // isolate_bench.cc
 std::vector<Workload> fd_workloads();          // fd_bench.cc
 std::vector<Workload> timer_workloads();       // timer_bench.cc
 std::vector<Workload> process_workloads();     // process_bench.cc
+std::vector<Workload> lua_workloads();         // lua_bench.cc
 
 }  // namespace evh::bench

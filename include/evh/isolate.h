@@ -202,9 +202,12 @@ class EVH_API Isolate {
   // True when a long-running message should reach a safe point and call handle_interrupts():
   // an immediate kill or an immediate ping is pending. One atomic load; any thread.
   bool interrupt_requested() const noexcept;
-  // Own turn: answers pending immediate pings. `Errc::isolate_dead` when the isolate has been
-  // killed — the message should unwind now; nothing after it runs. `Errc::wrong_thread` off the
-  // isolate's own turn.
+  // Own turn: answers pending immediate pings, and hands work this thread queued behind the
+  // running message (a message it posted to an isolate of the same pool) to another thread, so
+  // that a long message starves nobody. `Errc::isolate_dead` when the isolate has been killed —
+  // the message should unwind now; nothing after it runs. A long message may call it at every
+  // safe point, whether or not interrupt_requested(): it is cheap when there is nothing to do.
+  // `Errc::wrong_thread` off the isolate's own turn.
   Status handle_interrupts() noexcept;
 
   // Attaches a resource to be told when the isolate exits. `Errc::isolate_dead` when it has

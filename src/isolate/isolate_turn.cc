@@ -178,7 +178,10 @@ void IsolateImpl::run() noexcept {
           give_way = now >= slice_end;
         }
       }
-      if (give_way && has_work()) {
+      // An isolate that has just been told to end (its exit rule, a kill) finishes now rather
+      // than giving way: finishing only releases what it holds, and queued behind fresh work it
+      // would hold it (a language runtime's whole heap) until the fresh work is done.
+      if (give_way && !dead_requested_.load(std::memory_order_acquire) && has_work()) {
         yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         leave();
         runner_->post_yielded(*this);  // keeps the turn's reference

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 
+#include <utility>
 #include <vector>
 
 #include "base/assert.h"
@@ -52,6 +53,16 @@ void ThreadPool::post(Task& task) noexcept {
   enqueue(task, false);
 }
 
+void ThreadPool::share_local_work() noexcept {
+  // A task posted from a running task waits in this worker's LIFO slot, where no other worker
+  // looks: fine for a message hand-off, where the poster is about to finish, but a poster that
+  // runs on (a script's long loop) would keep it there for good while other workers sit idle.
+  Worker* w = tls_worker_;
+  if (w == nullptr || w->pool != this || w->lifo == nullptr) return;
+  Task* t = std::exchange(w->lifo, nullptr);
+  enqueue(*t, false, Poster::runs_on);
+}
+
 void ThreadPool::post_yielded(Task& task) noexcept {
   enqueue(task, true);
 }
@@ -63,14 +74,14 @@ bool ThreadPool::work_is_waiting() const noexcept {
          spinning_.load(std::memory_order_relaxed) + parked_count_.load(std::memory_order_relaxed);
 }
 
-void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
+void ThreadPool::enqueue(Task& task, bool yielded, Poster poster) noexcept {
   bool start = false;
   {
     std::lock_guard lock(mu_);
     (yielded ? yielded_ : fresh_).push_back(task);
     queued_.fetch_add(1, std::memory_order_relaxed);
     if (!yielded) fresh_queued_.fetch_add(1, std::memory_order_relaxed);
-    start = wake_locked();
+    start = wake_locked(poster);
   }
   if (start) start_worker();
 }
@@ -151,14 +162,14 @@ void ThreadPool::clock_moved() noexcept {
   }
 }
 
-bool ThreadPool::wake_locked() noexcept {
+bool ThreadPool::wake_locked(Poster poster) noexcept {
   // A polling worker re-checks the queues under mu_ before it parks, so it cannot miss a task
   // queued under mu_; wake others only for work beyond what the pollers will take. A worker of
   // this pool that posts (a task giving way, a displaced LIFO task) is about to look for work
   // itself, so it counts as one more taker: a flooded isolate that yields every budget does not
   // wake a sleeping worker each time just for that worker to find the queue empty.
-  const std::uint64_t takers =
-      spinning_.load(std::memory_order_relaxed) + (on_worker_thread() ? 1 : 0);
+  const std::uint64_t takers = spinning_.load(std::memory_order_relaxed) +
+                               (poster == Poster::takes_next && on_worker_thread() ? 1 : 0);
   if (queued_.load(std::memory_order_relaxed) <= takers) return false;
   if (wake_parked_locked()) return false;
   if (!stopping_ && live_ < options_.max_threads) {
