@@ -20,8 +20,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
