@@ -228,7 +228,7 @@ void EventHandlerImpl::loop() noexcept {
     // From here on a sender wakes the poller; then one more look at the queue (see commands.h).
     channel_.sleeping();
     const bool block = !more && !channel_.pending() && !stop_.load(std::memory_order_acquire);
-    auto r = poller_->wait(events_, block ? PollBlock::yes : PollBlock::no);
+    auto r = poller_->wait(events_, block ? Poller::kForever : Poller::kNoWait);
     channel_.awake();
     passes_.fetch_add(1, std::memory_order_relaxed);
     more = channel_.drain(options_.commands_per_pass, [this](const Command& c) { execute(c); });
