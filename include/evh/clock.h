@@ -23,6 +23,7 @@
 // Ownership: a clock given to a runtime must outlive it.
 #pragma once
 
+#include <evh/export.h>
 #include <time.h>
 
 #include <atomic>
@@ -41,14 +42,14 @@ struct ClockAccess;
 // Nanoseconds on the monotonic clock (or the manual clock's own epoch).
 using TimePoint = std::chrono::nanoseconds;
 
-class Clock {
+class EVH_API Clock {
  public:
   virtual ~Clock() = default;
   virtual TimePoint now() const noexcept = 0;
 };
 
 // CLOCK_MONOTONIC: changing the wall clock moves no timer (SEMANTICS 11).
-class MonotonicClock final : public Clock {
+class EVH_API MonotonicClock final : public Clock {
  public:
   TimePoint now() const noexcept override {
     struct timespec ts;
@@ -58,7 +59,7 @@ class MonotonicClock final : public Clock {
 };
 
 // A clock that moves only when told (see above).
-class ManualClock final : public Clock {
+class EVH_API ManualClock final : public Clock {
  public:
   explicit ManualClock(TimePoint start = TimePoint(1'000'000'000)) noexcept : now_(start.count()) {}
   ~ManualClock();  // every runtime that used it must be gone

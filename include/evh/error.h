@@ -8,6 +8,8 @@
 // Threads: everything here is a value type; no shared state.
 #pragma once
 
+#include <evh/export.h>
+
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
@@ -36,7 +38,7 @@ enum class Errc : int {
   busy = 12,            // try_lock: another isolate holds it
 };
 
-const std::error_category& error_category() noexcept;
+EVH_API const std::error_category& error_category() noexcept;
 inline std::error_code make_error_code(Errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }

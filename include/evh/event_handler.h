@@ -36,6 +36,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 #include <chrono>
@@ -140,9 +141,9 @@ struct IoEvent {
 };
 static_assert(sizeof(IoEvent) <= Message::kInlineBytes);
 
-Message to_message(const IoEvent& event);
+EVH_API Message to_message(const IoEvent& event);
 // The IoEvent a message carries, or nothing when it is not an event-handler message.
-std::optional<IoEvent> decode_io_event(const Message& message) noexcept;
+EVH_API std::optional<IoEvent> decode_io_event(const Message& message) noexcept;
 
 struct EventHandlerStats {
   std::uint64_t commands = 0;       // commands executed by the I/O thread
@@ -160,7 +161,7 @@ struct EventHandlerOptions {
   std::uint32_t commands_per_pass = 4096;
 };
 
-class EventHandler {
+class EVH_API EventHandler {
  public:
   // CLOCK_MONOTONIC, the default runtime clock. A runtime built with a ManualClock
   // (RuntimeOptions::clock) keeps its timeouts on that clock: pass its readings as

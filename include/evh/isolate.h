@@ -19,6 +19,7 @@
 
 #include <evh/clock.h>
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 #include <evh/task_runner.h>
 #include <evh/timer.h>
@@ -92,7 +93,7 @@ struct IsolateExit {
   PortId isolate = PortId::none;
   ExitReason reason = ExitReason::normal;
 };
-std::optional<IsolateExit> decode_isolate_exit(const Message& message) noexcept;
+EVH_API std::optional<IsolateExit> decode_isolate_exit(const Message& message) noexcept;
 
 // What an error listener receives (`decode_isolate_error`): the isolate and the escaped
 // exception's `what()` ("unknown exception" for a non-std exception).
@@ -100,14 +101,14 @@ struct IsolateError {
   PortId isolate = PortId::none;
   std::string what;
 };
-std::optional<IsolateError> decode_isolate_error(const Message& message);
+EVH_API std::optional<IsolateError> decode_isolate_error(const Message& message);
 
 // Something an isolate owns that must be released when the isolate exits: a child process tied
 // to it, a lock, an embedder's native handle. Attach it with `Isolate::attach()`; when the
 // isolate exits (killed, normal exit, error, runtime shutdown) `on_isolate_exit` is called
 // exactly once, on the thread that finishes the isolate, unless `Isolate::detach()` removed it
 // first. The object must stay alive until it has been called or detached.
-class IsolateResource {
+class EVH_API IsolateResource {
  public:
   // Must not block for long and must not attach or detach on the same isolate (the isolate's
   // resource lock is held). May post messages, send signals, close fds.
@@ -152,7 +153,7 @@ struct IsolateStats {
   std::uint64_t yields = 0;   // turns that ended with work left (budget or time slice)
 };
 
-class Isolate {
+class EVH_API Isolate {
  public:
   Isolate(const Isolate&) = delete;
   Isolate& operator=(const Isolate&) = delete;
@@ -261,12 +262,12 @@ class Isolate {
 };
 
 // A counted reference to an isolate. Copyable; any thread.
-class IsolateRef {
+class EVH_API IsolateRef {
  public:
   IsolateRef() noexcept = default;
   explicit IsolateRef(Isolate* isolate) noexcept : p_(isolate) {}  // adopts one reference
   IsolateRef(const IsolateRef& o) noexcept : p_(o.p_) {
-    if (p_ != nullptr) detail::retain(p_);
+    if (p_ != nullptr) retain(p_);
   }
   IsolateRef(IsolateRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   IsolateRef& operator=(IsolateRef o) noexcept {
@@ -274,7 +275,7 @@ class IsolateRef {
     return *this;
   }
   ~IsolateRef() {
-    if (p_ != nullptr) detail::release(p_);
+    if (p_ != nullptr) release(p_);
   }
 
   Isolate* get() const noexcept { return p_; }
@@ -283,6 +284,11 @@ class IsolateRef {
   explicit operator bool() const noexcept { return p_ != nullptr; }
 
  private:
+  // Out of line and members rather than the evh::detail functions, so that the shared library
+  // exports them (it exports no evh::detail symbol) for this header's inline code.
+  static void retain(Isolate* isolate) noexcept;
+  static void release(Isolate* isolate) noexcept;
+
   Isolate* p_ = nullptr;
 };
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 
 #include <atomic>
 #include <chrono>
@@ -31,7 +32,7 @@ namespace detail {
 struct IsolateMutexAccess;
 }
 
-class IsolateMutex {
+class EVH_API IsolateMutex {
  public:
   IsolateMutex() noexcept = default;
   ~IsolateMutex();

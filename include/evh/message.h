@@ -21,6 +21,8 @@
 // A finalizer must not throw and must not post to the port it was dropped from.
 #pragma once
 
+#include <evh/export.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -43,7 +45,7 @@ enum class Priority : std::uint8_t { normal, oob };
 // Called exactly once for a native payload nobody took.
 using Finalizer = void (*)(void* object) noexcept;
 
-class Message {
+class EVH_API Message {
  public:
   static constexpr std::size_t kInlineBytes = 40;
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 namespace evh {
@@ -19,7 +20,7 @@ class PortState;
 
 class Runtime;
 
-class SendPort {
+class EVH_API SendPort {
  public:
   SendPort() noexcept = default;  // empty: post() says unknown_port; Runtime::send_port()
   SendPort(const SendPort& other) noexcept;

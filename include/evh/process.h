@@ -26,6 +26,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 #include <sys/types.h>
 
@@ -133,11 +134,11 @@ struct ProcessEvent {
 };
 
 // The ProcessEvent a message carries, or nothing when it is not a process message.
-std::optional<ProcessEvent> decode_process_event(const Message& message) noexcept;
+EVH_API std::optional<ProcessEvent> decode_process_event(const Message& message) noexcept;
 
 // A handle to one child. Move-only; dropping it does not kill the child (use a tie for that):
 // its events keep coming and it is reaped all the same.
-class Process {
+class EVH_API Process {
  public:
   Process() noexcept = default;  // empty: its calls fail; ProcessManager::spawn() makes them
   Process(Process&&) noexcept = default;
@@ -183,7 +184,7 @@ struct ProcessManagerStats {
 };
 
 // Starts children for one Runtime and keeps track of them until they are reaped.
-class ProcessManager {
+class EVH_API ProcessManager {
  public:
   explicit ProcessManager(Runtime& runtime);
   // Orderly end: new spawns fail with `Errc::shutting_down`; every child not yet reaped and not

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 #include <chrono>
@@ -23,7 +24,7 @@ class ReceiverImpl;
 
 class Runtime;
 
-class Receiver {
+class EVH_API Receiver {
  public:
   Receiver() noexcept = default;  // empty: receive() says port_closed; Runtime::open_receiver()
   Receiver(Receiver&& o) noexcept : impl_(o.impl_) { o.impl_ = nullptr; }

@@ -12,6 +12,7 @@
 
 #include <evh/clock.h>
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/port.h>
@@ -71,7 +72,7 @@ class RuntimeImpl;
 struct RuntimeAccess;
 }  // namespace detail
 
-class Runtime {
+class EVH_API Runtime {
  public:
   explicit Runtime(RuntimeOptions options = {});
   ~Runtime();  // shutdown()

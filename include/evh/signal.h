@@ -25,6 +25,7 @@
 #pragma once
 
 #include <evh/error.h>
+#include <evh/export.h>
 #include <evh/message.h>
 
 #include <cstdint>
@@ -49,9 +50,9 @@ struct SignalEvent {
 static_assert(sizeof(SignalEvent) <= Message::kInlineBytes);
 
 // The SignalEvent a message carries, or nothing when it is not a signal message.
-std::optional<SignalEvent> decode_signal_event(const Message& message) noexcept;
+EVH_API std::optional<SignalEvent> decode_signal_event(const Message& message) noexcept;
 
-class SignalWatcher {
+class EVH_API SignalWatcher {
  public:
   // Starts watching `signal` for `port`. Occurrences from the moment this returns are heard.
   // Errors: `Errc::invalid_argument` (see above), the port's error (`Errc::unknown_port`), the

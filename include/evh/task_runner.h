@@ -13,9 +13,11 @@
 //   - The runner must outlive every isolate bound to it.
 #pragma once
 
+#include <evh/export.h>
+
 namespace evh {
 
-class Task {
+class EVH_API Task {
  public:
   // Runs the task; never throws (evh's tasks catch what embedder callbacks throw).
   virtual void run() noexcept = 0;
@@ -29,7 +31,7 @@ class Task {
   Task& operator=(const Task&) = delete;
 };
 
-class TaskRunner {
+class EVH_API TaskRunner {
  public:
   virtual ~TaskRunner() = default;
   // Thread-safe and non-blocking; `task` stays alive at least until its `run()` returns.

@@ -113,4 +113,12 @@ void release(Isolate* isolate) noexcept {
 }
 }  // namespace detail
 
+// IsolateRef's inline code calls these exported members, not evh::detail (hidden in libevh.so).
+void IsolateRef::retain(Isolate* isolate) noexcept {
+  detail::retain(isolate);
+}
+void IsolateRef::release(Isolate* isolate) noexcept {
+  detail::release(isolate);
+}
+
 }  // namespace evh

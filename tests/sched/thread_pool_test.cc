@@ -1,5 +1,7 @@
 #include "sched/thread_pool.h"
 
+#include <evh/clock.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -83,48 +85,81 @@ TEST(ThreadPool, RunsOnItsOwnThreads) {
   EXPECT_NE(t.where, std::this_thread::get_id());
 }
 
-// Pool timeouts: each key's deadline is handed to on_due once, never before it, in deadline
-// order; a cleared key never fires; an earlier deadline set while the keeper sleeps for a later
-// one is not held up by it; replacing a key's deadline keeps one entry.
+// Pool timeouts on a manual clock (deterministic): each key's deadline is handed to on_due once,
+// never before it, in deadline order, on the thread that moved the clock; a cleared key never
+// fires; replacing a key's deadline keeps one entry.
 TEST(ThreadPool, TimeoutsFireOnceNeverEarlyInOrder) {
+  ManualClock clock;
   struct Sink {
+    ManualClock* clock;
     std::mutex mu;
-    std::vector<std::pair<std::uint64_t, std::int64_t>> fired;  // key, when
-    std::atomic<int> count{0};
-  } sink;
-  auto now_ns = [] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  };
+    std::vector<std::pair<std::uint64_t, std::int64_t>> fired;  // key, lateness
+  } sink{&clock, {}, {}};
   ThreadPoolOptions o;
   o.max_threads = 2;
+  o.clock = RuntimeClock(&clock);
   o.on_due = [](void* ctx, std::uint64_t key, std::int64_t deadline) noexcept {
     auto* s = static_cast<Sink*>(ctx);
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch())
-                                 .count();
     std::lock_guard lock(s->mu);
-    s->fired.emplace_back(key, now - deadline);  // lateness: must be >= 0
-    s->count.fetch_add(1);
+    s->fired.emplace_back(key, s->clock->now().count() - deadline);
   };
   o.on_due_ctx = &sink;
   ThreadPool pool(o);
-  const std::int64_t t0 = now_ns();
-  (void)pool.set_deadline(1, t0 + 40'000'000);  // the keeper sleeps for this one
-  (void)pool.set_deadline(2, t0 + 5'000'000);   // earlier: must not wait for key 1
+  const std::int64_t t0 = clock.now().count();
+  (void)pool.set_deadline(1, t0 + 40'000'000);
+  (void)pool.set_deadline(2, t0 + 5'000'000);
   (void)pool.set_deadline(3, t0 + 10'000'000);
   pool.clear_deadline(3);
   (void)pool.set_deadline(4, t0 + 1'000'000'000);
   (void)pool.set_deadline(4, t0 + 20'000'000);  // replaced, not added
-  while (sink.count.load() < 3) std::this_thread::yield();
+  auto fired = [&] {
+    std::lock_guard lock(sink.mu);
+    return sink.fired;
+  };
+  clock.advance(std::chrono::nanoseconds(4'999'999));  // one short of key 2
+  EXPECT_TRUE(fired().empty());
+  clock.advance(std::chrono::nanoseconds(25'000'001));  // t0 + 30 ms: keys 2 and 4 are due
+  auto f = fired();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].first, 2u);
+  EXPECT_EQ(f[1].first, 4u);
+  clock.advance(std::chrono::seconds(5));  // past key 1 and key 4's replaced deadline
+  f = fired();
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[2].first, 1u);
+  for (const auto& [key, late] : f) EXPECT_GE(late, 0) << "key " << key << " early";
   pool.shutdown();
-  ASSERT_EQ(sink.fired.size(), 3u);
-  EXPECT_EQ(sink.fired[0].first, 2u);
-  EXPECT_EQ(sink.fired[1].first, 4u);
-  EXPECT_EQ(sink.fired[2].first, 1u);
-  for (const auto& [key, late] : sink.fired) EXPECT_GE(late, 0) << "key " << key << " early";
   EXPECT_EQ(pool.stats().timeouts, 3u);
+}
+
+// On the real clock: an earlier deadline set while the keeper sleeps for a later one is not
+// held up by it. If it were, key 1 (ten seconds away) would be handed over first.
+TEST(ThreadPool, EarlierDeadlineIsNotHeldUpByTheOneTheKeeperSleepsFor) {
+  struct Sink {
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, std::int64_t>> fired;  // key, lateness
+    std::atomic<int> count{0};
+  } sink;
+  ThreadPoolOptions o;
+  o.max_threads = 2;
+  o.on_due = [](void* ctx, std::uint64_t key, std::int64_t deadline) noexcept {
+    auto* s = static_cast<Sink*>(ctx);
+    const std::int64_t now = RuntimeClock().now_ns();
+    std::lock_guard lock(s->mu);
+    s->fired.emplace_back(key, now - deadline);
+    s->count.fetch_add(1);
+  };
+  o.on_due_ctx = &sink;
+  ThreadPool pool(o);
+  const std::int64_t t0 = RuntimeClock().now_ns();
+  (void)pool.set_deadline(1, t0 + 10'000'000'000);  // the keeper sleeps for this one
+  (void)pool.set_deadline(2, t0 + 5'000'000);
+  while (sink.count.load() < 1) std::this_thread::yield();
+  pool.shutdown();
+  std::lock_guard lock(sink.mu);
+  ASSERT_GE(sink.fired.size(), 1u);
+  EXPECT_EQ(sink.fired[0].first, 2u);
+  EXPECT_GE(sink.fired[0].second, 0) << "key 2 early";
 }
 
 }  // namespace

@@ -1,0 +1,289 @@
+// The C API's isolates: spawn, the control plane, ports, microtasks, reported errors.
+#include "capi/handles.h"
+
+namespace evh::capi {
+
+void unref(evh_isolate* handle) noexcept {
+  // acq_rel: the last one to drop sees every other holder's writes before freeing.
+  if (handle->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    handle->magic = kFreed;
+    delete handle;  // releases its IsolateRef
+  }
+}
+
+namespace {
+
+void on_message(Isolate& self, Message& message, void* user) {
+  auto* handle = static_cast<evh_isolate*>(user);
+  TurnScope turn(handle, self);
+  handle->on_message(handle, to_c(&message), handle->user);
+  TurnScope::raise_reported(handle);
+}
+
+// The isolate exited (or never started): the embedder's user data goes, then the isolate's own
+// reference to its handle.
+void on_exit(void* user) noexcept {
+  auto* handle = static_cast<evh_isolate*>(user);
+  if (handle->destroy_user != nullptr) handle->destroy_user(handle->user);
+  unref(handle);
+}
+
+struct Microtask {
+  evh_microtask_fn fn;
+  void* arg;
+  evh_finalizer drop;
+};
+
+void run_microtask(Isolate& self, void* p) {
+  std::unique_ptr<Microtask> task(static_cast<Microtask*>(p));
+  auto* handle = static_cast<evh_isolate*>(self.data());
+  TurnScope turn(handle, self);
+  task->fn(handle, task->arg);
+  TurnScope::raise_reported(handle);
+}
+
+void drop_microtask(void* p) noexcept {
+  std::unique_ptr<Microtask> task(static_cast<Microtask*>(p));
+  if (task->drop != nullptr) task->drop(task->arg);
+}
+
+// A handle the caller may use for any-thread calls: valid, and its isolate set.
+evh::Isolate* any_thread(const evh_isolate* handle) noexcept {
+  return valid(handle) ? handle->isolate : nullptr;
+}
+
+bool valid_priority(int priority) noexcept {
+  return priority == EVH_IMMEDIATE || priority == EVH_BEFORE_NEXT_EVENT;
+}
+
+}  // namespace
+}  // namespace evh::capi
+
+using namespace evh::capi;
+
+extern "C" {
+
+int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
+                      evh_finalizer destroy_user, const evh_isolate_options* options,
+                      evh_isolate** out) {
+  // `user` is evh's from here on: every failure releases it before returning.
+  auto fail = [&](int error) {
+    if (destroy_user != nullptr) destroy_user(user);
+    return error;
+  };
+  if (out != nullptr) *out = nullptr;
+  if (out == nullptr || !valid(rt) || on_message_fn == nullptr) return fail(EVH_EINVAL);
+  const evh_isolate_options o = options != nullptr ? *options : evh_isolate_options{};
+  evh::TaskRunner* runner = nullptr;
+  if (o.runner != nullptr) {
+    if (!valid(o.runner)) return fail(EVH_EINVAL);
+    if (o.runner->runtime != rt) return fail(EVH_EFOREIGN);
+    runner = o.runner->runner;
+  }
+  auto* handle = new (std::nothrow) evh_isolate;
+  if (handle == nullptr) return fail(EVH_ENOMEM);
+  handle->runtime = rt;
+  handle->on_message = on_message_fn;
+  handle->user = user;
+  handle->destroy_user = destroy_user;
+  // From here the handle's on_exit releases `user`, also when spawn() fails.
+  evh::IsolateHandler h{&on_message, handle, &on_exit};
+  evh::IsolateOptions io;
+  io.runner = runner;
+  io.budget = o.budget;
+  io.data = handle;
+  io.errors_are_fatal = o.errors_are_fatal != 0 ? evh::ErrorsFatal::yes : evh::ErrorsFatal::no;
+  int error = EVH_OK;
+  try {
+    auto spawned = rt->rt->spawn(h, io);
+    if (spawned.ok()) {
+      handle->ref = std::move(*spawned);
+    } else {
+      error = to_c(spawned.error());
+    }
+  } catch (const std::bad_alloc&) {
+    // Thrown before the runtime took the handler (it releases it on every error it returns).
+    on_exit(handle);
+    error = EVH_ENOMEM;
+  }
+  if (error != EVH_OK) {
+    unref(handle);  // the caller's reference, never handed out
+    return error;
+  }
+  handle->isolate = handle->ref.get();
+  rt->handles.fetch_add(1, std::memory_order_relaxed);
+  *out = handle;
+  return EVH_OK;
+}
+
+int evh_isolate_retain(evh_isolate* isolate) {
+  if (any_thread(isolate) == nullptr) return EVH_EINVAL;
+  isolate->refs.fetch_add(1, std::memory_order_relaxed);
+  isolate->runtime->handles.fetch_add(1, std::memory_order_relaxed);
+  return EVH_OK;
+}
+
+int evh_isolate_release(evh_isolate* isolate) {
+  if (any_thread(isolate) == nullptr) return EVH_EINVAL;
+  // release: pairs with evh_runtime_destroy's acquire load of the count.
+  isolate->runtime->handles.fetch_sub(1, std::memory_order_release);
+  unref(isolate);
+  return EVH_OK;
+}
+
+evh_port_id evh_isolate_main_port(const evh_isolate* isolate) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? static_cast<evh_port_id>(iso->main_port()) : 0;
+}
+
+void* evh_isolate_user(const evh_isolate* isolate) {
+  return valid(isolate) ? isolate->user : nullptr;
+}
+
+evh_runtime* evh_isolate_runtime(const evh_isolate* isolate) {
+  return valid(isolate) ? isolate->runtime : nullptr;
+}
+
+int evh_isolate_is_dead(const evh_isolate* isolate) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr) return EVH_EINVAL;
+  return iso->is_dead() ? 1 : 0;
+}
+
+int evh_isolate_kill(evh_isolate* isolate, int priority) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr || !valid_priority(priority)) return EVH_EINVAL;
+  iso->kill(static_cast<evh::KillPriority>(priority));
+  return EVH_OK;
+}
+
+int evh_isolate_ping(evh_isolate* isolate, evh_port_id reply, const void* data, size_t size,
+                     int priority) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr || !valid_priority(priority) || (data == nullptr && size != 0) ||
+      size > UINT32_MAX) {
+    return EVH_EINVAL;
+  }
+  return guarded([&] {
+    auto bytes = std::span(static_cast<const std::byte*>(data), size);
+    return to_c(iso->ping(port_id(reply), evh::Message::bytes(bytes),
+                          static_cast<evh::ControlPriority>(priority)));
+  });
+}
+
+int evh_isolate_pause(evh_isolate* isolate, uint64_t capability, uint64_t* out) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr) return EVH_EINVAL;
+  const evh::PauseCapability c = iso->pause(evh::PauseCapability{capability});
+  if (out != nullptr) *out = c.value;
+  return EVH_OK;
+}
+
+int evh_isolate_resume(evh_isolate* isolate, uint64_t capability) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr) return EVH_EINVAL;
+  return to_c(iso->resume(evh::PauseCapability{capability}));
+}
+
+int evh_isolate_add_exit_listener(evh_isolate* isolate, evh_port_id port) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? to_c(iso->add_exit_listener(port_id(port))) : EVH_EINVAL;
+}
+
+int evh_isolate_remove_exit_listener(evh_isolate* isolate, evh_port_id port) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? to_c(iso->remove_exit_listener(port_id(port))) : EVH_EINVAL;
+}
+
+int evh_isolate_add_error_listener(evh_isolate* isolate, evh_port_id port) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? to_c(iso->add_error_listener(port_id(port))) : EVH_EINVAL;
+}
+
+int evh_isolate_remove_error_listener(evh_isolate* isolate, evh_port_id port) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? to_c(iso->remove_error_listener(port_id(port))) : EVH_EINVAL;
+}
+
+int evh_isolate_set_errors_fatal(evh_isolate* isolate, int fatal) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr) return EVH_EINVAL;
+  iso->set_errors_fatal(fatal != 0 ? evh::ErrorsFatal::yes : evh::ErrorsFatal::no);
+  return EVH_OK;
+}
+
+int evh_isolate_interrupt_requested(const evh_isolate* isolate) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr && iso->interrupt_requested() ? 1 : 0;
+}
+
+int evh_isolate_handle_interrupts(evh_isolate* self) {
+  evh::Isolate* iso = nullptr;
+  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
+  return to_c(iso->handle_interrupts());
+}
+
+int evh_isolate_report_error(evh_isolate* self, const char* what) {
+  evh::Isolate* iso = nullptr;
+  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
+  return guarded([&] {
+    self->error = what != nullptr ? what : "error";
+    self->error_pending = true;
+    return EVH_OK;
+  });
+}
+
+int evh_isolate_open_port(evh_isolate* self, evh_port_id* out) {
+  if (out != nullptr) *out = 0;
+  evh::Isolate* iso = nullptr;
+  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
+  if (out == nullptr) return EVH_EINVAL;
+  return guarded([&] {
+    auto port = iso->open_port();
+    if (!port.ok()) return to_c(port.error());
+    *out = static_cast<evh_port_id>(*port);
+    return EVH_OK;
+  });
+}
+
+int evh_isolate_close_port(evh_isolate* isolate, evh_port_id port) {
+  evh::Isolate* iso = any_thread(isolate);
+  return iso != nullptr ? to_c(iso->close_port(port_id(port))) : EVH_EINVAL;
+}
+
+int evh_isolate_microtask(evh_isolate* self, evh_microtask_fn fn, void* arg, evh_finalizer drop) {
+  evh::Isolate* iso = nullptr;
+  int error = check_own_turn(self, iso);
+  if (error == EVH_OK && fn == nullptr) error = EVH_EINVAL;
+  if (error == EVH_OK) {
+    error = guarded([&] {
+      auto task = std::make_unique<Microtask>(Microtask{fn, arg, drop});
+      iso->schedule_microtask(&run_microtask, task.get(), &drop_microtask);
+      task.release();  // the isolate's now: run_microtask or drop_microtask frees it
+      return EVH_OK;
+    });
+  }
+  if (error != EVH_OK && drop != nullptr) drop(arg);
+  return error;
+}
+
+int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr || out == nullptr) return EVH_EINVAL;
+  const evh::IsolateStats s = iso->stats();
+  *out = evh_isolate_stats{s.handled, s.dropped, s.exceptions, s.turns, s.wakeups, s.yields};
+  return EVH_OK;
+}
+
+int evh_isolate_timer_stats(evh_isolate* self, evh_timer_stats* out) {
+  evh::Isolate* iso = nullptr;
+  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
+  if (out == nullptr) return EVH_EINVAL;
+  const evh::TimerStats s = iso->timer_stats();
+  *out =
+      evh_timer_stats{s.live,          s.started,     s.fired,       s.cancelled,    s.batches,
+                      s.largest_batch, s.late_p50_ns, s.late_p99_ns, s.late_p999_ns, s.late_max_ns};
+  return EVH_OK;
+}
+
+}  // extern "C"

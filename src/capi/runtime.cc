@@ -1,0 +1,200 @@
+// The C API's runtimes and runners.
+#include <cstring>
+#include <exception>
+
+#include "capi/handles.h"
+
+namespace evh::capi {
+namespace {
+
+void forward_uncaught(Isolate& isolate, std::exception_ptr error, void* user) {
+  auto* rt = static_cast<evh_runtime*>(user);
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  // Every isolate of a C runtime is spawned by evh_isolate_spawn, with its handle as data();
+  // evh's own (a child's reaper, a signal watcher) have none.
+  rt->on_uncaught(static_cast<evh_isolate*>(isolate.data()), what.c_str(), rt->on_uncaught_user);
+}
+
+bool to_cpp(const evh_runtime_options& c, RuntimeOptions& o) noexcept {
+  using std::chrono::duration_cast;
+  if (!bounded_duration(c.worker_idle_timeout_ns) || !bounded_duration(c.spin_before_park_ns) ||
+      !bounded_duration(c.time_slice_ns) || c.default_budget == 0) {
+    return false;
+  }
+  o.max_workers = c.max_workers;
+  o.min_workers = c.min_workers;
+  o.worker_idle_timeout =
+      duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(c.worker_idle_timeout_ns));
+  o.spin_before_park =
+      duration_cast<std::chrono::microseconds>(std::chrono::nanoseconds(c.spin_before_park_ns));
+  o.default_budget = c.default_budget;
+  o.time_slice =
+      duration_cast<std::chrono::microseconds>(std::chrono::nanoseconds(c.time_slice_ns));
+  return true;
+}
+
+// An embedder's runner: the TaskRunner interface over a struct of C callbacks.
+class CallbackRunner final : public TaskRunner {
+ public:
+  explicit CallbackRunner(const evh_runner_callbacks& c) noexcept : c_(c) {}
+  void post(Task& task) noexcept override { c_.post(reinterpret_cast<evh_task*>(&task), c_.user); }
+  void post_yielded(Task& task) noexcept override {
+    (c_.post_yielded != nullptr ? c_.post_yielded : c_.post)(reinterpret_cast<evh_task*>(&task),
+                                                             c_.user);
+  }
+  bool work_is_waiting() const noexcept override {
+    return c_.work_is_waiting != nullptr && c_.work_is_waiting(c_.user) != 0;
+  }
+
+ private:
+  evh_runner_callbacks c_;
+};
+
+int add_runner(evh_runtime* rt, std::unique_ptr<evh_runner> r, evh_runner** out) {
+  std::lock_guard lock(rt->runners_mu);
+  rt->runners.push_back(std::move(r));
+  *out = rt->runners.back().get();
+  return EVH_OK;
+}
+
+}  // namespace
+}  // namespace evh::capi
+
+using namespace evh::capi;
+
+extern "C" {
+
+void evh_runtime_options_init(evh_runtime_options* options) {
+  if (options == nullptr) return;
+  const evh::RuntimeOptions d;
+  *options = evh_runtime_options{};
+  options->max_workers = d.max_workers;
+  options->min_workers = d.min_workers;
+  options->worker_idle_timeout_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d.worker_idle_timeout).count();
+  options->spin_before_park_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d.spin_before_park).count();
+  options->default_budget = d.default_budget;
+  options->time_slice_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d.time_slice).count();
+}
+
+int evh_runtime_create(const evh_runtime_options* options, evh_runtime** out) {
+  if (out == nullptr) return EVH_EINVAL;
+  *out = nullptr;
+  evh_runtime_options c;
+  evh_runtime_options_init(&c);
+  if (options != nullptr) c = *options;
+  evh::RuntimeOptions o;
+  if (!to_cpp(c, o)) return EVH_EINVAL;
+  return guarded([&] {
+    auto rt = std::make_unique<evh_runtime>();
+    if (c.on_uncaught != nullptr) {
+      rt->on_uncaught = c.on_uncaught;
+      rt->on_uncaught_user = c.on_uncaught_user;
+      o.on_uncaught = &forward_uncaught;
+      o.on_uncaught_user = rt.get();
+    }
+    rt->rt = std::make_unique<evh::Runtime>(o);
+    *out = rt.release();
+    return EVH_OK;
+  });
+}
+
+int evh_runtime_shutdown(evh_runtime* rt) {
+  if (!valid(rt)) return EVH_EINVAL;
+  // Shutting down joins the runtime's threads and waits for every isolate to finish: from inside
+  // a callback it would wait for itself.
+  if (current_turn().handle != nullptr) return EVH_EWRONGTHREAD;
+  std::lock_guard once(rt->shutdown_mu);
+  if (rt->shut_down.load(std::memory_order_acquire)) return EVH_OK;
+  {
+    // The process manager goes first (it kills and reaps the children still running), as the
+    // C++ API requires it to go before its Runtime.
+    std::unique_lock lock(rt->processes_mu);
+    rt->processes_closed = true;
+    rt->processes.reset();
+  }
+  rt->rt->shutdown();
+  rt->shut_down.store(true, std::memory_order_release);
+  return EVH_OK;
+}
+
+int evh_runtime_destroy(evh_runtime* rt) {
+  if (!valid(rt)) return EVH_EINVAL;
+  if (current_turn().handle != nullptr) return EVH_EWRONGTHREAD;
+  if (rt->handles.load(std::memory_order_acquire) != 0) return EVH_EBUSY;
+  (void)evh_runtime_shutdown(rt);
+  rt->rt.reset();
+  rt->runners.clear();  // after the Runtime: they must outlive the isolates bound to them
+  rt->magic = kFreed;
+  delete rt;
+  return EVH_OK;
+}
+
+int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out) {
+  if (!valid(rt) || out == nullptr) return EVH_EINVAL;
+  const evh::RuntimeStats s = rt->rt->stats();
+  *out = evh_runtime_stats{s.isolates_live,   s.isolates_spawned, s.ports_open,     s.workers_live,
+                           s.workers_started, s.exceptions,       s.timer_deadlines};
+  return EVH_OK;
+}
+
+int evh_runtime_timer_stats(evh_runtime* rt, evh_timer_stats* out) {
+  if (!valid(rt) || out == nullptr) return EVH_EINVAL;
+  const evh::TimerStats s = rt->rt->timer_stats();
+  *out =
+      evh_timer_stats{s.live,          s.started,     s.fired,       s.cancelled,    s.batches,
+                      s.largest_batch, s.late_p50_ns, s.late_p99_ns, s.late_p999_ns, s.late_max_ns};
+  return EVH_OK;
+}
+
+int evh_runner_dedicated(evh_runtime* rt, const char* name, evh_runner** out) {
+  if (out == nullptr) return EVH_EINVAL;
+  *out = nullptr;
+  if (!valid(rt)) return EVH_EINVAL;
+  if (rt->shut_down.load(std::memory_order_acquire)) return EVH_ESHUTTINGDOWN;
+  return guarded([&] {
+    auto r = std::make_unique<evh_runner>();
+    r->runtime = rt;
+    r->runner = &rt->rt->create_dedicated_runner(name != nullptr ? name : "evh-dedicated");
+    return add_runner(rt, std::move(r), out);
+  });
+}
+
+int evh_runner_embedder(evh_runtime* rt, const evh_runner_callbacks* callbacks, evh_runner** out) {
+  if (out == nullptr) return EVH_EINVAL;
+  *out = nullptr;
+  if (!valid(rt) || callbacks == nullptr || callbacks->post == nullptr) return EVH_EINVAL;
+  if (rt->shut_down.load(std::memory_order_acquire)) return EVH_ESHUTTINGDOWN;
+  return guarded([&] {
+    auto r = std::make_unique<evh_runner>();
+    r->runtime = rt;
+    r->owned = std::make_unique<CallbackRunner>(*callbacks);
+    r->runner = r->owned.get();
+    return add_runner(rt, std::move(r), out);
+  });
+}
+
+void evh_task_run(evh_task* task) {
+  if (task != nullptr) reinterpret_cast<evh::Task*>(task)->run();
+}
+
+evh_task* evh_task_next(const evh_task* task) {
+  if (task == nullptr) return nullptr;
+  return reinterpret_cast<evh_task*>(reinterpret_cast<const evh::Task*>(task)->runner_link);
+}
+
+void evh_task_set_next(evh_task* task, evh_task* next) {
+  if (task != nullptr) {
+    reinterpret_cast<evh::Task*>(task)->runner_link = reinterpret_cast<evh::Task*>(next);
+  }
+}
+
+}  // extern "C"
