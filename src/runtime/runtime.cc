@@ -196,7 +196,8 @@ Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   if (!eh_) {
     auto poller = EpollPoller::create();
     if (!poller) return poller.error();
-    auto started = start_event_handler(*this, clock_, std::move(poller).value(), linux_sys(), {});
+    auto started = start_event_handler(*this, clock_, std::move(poller).value(), linux_sys(), {},
+                                       nullptr);
     if (!started) return started.error();
     EventHandlerImpl* impl = started->get();
     eh_ = EventHandlerAccess::wrap(std::move(started).value());
@@ -292,7 +293,7 @@ Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
                                                          std::unique_ptr<Poller> poller,
                                                          EventHandlerOptions options, Sys& sys) {
   RuntimeImpl& impl = RuntimeAccess::impl(runtime);
-  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options);
+  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options, nullptr);
   if (!started) return started.error();
   return EventHandlerAccess::wrap(std::move(started).value());
 }
