@@ -7,6 +7,7 @@
 
 #include "base/assert.h"
 #include "base/mono_time.h"
+#include "io/poller.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
@@ -58,7 +59,8 @@ bool ThreadPool::work_is_waiting() const noexcept {
   // Relaxed reads of counters kept under mu_: a hint, checked once per message by running turns.
   // Fresh tasks that a polling or parked (being woken) worker will take do not count.
   return fresh_queued_.load(std::memory_order_relaxed) >
-         spinning_.load(std::memory_order_relaxed) + parked_count_.load(std::memory_order_relaxed);
+         spinning_.load(std::memory_order_relaxed) + parked_count_.load(std::memory_order_relaxed) +
+             (driver_parked_.load(std::memory_order_relaxed) ? 1u : 0u);
 }
 
 void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
@@ -94,8 +96,15 @@ Status ThreadPool::set_deadline(std::uint64_t key, std::int64_t deadline_ns,
       // The keeper sleeps until a later deadline: make it look again.
       if (deadline_ns < keeper_until_) {
         keeper_->rearm = true;
-        keeper_->cv.notify_one();
+        if (keeper_->driving) {
+          (void)unpark_driver_locked();
+        } else {
+          keeper_->cv.notify_one();
+        }
       }
+    } else if (driver_ != nullptr) {
+      // The driver keeps the deadlines: its holder parks as the keeper, and while nobody holds
+      // it every worker is busy and looks between tasks.
     } else if (!on_worker_thread() && spinning_.load(std::memory_order_relaxed) == 0) {
       // Nobody will look at the deadline soon (a busy worker looks between tasks, a polling
       // one parks as keeper, and so does the worker calling this): get a worker to keep it.
@@ -159,6 +168,8 @@ bool ThreadPool::wake_locked() noexcept {
       spinning_.load(std::memory_order_relaxed) + (on_worker_thread() ? 1 : 0);
   if (queued_.load(std::memory_order_relaxed) <= takers) return false;
   if (wake_parked_locked()) return false;
+  // The only idle worker waits in the poller: one eventfd write wakes it.
+  if (unpark_driver_locked()) return false;
   if (!stopping_ && live_ < options_.max_threads) {
     ++live_;  // reserved; start_worker() undoes it if the thread cannot be created
     ++starting_;
@@ -230,6 +241,170 @@ bool ThreadPool::wake_parked_locked() noexcept {
   return true;
 }
 
+bool ThreadPool::unpark_driver_locked() noexcept {
+  // Only when it is parked there (see the header for why this loses no wakeup).
+  if (driver_ == nullptr || !driver_parked_.exchange(false, std::memory_order_relaxed)) {
+    return false;
+  }
+  driver_unparks_.fetch_add(1, std::memory_order_relaxed);
+  driver_->unpark();
+  return true;
+}
+
+IoDriver* ThreadPool::take_driver_locked() noexcept {
+  if (driver_ == nullptr || driver_held_ || stopping_ || !driver_->try_acquire()) return nullptr;
+  driver_held_ = true;
+  driver_free_.store(false, std::memory_order_relaxed);
+  return driver_;
+}
+
+void ThreadPool::release_driver_for_work(IoDriver& driver) noexcept {
+  std::lock_guard lock(mu_);
+  driver.release();
+  driver_held_ = false;
+  if (driver_ != &driver) return;  // detached meanwhile
+  driver_free_since_.store(mono_now_ns(), std::memory_order_relaxed);
+  driver_free_.store(true, std::memory_order_relaxed);
+  // A worker asleep on its condition variable takes the driver up, so that readiness does not
+  // wait for this worker's work while another sleeps.
+  if (!driver.release_requested()) (void)wake_parked_locked();
+}
+
+void ThreadPool::attach_driver(IoDriver& driver) noexcept {
+  bool start = false;
+  {
+    std::lock_guard lock(mu_);
+    EVH_ASSERT(driver_ == nullptr, "one driver per pool");
+    driver_ = &driver;
+    driver_free_since_.store(mono_now_ns(), std::memory_order_relaxed);
+    driver_free_.store(true, std::memory_order_relaxed);
+    // Someone must take it: a parked worker, else a new one; if every worker is busy, the first
+    // to finish its task does.
+    if (!wake_parked_locked() && !stopping_ && live_ < options_.max_threads) {
+      ++live_;
+      ++starting_;
+      start = true;
+    }
+  }
+  if (start) start_worker();
+}
+
+void ThreadPool::detach_driver(IoDriver& driver) noexcept {
+  std::lock_guard lock(mu_);
+  if (driver_ != &driver) return;
+  (void)unpark_driver_locked();
+  driver_ = nullptr;
+  driver_free_.store(false, std::memory_order_relaxed);
+}
+
+void ThreadPool::driver_released() noexcept {
+  std::lock_guard lock(mu_);
+  if (driver_ != nullptr && !driver_held_) (void)wake_parked_locked();
+}
+
+void ThreadPool::drive_between_tasks() noexcept {
+  // Nobody holds the driver only while every worker is busy (a worker that leaves it to run work
+  // hands it to a sleeping one): then one of them looks at the poller once in a while.
+  if (!driver_free_.load(std::memory_order_relaxed)) return;
+  const std::int64_t now = mono_now_ns();
+  if (now - driver_free_since_.load(std::memory_order_relaxed) < options_.io_interval.count() * 1000) {
+    return;
+  }
+  IoDriver* d = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    d = take_driver_locked();
+  }
+  if (d == nullptr) return;
+  d->drive(Poller::kNoWait);
+  release_driver_for_work(*d);
+}
+
+void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
+  const bool manual = clock_.manual();
+  for (;;) {
+    // Poll first, for the pool's adaptive window: the poller every few microseconds (a system
+    // call), the queues in between. An event that comes meanwhile costs no sleep and no wakeup.
+    unsigned expected = 0;
+    if (options_.spin.count() > 0 &&
+        spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
+      const std::int64_t start = mono_now_ns();
+      std::int64_t end = start + spin_.window().count();
+      const std::int64_t earliest = manual ? kNever : earliest_ns_.load(std::memory_order_relaxed);
+      if (earliest < end) end = earliest;
+      std::int64_t next_look = start + kPollerLookNs;
+      bool found = false;
+      for (std::uint32_t i = 1;; ++i) {
+        if (self->lifo != nullptr || queued_.load(std::memory_order_relaxed) != 0 ||
+            (!manual && earliest_ns_.load(std::memory_order_relaxed) < end) ||
+            d.release_requested()) {
+          found = true;
+          break;
+        }
+        cpu_relax();
+        if ((i & 15) != 0) continue;
+        const std::int64_t now = mono_now_ns();
+        if (now >= end) break;
+        if (now >= next_look) {
+          d.drive(Poller::kNoWait);
+          next_look = mono_now_ns() + kPollerLookNs;
+        }
+      }
+      spinning_.store(0, std::memory_order_relaxed);
+      if (found) {
+        spin_.hit();
+        release_driver_for_work(d);
+        return;
+      }
+      if (end == earliest) {  // a deadline is due: hand it over (loop top)
+        release_driver_for_work(d);
+        return;
+      }
+      spin_.miss();
+    }
+
+    // Park in the poller, as the keeper of the pool's deadlines. Marked parked under mu_ after
+    // the queues were found empty: see the header for why no post is missed.
+    std::unique_lock lock(mu_);
+    std::int64_t until = kNever;
+    bool exact = false;
+    if (!manual && !timed_.empty()) {
+      until = timed_.top().deadline;
+      exact = timed_.top().tag != 0;
+    }
+    if (self->lifo != nullptr || !fresh_.empty() || !yielded_.empty() || stopping_ ||
+        driver_ != &d || d.release_requested() || (until != kNever && until <= mono_now_ns())) {
+      lock.unlock();
+      release_driver_for_work(d);
+      return;
+    }
+    keeper_ = self;
+    keeper_until_ = until;
+    self->rearm = false;
+    self->driving = true;
+    driver_parked_.store(true, std::memory_order_relaxed);
+    driver_parks_.fetch_add(1, std::memory_order_relaxed);
+    lock.unlock();
+    d.drive(until == kNever ? Poller::kForever : from_ns(until - (exact ? kSpinAheadNs : 0)));
+    driver_parked_.store(false, std::memory_order_relaxed);
+    lock.lock();
+    keeper_ = nullptr;
+    keeper_until_ = kNever;
+    self->driving = false;
+    const bool rearm = self->rearm;
+    lock.unlock();
+    if (exact && !rearm) {
+      // Woken ahead of an exact deadline: poll the clock up to it unless work comes.
+      poll_until(from_ns(until), [&] {
+        return self->lifo != nullptr || queued_.load(std::memory_order_relaxed) != 0 ||
+               earliest_ns_.load(std::memory_order_relaxed) < until;
+      });
+    }
+    // Readiness for other runners (a Receiver, another pool) leaves no work here: keep the
+    // driver and go round again.
+  }
+}
+
 void ThreadPool::unpark_locked(Worker* self) noexcept {
   if (!self->parked_hook.is_linked()) return;  // a waker took it off already
   parked_.erase(parked_.iterator_to(*self));
@@ -247,6 +422,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
   std::unique_lock lock(mu_, std::defer_lock);
   for (;;) {
     fire_due();
+    drive_between_tasks();
     if (self->lifo != nullptr) {
       Task* t = self->lifo;
       self->lifo = nullptr;
@@ -261,9 +437,15 @@ void ThreadPool::worker_main(Worker* self) noexcept {
 
     lock.lock();
     Task* t = pop_locked();
+    // Nothing to run: take the event handler's driver if nobody holds it, and wait in the poller.
+    IoDriver* d = t == nullptr ? take_driver_locked() : nullptr;
     lock.unlock();
     if (t != nullptr) {
       t->run();
+      continue;
+    }
+    if (d != nullptr) {
+      drive_idle(self, *d);
       continue;
     }
 
@@ -307,12 +489,17 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       lock.unlock();
       break;
     }
+    if (IoDriver* driver = take_driver_locked()) {  // released while this worker polled
+      lock.unlock();
+      drive_idle(self, *driver);
+      continue;
+    }
     self->wake = false;
     parked_.push_front(*self);
     parked_count_.fetch_add(1, std::memory_order_relaxed);
     parks_.fetch_add(1, std::memory_order_relaxed);
     bool woken;
-    if (keeper_ == nullptr && !timed_.empty() && !clock_.manual()) {
+    if (keeper_ == nullptr && driver_ == nullptr && !timed_.empty() && !clock_.manual()) {
       // The keeper: parked like the others (a post wakes it for a task), but only until the
       // earliest deadline, or until an earlier one is set.
       keeper_ = self;
@@ -352,7 +539,8 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       unpark_locked(self);
       if (!woken && !stopping_ && live_ > options_.min_threads && fresh_.empty() &&
-          yielded_.empty() && (timed_.empty() || keeper_ != nullptr || clock_.manual())) {
+          yielded_.empty() && (timed_.empty() || keeper_ != nullptr || clock_.manual()) &&
+          (driver_ == nullptr || driver_held_)) {
         --live_;
         self->exited = true;
         lock.unlock();
@@ -370,6 +558,7 @@ void ThreadPool::shutdown() noexcept {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    (void)unpark_driver_locked();
     while (!parked_.empty()) {
       Worker& w = parked_.front();
       parked_.pop_front();
@@ -402,9 +591,15 @@ void ThreadPool::shutdown() noexcept {
 
 ThreadPoolStats ThreadPool::stats() const noexcept {
   std::lock_guard lock(mu_);
-  return ThreadPoolStats{live_, started_.load(std::memory_order_relaxed),
-                         parks_.load(std::memory_order_relaxed),
-                         timeouts_.load(std::memory_order_relaxed)};
+  ThreadPoolStats s;
+  s.live = live_;
+  s.started = started_.load(std::memory_order_relaxed);
+  s.parks = parks_.load(std::memory_order_relaxed);
+  s.timeouts = timeouts_.load(std::memory_order_relaxed);
+  s.driver_parks = driver_parks_.load(std::memory_order_relaxed);
+  s.driver_unparks = driver_unparks_.load(std::memory_order_relaxed);
+  s.driver_parked = driver_parked_.load(std::memory_order_relaxed);
+  return s;
 }
 
 }  // namespace evh::detail
