@@ -263,11 +263,22 @@ void ThreadPool::release_driver_for_work(IoDriver& driver) noexcept {
   driver.release();
   driver_held_ = false;
   if (driver_ != &driver) return;  // detached meanwhile
-  driver_free_since_.store(mono_now_ns(), std::memory_order_relaxed);
+  const std::int64_t now = mono_now_ns();
+  driver_free_since_.store(now, std::memory_order_relaxed);
   driver_free_.store(true, std::memory_order_relaxed);
-  // A worker asleep on its condition variable takes the driver up, so that readiness does not
-  // wait for this worker's work while another sleeps.
-  if (!driver.release_requested()) (void)wake_parked_locked();
+  // Nobody is woken to take the driver up: this worker takes it back when it is idle again —
+  // after a turn of microseconds, the common case — and while it is busy a worker between tasks
+  // looks at the poller once io_interval has passed (Tokio's choice too). Waking a sleeping worker
+  // here put a second thread wakeup beside every event, the cost issue 15 removes; on a loaded
+  // machine the woken worker's spin took the CPU from the turn itself (fd_event_latency p99
+  // 3.3 ms against raw's 74 µs, and 2.3x raw's CPU per round trip). The exception is a deadline
+  // due within io_interval, which nobody else would wait for: a sleeping worker takes the driver
+  // up to keep it. The cost: readiness and later deadlines wait for a single long handler while a
+  // worker sleeps (docs/EVENT_HANDLER.md).
+  if (!driver.release_requested() && !clock_.manual() &&
+      earliest_ns_.load(std::memory_order_relaxed) <= now + options_.io_interval.count() * 1000) {
+    (void)wake_parked_locked();
+  }
 }
 
 void ThreadPool::attach_driver(IoDriver& driver) noexcept {
@@ -278,6 +289,14 @@ void ThreadPool::attach_driver(IoDriver& driver) noexcept {
     driver_ = &driver;
     driver_free_since_.store(mono_now_ns(), std::memory_order_relaxed);
     driver_free_.store(true, std::memory_order_relaxed);
+    // A keeper parked on its condition variable gives the role up to the driver's holder (one
+    // keeper at a time): it wakes, and finds the driver free or held.
+    if (keeper_ != nullptr && !keeper_->driving) {
+      keeper_->rearm = true;
+      keeper_->cv.notify_one();
+      keeper_ = nullptr;
+      keeper_until_ = kNever;
+    }
     // Someone must take it: a parked worker, else a new one; if every worker is busy, the first
     // to finish its task does.
     if (!wake_parked_locked() && !stopping_ && live_ < options_.max_threads) {
@@ -303,11 +322,12 @@ void ThreadPool::driver_released() noexcept {
 }
 
 void ThreadPool::drive_between_tasks() noexcept {
-  // Nobody holds the driver only while every worker is busy (a worker that leaves it to run work
-  // hands it to a sleeping one): then one of them looks at the poller once in a while.
+  // Nobody holds the driver while its last holder runs a turn and no other worker is idle: then
+  // a worker between tasks looks at the poller once in a while.
   if (!driver_free_.load(std::memory_order_relaxed)) return;
   const std::int64_t now = mono_now_ns();
-  if (now - driver_free_since_.load(std::memory_order_relaxed) < options_.io_interval.count() * 1000) {
+  if (now - driver_free_since_.load(std::memory_order_relaxed) <
+      options_.io_interval.count() * 1000) {
     return;
   }
   IoDriver* d = nullptr;
@@ -323,46 +343,13 @@ void ThreadPool::drive_between_tasks() noexcept {
 void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
   const bool manual = clock_.manual();
   for (;;) {
-    // Poll first, for the pool's adaptive window: the poller every few microseconds (a system
-    // call), the queues in between. An event that comes meanwhile costs no sleep and no wakeup.
-    unsigned expected = 0;
-    if (options_.spin.count() > 0 &&
-        spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
-      const std::int64_t start = mono_now_ns();
-      std::int64_t end = start + spin_.window().count();
-      const std::int64_t earliest = manual ? kNever : earliest_ns_.load(std::memory_order_relaxed);
-      if (earliest < end) end = earliest;
-      std::int64_t next_look = start + kPollerLookNs;
-      bool found = false;
-      for (std::uint32_t i = 1;; ++i) {
-        if (self->lifo != nullptr || queued_.load(std::memory_order_relaxed) != 0 ||
-            (!manual && earliest_ns_.load(std::memory_order_relaxed) < end) ||
-            d.release_requested()) {
-          found = true;
-          break;
-        }
-        cpu_relax();
-        if ((i & 15) != 0) continue;
-        const std::int64_t now = mono_now_ns();
-        if (now >= end) break;
-        if (now >= next_look) {
-          d.drive(Poller::kNoWait);
-          next_look = mono_now_ns() + kPollerLookNs;
-        }
-      }
-      spinning_.store(0, std::memory_order_relaxed);
-      if (found) {
-        spin_.hit();
-        release_driver_for_work(d);
-        return;
-      }
-      if (end == earliest) {  // a deadline is due: hand it over (loop top)
-        release_driver_for_work(d);
-        return;
-      }
-      spin_.miss();
-    }
-
+    // No spin first: the holder waits in the poller at once, and another idle worker, if any,
+    // spins on the queues (one spinner at a time). Polling the poller for the adaptive window
+    // (epoll_wait(0) every 2 µs) measured worse on the 2-vCPU VM, loaded or not:
+    // fd_event_latency p50 1.18x / p99 1.65x the best peer and 1.8x its CPU per round trip,
+    // against 1.10x / 1.08x / 1.06x without it (evh-bench, medians of 3, one run each) — the
+    // spinning holder took the CPU the client and the turn needed, and the adaptive window
+    // reads every spin as a hit in a ping-pong.
     // Park in the poller, as the keeper of the pool's deadlines. Marked parked under mu_ after
     // the queues were found empty: see the header for why no post is missed.
     std::unique_lock lock(mu_);
@@ -378,6 +365,7 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
       release_driver_for_work(d);
       return;
     }
+    EVH_ASSERT(keeper_ == nullptr, "a second keeper while the driver is attached");
     keeper_ = self;
     keeper_until_ = until;
     self->rearm = false;
@@ -388,8 +376,10 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
     d.drive(until == kNever ? Poller::kForever : from_ns(until - (exact ? kSpinAheadNs : 0)));
     driver_parked_.store(false, std::memory_order_relaxed);
     lock.lock();
-    keeper_ = nullptr;
-    keeper_until_ = kNever;
+    if (keeper_ == self) {
+      keeper_ = nullptr;
+      keeper_until_ = kNever;
+    }
     self->driving = false;
     const bool rearm = self->rearm;
     lock.unlock();
@@ -509,8 +499,10 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       const MonoTime wake_at = from_ns(keeper_until_ - (spin ? kSpinAheadNs : 0));
       const std::int64_t until = keeper_until_;
       self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
-      keeper_ = nullptr;
-      keeper_until_ = kNever;
+      if (keeper_ == self) {  // else attach_driver() took the role away
+        keeper_ = nullptr;
+        keeper_until_ = kNever;
+      }
       woken = self->wake;
       if (spin && !woken && !self->rearm && !stopping_) {
         // Still parked: poll the clock up to the deadline unless a task or an earlier deadline

@@ -28,17 +28,18 @@
 // worker. A busy worker looks at the earliest deadline between tasks.
 //
 // The poller: an event handler attached with attach_driver() (the runtime's own) is driven by
-// the idle workers (io/driver.h). An idle worker that finds the driver free takes it: it polls the
-// poller for its spin window, then waits in it — for readiness, commands, a post, or the pool's
-// earliest deadline, which makes it the keeper too — instead of on its condition variable. What
+// the idle workers (io/driver.h). An idle worker that finds the driver free takes it and waits in
+// the poller at once (no spin there: drive_idle says why) — for readiness, commands, a post, or
+// the pool's earliest deadline, which makes it the keeper too — instead of on its condition
+// variable (a keeper parked there when the driver is attached gives the role up). What
 // it dispatches to an isolate of this pool lands in its LIFO slot, so the thread the kernel woke
 // runs the isolate: one wakeup per event. A post that needs a worker wakes a worker parked on
 // its condition variable first, else the driver, through the poller (one eventfd write, only
-// when it is parked there), else starts one. A worker that leaves the driver to run work hands
-// it to a parked worker, if any, so that readiness never waits while a worker sleeps; while
-// every worker is busy, a worker between tasks runs one non-blocking pass when commands wait or
-// the poller has not been looked at for `io_interval`. The worker holding the driver never idles
-// out.
+// when it is parked there), else starts one. A worker that leaves the driver to run work takes
+// it back when it is idle again; it wakes a parked worker to take it up only when a deadline is
+// due within `io_interval` (see release_driver_for_work for why not always); while no idle
+// worker holds it, a worker between tasks runs one non-blocking pass once the poller has not
+// been looked at for `io_interval`. The worker holding the driver never idles out.
 //
 // Why no wakeup is lost: a worker parks in the poller only after it found the queues empty and
 // marked itself parked there (driver_parked_), both under mu_; a post queues under mu_ and reads
@@ -96,8 +97,8 @@ struct ThreadPoolOptions {
 struct ThreadPoolStats {
   std::uint64_t live = 0;
   std::uint64_t started = 0;
-  std::uint64_t parks = 0;     // times a worker slept in the kernel
-  std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
+  std::uint64_t parks = 0;           // times a worker slept in the kernel
+  std::uint64_t timeouts = 0;        // deadlines that passed and were handed to on_due
   std::uint64_t driver_parks = 0;    // times a worker waited in the poller (not in `parks`)
   std::uint64_t driver_unparks = 0;  // eventfd writes to wake a worker waiting in the poller
   bool driver_parked = false;        // a worker waits in the poller now
@@ -177,15 +178,14 @@ class ThreadPool final : public TaskRunner,
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
 
   void worker_main(Worker* self) noexcept;
-  // Idle, holding `driver`: polls it for the spin window, then waits in it until work comes.
-  // Returns having released it.
+  // Idle, holding `driver`: waits in it until work comes. Returns having released it.
   void drive_idle(Worker* self, IoDriver& driver) noexcept;
   // Busy, between tasks: one non-blocking pass when nobody drives and one is due.
   void drive_between_tasks() noexcept;
   // Takes the driver if it is attached and free. mu_ held.
   IoDriver* take_driver_locked() noexcept;
-  // Gives the driver up to run work: a worker parked on its condition variable, if any, is
-  // woken to take it.
+  // Gives the driver up to run work; a worker parked on its condition variable is woken to take
+  // it only for a deadline due within io_interval.
   void release_driver_for_work(IoDriver& driver) noexcept;
   // Wakes the worker waiting in the poller, if one is. mu_ held.
   bool unpark_driver_locked() noexcept;
@@ -232,13 +232,12 @@ class ThreadPool final : public TaskRunner,
 
   // The attached event handler (guarded by mu_, except the atomics, which are hints).
   IoDriver* driver_ = nullptr;
-  bool driver_held_ = false;                // a worker of this pool holds it
-  std::atomic<bool> driver_free_{false};    // attached and held by no worker: busy workers look
+  bool driver_held_ = false;              // a worker of this pool holds it
+  std::atomic<bool> driver_free_{false};  // attached and held by no worker: busy workers look
   std::atomic<std::int64_t> driver_free_since_{0};  // when it was last released
   std::atomic<bool> driver_parked_{false};  // the holder waits in the poller (set under mu_)
   std::atomic<std::uint64_t> driver_parks_{0};
   std::atomic<std::uint64_t> driver_unparks_{0};
-  static constexpr std::int64_t kPollerLookNs = 2'000;  // spinning: a poller look this often
 
   // Timeouts (guarded by mu_, except the atomics).
   DeadlineHeap timed_;

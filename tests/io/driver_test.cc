@@ -2,18 +2,17 @@
 // worker the kernel wakes runs the isolate; a post reaches a worker waiting in the poller; an
 // event that comes while every worker is busy waits for one, and is never lost; shutdown ends a
 // wait in the poller. Real epoll, real TCP sockets on loopback; no sleeps, no timing thresholds.
+#include <dirent.h>
 #include <evh/event_handler.h>
 #include <evh/isolate.h>
 #include <evh/runtime.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include <atomic>
 #include <fstream>
-#include <string>
 #include <latch>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -114,8 +113,8 @@ TEST(PoolDriver, RuntimeHandlerHasNoThreadOfItsOwn) {
   Runtime rt;
   EventHandler* eh = *rt.event_handler();
   IsolateRef echo = *rt.spawn(echo_handler(t.server));
-  ASSERT_TRUE(eh->add_fd(t.server, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge})
-                  .ok());
+  ASSERT_TRUE(
+      eh->add_fd(t.server, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}).ok());
   for (int i = 0; i < 100; ++i) {
     write_byte(t.client);
     char c = 0;
@@ -143,8 +142,8 @@ TEST(PoolDriver, EventWhileEveryWorkerIsBusyIsDeliveredWhenOneFrees) {
     })));
   }
   IsolateRef echo = *rt.spawn(echo_handler(t.server));
-  ASSERT_TRUE(eh->add_fd(t.server, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge})
-                  .ok());
+  ASSERT_TRUE(
+      eh->add_fd(t.server, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}).ok());
   // The add has run once a round trip works.
   write_byte(t.client);
   char c = 0;
@@ -166,9 +165,8 @@ TEST(PoolDriver, PostWakesTheWorkerWaitingInThePoller) {
   ASSERT_TRUE(rt.event_handler().ok());
   auto rx = std::move(rt.open_receiver()).value();
   SendPort report = *rt.send_port(rx.id());
-  IsolateRef iso = *rt.spawn(make_handler([report](Isolate&, Message& m) {
-    (void)report.post(Message::u64(m.as_u64() + 1));
-  }));
+  IsolateRef iso = *rt.spawn(make_handler(
+      [report](Isolate&, Message& m) { (void)report.post(Message::u64(m.as_u64() + 1)); }));
   SendPort to_iso = *rt.send_port(iso->main_port());
   for (std::uint64_t i = 0; i < 20; ++i) {
     ASSERT_TRUE(await_parked_in_poller(rt));
