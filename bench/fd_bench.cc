@@ -8,11 +8,13 @@
 #include <evh/receiver.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -99,9 +101,55 @@ std::size_t drain(int fd) {
 
 // ---- fd_event_latency -----------------------------------------------------------------------
 
+// fd_event_latency_loaded's background: one busy thread per CPU at nice 19, the same for every
+// impl, so that the figure shows what a thread wakeup costs when the machine is not idle (issue
+// 15: with a compile beside it, a second wakeup per event tripled evh's round trip). Its own CPU
+// is read from the threads' CPU clocks and left out of the impl's.
+class BackgroundLoad {
+ public:
+  BackgroundLoad() {
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    clocks_.resize(n);
+    std::atomic<unsigned> ready{0};
+    for (unsigned i = 0; i < n; ++i) {
+      threads_.emplace_back([this, i, &ready] {
+        (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+        (void)::pthread_getcpuclockid(::pthread_self(), &clocks_[i]);
+        ready.fetch_add(1);
+        while (!stop_.load(std::memory_order_relaxed)) {
+        }
+      });
+    }
+    while (ready.load() < n) std::this_thread::yield();
+  }
+  ~BackgroundLoad() {
+    stop_.store(true);
+    for (auto& t : threads_) t.join();
+  }
+  BackgroundLoad(const BackgroundLoad&) = delete;
+  BackgroundLoad& operator=(const BackgroundLoad&) = delete;
+
+  // CPU the load threads have used so far.
+  double cpu_ms() const {
+    double total = 0;
+    for (clockid_t c : clocks_) {
+      timespec ts{};
+      if (::clock_gettime(c, &ts) == 0)
+        total += static_cast<double>(ts.tv_sec) * 1e3 + ts.tv_nsec / 1e6;
+    }
+    return total;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<clockid_t> clocks_;
+  std::vector<std::thread> threads_;
+};
+
 struct LatencySize {
   std::uint64_t warmup;
   std::uint64_t count;
+  const BackgroundLoad* load = nullptr;  // fd_event_latency_loaded: its CPU is not the impl's
 };
 
 LatencySize latency_size(Size size) {
@@ -109,23 +157,38 @@ LatencySize latency_size(Size size) {
   return {2'000, 100'000};
 }
 
+struct LatencySamples {
+  std::vector<std::int64_t> rtt_ns;
+  double cpu_us_per_rtt = 0;  // the process's CPU over the measured round trips, load excluded
+};
+
 // The measuring thread: one byte out on `to`, blocks for one byte back on `from`.
-std::vector<std::int64_t> latency_loop(int to, int from, LatencySize size) {
-  std::vector<std::int64_t> samples;
-  samples.reserve(size.count);
+LatencySamples latency_loop(int to, int from, LatencySize size) {
+  LatencySamples out;
+  out.rtt_ns.reserve(size.count);
+  double cpu0 = 0;
+  double load0 = 0;
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+    if (i == size.warmup) {
+      cpu0 = process_cpu_ms();
+      load0 = size.load != nullptr ? size.load->cpu_ms() : 0;
+    }
     const std::int64_t sent = now_ns();
     write_byte(to);
     read_byte(from);
     const std::int64_t received = now_ns();
-    if (i >= size.warmup) samples.push_back(received - sent);
+    if (i >= size.warmup) out.rtt_ns.push_back(received - sent);
   }
-  return samples;
+  double cpu = process_cpu_ms() - cpu0;
+  if (size.load != nullptr) cpu -= size.load->cpu_ms() - load0;
+  out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu * 1e3 / static_cast<double>(size.count);
+  return out;
 }
 
-RunResult latency_result(std::vector<std::int64_t>& samples) {
+RunResult latency_result(LatencySamples& samples) {
   RunResult out;
-  add_latency_metrics(out, "rtt", "", samples, {{50, "p50"}, {99, "p99"}});
+  add_latency_metrics(out, "rtt", "", samples.rtt_ns, {{50, "p50"}, {99, "p99"}});
+  out.metrics.push_back({"cpu_us_per_rtt", "us", samples.cpu_us_per_rtt});
   return out;
 }
 
@@ -151,7 +214,7 @@ RunResult raw_fd_latency(LatencySize size) {
       }
     }
   });
-  std::vector<std::int64_t> samples;
+  LatencySamples samples;
   std::exception_ptr error;
   try {
     samples = latency_loop(req.w, rep.r, size);
@@ -182,7 +245,7 @@ RunResult evh_fd_latency(LatencySize size) {
   })),
                          "spawn");
   check(eh->add_fd(req.r, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}), "add_fd");
-  std::vector<std::int64_t> samples;
+  LatencySamples samples;
   {
     ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
     samples = latency_loop(req.w, rep.r, size);
@@ -195,7 +258,7 @@ RunResult peer_fd_latency(const PeerImpl& p, LatencySize size) {
   BenchPipe req(/*read_nonblock=*/true);
   BenchPipe rep(/*read_nonblock=*/false);
   const int rep_w = rep.w;
-  std::vector<std::int64_t> samples;
+  LatencySamples samples;
   p.serve_fds(
       std::span<const int>(&req.r, 1),
       [rep_w](int fd) {
@@ -417,6 +480,14 @@ std::vector<Workload> fd_workloads() {
       {"fd_event_latency", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_event_latency(impl, latency_size(size)); },
        std::nullopt});
+  all.push_back({"fd_event_latency_loaded", with_peers({"evh", "raw"}), Threading::multi,
+                 [](std::string_view impl, Size size) {
+                   BackgroundLoad load;
+                   LatencySize s = latency_size(size);
+                   s.load = &load;
+                   return fd_event_latency(impl, s);
+                 },
+                 std::nullopt});
   // Syscalls per event count the writer's write() too: one per write, the same for both impls.
   // Units are writes; with 10,000 pipes almost every write is an event of its own.
   all.push_back(
