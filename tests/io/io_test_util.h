@@ -150,7 +150,8 @@ inline Result<HandlerUnderTest> make_handler(Runtime& rt, std::unique_ptr<detail
                                              EventHandlerOptions options = {}) {
   HandlerUnderTest h;
   if (drive == Drive::pool) {
-    auto eh = detail::RuntimeAccess::impl(rt).install_event_handler(std::move(poller), sys, options);
+    auto eh =
+        detail::RuntimeAccess::impl(rt).install_event_handler(std::move(poller), sys, options);
     if (!eh) return eh.error();
     h.eh = *eh;
   } else {
