@@ -8,11 +8,13 @@
 #include <evh/receiver.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -99,9 +101,55 @@ std::size_t drain(int fd) {
 
 // ---- fd_event_latency -----------------------------------------------------------------------
 
+// fd_event_latency_loaded's background: one busy thread per CPU at nice 19, the same for every
+// impl, so that the figure shows what a thread wakeup costs when the machine is not idle (issue
+// 15: with a compile beside it, a second wakeup per event tripled evh's round trip). Its own CPU
+// is read from the threads' CPU clocks and left out of the impl's.
+class BackgroundLoad {
+ public:
+  BackgroundLoad() {
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    clocks_.resize(n);
+    std::atomic<unsigned> ready{0};
+    for (unsigned i = 0; i < n; ++i) {
+      threads_.emplace_back([this, i, &ready] {
+        (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+        (void)::pthread_getcpuclockid(::pthread_self(), &clocks_[i]);
+        ready.fetch_add(1);
+        while (!stop_.load(std::memory_order_relaxed)) {
+        }
+      });
+    }
+    while (ready.load() < n) std::this_thread::yield();
+  }
+  ~BackgroundLoad() {
+    stop_.store(true);
+    for (auto& t : threads_) t.join();
+  }
+  BackgroundLoad(const BackgroundLoad&) = delete;
+  BackgroundLoad& operator=(const BackgroundLoad&) = delete;
+
+  // CPU the load threads have used so far.
+  double cpu_ms() const {
+    double total = 0;
+    for (clockid_t c : clocks_) {
+      timespec ts{};
+      if (::clock_gettime(c, &ts) == 0)
+        total += static_cast<double>(ts.tv_sec) * 1e3 + ts.tv_nsec / 1e6;
+    }
+    return total;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<clockid_t> clocks_;
+  std::vector<std::thread> threads_;
+};
+
 struct LatencySize {
   std::uint64_t warmup;
   std::uint64_t count;
+  const BackgroundLoad* load = nullptr;  // fd_event_latency_loaded: its CPU is not the impl's
 };
 
 LatencySize latency_size(Size size) {
@@ -109,29 +157,39 @@ LatencySize latency_size(Size size) {
   return {2'000, 100'000};
 }
 
-// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. `cpu_ms` gets
-// the process CPU over the measured round trips (the warm-up excluded).
-std::vector<std::int64_t> latency_loop(int to, int from, LatencySize size, double& cpu_ms) {
-  std::vector<std::int64_t> samples;
-  samples.reserve(size.count);
+struct LatencySamples {
+  std::vector<std::int64_t> rtt_ns;
+  double cpu_us_per_rtt = 0;  // the process's CPU over the measured round trips, load excluded
+};
+
+// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. The CPU is the
+// process's over the measured round trips (the warm-up and the background load excluded).
+LatencySamples latency_loop(int to, int from, LatencySize size) {
+  LatencySamples out;
+  out.rtt_ns.reserve(size.count);
   PhaseMeter phase;
+  double load0 = 0;
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-    if (i == size.warmup) phase.restart();
+    if (i == size.warmup) {
+      phase.restart();
+      load0 = size.load != nullptr ? size.load->cpu_ms() : 0;
+    }
     const std::int64_t sent = now_ns();
     write_byte(to);
     read_byte(from);
     const std::int64_t received = now_ns();
-    if (i >= size.warmup) samples.push_back(received - sent);
+    if (i >= size.warmup) out.rtt_ns.push_back(received - sent);
   }
-  cpu_ms = phase.cpu_ms();
-  return samples;
+  double cpu = phase.cpu_ms();
+  if (size.load != nullptr) cpu -= size.load->cpu_ms() - load0;
+  out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu * 1e3 / static_cast<double>(size.count);
+  return out;
 }
 
-RunResult latency_result(std::vector<std::int64_t>& samples, double cpu_ms) {
-  const double n = static_cast<double>(samples.size());
+RunResult latency_result(LatencySamples& samples) {
   RunResult out;
-  add_latency_metrics(out, "rtt", "", samples, {{50, "p50"}, {99, "p99"}});
-  out.metrics.push_back({"cpu_us_per_rtt", "us", cpu_ms * 1e3 / n});
+  add_latency_metrics(out, "rtt", "", samples.rtt_ns, {{50, "p50"}, {99, "p99"}});
+  out.metrics.push_back({"cpu_us_per_rtt", "us", samples.cpu_us_per_rtt});
   return out;
 }
 
@@ -157,11 +215,10 @@ RunResult raw_fd_latency(LatencySize size) {
       }
     }
   });
-  std::vector<std::int64_t> samples;
-  double cpu_ms = 0;
+  LatencySamples samples;
   std::exception_ptr error;
   try {
-    samples = latency_loop(req.w, rep.r, size, cpu_ms);
+    samples = latency_loop(req.w, rep.r, size);
   } catch (...) {
     error = std::current_exception();
   }
@@ -170,7 +227,7 @@ RunResult raw_fd_latency(LatencySize size) {
   loop.join();
   ::close(ep);
   if (error) std::rethrow_exception(error);
-  return latency_result(samples, cpu_ms);
+  return latency_result(samples);
 }
 
 // evh: an isolate registered for the request pipe (edge mode) reads it and answers.
@@ -190,13 +247,12 @@ RunResult evh_fd_latency(LatencySize size) {
   })),
                          "spawn");
   check(eh->add_fd(req.r, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}), "add_fd");
-  std::vector<std::int64_t> samples;
-  double cpu_ms = 0;
+  LatencySamples samples;
   {
     ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
-    samples = latency_loop(req.w, rep.r, size, cpu_ms);
+    samples = latency_loop(req.w, rep.r, size);
   }
-  RunResult out = latency_result(samples, cpu_ms);
+  RunResult out = latency_result(samples);
   out.backend = backend;
   return out;
 }
@@ -206,16 +262,15 @@ RunResult peer_fd_latency(const PeerImpl& p, LatencySize size) {
   BenchPipe req(/*read_nonblock=*/true);
   BenchPipe rep(/*read_nonblock=*/false);
   const int rep_w = rep.w;
-  std::vector<std::int64_t> samples;
-  double cpu_ms = 0;
+  LatencySamples samples;
   p.serve_fds(
       std::span<const int>(&req.r, 1),
       [rep_w](int fd) {
         drain(fd);
         write_byte(rep_w);
       },
-      [&] { samples = latency_loop(req.w, rep.r, size, cpu_ms); });
-  return latency_result(samples, cpu_ms);
+      [&] { samples = latency_loop(req.w, rep.r, size); });
+  return latency_result(samples);
 }
 
 RunResult fd_event_latency(std::string_view impl, LatencySize size) {
@@ -432,6 +487,14 @@ std::vector<Workload> fd_workloads() {
       {"fd_event_latency", with_peers({"evh", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_event_latency(impl, latency_size(size)); },
        std::nullopt});
+  all.push_back({"fd_event_latency_loaded", with_peers({"evh", "raw"}), Threading::multi,
+                 [](std::string_view impl, Size size) {
+                   BackgroundLoad load;
+                   LatencySize s = latency_size(size);
+                   s.load = &load;
+                   return fd_event_latency(impl, s);
+                 },
+                 std::nullopt});
   // Syscalls per event count the writer's write() too: one per write, the same for both impls.
   // Units are writes; with 10,000 pipes almost every write is an event of its own.
   all.push_back(

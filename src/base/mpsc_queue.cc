@@ -21,26 +21,46 @@ inline void prefetch_for_write(const void* p) noexcept {
 #endif
 }
 
+// The installing producer only (one at a time: see the header).
 QueueBlock* take_block(QueueTail& tail) {
-  // acquire: pairs with the release in recycle_block.
-  QueueBlock* b = tail.spare.exchange(nullptr, std::memory_order_acquire);
-  return b != nullptr ? b : new QueueBlock;
+  // acquire: pairs with the release CAS in recycle_block, so the block's `next` is visible.
+  QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  while (top != nullptr) {
+    QueueBlock* next = top->next.load(std::memory_order_relaxed);
+    if (tail.free.compare_exchange_weak(top, next, std::memory_order_acquire,
+                                        std::memory_order_acquire)) {
+      top->next.store(nullptr, std::memory_order_relaxed);
+      return top;
+    }
+  }
+  return new QueueBlock;
 }
 
+// The consumer only.
 void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
-  block->next.store(nullptr, std::memory_order_relaxed);
-  QueueBlock* expected = nullptr;
-  // release: pairs with the acquire in take_block.
-  if (!tail.spare.compare_exchange_strong(expected, block, std::memory_order_release,
-                                          std::memory_order_relaxed)) {
-    delete block;
+  // acquire: pairs with the release CAS below of an earlier push (the top's depth is visible).
+  QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  for (;;) {
+    const std::uint32_t depth =
+        top == nullptr ? 1 : top->free_depth.load(std::memory_order_relaxed) + 1;
+    if (depth > kMaxFreeBlocks) {
+      delete block;
+      return;
+    }
+    block->next.store(top, std::memory_order_relaxed);
+    block->free_depth.store(depth, std::memory_order_relaxed);
+    // release: pairs with the acquire loads in take_block; a failure means the installing
+    // producer popped the top meanwhile: look again.
+    if (tail.free.compare_exchange_weak(top, block, std::memory_order_release,
+                                        std::memory_order_acquire)) {
+      return;
+    }
   }
 }
 
 }  // namespace
 
 void queue_push(QueueTail& tail, Message&& message) noexcept {
-  QueueBlock* fresh = nullptr;
   Backoff backoff;
   for (;;) {
     // acquire: pairs with the release store of `pos` by the producer that installed the block,
@@ -55,11 +75,14 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
     if (block == nullptr) {  // the very first message: install the first block
       QueueBlock* first = tail.first.load(std::memory_order_acquire);
       if (first == nullptr) {
-        if (fresh == nullptr) fresh = take_block(tail);
+        // Not from the free list: producers racing here would pop it concurrently. Once per
+        // queue (or per queue_destroy).
+        QueueBlock* fresh = new QueueBlock;
         // acq_rel: publishes the block (release) or sees the winner's (acquire).
         if (tail.first.compare_exchange_strong(first, fresh, std::memory_order_acq_rel)) {
           first = fresh;
-          fresh = nullptr;
+        } else {
+          delete fresh;  // another producer's block won
         }
       }
       QueueBlock* expected = nullptr;  // whoever gets here first makes it the tail block
@@ -67,8 +90,6 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
       continue;
     }
     const bool last_slot = offset + 1 == kSlotsPerBlock;
-    // Allocate before claiming, so the install window stays a few stores long.
-    if (last_slot && fresh == nullptr) fresh = take_block(tail);
     // seq_cst: the mailbox owners' idle protocol pairs this with their seq_cst load of `pos`.
     // A stale `pos` (another producer won, or a block was installed) makes the CAS fail, which
     // also catches a `block` loaded after a concurrent install.
@@ -77,11 +98,13 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
       continue;
     }
     if (last_slot) {
+      // The block comes after the claim, so that only one producer pops the free list at a
+      // time; the install window is then a pop (an allocation only past the high-water mark).
+      QueueBlock* fresh = take_block(tail);
       // Link before publishing: the consumer follows `next` once it has read this last slot.
       block->next.store(fresh, std::memory_order_release);
       tail.block.store(fresh, std::memory_order_release);
       tail.pos.store(pos + 2, std::memory_order_release);  // past the install marker
-      fresh = nullptr;
     }
     QueueSlot& slot = block->slots[offset];
     if (offset + kPrefetchAhead < kSlotsPerBlock)
@@ -89,7 +112,6 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
     new (slot.storage) Message(std::move(message));
     // release: pairs with the consumer's acquire load of `seq`.
     slot.seq.store(pos + 1, std::memory_order_release);
-    if (fresh != nullptr) recycle_block(tail, fresh);
     return;
   }
 }
@@ -139,6 +161,11 @@ std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept {
   }
 }
 
+std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept {
+  const QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  return top == nullptr ? 0 : top->free_depth.load(std::memory_order_relaxed);
+}
+
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept {
   const std::uint64_t released = queue_drain(tail, head);
   QueueBlock* b = head.block != nullptr ? head.block : tail.first.load(std::memory_order_acquire);
@@ -147,7 +174,11 @@ std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept {
     delete b;
     b = next;
   }
-  delete tail.spare.exchange(nullptr, std::memory_order_acquire);
+  for (QueueBlock* f = tail.free.exchange(nullptr, std::memory_order_acquire); f != nullptr;) {
+    QueueBlock* next = f->next.load(std::memory_order_relaxed);
+    delete f;
+    f = next;
+  }
   head = QueueHead{};
   tail.block.store(nullptr, std::memory_order_relaxed);
   tail.first.store(nullptr, std::memory_order_relaxed);

@@ -3,8 +3,10 @@
 //
 // Why not an intrusive node per message: a node needs an allocation per message, and a
 // cross-thread malloc/free pair costs more than the rest of a post together. Here a message is
-// written into a slot of the current block; a block holds 31 slots and is recycled through a
-// one-block cache, so steady-state posting allocates nothing.
+// written into a slot of the current block; a block holds 31 slots and is recycled through the
+// queue's own free list, so posting allocates only when the queue grows past its high-water mark
+// (issue 14, defect 0: a sender that allocates can sleep in the kernel — malloc → mprotect waits
+// on the process's memory-map lock — for milliseconds while other threads fault pages in).
 //
 // Producers (any thread) claim a position with one CAS on `QueueTail::pos`, then write their
 // slot and publish it with a release store of the slot's `seq` word (the position + 1). The
@@ -13,6 +15,15 @@
 // that claims a block's last slot installs the next block; others wait the few instructions that
 // takes. Positions count 32 per block: offsets 0..30 are slots, offset 31 means "next block being
 // installed". Positions never wrap (64-bit), so there is no ABA.
+//
+// The free list is a stack that the consumer pushes onto (a block it has read to the end) and that
+// only the installing producer pops from. Installs are serialised by the position protocol — no
+// position of a block can be claimed before the block is installed, and the install ends with the
+// release store of `pos` that the next installer's acquire load sees — so there is one popper at
+// a time, and a stack with one popper has no ABA: the top it read cannot be popped and pushed back
+// before its CAS. It keeps at most kMaxFreeBlocks blocks; the rest are freed. Only the consumer
+// frees a block, and never one on the list, so a block the consumer reads through `free` is
+// alive even if a producer has popped it meanwhile (its CAS then fails).
 //
 // The consumer (one thread at a time; the caller guarantees it) reads slots in order. A slot
 // whose position was claimed but whose message is not yet written is reported as `pending`.
@@ -34,6 +45,9 @@ namespace evh::detail {
 
 inline constexpr std::uint32_t kSlotsPerBlock = 31;
 inline constexpr std::uint64_t kPositionsPerBlock = 32;
+// The most blocks a queue keeps for reuse: 8,000 messages in flight (512 KiB) recycle without an
+// allocation; a queue that once held more frees the excess as it drains.
+inline constexpr std::uint32_t kMaxFreeBlocks = 256;
 
 struct alignas(64) QueueSlot {
   // position + 1 once `storage` holds the message of that position. 64-bit positions never
@@ -47,6 +61,9 @@ static_assert(sizeof(QueueSlot) == 64);
 
 struct alignas(64) QueueBlock {
   std::atomic<QueueBlock*> next{nullptr};
+  // On the free list: how many blocks it holds from this one down (written by the consumer as it
+  // pushes; in the first line's padding, so it costs no space).
+  std::atomic<std::uint32_t> free_depth{0};
   QueueSlot slots[kSlotsPerBlock];
 };
 
@@ -54,7 +71,9 @@ struct QueueTail {
   std::atomic<std::uint64_t> pos{0};
   std::atomic<QueueBlock*> block{nullptr};
   std::atomic<QueueBlock*> first{nullptr};  // the first block ever installed: the consumer's start
-  std::atomic<QueueBlock*> spare{nullptr};  // one recycled block, consumer → producers
+  // Recycled blocks, consumer → the installing producer, linked through `next`. (The tail stays
+  // 32 bytes: it sits in an isolate's producer line.)
+  std::atomic<QueueBlock*> free{nullptr};
 };
 
 struct QueueHead {
@@ -86,6 +105,9 @@ inline bool queue_has_claimed(const QueueTail& tail, QueueHead& head) noexcept {
 // many were released.
 std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept;
 
+// Consumer side (or with no producer running): how many blocks the free list holds.
+std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept;
+
 // When no producer can reach the queue any more: releases what is left and frees the blocks.
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept;
 
@@ -103,6 +125,7 @@ struct MpscQueue {
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }
+  std::uint32_t free_blocks() const noexcept { return queue_free_blocks(tail); }
 };
 
 }  // namespace evh::detail

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+
+#include "base/mono_time.h"
 
 namespace evh::detail {
 namespace {
@@ -136,7 +139,37 @@ void EpollPoller::wake() noexcept {
   }
 }
 
-Result<PollResult> EpollPoller::wait(std::span<PollEvent> out, PollBlock block) noexcept {
+int EpollPoller::epoll_wait_until(int max, MonoTime until) noexcept {
+  if (until == kForever) return ::epoll_wait(epoll_fd_, events_.data(), max, -1);
+  const std::int64_t until_ns = to_ns(until);
+  for (;;) {
+    const std::int64_t now = mono_now_ns();
+    const std::int64_t left = until_ns > now ? until_ns - now : 0;
+    if (left == 0 || !have_pwait2_) {
+      // Whole milliseconds, rounded up: never before `until`.
+      const std::int64_t ms = (left + 999'999) / 1'000'000;
+      const int n = ::epoll_wait(epoll_fd_, events_.data(), max,
+                                 static_cast<int>(std::min<std::int64_t>(ms, INT32_MAX)));
+      if (n != 0 || left == 0) return n;
+    } else {
+      // The kernel lets a wait of d end up to d/1000 late (select_estimate_accuracy: 0.1 %, at
+      // least the thread's timer slack), so ask for that much less; a wait that then ends early
+      // waits again for the rest, whose own slack is a thousandth of that.
+      const std::int64_t ask = left - left / 1000;
+      timespec ts{static_cast<time_t>(ask / 1'000'000'000), static_cast<long>(ask % 1'000'000'000)};
+      const int n = ::epoll_pwait2(epoll_fd_, events_.data(), max, &ts, nullptr);
+      if (n < 0 && errno == ENOSYS) {
+        // Linux before 5.11: millisecond timeouts only.
+        have_pwait2_ = false;
+        continue;
+      }
+      if (n != 0) return n;
+    }
+    if (mono_now_ns() >= until_ns) return 0;
+  }
+}
+
+Result<PollResult> EpollPoller::wait(std::span<PollEvent> out, MonoTime until) noexcept {
   // Never ask the kernel for more than the caller can take: a ready fd that is not returned
   // stays on epoll's ready list for the next wait, but one returned and dropped here would be a
   // lost edge.
@@ -144,7 +177,7 @@ Result<PollResult> EpollPoller::wait(std::span<PollEvent> out, PollBlock block) 
   if (max == 0) return Errc::invalid_argument;
   int n;
   do {
-    n = ::epoll_wait(epoll_fd_, events_.data(), max, block == PollBlock::yes ? -1 : 0);
+    n = epoll_wait_until(max, until);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return last_error();
 

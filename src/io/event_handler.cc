@@ -39,6 +39,22 @@ EventHandlerImpl::~EventHandlerImpl() {
   shutdown();
 }
 
+Status EventHandlerImpl::start(DriverHost& host) noexcept {
+  host_ = &host;
+  if (clock_.manual()) {
+    try {
+      clock_.add_waiter(*this);
+      clock_registered_.store(true, std::memory_order_release);
+    } catch (const std::bad_alloc&) {
+      host_ = nullptr;
+      shutdown();
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
+  host.attach_driver(*this);
+  return {};
+}
+
 Status EventHandlerImpl::start() noexcept {
   try {
     thread_ = std::thread([this] { loop(); });
@@ -60,6 +76,21 @@ Status EventHandlerImpl::start() noexcept {
 }
 
 void EventHandlerImpl::clock_moved() noexcept {
+  if (host_ != nullptr) {
+    // Driven by a pool: take the driver (waking a worker that waits in the poller, which then
+    // gives it up) and run passes on this thread until every command queued before the move
+    // has run and what the move made due has been posted. The pool's workers never wait for
+    // the driver, so this wait always ends.
+    if (stop_.load(std::memory_order_acquire)) return;
+    lock_.lock(*poller_);
+    while (!stop_.load(std::memory_order_acquire)) {
+      drive(Poller::kNoWait);
+      if (!more_) break;
+    }
+    lock_.unlock();
+    host_->driver_released();
+    return;
+  }
   std::atomic<std::uint32_t> done{0};
   Command c;
   c.kind = CommandKind::clock_moved;
@@ -183,19 +214,25 @@ void EventHandlerImpl::shutdown() noexcept {
   if (shut_down_) return;
   shut_down_ = true;
   channel_.close();
-  // release: pairs with the loop's acquire load; the loop then drains every command pushed.
+  // release: pairs with the acquire loads of the passes; every command is then queued.
   stop_.store(true, std::memory_order_release);
-  if (thread_.joinable()) {
+  if (host_ != nullptr) {
+    // No worker takes the driver from now on; the one waiting in the poller is woken, and the
+    // current holder's pass ends. Then this thread is the last holder.
+    host_->detach_driver(*this);
+    lock_.lock(*poller_);
+    finish();
+    lock_.unlock();
+  } else if (thread_.joinable()) {
     poller_->wake();
     thread_.join();
   } else {
     // Never started: execute what was queued (nothing can have been) and end registrations.
-    loop_id_ = std::this_thread::get_id();
-    channel_.drain(~0u, [this](const Command& c) { execute(c); });
-    registrations_.teardown();
-    timeouts_.clear();
+    (void)lock_.try_lock();
+    finish();
+    lock_.unlock();
   }
-  // After the join: a move of the clock now finds the channel closed and returns at once.
+  // A move of the clock now finds the handler stopped and returns at once.
   if (clock_registered_.exchange(false, std::memory_order_acq_rel)) clock_.remove_waiter(*this);
   // Closes the epoll instance, the timerfd and the eventfd.
   poller_.reset();
@@ -213,51 +250,75 @@ EventHandlerStats EventHandlerImpl::stats() const noexcept {
   return s;
 }
 
-// ---- the I/O thread ---------------------------------------------------------------------------
+// ---- the driver -------------------------------------------------------------------------------
 
-void EventHandlerImpl::assert_loop_thread() const noexcept {
-  EVH_ASSERT(std::this_thread::get_id() == loop_id_, "loop-only method called off the I/O thread");
+bool EventHandlerImpl::try_acquire() noexcept {
+  if (stop_.load(std::memory_order_acquire)) return false;
+  return lock_.try_lock();
+}
+
+void EventHandlerImpl::release() noexcept {
+  assert_driving();
+  lock_.unlock();
+}
+
+void EventHandlerImpl::unpark() noexcept {
+  poller_->wake();
+}
+
+void EventHandlerImpl::assert_driving() const noexcept {
+  EVH_ASSERT(lock_.held_by_me(), "driver-only method called by a thread that does not drive");
 }
 
 void EventHandlerImpl::loop() noexcept {
-  loop_id_ = std::this_thread::get_id();
-  bool more = false;
-  for (;;) {
-    timeouts_.arm(*poller_, clock_.manual() ? IoTimeouts::TimeoutClock::manual
-                                            : IoTimeouts::TimeoutClock::monotonic);
-    // From here on a sender wakes the poller; then one more look at the queue (see commands.h).
-    channel_.sleeping();
-    const bool block = !more && !channel_.pending() && !stop_.load(std::memory_order_acquire);
-    auto r = poller_->wait(events_, block ? PollBlock::yes : PollBlock::no);
-    channel_.awake();
-    passes_.fetch_add(1, std::memory_order_relaxed);
-    more = channel_.drain(options_.commands_per_pass, [this](const Command& c) { execute(c); });
-    // acquire: pairs with shutdown()'s release store; every command is then queued.
-    if (stop_.load(std::memory_order_acquire)) break;
-    if (!r) {
-      // A signal interrupted a backend that does not retry: look again.
-      if (r.error() == std::errc::interrupted) continue;
-      // epoll_wait fails only on a programming error (EBADF, EFAULT, EINVAL); say so loudly
-      // rather than spin on it.
-      std::fprintf(stderr, "evh: event handler wait failed: %s\n", r.error().message().c_str());
-      EVH_ASSERT(false, "poller wait failed");
-      more = false;
-      continue;
-    }
-    // Commands ran first, so a registration closed in this pass gets nothing from this batch:
-    // its entry is gone, or its token's generation no longer matches.
-    for (std::size_t i = 0; i < r->count; ++i) registrations_.dispatch(events_[i]);
-    if (r->deadline_reached) {
-      timeouts_.native_fired();
-      expire();
-    } else if (clock_.manual()) {
-      // A timeout set at or before the manual clock's time is due now, not at a move.
-      timeouts_.expire_timeouts(clock_.now_ns(), delivery_);
-    }
-  }
+  // The own thread holds the driver for its whole life (shutdown joins it).
+  (void)lock_.try_lock();
+  do {
+    drive(Poller::kForever);
+  } while (!stop_.load(std::memory_order_acquire));
+  finish();
+  lock_.unlock();
+}
+
+void EventHandlerImpl::finish() noexcept {
+  assert_driving();
   channel_.drain(~0u, [this](const Command& c) { execute(c); });
   registrations_.teardown();
   timeouts_.clear();
+}
+
+void EventHandlerImpl::drive(MonoTime until) noexcept {
+  assert_driving();
+  timeouts_.arm(*poller_, clock_.manual() ? IoTimeouts::TimeoutClock::manual
+                                          : IoTimeouts::TimeoutClock::monotonic);
+  // From here on a sender wakes the poller; then one more look at the queue (see commands.h).
+  channel_.sleeping();
+  const bool look_only = more_ || channel_.pending() || stop_.load(std::memory_order_acquire);
+  auto r = poller_->wait(events_, look_only ? Poller::kNoWait : until);
+  channel_.awake();
+  passes_.fetch_add(1, std::memory_order_relaxed);
+  more_ = channel_.drain(options_.commands_per_pass, [this](const Command& c) { execute(c); });
+  // acquire: pairs with shutdown()'s release store; the rest is finish()'s.
+  if (stop_.load(std::memory_order_acquire)) return;
+  if (!r) {
+    // A signal interrupted a backend that does not retry: look again next pass.
+    if (r.error() == std::errc::interrupted) return;
+    // epoll_wait fails only on a programming error (EBADF, EFAULT, EINVAL); say so loudly
+    // rather than spin on it.
+    std::fprintf(stderr, "evh: event handler wait failed: %s\n", r.error().message().c_str());
+    EVH_ASSERT(false, "poller wait failed");
+    return;
+  }
+  // Commands ran first, so a registration closed in this pass gets nothing from this batch:
+  // its entry is gone, or its token's generation no longer matches.
+  for (std::size_t i = 0; i < r->count; ++i) registrations_.dispatch(events_[i]);
+  if (r->deadline_reached) {
+    timeouts_.native_fired();
+    expire();
+  } else if (clock_.manual()) {
+    // A timeout set at or before the manual clock's time is due now, not at a move.
+    timeouts_.expire_timeouts(clock_.now_ns(), delivery_);
+  }
 }
 
 void EventHandlerImpl::expire() noexcept {
@@ -269,7 +330,7 @@ void EventHandlerImpl::expire() noexcept {
 }
 
 void EventHandlerImpl::execute(const Command& c) noexcept {
-  assert_loop_thread();
+  assert_driving();
   switch (c.kind) {
     case CommandKind::add:
       registrations_.add(c);
@@ -312,11 +373,11 @@ void EventHandlerImpl::execute(const Command& c) noexcept {
 Result<std::unique_ptr<EventHandlerImpl>> start_event_handler(PortDirectory& ports,
                                                               RuntimeClock clock,
                                                               std::unique_ptr<Poller> poller,
-                                                              Sys& sys,
-                                                              EventHandlerOptions options) {
+                                                              Sys& sys, EventHandlerOptions options,
+                                                              DriverHost* host) {
   if (options.commands_per_pass == 0) return Errc::invalid_argument;
   auto impl = std::make_unique<EventHandlerImpl>(ports, clock, std::move(poller), sys, options);
-  if (auto s = impl->start(); !s) return s.error();
+  if (auto s = host != nullptr ? impl->start(*host) : impl->start(); !s) return s.error();
   return impl;
 }
 

@@ -1,5 +1,5 @@
-// EventHandlerImpl: the event handler — one I/O thread turning kernel readiness and deadlines
-// into port messages (docs/EVENT_HANDLER.md).
+// EventHandlerImpl: the event handler — kernel readiness and deadlines turned into port messages
+// (docs/EVENT_HANDLER.md).
 //
 // Parts, each in its own file:
 //   - commands (io/commands.h): any thread validates what it can (fd, file type, port) and sends
@@ -11,10 +11,16 @@
 //     the kernel, so that a fake of each (tests/io/fake_poller.h) can inject any error;
 //   - the ports: a PortDirectory (port/port_directory.h) the runtime hands it. It knows nothing
 //     of the runtime, its isolates or its receivers.
-// This file holds the loop that ties them together: wait → execute commands → dispatch this
-// batch's readiness → expire deadlines → re-arm the native timer if the earliest deadline
-// changed. Commands run before the batch is dispatched and events carry a token with a
+// This file holds the pass that ties them together: re-arm the native timer if the earliest
+// deadline changed → wait → execute commands → dispatch this batch's readiness → expire
+// deadlines. Commands run before the batch is dispatched and events carry a token with a
 // generation, so a close executed in this pass drops the readiness observed in the same batch.
+//
+// Who runs the passes (io/driver.h): driven by a pool (`Drive::pool`, the runtime's own handler),
+// the pool's idle workers take turns as the one thread that waits in the poller and runs passes,
+// so the worker the kernel wakes runs the isolate the event is for; with its own thread
+// (`Drive::own_thread`: handlers made with EventHandler::create), that thread runs them in a loop.
+// Either way one thread at a time holds the driver (DriverLock) and runs a pass.
 //
 // Time: port timeouts are on the runtime's clock. On the monotonic clock they arm the poller's
 // native timer; on a manual clock they expire on each pass of the loop and when the clock moves
@@ -22,7 +28,8 @@
 // time, whatever the clock: they are about the kernel's resources — arm the native timer.
 //
 // Threads: the public entry points are thread-safe and never block (except shutdown(), which
-// joins the I/O thread); everything else runs on the I/O thread (debug builds check it).
+// waits for the driver's holder or joins the own thread); everything else runs on the thread
+// holding the driver (debug builds check it).
 // Ownership: it owns its poller (and so the poller's fds) and closes them at shutdown; the
 // PortDirectory and the Sys must outlive it.
 #pragma once
@@ -37,6 +44,8 @@
 
 #include "io/commands.h"
 #include "io/delivery.h"
+#include "io/driver.h"
+#include "io/driver_lock.h"
 #include "io/poller.h"
 #include "io/registrations.h"
 #include "io/sys.h"
@@ -47,7 +56,10 @@
 
 namespace evh::detail {
 
-class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
+// Who runs the handler's passes.
+enum class Drive : std::uint8_t { pool, own_thread };
+
+class EventHandlerImpl final : public DeadlineKeeper, public IoDriver, private ClockWaiter {
  public:
   EventHandlerImpl(PortDirectory& ports, RuntimeClock clock, std::unique_ptr<Poller> poller,
                    Sys& sys, EventHandlerOptions options);
@@ -55,7 +67,9 @@ class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
   EventHandlerImpl(const EventHandlerImpl&) = delete;
   EventHandlerImpl& operator=(const EventHandlerImpl&) = delete;
 
-  // Starts the I/O thread; the error when it cannot be created.
+  // Hands the handler to `host`'s idle workers (Drive::pool).
+  Status start(DriverHost& host) noexcept;
+  // Starts the handler's own thread (Drive::own_thread); the error when it cannot be created.
   Status start() noexcept;
 
   // Any thread.
@@ -78,6 +92,13 @@ class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
                       WakeupPrecision precision) noexcept override;
   void clear_deadline(std::uint64_t key) noexcept override;
 
+  // IoDriver (io/driver.h).
+  bool try_acquire() noexcept override;
+  void release() noexcept override;
+  void drive(MonoTime until) noexcept override;
+  void unpark() noexcept override;
+  bool release_requested() const noexcept override { return lock_.has_waiters(); }
+
  private:
   // A command that names only a port (clear_timeout, drop_port).
   Status port_command(CommandKind kind, PortId port) noexcept;
@@ -87,11 +108,15 @@ class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
   // ClockWaiter: a manual clock moved; returns once the loop has expired what it made due.
   void clock_moved() noexcept override;
 
-  // I/O thread.
+  // The own thread's loop (Drive::own_thread).
   void loop() noexcept;
+  // The driver's holder: the end of the handler — every queued command, then every live
+  // registration's final notice; pending timeouts are dropped.
+  void finish() noexcept;
+  // The driver's holder.
   void execute(const Command& c) noexcept;
   void expire() noexcept;
-  void assert_loop_thread() const noexcept;
+  void assert_driving() const noexcept;
 
   std::unique_ptr<Poller> poller_;  // reset by shutdown(): that closes its fds
   Sys& sys_;
@@ -103,23 +128,26 @@ class EventHandlerImpl final : public DeadlineKeeper, private ClockWaiter {
   CommandChannel channel_;
   IoTimeouts timeouts_;
   Registrations registrations_;
-  std::atomic<bool> stop_{false};  // the loop finishes after its next pass
-  std::vector<PollEvent> events_;
+  std::atomic<bool> stop_{false};  // no pass runs after the current one
+  DriverHost* host_ = nullptr;     // Drive::pool: set by start(), never changed after
+  DriverLock lock_;                // who drives
+  bool more_ = false;              // the holder's: commands were left for the next pass
+  std::vector<PollEvent> events_;  // the holder's
   std::atomic<std::uint64_t> passes_{0};
 
   std::mutex shutdown_mu_;  // serialises shutdown() callers
   bool shut_down_ = false;  // guarded by shutdown_mu_
-  std::thread thread_;
-  std::thread::id loop_id_;
+  std::thread thread_;      // Drive::own_thread
 };
 
-// Starts a handler over `poller` and `sys`, posting to `ports`, its timeouts on `clock`.
+// Starts a handler over `poller` and `sys`, posting to `ports`, its timeouts on `clock`, driven
+// by `host`'s idle workers, or by a thread of its own when `host` is null.
 // `Errc::invalid_argument` for bad options; the thread's error when it cannot start.
 Result<std::unique_ptr<EventHandlerImpl>> start_event_handler(PortDirectory& ports,
                                                               RuntimeClock clock,
                                                               std::unique_ptr<Poller> poller,
-                                                              Sys& sys,
-                                                              EventHandlerOptions options);
+                                                              Sys& sys, EventHandlerOptions options,
+                                                              DriverHost* host);
 
 // What evh may do with the public EventHandler that its users may not.
 struct EventHandlerAccess {

@@ -7,7 +7,8 @@
 // call it makes, so a fake of each can inject any error into any of them.
 //
 // Threads: `wake()` may be called from any thread and never blocks. Every other method belongs
-// to one thread at a time (the event handler's I/O thread) and only `wait()` may block.
+// to one thread at a time — whichever thread drives the event handler: a pool worker that waits
+// in the poller, or the handler's own thread (io/event_handler.h) — and only `wait()` may block.
 // Memory: a Poller borrows nothing across calls; `wait()` writes into the caller's span and
 // keeps no reference to it. Fds passed to add/modify/remove stay the caller's.
 #pragma once
@@ -28,8 +29,6 @@ struct PollEvent {
   FdEvents events = FdEvents::none;
 };
 
-enum class PollBlock : std::uint8_t { no, yes };
-
 struct PollResult {
   std::size_t count = 0;          // entries written to the caller's span
   bool deadline_reached = false;  // the deadline passed; it is now disarmed
@@ -42,6 +41,9 @@ class Poller {
   static constexpr std::size_t kMaxEvents = 1024;
   // Tokens at or above this are the poller's own.
   static constexpr std::uint64_t kReservedTokens = ~std::uint64_t{0} - 15;
+  // `wait()` limits: only look, or no limit.
+  static constexpr MonoTime kNoWait = MonoTime::min();
+  static constexpr MonoTime kForever = MonoTime::max();
 
   virtual ~Poller() = default;
   virtual const char* name() const noexcept = 0;
@@ -64,11 +66,14 @@ class Poller {
   // Any thread: makes the current or next blocking wait() return. Never blocks.
   virtual void wake() noexcept = 0;
 
-  // Collects up to min(out.size(), kMaxEvents) ready fds. With PollBlock::yes it blocks until
-  // an fd is ready, the deadline passes or wake() is called; with PollBlock::no it only looks.
-  // Interrupted system calls are retried; a backend that cannot retry one returns EINTR, and
-  // the caller calls again.
-  virtual Result<PollResult> wait(std::span<PollEvent> out, PollBlock block) noexcept = 0;
+  // Collects up to min(out.size(), kMaxEvents) ready fds. Blocks until an fd is ready, the
+  // deadline passes, wake() is called, or `until` (CLOCK_MONOTONIC) — the waiting thread's own
+  // limit, e.g. a pool's earliest timer, which is not the armed deadline: nothing is reported for
+  // it. `until` at or before now only looks (kNoWait); kForever has no limit. A wait that ends
+  // for `until` alone ends at or after it, never before (the kernel's timer slack is the
+  // backend's to make up for), and as close after it as the backend can. Interrupted system
+  // calls are retried; a backend that cannot retry one returns EINTR, and the caller calls again.
+  virtual Result<PollResult> wait(std::span<PollEvent> out, MonoTime until) noexcept = 0;
 };
 
 }  // namespace evh::detail

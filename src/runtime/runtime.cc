@@ -53,6 +53,7 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime, Ru
   p.idle_timeout = idle_timeout_of(o);
   p.spin = spin_of(o);
   p.name = "evh-worker";
+  p.io_interval = o.time_slice;
   return p;
 }
 
@@ -214,13 +215,31 @@ Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   if (!eh_) {
     auto poller = EpollPoller::create();
     if (!poller) return poller.error();
-    auto started = start_event_handler(*this, clock_, std::move(poller).value(), linux_sys(), {});
-    if (!started) return started.error();
-    EventHandlerImpl* impl = started->get();
-    eh_ = EventHandlerAccess::wrap(std::move(started).value());
-    eh_impl_.store(impl, std::memory_order_release);
-    eh_ready_.store(eh_.get(), std::memory_order_release);
+    if (auto s = install_event_handler_locked(std::move(poller).value(), linux_sys(), {}); !s) {
+      return s.error();
+    }
   }
+  return eh_.get();
+}
+
+Status RuntimeImpl::install_event_handler_locked(std::unique_ptr<Poller> poller, Sys& sys,
+                                                 EventHandlerOptions options) noexcept {
+  // Driven by the shared pool's idle workers: the worker the kernel wakes runs the isolate.
+  auto started = start_event_handler(*this, clock_, std::move(poller), sys, options, &pool_);
+  if (!started) return started.error();
+  EventHandlerImpl* impl = started->get();
+  eh_ = EventHandlerAccess::wrap(std::move(started).value());
+  eh_impl_.store(impl, std::memory_order_release);
+  eh_ready_.store(eh_.get(), std::memory_order_release);
+  return {};
+}
+
+Result<EventHandler*> RuntimeImpl::install_event_handler(std::unique_ptr<Poller> poller, Sys& sys,
+                                                         EventHandlerOptions options) noexcept {
+  std::lock_guard lock(eh_mu_);
+  if (eh_closed_ || shutting_down()) return Errc::shutting_down;
+  if (eh_) return Errc::invalid_argument;
+  if (auto s = install_event_handler_locked(std::move(poller), sys, options); !s) return s.error();
   return eh_.get();
 }
 
@@ -310,7 +329,7 @@ Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
                                                          std::unique_ptr<Poller> poller,
                                                          EventHandlerOptions options, Sys& sys) {
   RuntimeImpl& impl = RuntimeAccess::impl(runtime);
-  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options);
+  auto started = start_event_handler(impl, impl.clock(), std::move(poller), sys, options, nullptr);
   if (!started) return started.error();
   return EventHandlerAccess::wrap(std::move(started).value());
 }

@@ -51,6 +51,10 @@ class RuntimeImpl final : public IsolateHost {
   Result<EventHandler*> event_handler() noexcept;
   // The event handler's inside, started on first use (as event_handler()).
   Result<EventHandlerImpl*> event_handler_impl() noexcept;
+  // Makes a handler over `poller` and `sys` the runtime's own (driven by the pool, shut down
+  // first) instead of the default one; `Errc::invalid_argument` once it has one. For tests.
+  Result<EventHandler*> install_event_handler(std::unique_ptr<Poller> poller, Sys& sys,
+                                              EventHandlerOptions options = {}) noexcept;
   // The runtime's pool behind `runner` (the shared one or a dedicated one), which keeps timer
   // deadlines itself; null for an embedder's runner.
   ThreadPool* timer_pool_for(TaskRunner* runner) noexcept;
@@ -85,6 +89,9 @@ class RuntimeImpl final : public IsolateHost {
   void free(void* isolate_memory) noexcept override;
 
  private:
+  Status install_event_handler_locked(std::unique_ptr<Poller> poller, Sys& sys,
+                                      EventHandlerOptions options) noexcept;  // eh_mu_ held
+
   Runtime& owner_;
   const RuntimeOptions options_;
   const RuntimeClock clock_;
@@ -135,7 +142,8 @@ struct RuntimeAccess {
   static RuntimeImpl& impl(Runtime& runtime) noexcept { return *runtime.impl_; }
 };
 
-// An event handler over any poller and Sys (tests pass fakes), posting to `runtime`'s ports.
+// An event handler over any poller and Sys (tests pass fakes), posting to `runtime`'s ports,
+// with a thread of its own (as EventHandler::create).
 Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
                                                          std::unique_ptr<Poller> poller,
                                                          EventHandlerOptions options = {},

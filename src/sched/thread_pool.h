@@ -27,6 +27,28 @@
 // wake one thread, the one that then runs the batch, instead of an I/O thread that wakes a
 // worker. A busy worker looks at the earliest deadline between tasks.
 //
+// The poller: an event handler attached with attach_driver() (the runtime's own) is driven by
+// the idle workers (io/driver.h). An idle worker that finds the driver free takes it and waits in
+// the poller at once (no spin there: drive_idle says why) — for readiness, commands, a post, or
+// the pool's earliest deadline, which makes it the keeper too — instead of on its condition
+// variable (a keeper parked there when the driver is attached gives the role up). What
+// it dispatches to an isolate of this pool lands in its LIFO slot, so the thread the kernel woke
+// runs the isolate: one wakeup per event. A post that needs a worker wakes a worker parked on
+// its condition variable first, else the driver, through the poller (one eventfd write, only
+// when it is parked there), else starts one. A worker that leaves the driver to run work takes
+// it back when it is idle again; it wakes a parked worker to take it up only when a deadline is
+// due within `io_interval` (see release_driver_for_work for why not always); while no idle
+// worker holds it, a worker between tasks runs one non-blocking pass once the poller has not
+// been looked at for `io_interval`. The worker holding the driver never idles out.
+//
+// Why no wakeup is lost: a worker parks in the poller only after it found the queues empty and
+// marked itself parked there (driver_parked_), both under mu_; a post queues under mu_ and reads
+// the mark there. So either the worker saw the task, or the post saw the mark and wrote the
+// eventfd — which ends the wait even if the worker has not yet entered epoll_wait (the eventfd
+// stays readable until read). The driver clears the mark after its wait; a post that cleared it
+// first has written the eventfd, and the wait returns at once. An earlier deadline set while it
+// waits wakes it the same way.
+//
 // Threads: post()/post_yielded() from any thread, never blocking for longer than a short mutex
 // hold. shutdown() from a thread that is not one of the pool's.
 #pragma once
@@ -46,6 +68,7 @@
 #include <thread>
 
 #include "base/intrusive.h"
+#include "io/driver.h"
 #include "sync/spin.h"
 #include "timer/deadline_heap.h"
 #include "timer/deadline_keeper.h"
@@ -66,16 +89,25 @@ struct ThreadPoolOptions {
   void* on_due_ctx = nullptr;
   // The clock deadlines are on (the runtime's; by default CLOCK_MONOTONIC).
   RuntimeClock clock{};
+  // With a driver attached: while every worker is busy, the longest a poller goes unlooked at
+  // (a worker between tasks runs one non-blocking pass after it).
+  std::chrono::microseconds io_interval{500};
 };
 
 struct ThreadPoolStats {
   std::uint64_t live = 0;
   std::uint64_t started = 0;
-  std::uint64_t parks = 0;     // times a worker slept in the kernel
-  std::uint64_t timeouts = 0;  // deadlines that passed and were handed to on_due
+  std::uint64_t parks = 0;           // times a worker slept in the kernel
+  std::uint64_t timeouts = 0;        // deadlines that passed and were handed to on_due
+  std::uint64_t driver_parks = 0;    // times a worker waited in the poller (not in `parks`)
+  std::uint64_t driver_unparks = 0;  // eventfd writes to wake a worker waiting in the poller
+  bool driver_parked = false;        // a worker waits in the poller now
 };
 
-class ThreadPool final : public TaskRunner, public DeadlineKeeper, private ClockWaiter {
+class ThreadPool final : public TaskRunner,
+                         public DeadlineKeeper,
+                         public DriverHost,
+                         private ClockWaiter {
  public:
   explicit ThreadPool(ThreadPoolOptions options);
   ~ThreadPool() override;  // shutdown()
@@ -97,6 +129,11 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper, private Clock
                       WakeupPrecision precision = WakeupPrecision::slack) noexcept override;
   void clear_deadline(std::uint64_t key) noexcept override;
 
+  // DriverHost (io/driver.h): the idle workers drive `driver` from now on, one at a time.
+  void attach_driver(IoDriver& driver) noexcept override;
+  void detach_driver(IoDriver& driver) noexcept override;
+  void driver_released() noexcept override;
+
   // Runs every task already queued or posted meanwhile, then joins every worker. Idempotent.
   void shutdown() noexcept;
   ThreadPoolStats stats() const noexcept;
@@ -112,7 +149,8 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper, private Clock
     // Guarded by pool->mu_.
     std::condition_variable cv;
     bool wake = false;
-    bool rearm = false;  // as keeper: an earlier deadline was set
+    bool rearm = false;    // as keeper: an earlier deadline was set
+    bool driving = false;  // as keeper, waiting in the poller (wake it with unpark_driver_locked)
     bool exited = false;
     // On the parked stack while linked (safe_link: is_linked() says whether it is).
     boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>
@@ -142,6 +180,17 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper, private Clock
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
 
   void worker_main(Worker* self) noexcept;
+  // Idle, holding `driver`: waits in it until work comes. Returns having released it.
+  void drive_idle(Worker* self, IoDriver& driver) noexcept;
+  // Busy, between tasks: one non-blocking pass when nobody drives and one is due.
+  void drive_between_tasks() noexcept;
+  // Takes the driver if it is attached and free. mu_ held.
+  IoDriver* take_driver_locked() noexcept;
+  // Gives the driver up to run work; a worker parked on its condition variable is woken to take
+  // it only for a deadline due within io_interval.
+  void release_driver_for_work(IoDriver& driver) noexcept;
+  // Wakes the worker waiting in the poller, if one is. mu_ held.
+  bool unpark_driver_locked() noexcept;
   Task* pop_locked() noexcept;
   // Whether a worker of this pool that queues a task will look for work itself next (a task
   // giving way, a displaced LIFO task) or goes on running (share_local_work).
@@ -185,6 +234,15 @@ class ThreadPool final : public TaskRunner, public DeadlineKeeper, private Clock
   std::list<Worker> workers_;  // every worker ever started and not yet reaped
   std::atomic<std::uint64_t> started_{0};
   std::atomic<std::uint64_t> parks_{0};
+
+  // The attached event handler (guarded by mu_, except the atomics, which are hints).
+  IoDriver* driver_ = nullptr;
+  bool driver_held_ = false;              // a worker of this pool holds it
+  std::atomic<bool> driver_free_{false};  // attached and held by no worker: busy workers look
+  std::atomic<std::int64_t> driver_free_since_{0};  // when it was last released
+  std::atomic<bool> driver_parked_{false};  // the holder waits in the poller (set under mu_)
+  std::atomic<std::uint64_t> driver_parks_{0};
+  std::atomic<std::uint64_t> driver_unparks_{0};
 
   // Timeouts (guarded by mu_, except the atomics).
   DeadlineHeap timed_;

@@ -18,25 +18,27 @@ using test::FakePoller;
 using test::next_event;
 using test::Pipe;
 
-class FakeEventHandler : public ::testing::Test {
+class FakeEventHandler : public ::testing::TestWithParam<test::Drive> {
  protected:
   void SetUp() override {
     auto fake = std::make_unique<FakePoller>();
     fake_ = fake.get();
-    eh_ = std::move(detail::make_event_handler(rt_, std::move(fake))).value();
+    handler_ = std::move(test::make_handler(rt_, std::move(fake), GetParam())).value();
+    eh_ = handler_.eh;
     rx_ = std::move(rt_.open_receiver()).value();
   }
 
   Runtime rt_;
-  FakePoller* fake_ = nullptr;  // owned by eh_
-  std::unique_ptr<EventHandler> eh_;
+  FakePoller* fake_ = nullptr;  // owned by the handler
+  test::HandlerUnderTest handler_;
+  EventHandler* eh_ = nullptr;
   Receiver rx_;
 };
 
 // Readiness observed in the same batch as a close of its registration is dropped: the port
 // hears `closed` and nothing else (the Dart VM handles its interrupt in event order and can
 // deliver readiness after the close).
-TEST_F(FakeEventHandler, ReadinessInSameBatchAsCloseIsDropped) {
+TEST_P(FakeEventHandler, ReadinessInSameBatchAsCloseIsDropped) {
   Pipe p;
   ASSERT_TRUE(eh_->add_fd(p.r, rx_.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());  // the add has been executed
@@ -55,7 +57,7 @@ TEST_F(FakeEventHandler, ReadinessInSameBatchAsCloseIsDropped) {
 
 // A stale token (an earlier registration of a reused fd number) is never delivered to the new
 // registration.
-TEST_F(FakeEventHandler, StaleTokenAfterReRegistrationIsIgnored) {
+TEST_P(FakeEventHandler, StaleTokenAfterReRegistrationIsIgnored) {
   Pipe p;
   ASSERT_TRUE(eh_->add_fd(p.r, rx_.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
@@ -71,7 +73,7 @@ TEST_F(FakeEventHandler, StaleTokenAfterReRegistrationIsIgnored) {
 }
 
 // The wake-up fd is written once per sleep of the loop, not once per command.
-TEST_F(FakeEventHandler, OneWakeupWriteForManyCommandsWhileAsleep) {
+TEST_P(FakeEventHandler, OneWakeupWriteForManyCommandsWhileAsleep) {
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
   fake_->hold();
   fake_->await_in_wait();
@@ -87,7 +89,7 @@ TEST_F(FakeEventHandler, OneWakeupWriteForManyCommandsWhileAsleep) {
 
 // The native timer is re-armed only when the earliest deadline changes, and one expiry serves
 // every due port.
-TEST_F(FakeEventHandler, TimerRearmedOnlyWhenEarliestChanges) {
+TEST_P(FakeEventHandler, TimerRearmedOnlyWhenEarliestChanges) {
   std::vector<Receiver> rxs;
   for (int i = 0; i < 4; ++i) rxs.push_back(std::move(rt_.open_receiver()).value());
   const auto t0 = EventHandler::Clock::now() + 1h;
@@ -137,7 +139,7 @@ TEST_F(FakeEventHandler, TimerRearmedOnlyWhenEarliestChanges) {
 
 // Tokens: a level registration with its window used is parked (no busy re-reporting while the
 // condition holds) and re-armed by the returned token.
-TEST_F(FakeEventHandler, LevelWindowParksUntilTokenReturns) {
+TEST_P(FakeEventHandler, LevelWindowParksUntilTokenReturns) {
   Pipe p;
   ASSERT_TRUE(eh_->add_fd(p.r, rx_.id(), FdEvents::readable).ok());
   fake_->set_ready(p.r, FdEvents::readable);
@@ -149,6 +151,12 @@ TEST_F(FakeEventHandler, LevelWindowParksUntilTokenReturns) {
   ASSERT_TRUE(eh_->return_tokens(p.r, rx_.id()).ok());
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(Drives, FakeEventHandler,
+                         ::testing::Values(test::Drive::pool, test::Drive::own_thread),
+                         [](const auto& info) {
+                           return std::string(test::drive_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace evh

@@ -27,26 +27,28 @@ using test::Pipe;
 
 constexpr int kErrnos[] = {EMFILE, EAGAIN, EINTR};
 
-class EventHandlerFaults : public ::testing::Test {
+class EventHandlerFaults : public ::testing::TestWithParam<test::Drive> {
  protected:
   void SetUp() override {
     auto fake = std::make_unique<FakePoller>();
     fake_ = fake.get();
-    eh_ = std::move(detail::make_event_handler(rt_, std::move(fake), {}, sys_)).value();
+    handler_ = std::move(test::make_handler(rt_, std::move(fake), GetParam(), sys_)).value();
+    eh_ = handler_.eh;
     rx_ = std::move(rt_.open_receiver()).value();
   }
 
   FakeSys sys_;  // first: the handler uses it until it is destroyed
   Runtime rt_;
-  FakePoller* fake_ = nullptr;  // owned by eh_
-  std::unique_ptr<EventHandler> eh_;
+  FakePoller* fake_ = nullptr;  // owned by the handler
+  test::HandlerUnderTest handler_;
+  EventHandler* eh_ = nullptr;
   Receiver rx_;
 };
 
 // fcntl(F_GETFD) and fstat interrupted by a signal are called again; an fstat that fails
 // otherwise is the caller's error; F_GETFD can only fail for an fd that is not open, so its
 // failure is EBADF whatever the errno.
-TEST_F(EventHandlerFaults, FdCheckRetriesInterruptedCallsAndReportsOthers) {
+TEST_P(EventHandlerFaults, FdCheckRetriesInterruptedCallsAndReportsOthers) {
   Pipe a, b;
   sys_.fail(FakeSys::Op::fcntl_getfd, EINTR, 2);
   const int getfd0 = sys_.calls(FakeSys::Op::fcntl_getfd);
@@ -65,7 +67,7 @@ TEST_F(EventHandlerFaults, FdCheckRetriesInterruptedCallsAndReportsOthers) {
 
 // epoll_ctl(ADD) refused: the port hears `error` with the errno, nothing else, and an fd handed
 // over is closed (once).
-TEST_F(EventHandlerFaults, RefusedWatchIsReportedAndClosesAnOwnedFd) {
+TEST_P(EventHandlerFaults, RefusedWatchIsReportedAndClosesAnOwnedFd) {
   for (int e : kErrnos) {
     Pipe p;
     const int closes0 = sys_.calls(FakeSys::Op::close);
@@ -84,7 +86,7 @@ TEST_F(EventHandlerFaults, RefusedWatchIsReportedAndClosesAnOwnedFd) {
 
 // epoll_ctl(MOD) refused on a re-arm: the registration ends — `error` with the errno, then
 // `unregistered` — and the fd is no longer watched.
-TEST_F(EventHandlerFaults, RefusedRearmEndsTheRegistration) {
+TEST_P(EventHandlerFaults, RefusedRearmEndsTheRegistration) {
   for (int e : kErrnos) {
     Pipe p;
     ASSERT_TRUE(eh_->add_fd(p.r, rx_.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
@@ -101,7 +103,7 @@ TEST_F(EventHandlerFaults, RefusedRearmEndsTheRegistration) {
 }
 
 // epoll_ctl(DEL) refused: the registration ends all the same, with its one final notice.
-TEST_F(EventHandlerFaults, RefusedRemoveStillEndsTheRegistration) {
+TEST_P(EventHandlerFaults, RefusedRemoveStillEndsTheRegistration) {
   // Kept open to the end: the fake, unlike epoll, goes on watching an fd whose removal it
   // refused, so a reused fd number would find it still there.
   Pipe pipes[std::size(kErrnos)];
@@ -119,7 +121,7 @@ TEST_F(EventHandlerFaults, RefusedRemoveStillEndsTheRegistration) {
 // epoll_wait interrupted: the loop waits again and loses nothing. (EMFILE and EAGAIN are not
 // injected here: epoll_wait cannot return them, and any error but EINTR is a programming error
 // that debug builds stop on.)
-TEST_F(EventHandlerFaults, InterruptedWaitIsRetried) {
+TEST_P(EventHandlerFaults, InterruptedWaitIsRetried) {
   Pipe p;
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
   const int waits0 = fake_->calls(FakePoller::Op::wait);
@@ -134,7 +136,7 @@ TEST_F(EventHandlerFaults, InterruptedWaitIsRetried) {
 
 // timerfd_settime refused: the deadline stays unarmed until the next pass of the loop arms it
 // again, and then fires (never early).
-TEST_F(EventHandlerFaults, RefusedTimerArmIsRetriedOnTheNextPass) {
+TEST_P(EventHandlerFaults, RefusedTimerArmIsRetriedOnTheNextPass) {
   Pipe p;
   for (int e : kErrnos) {
     EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
@@ -153,7 +155,7 @@ TEST_F(EventHandlerFaults, RefusedTimerArmIsRetriedOnTheNextPass) {
 }
 
 // accept4 interrupted by a signal is called again: the caller gets the connection.
-TEST_F(EventHandlerFaults, InterruptedAcceptIsRetried) {
+TEST_P(EventHandlerFaults, InterruptedAcceptIsRetried) {
   Listener l;
   const int c = l.connect();
   sys_.fail(FakeSys::Op::accept4, EINTR, 2);
@@ -166,7 +168,7 @@ TEST_F(EventHandlerFaults, InterruptedAcceptIsRetried) {
 }
 
 // accept4 with nothing pending (EAGAIN) is the caller's answer; the registration stays armed.
-TEST_F(EventHandlerFaults, AcceptWithNothingPendingLeavesTheRegistrationArmed) {
+TEST_P(EventHandlerFaults, AcceptWithNothingPendingLeavesTheRegistrationArmed) {
   Listener l;
   ASSERT_TRUE(eh_->add_fd(l.fd, rx_.id(), FdEvents::readable).ok());
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
@@ -181,7 +183,7 @@ TEST_F(EventHandlerFaults, AcceptWithNothingPendingLeavesTheRegistrationArmed) {
 // accept4 out of fds (EMFILE): the caller gets EMFILE and the registration is parked for a
 // back-off rather than reported again at once (the busy loop of dart-lang/sdk#22181); when the
 // back-off ends it is armed again and the pending connection is reported.
-TEST_F(EventHandlerFaults, AcceptOutOfFdsParksTheRegistrationForABackoff) {
+TEST_P(EventHandlerFaults, AcceptOutOfFdsParksTheRegistrationForABackoff) {
   Listener l;
   ASSERT_TRUE(eh_->add_fd(l.fd, rx_.id(), FdEvents::readable).ok());
   EXPECT_TRUE(events_until_fence(*eh_, rx_).empty());
@@ -200,7 +202,7 @@ TEST_F(EventHandlerFaults, AcceptOutOfFdsParksTheRegistrationForABackoff) {
 
 // close() of an fd the handler owns is called once whatever it returns: on Linux the fd is gone
 // even after EINTR, and a second close could close another file. The port hears `closed`.
-TEST_F(EventHandlerFaults, FailedCloseIsNotRetried) {
+TEST_P(EventHandlerFaults, FailedCloseIsNotRetried) {
   for (int e : kErrnos) {
     Pipe p;
     ASSERT_TRUE(eh_->add_fd(p.r, rx_.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
@@ -214,6 +216,12 @@ TEST_F(EventHandlerFaults, FailedCloseIsNotRetried) {
     p.r = -1;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Drives, EventHandlerFaults,
+                         ::testing::Values(test::Drive::pool, test::Drive::own_thread),
+                         [](const auto& info) {
+                           return std::string(test::drive_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace evh

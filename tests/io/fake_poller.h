@@ -167,17 +167,23 @@ class FakePoller final : public detail::Poller {
   }
 
   Result<detail::PollResult> wait(std::span<detail::PollEvent> out,
-                                  detail::PollBlock block) noexcept override {
+                                  detail::MonoTime until) noexcept override {
     std::unique_lock lock(mu_);
     ++waits_;
     if (int e = plan_.next(Op::wait)) return errno_error(e);
     in_wait_ = true;
     cv_.notify_all();
     for (;;) {
-      const bool due = deadline_ && detail::MonoClock::now() >= *deadline_;
-      if (!held_ && (block == detail::PollBlock::no || woken_ || due || reportable())) break;
-      if (deadline_ && !held_) {
-        cv_.wait_until(lock, *deadline_);
+      const auto now = detail::MonoClock::now();
+      const bool due = deadline_ && now >= *deadline_;
+      if (!held_ && (now >= until || woken_ || due || reportable())) break;
+      std::optional<detail::MonoTime> limit;
+      if (!held_) {
+        if (until != kForever) limit = until;
+        if (deadline_ && (!limit || *deadline_ < *limit)) limit = *deadline_;
+      }
+      if (limit) {
+        cv_.wait_until(lock, *limit);
       } else {
         cv_.wait(lock);
       }

@@ -128,6 +128,41 @@ inline std::vector<IoEvent> events_until_fence(EventHandler& eh, Receiver& rx) {
   }
 }
 
+// ---- who drives the handler ------------------------------------------------------------------
+
+// `pool`: the runtime's own handler, driven by its pool's idle workers (the path every runtime
+// takes); `own_thread`: a standalone handler with its own thread (EventHandler::create).
+enum class Drive { pool, own_thread };
+
+inline const char* drive_name(Drive d) {
+  return d == Drive::pool ? "Pool" : "OwnThread";
+}
+
+// A handler under test: the runtime owns a pooled one (it is shut down with the runtime), the
+// test owns one with its own thread.
+struct HandlerUnderTest {
+  std::unique_ptr<EventHandler> owned;
+  EventHandler* eh = nullptr;
+};
+
+inline Result<HandlerUnderTest> make_handler(Runtime& rt, std::unique_ptr<detail::Poller> poller,
+                                             Drive drive, detail::Sys& sys = detail::linux_sys(),
+                                             EventHandlerOptions options = {}) {
+  HandlerUnderTest h;
+  if (drive == Drive::pool) {
+    auto eh =
+        detail::RuntimeAccess::impl(rt).install_event_handler(std::move(poller), sys, options);
+    if (!eh) return eh.error();
+    h.eh = *eh;
+  } else {
+    auto eh = detail::make_event_handler(rt, std::move(poller), options, sys);
+    if (!eh) return eh.error();
+    h.owned = std::move(eh).value();
+    h.eh = h.owned.get();
+  }
+  return h;
+}
+
 // ---- backends ---------------------------------------------------------------------------------
 
 struct EpollBackend {
@@ -145,6 +180,23 @@ struct UringBackend {
   static constexpr const char* kName = "io_uring";
   static Result<std::unique_ptr<detail::Poller>> make() {
     return std::make_error_code(std::errc::function_not_supported);
+  }
+};
+
+// A backend driven one way: the type parameter of the typed suites.
+template <class Backend, Drive D>
+struct On {
+  using backend = Backend;
+  static constexpr Drive kDrive = D;
+  static Result<std::unique_ptr<detail::Poller>> make() { return Backend::make(); }
+};
+
+// Names the typed suites' instances, e.g. EventHandlerTest/EpollPool.
+struct OnName {
+  template <class T>
+  static std::string GetName(int) {
+    return std::string(T::backend::kName == std::string("epoll") ? "Epoll" : "Uring") +
+           drive_name(T::kDrive);
   }
 };
 
