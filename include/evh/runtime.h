@@ -88,6 +88,11 @@ class EVH_API Runtime {
   // whose id is still known is reported as unknown: ids are forgotten on close) or
   // `Errc::shutting_down`.
   Status post(PortId port, Message message, Priority priority = Priority::normal) noexcept;
+  // Posts every message of `messages` to `port` in order, as SendPort::post_batch (one look-up,
+  // queue space claimed once for as many as fit together); each is left empty. The errors of
+  // `post`, for all of them.
+  Status post_batch(PortId port, std::span<Message> messages,
+                    Priority priority = Priority::normal) noexcept;
 
   // A SendPort for `port`, for repeated posts without map look-ups.
   Result<SendPort> send_port(PortId port) noexcept;

@@ -1,75 +1,92 @@
-// A lock-free multi-producer single-consumer queue of Messages, stored by value in linked
-// blocks of 64-byte slots.
+// A lock-free multi-producer single-consumer queue of Messages, stored as compact records in
+// linked blocks of 8-byte words.
 //
 // Why not an intrusive node per message: a node needs an allocation per message, and a
-// cross-thread malloc/free pair costs more than the rest of a post together. Here a message is
-// written into a slot of the current block; a block holds 31 slots and is recycled through a
-// one-block cache, so steady-state posting allocates nothing.
+// cross-thread malloc/free pair costs more than the rest of a post together. Why not a 64-byte
+// slot per message (the first design): in a flood the bytes a message takes in the queue are
+// what crosses between the producer's and the consumer's cores, twice (the producer takes the
+// line back to write it, the consumer reads it). A record takes only what its message needs:
+// a header word, the port word unless the message goes to the queue's home port, and the payload
+// (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). An
+// 8-byte message to the home port is 16 bytes, four to a cache line.
 //
-// Producers (any thread) claim a position with one CAS on `QueueTail::pos`, then write their
-// slot and publish it with a release store of the slot's `seq` word (the position + 1). The
-// consumer never writes a slot: it checks `seq` against the position it expects and copies the
-// message out, so a slot's cache line moves once, producer to consumer, per message. The producer
-// that claims a block's last slot installs the next block; others wait the few instructions that
-// takes. Positions count 32 per block: offsets 0..30 are slots, offset 31 means "next block being
-// installed". Positions never wrap (64-bit), so there is no ABA.
+// Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
+// word offset in the current block (low 13 bits). A producer claims a record's words with one
+// CAS that also counts its message; the packed word never repeats (the count grows with every
+// claim, and a claim without a message, the skip below, changes the offset), so a stale view
+// makes the CAS fail and there is no ABA. The offset `kBlockWords` means "the next block is
+// being installed": the producer whose claim reached the end of the block installs it, and
+// others wait the few instructions that takes. A record that does not fit in what is left of the
+// block is not split: its producer claims the rest of the block (writing a skip record there),
+// installs the next block and claims again in it.
 //
-// The consumer (one thread at a time; the caller guarantees it) reads slots in order. A slot
-// whose position was claimed but whose message is not yet written is reported as `pending`.
+// Publication: a block is zeroed by the producer that takes it, before it is linked; a record's
+// words are written first and its header (never 0) last, with a release store. The consumer
+// checks the header at its offset: 0 is "claimed but not yet written" (or nothing claimed).
+// The consumer never writes a block; it recycles a finished block through a one-block cache.
+//
+// The consumer (one thread at a time; the caller guarantees it) reads records in order. A record
+// whose words were claimed but whose header is not yet written is reported as `pending`.
 //
 // The tail and the head are separate structs so that an owner can place them on different
-// cache lines: producers write the tail, the consumer writes the head.
+// cache lines: producers write the tail, the consumer writes the head. Each keeps a copy of the
+// queue's home port (set once, before the first push).
 #pragma once
 
 #include <evh/message.h>
 
 #include <atomic>
 #include <cstdint>
-#include <cstring>
-#include <new>
-
-#include "base/message_access.h"
+#include <span>
 
 namespace evh::detail {
 
-inline constexpr std::uint32_t kSlotsPerBlock = 31;
-inline constexpr std::uint64_t kPositionsPerBlock = 32;
-
-struct alignas(64) QueueSlot {
-  // position + 1 once `storage` holds the message of that position. 64-bit positions never
-  // repeat, so a value left from an earlier use of a recycled block can never match.
-  std::atomic<std::uint64_t> seq{0};
-  unsigned char storage[sizeof(Message)];
-
-  Message* message() noexcept { return std::launder(reinterpret_cast<Message*>(storage)); }
-};
-static_assert(sizeof(QueueSlot) == 64);
+// Data words per block: a block is 2 KB with its link word.
+inline constexpr std::uint32_t kBlockWords = 255;
+inline constexpr unsigned kOffsetBits = 13;
+inline constexpr std::uint64_t kOffsetMask = (std::uint64_t{1} << kOffsetBits) - 1;
+static_assert(kBlockWords < kOffsetMask);
 
 struct alignas(64) QueueBlock {
   std::atomic<QueueBlock*> next{nullptr};
-  QueueSlot slots[kSlotsPerBlock];
+  std::uint64_t words[kBlockWords];
 };
+static_assert(sizeof(QueueBlock) == 2048);
 
 struct QueueTail {
-  std::atomic<std::uint64_t> pos{0};
+  std::atomic<std::uint64_t> pos{0};  // claimed messages << kOffsetBits | offset
   std::atomic<QueueBlock*> block{nullptr};
   std::atomic<QueueBlock*> first{nullptr};  // the first block ever installed: the consumer's start
   std::atomic<QueueBlock*> spare{nullptr};  // one recycled block, consumer → producers
+  PortId home = PortId::none;               // messages to it are stored without their port word
 };
 
 struct QueueHead {
-  std::uint64_t pos = 0;
+  std::uint64_t pos = 0;  // as QueueTail::pos, at the next record to read
   QueueBlock* block = nullptr;
-  // The last value of tail.pos the consumer read. Positions below it are claimed, so a slot
-  // there that is not yet written is "pending" without another look at the producers' line.
+  // The last value of tail.pos the consumer read. A record before it is claimed, so a header
+  // there that is still 0 is "pending" without another look at the producers' line.
   std::uint64_t known_tail = 0;
+  PortId home = PortId::none;
 };
+
+// Messages ever claimed / read, from a position.
+inline std::uint64_t queue_count(std::uint64_t pos) noexcept { return pos >> kOffsetBits; }
+
+// Sets the home port of a fresh queue (before any push).
+inline void queue_set_home(QueueTail& tail, QueueHead& head, PortId home) noexcept {
+  tail.home = home;
+  head.home = home;
+}
 
 enum class PopResult { item, empty, pending };
 
 // Producer side; any thread; never blocks for longer than another producer's block install.
 // Allocation failure of a new block terminates (as std::bad_alloc from a noexcept function).
 void queue_push(QueueTail& tail, Message&& message) noexcept;
+// Pushes every message of `messages` (leaving each empty), in order, claiming space for as many
+// as fit in the current block with one CAS.
+void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept;
 
 // Consumer side. On `item`, `out` holds the message.
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept;
@@ -95,11 +112,13 @@ struct MpscQueue {
   QueueHead head;
 
   MpscQueue() = default;
+  explicit MpscQueue(PortId home) noexcept { queue_set_home(tail, head, home); }
   MpscQueue(const MpscQueue&) = delete;
   MpscQueue& operator=(const MpscQueue&) = delete;
   ~MpscQueue() { queue_destroy(tail, head); }
 
   void push(Message&& m) noexcept { queue_push(tail, std::move(m)); }
+  void push_batch(std::span<Message> ms) noexcept { queue_push_batch(tail, ms); }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }

@@ -98,6 +98,17 @@ void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
   if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
 }
 
+void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return;
+  if (priority == Priority::oob) {
+    oob_queue()->push_batch(messages);
+  } else {
+    queue_push_batch(normal_tail_, messages);
+  }
+  // seq_cst: as in enqueue.
+  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+}
+
 bool IsolateImpl::try_schedule() noexcept {
   std::uint32_t expected = kIdle;
   // acq_rel: acquire pairs with the previous turn's store of kIdle, so the next turn sees what

@@ -321,6 +321,18 @@ Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
   return impl_->post(port, std::move(message), priority);
 }
 
+Status Runtime::post_batch(PortId port, std::span<Message> messages, Priority priority) noexcept {
+  if (!impl_->shutting_down()) {
+    if (detail::PortState* state = impl_->acquire(port); state != nullptr) {
+      const Status s = state->post_batch(messages, priority);
+      state->release();
+      return s;
+    }
+  }
+  for (Message& m : messages) m = Message{};
+  return impl_->shutting_down() ? Errc::shutting_down : Errc::unknown_port;
+}
+
 Result<SendPort> Runtime::send_port(PortId port) noexcept {
   if (port == PortId::none) return Errc::unknown_port;
   detail::PortState* state = impl_->map().acquire(port);
