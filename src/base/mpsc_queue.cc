@@ -30,10 +30,10 @@ struct Record {
   std::uint32_t payload_words;
 };
 
-Record encode(const Message& m, PortId home) noexcept {
+Record encode(const Message& m) noexcept {
   const Message::Kind kind = MessageAccess::kind(m);
   const std::uint32_t size = MessageAccess::size(m);
-  const bool port_word = MessageAccess::port(m) != home;
+  const bool port_word = MessageAccess::port(m) != PortId::none;
   const std::uint32_t payload = MessageAccess::payload_words(kind, size);
   return {(std::uint64_t{size} << 32) | (port_word ? kPortWord : 0) |
               (static_cast<std::uint64_t>(kind) + 1),
@@ -111,7 +111,7 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
 }  // namespace
 
 void queue_push(QueueTail& tail, Message&& message) noexcept {
-  const Record r = encode(message, tail.home);
+  const Record r = encode(message);
   QueueBlock* fresh = nullptr;
   Backoff backoff;
   for (;;) {
@@ -177,7 +177,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     std::uint32_t words = 0;
     std::size_t n = 0;
     while (done + n < messages.size()) {
-      const std::uint32_t w = encode(messages[done + n], tail.home).words;
+      const std::uint32_t w = encode(messages[done + n]).words;
       if (words + w > room) break;
       words += w;
       ++n;
@@ -203,7 +203,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     std::uint32_t at = offset;
     for (std::size_t i = 0; i < n; ++i) {
       Message& m = messages[done + i];
-      const Record r = encode(m, tail.home);
+      const Record r = encode(m);
       write_record(block, at, m, r);
       at += r.words;
     }
@@ -236,7 +236,7 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
     const auto size = static_cast<std::uint32_t>(header >> 32);
     const std::uint64_t* w = &head.block->words[offset];
     std::uint32_t i = 1;
-    PortId port = head.home;
+    PortId port = PortId::none;
     if ((header & kPortWord) != 0) port = static_cast<PortId>(w[i++]);
     const std::uint32_t payload = MessageAccess::payload_words(kind, size);
     MessageAccess::assemble(out, port, kind, size, w + i, payload);
@@ -274,9 +274,7 @@ std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept {
     b = next;
   }
   delete tail.spare.exchange(nullptr, std::memory_order_acquire);
-  const PortId home = head.home;
   head = QueueHead{};
-  head.home = home;
   tail.block.store(nullptr, std::memory_order_relaxed);
   tail.first.store(nullptr, std::memory_order_relaxed);
   tail.pos.store(0, std::memory_order_relaxed);

@@ -6,9 +6,10 @@
 // slot per message (the first design): in a flood the bytes a message takes in the queue are
 // what crosses between the producer's and the consumer's cores, twice (the producer takes the
 // line back to write it, the consumer reads it). A record takes only what its message needs:
-// a header word, the port word unless the message goes to the queue's home port, and the payload
+// a header word, the port word unless the port is none (control messages), and the payload
 // (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). An
-// 8-byte message to the home port is 16 bytes, four to a cache line.
+// 8-byte message is 24 bytes. (Leaving out the port word of the isolate's main port would make it
+// 16, but the home port's copies grew the isolate past its four cache lines: not done yet.)
 //
 // Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
 // word offset in the current block (low 13 bits). A producer claims a record's words with one
@@ -29,8 +30,7 @@
 // whose words were claimed but whose header is not yet written is reported as `pending`.
 //
 // The tail and the head are separate structs so that an owner can place them on different
-// cache lines: producers write the tail, the consumer writes the head. Each keeps a copy of the
-// queue's home port (set once, before the first push).
+// cache lines: producers write the tail, the consumer writes the head.
 #pragma once
 
 #include <evh/message.h>
@@ -58,7 +58,6 @@ struct QueueTail {
   std::atomic<QueueBlock*> block{nullptr};
   std::atomic<QueueBlock*> first{nullptr};  // the first block ever installed: the consumer's start
   std::atomic<QueueBlock*> spare{nullptr};  // one recycled block, consumer → producers
-  PortId home = PortId::none;               // messages to it are stored without their port word
 };
 
 struct QueueHead {
@@ -67,17 +66,10 @@ struct QueueHead {
   // The last value of tail.pos the consumer read. A record before it is claimed, so a header
   // there that is still 0 is "pending" without another look at the producers' line.
   std::uint64_t known_tail = 0;
-  PortId home = PortId::none;
 };
 
 // Messages ever claimed / read, from a position.
 inline std::uint64_t queue_count(std::uint64_t pos) noexcept { return pos >> kOffsetBits; }
-
-// Sets the home port of a fresh queue (before any push).
-inline void queue_set_home(QueueTail& tail, QueueHead& head, PortId home) noexcept {
-  tail.home = home;
-  head.home = home;
-}
 
 enum class PopResult { item, empty, pending };
 
@@ -112,7 +104,6 @@ struct MpscQueue {
   QueueHead head;
 
   MpscQueue() = default;
-  explicit MpscQueue(PortId home) noexcept { queue_set_home(tail, head, home); }
   MpscQueue(const MpscQueue&) = delete;
   MpscQueue& operator=(const MpscQueue&) = delete;
   ~MpscQueue() { queue_destroy(tail, head); }

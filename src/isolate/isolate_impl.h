@@ -71,11 +71,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
   // reference to the main port's PortState (that would be a cycle: ports retain their target);
   // it keeps the port's open/closed state in `main_closed_` for delivery to check.
-  // Before the port is reachable: messages to the main port are queued without their port word.
-  void set_main_port(PortId id) noexcept {
-    main_port_id_ = id;
-    queue_set_home(normal_tail_, normal_head_, id);
-  }
+  void set_main_port(PortId id) noexcept { main_port_id_ = id; }
 
   // ---- the public API's calls (any thread unless noted)
   PortId main_port_id() const noexcept { return main_port_id_; }

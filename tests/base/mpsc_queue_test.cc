@@ -81,7 +81,7 @@ TEST(MpscQueue, ManyProducersKeepPerProducerOrder) {
 }
 
 // A message of every kind and size (empty, inline of 0..40 bytes, heap bytes, native), to its
-// home port or to another, comes out as it went in. Record sizes of 1 to 7 words make records
+// port none (no port word) or to another, comes out as it went in. Record sizes of 1 to 7 words make records
 // end at every offset of a block, so the skip at a block's end is taken many times.
 Message varied(std::uint64_t i, test::ReleaseCounter& c) {
   Message m;
@@ -101,12 +101,12 @@ Message varied(std::uint64_t i, test::ReleaseCounter& c) {
     default:
       break;  // empty
   }
-  MessageAccess::set_port(m, (i % 3 == 0) ? PortId{7} : PortId{1000 + i});
+  MessageAccess::set_port(m, (i % 3 == 0) ? PortId::none : PortId{1000 + i});
   return m;
 }
 
 void expect_varied(const Message& m, std::uint64_t i) {
-  EXPECT_EQ(m.port(), (i % 3 == 0) ? PortId{7} : PortId{1000 + i}) << i;
+  EXPECT_EQ(m.port(), (i % 3 == 0) ? PortId::none : PortId{1000 + i}) << i;
   switch (i % 5) {
     case 0:
       EXPECT_EQ(m.as_u64(), i);
@@ -131,7 +131,7 @@ TEST(MpscQueue, EveryKindAndSizeRoundTripsWithItsPort) {
   test::ReleaseCounter c;
   constexpr std::uint64_t kN = 5'000;
   {
-    MpscQueue q(PortId{7});
+    MpscQueue q;
     std::uint64_t next_out = 0;
     for (std::uint64_t i = 0; i < kN; ++i) {
       q.push(varied(i, c));
@@ -154,7 +154,7 @@ TEST(MpscQueue, EveryKindAndSizeRoundTripsWithItsPort) {
 TEST(MpscQueue, BatchKeepsOrderAcrossBlocksAndEmptiesItsSources) {
   test::ReleaseCounter c;
   {
-    MpscQueue q(PortId{7});
+    MpscQueue q;
     std::uint64_t next_in = 0;
     std::uint64_t next_out = 0;
     for (int round = 0; round < 200; ++round) {
