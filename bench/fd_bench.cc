@@ -109,23 +109,29 @@ LatencySize latency_size(Size size) {
   return {2'000, 100'000};
 }
 
-// The measuring thread: one byte out on `to`, blocks for one byte back on `from`.
-std::vector<std::int64_t> latency_loop(int to, int from, LatencySize size) {
+// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. `cpu_ms` gets
+// the process CPU over the measured round trips (the warm-up excluded).
+std::vector<std::int64_t> latency_loop(int to, int from, LatencySize size, double& cpu_ms) {
   std::vector<std::int64_t> samples;
   samples.reserve(size.count);
+  PhaseMeter phase;
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+    if (i == size.warmup) phase.restart();
     const std::int64_t sent = now_ns();
     write_byte(to);
     read_byte(from);
     const std::int64_t received = now_ns();
     if (i >= size.warmup) samples.push_back(received - sent);
   }
+  cpu_ms = phase.cpu_ms();
   return samples;
 }
 
-RunResult latency_result(std::vector<std::int64_t>& samples) {
+RunResult latency_result(std::vector<std::int64_t>& samples, double cpu_ms) {
+  const double n = static_cast<double>(samples.size());
   RunResult out;
   add_latency_metrics(out, "rtt", "", samples, {{50, "p50"}, {99, "p99"}});
+  out.metrics.push_back({"cpu_us_per_rtt", "us", cpu_ms * 1e3 / n});
   return out;
 }
 
@@ -152,9 +158,10 @@ RunResult raw_fd_latency(LatencySize size) {
     }
   });
   std::vector<std::int64_t> samples;
+  double cpu_ms = 0;
   std::exception_ptr error;
   try {
-    samples = latency_loop(req.w, rep.r, size);
+    samples = latency_loop(req.w, rep.r, size, cpu_ms);
   } catch (...) {
     error = std::current_exception();
   }
@@ -163,7 +170,7 @@ RunResult raw_fd_latency(LatencySize size) {
   loop.join();
   ::close(ep);
   if (error) std::rethrow_exception(error);
-  return latency_result(samples);
+  return latency_result(samples, cpu_ms);
 }
 
 // evh: an isolate registered for the request pipe (edge mode) reads it and answers.
@@ -172,6 +179,7 @@ RunResult evh_fd_latency(LatencySize size) {
   BenchPipe rep(/*read_nonblock=*/false);
   Runtime rt;
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   const int req_r = req.r;
   const int rep_w = rep.w;
   IsolateRef echo = take(rt.spawn(make_handler([req_r, rep_w](Isolate&, Message& m) {
@@ -183,11 +191,14 @@ RunResult evh_fd_latency(LatencySize size) {
                          "spawn");
   check(eh->add_fd(req.r, echo->main_port(), FdEvents::readable, {.mode = FdMode::edge}), "add_fd");
   std::vector<std::int64_t> samples;
+  double cpu_ms = 0;
   {
     ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
-    samples = latency_loop(req.w, rep.r, size);
+    samples = latency_loop(req.w, rep.r, size, cpu_ms);
   }
-  return latency_result(samples);
+  RunResult out = latency_result(samples, cpu_ms);
+  out.backend = backend;
+  return out;
 }
 
 // peers: the peer's loop answers each request, exactly as raw's epoll thread does.
@@ -196,14 +207,15 @@ RunResult peer_fd_latency(const PeerImpl& p, LatencySize size) {
   BenchPipe rep(/*read_nonblock=*/false);
   const int rep_w = rep.w;
   std::vector<std::int64_t> samples;
+  double cpu_ms = 0;
   p.serve_fds(
       std::span<const int>(&req.r, 1),
       [rep_w](int fd) {
         drain(fd);
         write_byte(rep_w);
       },
-      [&] { samples = latency_loop(req.w, rep.r, size); });
-  return latency_result(samples);
+      [&] { samples = latency_loop(req.w, rep.r, size, cpu_ms); });
+  return latency_result(samples, cpu_ms);
 }
 
 RunResult fd_event_latency(std::string_view impl, LatencySize size) {
@@ -337,6 +349,7 @@ RunResult evh_fanout(std::uint64_t writes) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   Runtime rt;
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   FanoutSink sink{writes, take(rt.send_port(rx.id()), "send_port"), 0, 0};
   ShutdownAtExit stop(rt);  // the handler borrows `sink`
@@ -364,7 +377,9 @@ RunResult evh_fanout(std::uint64_t writes) {
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
   rt.shutdown();
-  return fanout_result(done.as_u64(), start, end, cpu);
+  RunResult out = fanout_result(done.as_u64(), start, end, cpu);
+  out.backend = backend;
+  return out;
 }
 
 // peers: every read end registered on the peer's loop; each readiness callback is one event.

@@ -255,8 +255,11 @@ TYPED_TEST(EventHandlerTest, TimeoutsNeverEarly) {
   const auto start = EventHandler::Clock::now();
   ASSERT_TRUE(this->eh().set_timeout(this->port(), start + 1h).ok());
   ASSERT_TRUE(this->eh().set_timeout(this->port(), start + 30ms).ok());  // replaces
-  ASSERT_TRUE(this->eh().set_timeout(other.id(), start + 5ms).ok());
+  ASSERT_TRUE(this->eh().set_timeout(other.id(), start + 20ms).ok());
   ASSERT_TRUE(this->eh().clear_timeout(other.id()).ok());
+  // On a loaded machine (TSan) the clear may come after the deadline it clears; the "never
+  // fires" check below means something only when it came before.
+  const bool cleared_in_time = EventHandler::Clock::now() < start + 20ms;
   IoEvent ev = next_event(this->rx_);
   const auto now = EventHandler::Clock::now();
   EXPECT_EQ(ev.notice, IoNotice::timeout);
@@ -264,8 +267,10 @@ TYPED_TEST(EventHandlerTest, TimeoutsNeverEarly) {
   EXPECT_EQ(ev.deadline_ns,
             std::chrono::duration_cast<std::chrono::nanoseconds>((start + 30ms).time_since_epoch())
                 .count());
-  // The cleared one (due 25 ms before) would have been posted before.
-  EXPECT_EQ(other.try_receive().error(), Errc::timed_out);
+  // The cleared one (due 10 ms before) would have been posted before.
+  if (cleared_in_time) {
+    EXPECT_EQ(other.try_receive().error(), Errc::timed_out);
+  }
   for (int i = 1; i <= 20; ++i) {
     const auto deadline = EventHandler::Clock::now() + std::chrono::microseconds(i * 137);
     ASSERT_TRUE(this->eh().set_timeout(this->port(), deadline).ok());
