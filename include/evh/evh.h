@@ -178,6 +178,9 @@ typedef struct evh_runtime_stats {
   uint64_t workers_started;
   uint64_t exceptions; /* errors that escaped isolates' callbacks */
   uint64_t timer_deadlines;
+  uint64_t mailbox_depth;     /* messages queued in all live isolates' mailboxes now */
+  uint64_t mailbox_depth_max; /* the deepest mailbox now */
+  uint64_t mailbox_peak;      /* the deepest any live isolate's mailbox has been */
 } evh_runtime_stats;
 
 /* A snapshot. Any thread. */
@@ -357,6 +360,8 @@ typedef struct evh_isolate_stats {
   uint64_t turns;
   uint64_t wakeups;
   uint64_t yields;
+  uint64_t mailbox_depth; /* normal messages queued, not yet taken */
+  uint64_t mailbox_peak;  /* the deepest the mailbox has been seen */
 } evh_isolate_stats;
 /* A snapshot. Any thread. */
 EVH_API int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out);

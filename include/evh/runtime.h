@@ -67,6 +67,12 @@ struct RuntimeStats {
   // isolate on the shared pool or a dedicated runner; an embedder runner's isolates use the
   // event handler's timeouts instead).
   std::uint64_t timer_deadlines = 0;
+  // Over the live isolates (one pass over them under the registry's lock): messages queued in
+  // all their mailboxes now, the deepest mailbox now, and the deepest any of them has been
+  // (IsolateStats::mailbox_depth, mailbox_peak).
+  std::uint64_t mailbox_depth = 0;
+  std::uint64_t mailbox_depth_max = 0;
+  std::uint64_t mailbox_peak = 0;
 };
 
 class EventHandler;

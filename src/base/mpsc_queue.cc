@@ -105,7 +105,7 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
   QueueBlock* next = head.block->next.load(std::memory_order_acquire);
   recycle_block(tail, head.block);
   head.block = next;
-  head.pos &= ~kOffsetMask;
+  set_head_pos(head, head.pos & ~kOffsetMask);
 }
 
 }  // namespace
@@ -241,7 +241,7 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
     const std::uint32_t payload = MessageAccess::payload_words(kind, size);
     MessageAccess::assemble(out, port, kind, size, w + i, payload);
     const std::uint32_t end = offset + i + payload;
-    head.pos = ((queue_count(head.pos) + 1) << kOffsetBits) | end;
+    set_head_pos(head, ((queue_count(head.pos) + 1) << kOffsetBits) | end);
     if (end == kBlockWords) advance_block(tail, head);
     return PopResult::item;
   }

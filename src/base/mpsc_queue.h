@@ -69,7 +69,25 @@ struct QueueHead {
 };
 
 // Messages ever claimed / read, from a position.
-inline std::uint64_t queue_count(std::uint64_t pos) noexcept { return pos >> kOffsetBits; }
+inline std::uint64_t queue_count(std::uint64_t pos) noexcept {
+  return pos >> kOffsetBits;
+}
+
+// The consumer stores `head.pos` with relaxed atomic stores (a plain store on x86), so that any
+// thread may read how far it got: queue_depth().
+inline void set_head_pos(QueueHead& head, std::uint64_t pos) noexcept {
+  std::atomic_ref<std::uint64_t>(head.pos).store(pos, std::memory_order_relaxed);
+}
+
+// Any thread: messages claimed and not yet read, at an instant between the two loads. The head
+// is read first: the tail's count can only have grown since, so the difference is never
+// negative.
+inline std::uint64_t queue_depth(const QueueTail& tail, const QueueHead& head) noexcept {
+  const std::uint64_t read =
+      queue_count(std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(head.pos))
+                      .load(std::memory_order_relaxed));
+  return queue_count(tail.pos.load(std::memory_order_relaxed)) - read;
+}
 
 enum class PopResult { item, empty, pending };
 

@@ -302,6 +302,13 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   {
     std::lock_guard lock(mu_);
     for (const auto& d : dedicated_) s.timer_deadlines += d->stats().timeouts;
+    // The registry's reference keeps every listed isolate's memory alive while the lock is held.
+    for (const IsolateImpl& i : registry_) {
+      const IsolateStats is = i.stats();
+      s.mailbox_depth += is.mailbox_depth;
+      s.mailbox_depth_max = std::max(s.mailbox_depth_max, is.mailbox_depth);
+      s.mailbox_peak = std::max(s.mailbox_peak, is.mailbox_peak);
+    }
   }
   return s;
 }
