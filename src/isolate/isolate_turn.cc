@@ -315,11 +315,12 @@ void IsolateImpl::report_exception() noexcept {
 
 void IsolateImpl::note_depth(bool first_of_turn) noexcept {
   const std::uint64_t read = queue_count(normal_head_.pos);
-  // The turn reads the producers' tail only when it runs out of records it knows of; in a flood
-  // that keeps ahead of it, it would never look. At a turn's first message and once every 64
-  // messages it does (the line moves between the cores once per turn anyway; once per 64
-  // messages in a flood), so that the depth it sees follows the mailbox.
-  if (first_of_turn || (read & 63) == 0) {
+  // queue_pop reads the producers' tail only when it finds no record written; in a flood that
+  // keeps ahead of it, it would never look. The depth looks at a turn's first message (the line
+  // moves between the cores once per turn anyway) and when the turn has taken a record written
+  // after its last look: one look then reveals every record claimed since, so a flood pays one
+  // look per run of messages that arrived together, not one per message.
+  if (first_of_turn || read > queue_count(normal_head_.known_tail)) {
     normal_head_.known_tail = normal_tail_.pos.load(std::memory_order_relaxed);
   }
   const std::uint64_t known = queue_count(normal_head_.known_tail);
