@@ -1,17 +1,19 @@
 // bench/messaging_bench.cc — message round trips and throughput: thread_pingpong(_block),
-// port_flood and isolate_pingpong(_dedicated) (BENCHMARKS.md), for evh, the raw floors
-// (raw_floor.h: raw blocks, raw-spin spins for evh's window first) and the peers. Every figure
-// comes with the process CPU of its measured phase.
+// port_flood, port_flood_batch and isolate_pingpong(_dedicated) (BENCHMARKS.md), for evh, the raw
+// floors (raw_floor.h: raw blocks, raw-spin spins for evh's window first) and the peers. Every
+// figure comes with the process CPU of its measured phase.
 
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/port.h>
 #include <evh/runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -274,6 +276,129 @@ RunResult port_flood(std::string_view impl, std::uint64_t n) {
   throw BenchError("port_flood has no impl " + std::string(impl));
 }
 
+// ---- port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send
+
+constexpr std::size_t kFloodBatch = 64;
+
+// Calls `send(values)` with consecutive values 0..n-1 in batches of kFloodBatch (the last one
+// shorter when n is not a multiple).
+template <class Send>
+void send_batches(std::uint64_t n, Send&& send) {
+  std::uint64_t values[kFloodBatch];
+  for (std::uint64_t i = 0; i < n;) {
+    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(kFloodBatch, n - i));
+    for (std::size_t j = 0; j < k; ++j) values[j] = i + j;
+    send(std::span<const std::uint64_t>(values, k));
+    i += k;
+  }
+}
+
+// raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch), the consumer
+// as in raw_port_flood.
+RunResult raw_port_flood_batch(std::uint64_t n, Wait wait) {
+  EventfdQueue inbox(wait);
+  EventfdQueue done;
+  std::thread consumer([&] {
+    (void)inbox.pop();
+    inbox.reset_wakeups();
+    done.push(kPing);
+    std::vector<std::uint64_t> batch;
+    std::uint64_t count = 0;
+    while (count < n) {
+      inbox.pop_all(batch);
+      count += batch.size();
+      batch.clear();
+    }
+    done.push(count);
+  });
+  inbox.push(kPing);
+  (void)done.pop();
+  const PhaseMeter phase;
+  send_batches(n, [&](std::span<const std::uint64_t> v) { inbox.push_batch(v); });
+  const std::uint64_t counted = done.pop();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
+  consumer.join();
+  check_echo(counted, n);
+  RunResult out;
+  flood_metrics(out, n, wall, cpu);
+  out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(inbox.wakeups())});
+  return out;
+}
+
+// evh: SendPort::post_batch, one claim of mailbox space per batch (the batch's Messages are
+// built in place each time; u64 messages own nothing).
+RunResult evh_port_flood_batch(std::uint64_t n) {
+  EventfdQueue done;
+  Runtime rt;
+  ShutdownAtExit stop_first(rt);  // the sink borrows `done`
+  IsolateRef sink = take(rt.spawn(make_handler(FloodSink{n, &done})), "spawn");
+  SendPort to_sink = take(rt.send_port(sink->main_port()), "send_port(isolate)");
+  check(to_sink.post(Message::u64(kPing)), "post ping");
+  check_echo(done.pop(), kPing);
+  const std::uint64_t wakeups_before = sink->stats().wakeups;
+
+  Message batch[kFloodBatch];
+  const PhaseMeter phase;
+  send_batches(n, [&](std::span<const std::uint64_t> v) {
+    for (std::size_t j = 0; j < v.size(); ++j) batch[j] = Message::u64(v[j]);
+    check(to_sink.post_batch(std::span<Message>(batch, v.size())), "post_batch");
+  });
+  const std::uint64_t counted = done.pop();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
+  check_echo(counted, n);
+
+  sink->destroy();
+  rt.shutdown();
+  const IsolateStats stats = sink->stats();
+  if (stats.handled < n) {
+    throw BenchError("isolate stats count " + std::to_string(stats.handled) +
+                     " messages handled of " + std::to_string(n));
+  }
+  RunResult out;
+  flood_metrics(out, n, wall, cpu);
+  out.metrics.push_back(
+      {"consumer_wakeups", "count", static_cast<double>(stats.wakeups - wakeups_before)});
+  return out;
+}
+
+RunResult peer_port_flood_batch(const PeerImpl& p, std::uint64_t n) {
+  EventfdQueue done;
+  std::uint64_t count = 0;  // owned by the loop's thread
+  auto loop = p.start_message_loop([&](std::uint64_t v) {
+    if (v == kPing) {
+      done.push(kPing);
+    } else if (++count == n) {
+      done.push(count);
+    }
+  });
+  loop->post(kPing);
+  check_echo(done.pop(), kPing);
+  loop->reset_wakeups();
+  const PhaseMeter phase;
+  send_batches(n, [&](std::span<const std::uint64_t> v) { loop->post_batch(v); });
+  const std::uint64_t counted = done.pop();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
+  const std::optional<std::uint64_t> wakeups = loop->wakeups();
+  loop.reset();
+  check_echo(counted, n);
+  RunResult out;
+  flood_metrics(out, n, wall, cpu);
+  if (wakeups) {
+    out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(*wakeups)});
+  }
+  return out;
+}
+
+RunResult port_flood_batch(std::string_view impl, std::uint64_t n) {
+  if (impl == "evh") return evh_port_flood_batch(n);
+  if (impl == "raw" || impl == "raw-spin") return raw_port_flood_batch(n, raw_wait(impl));
+  if (const PeerImpl* p = find_peer(impl)) return peer_port_flood_batch(*p, n);
+  throw BenchError("port_flood_batch has no impl " + std::string(impl));
+}
+
 // ---- isolate_pingpong: two actors, on a shared pool or on two threads of their own ----------
 
 enum class Placement {
@@ -484,6 +609,15 @@ std::vector<Workload> messaging_workloads() {
            "syscalls_per_msg",
            [](Size size) -> std::uint64_t { return size == Size::quick ? 20'000 : 100'000; },
            [](std::string_view impl, std::uint64_t units) { (void)port_flood(impl, units); }}});
+  all.push_back(
+      {"port_flood_batch", with_peers({"evh", "raw", "raw-spin"}), Threading::multi,
+       [](std::string_view impl, Size size) { return port_flood_batch(impl, flood_size(size)); },
+       SyscallProbe{
+           "syscalls_per_msg",
+           [](Size size) -> std::uint64_t { return size == Size::quick ? 20'000 : 100'000; },
+           [](std::string_view impl, std::uint64_t units) {
+             (void)port_flood_batch(impl, units);
+           }}});
   // As the two isolates are placed by default (evh's pool runs both on one worker; raw: two
   // actors on a one-worker pool), and forced onto two threads (evh: two dedicated runners; raw:
   // two threads).

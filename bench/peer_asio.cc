@@ -9,6 +9,8 @@
 //   - fds: one posix::stream_descriptor per fd, async_wait(wait_read) re-armed from its handler
 //     (each re-arm is an epoll_ctl(MOD) inside Asio); descriptors are released, not closed.
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -47,10 +49,29 @@ class AsioMessageLoop final : public PeerMessageLoop {
   void post(std::uint64_t value) override {
     asio::post(io_, [this, value] { on_message_(value); });
   }
+  // One handler per batch, carrying its values (asio queues handlers, not values: one post is
+  // one lock of its scheduler and at most one wakeup). Batches of up to kMaxBatch values go
+  // inline in the handler, which asio's handler allocator recycles.
+  void post_batch(std::span<const std::uint64_t> values) override {
+    while (!values.empty()) {
+      Batch b;
+      b.n = std::min(values.size(), b.values.size());
+      std::copy_n(values.begin(), b.n, b.values.begin());
+      values = values.subspan(b.n);
+      asio::post(io_, [this, b] {
+        for (std::size_t i = 0; i < b.n; ++i) on_message_(b.values[i]);
+      });
+    }
+  }
   std::optional<std::uint64_t> wakeups() const override { return std::nullopt; }
   void reset_wakeups() override {}
 
  private:
+  struct Batch {
+    std::array<std::uint64_t, 64> values;
+    std::size_t n = 0;
+  };
+
   std::function<void(std::uint64_t)> on_message_;
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};

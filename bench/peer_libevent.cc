@@ -21,6 +21,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -101,6 +102,16 @@ class EvMessageLoop final : public PeerMessageLoop {
     // The callback takes the whole queue under the lock, so only the push that ends an empty
     // spell needs to activate it; later ones find it active or running.
     if (was_empty) event_active(ready_.get(), 0, 0);
+  }
+  // One lock and at most one event_active() per batch.
+  void post_batch(std::span<const std::uint64_t> values) override {
+    bool was_empty;
+    {
+      std::lock_guard lock(mu_);
+      was_empty = queue_.empty();
+      queue_.insert(queue_.end(), values.begin(), values.end());
+    }
+    if (was_empty && !values.empty()) event_active(ready_.get(), 0, 0);
   }
   std::optional<std::uint64_t> wakeups() const override {
     return wakeups_.load(std::memory_order_relaxed);

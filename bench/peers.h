@@ -33,6 +33,10 @@ class PeerMessageLoop {
   virtual ~PeerMessageLoop() = default;
   // Any thread but the loop's. The loop calls `on_message(value)` for each value, in post order.
   virtual void post(std::uint64_t value) = 0;
+  // Any thread but the loop's: every value of `values`, in order, with the library's own best
+  // batched send (one lock and one wakeup per batch where the loop is a locked queue and a
+  // doorbell; one scheduled handler carrying the batch where the library queues handlers).
+  virtual void post_batch(std::span<const std::uint64_t> values) = 0;
   // How many times the loop woke up to take messages, when the peer can tell (the counterpart
   // of raw's blocking read() returns); empty when the library gives no way to observe it.
   virtual std::optional<std::uint64_t> wakeups() const = 0;

@@ -51,6 +51,21 @@ void EventfdQueue::push(std::uint64_t value) {
     items_.push_back(value);
   }
   if (!was_empty) return;  // the push that ended the emptiness has done what follows
+  wake();
+}
+
+void EventfdQueue::push_batch(std::span<const std::uint64_t> values) {
+  if (values.empty()) return;
+  bool was_empty;
+  {
+    std::lock_guard lock(mu_);
+    was_empty = items_.empty();
+    items_.insert(items_.end(), values.begin(), values.end());
+  }
+  if (was_empty) wake();
+}
+
+void EventfdQueue::wake() {
   // seq_cst: pairs with the consumer's store of sleeping_ (see the header).
   nonempty_.store(true, std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_seq_cst)) {

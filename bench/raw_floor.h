@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -60,6 +61,9 @@ class EventfdQueue {
 
   // Any thread.
   void push(std::uint64_t value);
+  // Any thread: every value of `values` in order, under one lock acquisition and with at most
+  // one eventfd write (the batched send of a hand-written queue).
+  void push_batch(std::span<const std::uint64_t> values);
 
   // Consumer only. Waits until an item is queued, then pops the oldest one.
   std::uint64_t pop();
@@ -76,6 +80,8 @@ class EventfdQueue {
   // message that never comes hangs the cell until the suite's watchdog ends the run; a timed
   // wait would cost a poll() beside every read() on the measured path.
   void wait_nonempty();
+  // After a push that made items_ non-empty: tells the consumer.
+  void wake();
 
   std::mutex mu_;
   std::vector<std::uint64_t> items_;  // guarded by mu_

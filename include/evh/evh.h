@@ -178,6 +178,9 @@ typedef struct evh_runtime_stats {
   uint64_t workers_started;
   uint64_t exceptions; /* errors that escaped isolates' callbacks */
   uint64_t timer_deadlines;
+  uint64_t mailbox_depth;     /* messages queued in all live isolates' mailboxes now */
+  uint64_t mailbox_depth_max; /* the deepest mailbox now */
+  uint64_t mailbox_peak;      /* the deepest any live isolate's mailbox has been */
 } evh_runtime_stats;
 
 /* A snapshot. Any thread. */
@@ -211,6 +214,20 @@ EVH_API int evh_post_native(evh_runtime* rt, evh_port_id port, void* object,
  * by evh_post_native. Any thread that may touch `message`. */
 EVH_API int evh_post_message(evh_runtime* rt, evh_port_id port, evh_message* message,
                              unsigned flags);
+
+/* One message of a batch: `size` bytes at `data` (NULL when size is 0), copied in. */
+typedef struct evh_bytes {
+  const void* data;
+  size_t size;
+} evh_bytes;
+
+/* Posts `count` messages, copies of `items[0..count)`, to `port` in order: as `count` calls of
+ * evh_post, but with one look-up and the mailbox's space claimed once for as many as fit together
+ * (SEMANTICS 1: FIFO behind this thread's earlier posts; never blocks). All are checked first: an
+ * invalid item (EVH_EINVAL) posts none. Errors: as evh_post; a port closed while a batch is
+ * posted drops what was queued, as it drops any message queued before a close. */
+EVH_API int evh_post_batch(evh_runtime* rt, evh_port_id port, const evh_bytes* items, size_t count,
+                           unsigned flags);
 
 /* Reading a message: in a handler, the message is evh's and valid until the handler returns;
  * one from a receiver is the caller's until evh_message_destroy. Any thread that may touch it.
@@ -343,6 +360,8 @@ typedef struct evh_isolate_stats {
   uint64_t turns;
   uint64_t wakeups;
   uint64_t yields;
+  uint64_t mailbox_depth; /* normal messages queued, not yet taken */
+  uint64_t mailbox_peak;  /* the deepest the mailbox has been seen */
 } evh_isolate_stats;
 /* A snapshot. Any thread. */
 EVH_API int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out);

@@ -137,12 +137,24 @@ class EVH_API IsolateResource {
 // isolate (ExitReason::error, after its error listeners have been told) or is only reported.
 enum class ErrorsFatal : std::uint8_t { no, yes };
 
+// Told when an isolate's mailbox passes the depth its embedder set (IsolateOptions). Runs on the
+// isolate's own turn, before the message that was taken when the depth was seen; `depth` counts
+// the messages queued for the isolate's main and extra ports then, that one included. Told
+// again only after the depth fell to half the mark or the mailbox emptied. Nothing is dropped or
+// refused: a mailbox has no limit. An exception escaping it is reported as a handler's is.
+using MailboxHighWaterFn = void (*)(Isolate& isolate, std::uint64_t depth);
+
 struct IsolateOptions {
   TaskRunner* runner = nullptr;  // null: the runtime's thread pool
   std::uint32_t budget = 0;      // messages per turn before giving way; 0: the runtime's default
   void* data = nullptr;          // opaque embedder data, returned by `Isolate::data()`
   // See ErrorsFatal. `no`: an escaped exception is reported and the isolate goes on.
   ErrorsFatal errors_are_fatal = ErrorsFatal::no;
+  // The mailbox depth at which `on_mailbox_high_water` is called; 0 (or no callback): never.
+  // The depth is seen by the isolate's turn as it takes messages (and at least every 64 of
+  // them), so a turn stuck in a handler tells when it takes the next message.
+  std::uint64_t mailbox_high_water = 0;
+  MailboxHighWaterFn on_mailbox_high_water = nullptr;
 };
 
 struct IsolateStats {
@@ -152,6 +164,11 @@ struct IsolateStats {
   std::uint64_t turns = 0;       // times the isolate was run by its runner
   std::uint64_t wakeups = 0;  // times an idle isolate was scheduled (mailbox empty → non-empty)
   std::uint64_t yields = 0;   // turns that ended with work left (budget or time slice)
+  // Normal-priority messages queued and not yet taken by a turn, now (exact at the instant it is
+  // read: both ends of the mailbox count their messages).
+  std::uint64_t mailbox_depth = 0;
+  // The deepest the mailbox has been seen: by its turns as they took messages, or now.
+  std::uint64_t mailbox_peak = 0;
 };
 
 class EVH_API Isolate {

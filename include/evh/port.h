@@ -38,6 +38,11 @@ class EVH_API SendPort {
   // returns (its finalizer runs on this thread): `Errc::port_closed` when the port was closed
   // or its isolate destroyed, `Errc::unknown_port` for an empty SendPort.
   Status post(Message message, Priority priority = Priority::normal) const noexcept;
+  // Queues every message of `messages`, in order, with the guarantees of `post` for each (FIFO
+  // behind this thread's earlier posts, finalizer exactly once, never blocks), claiming mailbox
+  // space once for as many as fit together. Each message is left empty: queued, or on error
+  // released before this returns (the errors of `post`; all or none are queued).
+  Status post_batch(std::span<Message> messages, Priority priority = Priority::normal) const noexcept;
 
  private:
   friend class Runtime;                                                    // looks them up

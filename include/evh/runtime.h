@@ -67,6 +67,12 @@ struct RuntimeStats {
   // isolate on the shared pool or a dedicated runner; an embedder runner's isolates use the
   // event handler's timeouts instead).
   std::uint64_t timer_deadlines = 0;
+  // Over the live isolates (one pass over them under the registry's lock): messages queued in
+  // all their mailboxes now, the deepest mailbox now, and the deepest any of them has been
+  // (IsolateStats::mailbox_depth, mailbox_peak).
+  std::uint64_t mailbox_depth = 0;
+  std::uint64_t mailbox_depth_max = 0;
+  std::uint64_t mailbox_peak = 0;
 };
 
 class EventHandler;
@@ -92,6 +98,11 @@ class EVH_API Runtime {
   // whose id is still known is reported as unknown: ids are forgotten on close) or
   // `Errc::shutting_down`.
   Status post(PortId port, Message message, Priority priority = Priority::normal) noexcept;
+  // Posts every message of `messages` to `port` in order, as SendPort::post_batch (one look-up,
+  // queue space claimed once for as many as fit together); each is left empty. The errors of
+  // `post`, for all of them.
+  Status post_batch(PortId port, std::span<Message> messages,
+                    Priority priority = Priority::normal) noexcept;
 
   // A SendPort for `port`, for repeated posts without map look-ups.
   Result<SendPort> send_port(PortId port) noexcept;

@@ -6,6 +6,7 @@
 
 #include <evh/message.h>
 
+#include <cstdint>
 #include <cstring>
 
 namespace evh::detail {
@@ -21,6 +22,39 @@ struct MessageAccess {
     to.size_ = from.size_;
     to.kind_ = from.kind_;
     std::memcpy(&to.u_, &from.u_, sizeof to.u_);
+  }
+
+  // The parts a queue record stores (mpsc_queue.h): the kind, the byte size, and the payload as
+  // whole 8-byte words — the inline bytes rounded up, the heap pointer, or the native object and
+  // its finalizer.
+  static Message::Kind kind(const Message& m) noexcept { return m.kind_; }
+  static std::uint32_t size(const Message& m) noexcept { return m.size_; }
+  static PortId port(const Message& m) noexcept { return m.port_; }
+  static std::uint32_t payload_words(Message::Kind kind, std::uint32_t size) noexcept {
+    switch (kind) {
+      case Message::Kind::inline_bytes:
+        return (size + 7) / 8;
+      case Message::Kind::heap_bytes:
+        return 1;
+      case Message::Kind::native:
+        return 2;
+      default:
+        return 0;
+    }
+  }
+  static void write_payload(const Message& m, std::uint64_t* words, std::uint32_t n) noexcept {
+    std::memcpy(words, &m.u_, std::size_t{n} * 8);
+  }
+  // Gives up the payload without releasing it: it now belongs to a queue record.
+  static void forget(Message& m) noexcept { m.kind_ = Message::Kind::empty; }
+  // `to` (empty) takes the payload of a record.
+  static void assemble(Message& to, PortId port, Message::Kind kind, std::uint32_t size,
+                       const std::uint64_t* words, std::uint32_t n) noexcept {
+    to.release();
+    to.port_ = port;
+    to.size_ = size;
+    std::memcpy(&to.u_, words, std::size_t{n} * 8);
+    to.kind_ = kind;
   }
 };
 

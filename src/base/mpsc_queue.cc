@@ -1,54 +1,99 @@
 #include "base/mpsc_queue.h"
 
+#include <cstring>
+
+#include "base/message_access.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
 namespace {
 
-// How many slots ahead a producer asks for ownership of the cache line it will probably write
-// next. The CAS that claims a position is a locked instruction: it waits for this producer's
-// earlier stores to drain, and the store into a slot line that the consumer read a moment ago
-// first needs that line back (a read-for-ownership across cores, tens of nanoseconds). Asking
-// early overlaps those transfers instead of paying them one per message.
-constexpr std::uint32_t kPrefetchAhead = 8;
+// A record's header word: the tag (kind + 1, never 0) in bits 0-7, kPortWord when the port word
+// follows, the byte size in bits 32-63. A skip record (the rest of the block is unused) is the
+// tag alone.
+constexpr std::uint64_t kTagMask = 0xFF;
+constexpr std::uint64_t kSkip = 0xFF;
+constexpr std::uint64_t kPortWord = 0x100;
 
-inline void prefetch_for_write(const void* p) noexcept {
-#if defined(__x86_64__)
-  // PREFETCHW; CPUs without it decode the 0F 0D opcode as a NOP.
-  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
-#else
-  __builtin_prefetch(p, 1, 3);
-#endif
+std::atomic_ref<std::uint64_t> header_at(QueueBlock* block, std::uint32_t offset) noexcept {
+  return std::atomic_ref<std::uint64_t>(block->words[offset]);
 }
 
-// The installing producer only (one at a time: see the header).
+std::uint32_t offset_of(std::uint64_t pos) noexcept {
+  return static_cast<std::uint32_t>(pos & kOffsetMask);
+}
+
+// How a message is stored: its header and how many words it takes.
+struct Record {
+  std::uint64_t header;
+  std::uint32_t words;
+  std::uint32_t payload_words;
+};
+
+Record encode(const Message& m) noexcept {
+  const Message::Kind kind = MessageAccess::kind(m);
+  const std::uint32_t size = MessageAccess::size(m);
+  const bool port_word = MessageAccess::port(m) != PortId::none;
+  const std::uint32_t payload = MessageAccess::payload_words(kind, size);
+  return {(std::uint64_t{size} << 32) | (port_word ? kPortWord : 0) |
+              (static_cast<std::uint64_t>(kind) + 1),
+          1 + (port_word ? 1u : 0u) + payload, payload};
+}
+
+// Writes `m`'s record at `offset` (its words were claimed) and publishes it; `m` is left empty.
+void write_record(QueueBlock* block, std::uint32_t offset, Message& m, const Record& r) noexcept {
+  std::uint64_t* w = &block->words[offset];
+  std::uint32_t i = 1;
+  if ((r.header & kPortWord) != 0) w[i++] = static_cast<std::uint64_t>(MessageAccess::port(m));
+  MessageAccess::write_payload(m, w + i, r.payload_words);
+  MessageAccess::forget(m);
+  // release: pairs with the consumer's acquire load of the header.
+  header_at(block, offset).store(r.header, std::memory_order_release);
+}
+
+// On the free list, a block's first data word is the list's depth from it down. Atomic: the
+// consumer reads the top's while the installing producer may be popping and zeroing it.
+std::atomic_ref<std::uint64_t> free_depth(QueueBlock* block) noexcept {
+  return std::atomic_ref<std::uint64_t>(block->words[0]);
+}
+
+// A zeroed block (every header "not written"), unlinked, that nobody else can reach.
+QueueBlock* new_block() {
+  return new QueueBlock{};
+}
+
+// A block for the installing producer (one at a time: see the header), zeroed and unlinked: from
+// the free list, or allocated past the high-water mark.
 QueueBlock* take_block(QueueTail& tail) {
-  // acquire: pairs with the release CAS in recycle_block, so the block's `next` is visible.
+  // acquire: pairs with the release CAS in recycle_block, so the block's `next` and the
+  // consumer's last reads of it are ordered before we zero it.
   QueueBlock* top = tail.free.load(std::memory_order_acquire);
   while (top != nullptr) {
     QueueBlock* next = top->next.load(std::memory_order_relaxed);
     if (tail.free.compare_exchange_weak(top, next, std::memory_order_acquire,
                                         std::memory_order_acquire)) {
       top->next.store(nullptr, std::memory_order_relaxed);
+      free_depth(top).store(0, std::memory_order_relaxed);
+      std::memset(top->words + 1, 0, sizeof top->words - sizeof top->words[0]);
       return top;
     }
   }
-  return new QueueBlock;
+  return new_block();
 }
 
-// The consumer only.
+// The consumer only: keeps a block it has read to the end, up to kMaxFreeBlocks.
 void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
   // acquire: pairs with the release CAS below of an earlier push (the top's depth is visible).
   QueueBlock* top = tail.free.load(std::memory_order_acquire);
   for (;;) {
-    const std::uint32_t depth =
-        top == nullptr ? 1 : top->free_depth.load(std::memory_order_relaxed) + 1;
+    const std::uint64_t depth =
+        top == nullptr ? 1 : free_depth(top).load(std::memory_order_relaxed) + 1;
     if (depth > kMaxFreeBlocks) {
       delete block;
       return;
     }
     block->next.store(top, std::memory_order_relaxed);
-    block->free_depth.store(depth, std::memory_order_relaxed);
+    free_depth(block).store(depth, std::memory_order_relaxed);
     // release: pairs with the acquire loads in take_block; a failure means the installing
     // producer popped the top meanwhile: look again.
     if (tail.free.compare_exchange_weak(top, block, std::memory_order_release,
@@ -58,62 +103,146 @@ void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
   }
 }
 
+// The very first push: installs the first block (whoever gets there first) and makes it the
+// tail block. `fresh` may be left holding a block that lost the race, for the caller to use.
+void install_first(QueueTail& tail, QueueBlock*& fresh) {
+  QueueBlock* first = tail.first.load(std::memory_order_acquire);
+  if (first == nullptr) {
+    // Not from the free list: producers racing here would pop it concurrently. Once per queue
+    // (or per queue_destroy).
+    if (fresh == nullptr) fresh = new_block();
+    // acq_rel: publishes the zeroed block (release) or sees the winner's (acquire).
+    if (tail.first.compare_exchange_strong(first, fresh, std::memory_order_acq_rel)) {
+      first = fresh;
+      fresh = nullptr;
+    }
+  }
+  QueueBlock* expected = nullptr;
+  tail.block.compare_exchange_strong(expected, first, std::memory_order_acq_rel);
+}
+
+// The producer whose claim reached the end of `block` links `fresh` after it and makes it the
+// tail block, the position moving to its start with `count` messages claimed. Linking comes
+// before any record or skip of the old block is published: the consumer follows `next` once it
+// reads the last one.
+void install_next(QueueTail& tail, QueueBlock* block, QueueBlock* fresh,
+                  std::uint64_t count) noexcept {
+  block->next.store(fresh, std::memory_order_release);
+  tail.block.store(fresh, std::memory_order_release);
+  tail.pos.store(count << kOffsetBits, std::memory_order_release);
+}
+
+// The consumer leaves a finished block for the next one (linked before the record that ended
+// the block, or its skip, was published).
+void advance_block(QueueTail& tail, QueueHead& head) noexcept {
+  QueueBlock* next = head.block->next.load(std::memory_order_acquire);
+  recycle_block(tail, head.block);
+  head.block = next;
+  set_head_pos(head, head.pos & ~kOffsetMask);
+}
+
 }  // namespace
 
 void queue_push(QueueTail& tail, Message&& message) noexcept {
+  const Record r = encode(message);
+  QueueBlock* fresh = nullptr;
   Backoff backoff;
   for (;;) {
     // acquire: pairs with the release store of `pos` by the producer that installed the block,
     // so the `block` we load next is at least as new as `pos`.
     std::uint64_t pos = tail.pos.load(std::memory_order_acquire);
-    const auto offset = static_cast<std::uint32_t>(pos % kPositionsPerBlock);
-    if (offset == kSlotsPerBlock) {  // another producer is installing the next block
+    const std::uint32_t offset = offset_of(pos);
+    if (offset == kBlockWords) {  // another producer is installing the next block
       backoff.snooze();
       continue;
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
-    if (block == nullptr) {  // the very first message: install the first block
-      QueueBlock* first = tail.first.load(std::memory_order_acquire);
-      if (first == nullptr) {
-        // Not from the free list: producers racing here would pop it concurrently. Once per
-        // queue (or per queue_destroy).
-        QueueBlock* fresh = new QueueBlock;
-        // acq_rel: publishes the block (release) or sees the winner's (acquire).
-        if (tail.first.compare_exchange_strong(first, fresh, std::memory_order_acq_rel)) {
-          first = fresh;
-        } else {
-          delete fresh;  // another producer's block won
-        }
-      }
-      QueueBlock* expected = nullptr;  // whoever gets here first makes it the tail block
-      tail.block.compare_exchange_strong(expected, first, std::memory_order_acq_rel);
+    if (block == nullptr) {
+      install_first(tail, fresh);
       continue;
     }
-    const bool last_slot = offset + 1 == kSlotsPerBlock;
+    const bool fits = offset + r.words <= kBlockWords;
+    const bool ends = offset + r.words >= kBlockWords;  // this claim reaches the block's end
+    const std::uint64_t count = queue_count(pos) + (fits ? 1 : 0);
+    const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + r.words : kBlockWords);
     // seq_cst: the mailbox owners' idle protocol pairs this with their seq_cst load of `pos`.
     // A stale `pos` (another producer won, or a block was installed) makes the CAS fail, which
     // also catches a `block` loaded after a concurrent install.
-    if (!tail.pos.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+    if (!tail.pos.compare_exchange_weak(pos, claimed, std::memory_order_seq_cst,
                                         std::memory_order_relaxed)) {
       continue;
     }
-    if (last_slot) {
-      // The block comes after the claim, so that only one producer pops the free list at a
-      // time; the install window is then a pop (an allocation only past the high-water mark).
-      QueueBlock* fresh = take_block(tail);
-      // Link before publishing: the consumer follows `next` once it has read this last slot.
-      block->next.store(fresh, std::memory_order_release);
-      tail.block.store(fresh, std::memory_order_release);
-      tail.pos.store(pos + 2, std::memory_order_release);  // past the install marker
+    if (ends) {
+      // The block comes after the claim, so that one producer at a time pops the free list;
+      // the install window is a pop and a 2 KB clear (an allocation only past the high-water
+      // mark). A block left from a lost install_first race is used first.
+      install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), count);
+      fresh = nullptr;
     }
-    QueueSlot& slot = block->slots[offset];
-    if (offset + kPrefetchAhead < kSlotsPerBlock)
-      prefetch_for_write(&block->slots[offset + kPrefetchAhead]);
-    new (slot.storage) Message(std::move(message));
-    // release: pairs with the consumer's acquire load of `seq`.
-    slot.seq.store(pos + 1, std::memory_order_release);
+    if (!fits) {
+      // The rest of this block stays unused; the message goes into the next one.
+      header_at(block, offset).store(kSkip, std::memory_order_release);
+      continue;
+    }
+    write_record(block, offset, message, r);
+    delete fresh;  // (only producers' lost install_first races leave one; never onto the list)
     return;
   }
+}
+
+void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
+  std::size_t done = 0;
+  QueueBlock* fresh = nullptr;
+  Backoff backoff;
+  while (done < messages.size()) {
+    std::uint64_t pos = tail.pos.load(std::memory_order_acquire);
+    const std::uint32_t offset = offset_of(pos);
+    if (offset == kBlockWords) {
+      backoff.snooze();
+      continue;
+    }
+    QueueBlock* block = tail.block.load(std::memory_order_acquire);
+    if (block == nullptr) {
+      install_first(tail, fresh);
+      continue;
+    }
+    // As many of the remaining messages as fit in the rest of the block, in one claim.
+    const std::uint32_t room = kBlockWords - offset;
+    std::uint32_t words = 0;
+    std::size_t n = 0;
+    while (done + n < messages.size()) {
+      const std::uint32_t w = encode(messages[done + n]).words;
+      if (words + w > room) break;
+      words += w;
+      ++n;
+    }
+    const bool fits = n > 0;
+    const bool ends = !fits || words == room;
+    const std::uint64_t count = queue_count(pos) + n;
+    const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + words : kBlockWords);
+    // seq_cst, and a stale view fails: as in queue_push.
+    if (!tail.pos.compare_exchange_weak(pos, claimed, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
+      continue;
+    }
+    if (ends) {
+      install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), count);
+      fresh = nullptr;
+    }
+    if (!fits) {
+      header_at(block, offset).store(kSkip, std::memory_order_release);
+      continue;
+    }
+    std::uint32_t at = offset;
+    for (std::size_t i = 0; i < n; ++i) {
+      Message& m = messages[done + i];
+      const Record r = encode(m);
+      write_record(block, at, m, r);
+      at += r.words;
+    }
+    done += n;
+  }
+  delete fresh;
 }
 
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
@@ -121,26 +250,34 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
     head.block = tail.first.load(std::memory_order_acquire);
     if (head.block == nullptr) return PopResult::empty;
   }
-  const auto offset = static_cast<std::uint32_t>(head.pos % kPositionsPerBlock);
-  QueueSlot& slot = head.block->slots[offset];
-  if (slot.seq.load(std::memory_order_acquire) != head.pos + 1) {
-    // Only when everything known to be claimed has been read does the consumer look at the
-    // producers' cache line again: polling it would slow every producer's CAS.
-    if (head.pos < head.known_tail) return PopResult::pending;
-    return queue_has_claimed(tail, head) ? PopResult::pending : PopResult::empty;
+  for (;;) {
+    const std::uint32_t offset = offset_of(head.pos);
+    // acquire: pairs with the producer's release store of the header.
+    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
+    if (header == 0) {
+      // Only when every message known to be claimed has been read does the consumer look at
+      // the producers' cache line again: polling it would slow every producer's CAS. (Counts,
+      // not positions: a position's offset goes back to 0 in each new block.)
+      if (queue_count(head.pos) < queue_count(head.known_tail)) return PopResult::pending;
+      return queue_has_claimed(tail, head) ? PopResult::pending : PopResult::empty;
+    }
+    if ((header & kTagMask) == kSkip) {
+      advance_block(tail, head);
+      continue;
+    }
+    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
+    const auto size = static_cast<std::uint32_t>(header >> 32);
+    const std::uint64_t* w = &head.block->words[offset];
+    std::uint32_t i = 1;
+    PortId port = PortId::none;
+    if ((header & kPortWord) != 0) port = static_cast<PortId>(w[i++]);
+    const std::uint32_t payload = MessageAccess::payload_words(kind, size);
+    MessageAccess::assemble(out, port, kind, size, w + i, payload);
+    const std::uint32_t end = offset + i + payload;
+    set_head_pos(head, ((queue_count(head.pos) + 1) << kOffsetBits) | end);
+    if (end == kBlockWords) advance_block(tail, head);
+    return PopResult::item;
   }
-  // The slot's message is relocated, not moved: the slot is left as raw storage, unwritten.
-  MessageAccess::relocate(out, *slot.message());
-  if (offset + 1 == kSlotsPerBlock) {
-    // The producer of this last slot linked the next block before publishing the slot.
-    QueueBlock* next = head.block->next.load(std::memory_order_acquire);
-    recycle_block(tail, head.block);
-    head.block = next;
-    head.pos += 2;
-  } else {
-    head.pos += 1;
-  }
-  return PopResult::item;
 }
 
 std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept {
@@ -162,8 +299,10 @@ std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept {
 }
 
 std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept {
-  const QueueBlock* top = tail.free.load(std::memory_order_acquire);
-  return top == nullptr ? 0 : top->free_depth.load(std::memory_order_relaxed);
+  QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  return top == nullptr
+             ? 0
+             : static_cast<std::uint32_t>(free_depth(top).load(std::memory_order_relaxed));
 }
 
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept {

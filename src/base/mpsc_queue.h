@@ -1,32 +1,47 @@
-// A lock-free multi-producer single-consumer queue of Messages, stored by value in linked
-// blocks of 64-byte slots.
+// A lock-free multi-producer single-consumer queue of Messages, stored as compact records in
+// linked blocks of 8-byte words.
 //
 // Why not an intrusive node per message: a node needs an allocation per message, and a
-// cross-thread malloc/free pair costs more than the rest of a post together. Here a message is
-// written into a slot of the current block; a block holds 31 slots and is recycled through the
-// queue's own free list, so posting allocates only when the queue grows past its high-water mark
-// (issue 14, defect 0: a sender that allocates can sleep in the kernel — malloc → mprotect waits
-// on the process's memory-map lock — for milliseconds while other threads fault pages in).
+// cross-thread malloc/free pair costs more than the rest of a post together. Why not a 64-byte
+// slot per message (the first design): in a flood the bytes a message takes in the queue are
+// what crosses between the producer's and the consumer's cores, twice (the producer takes the
+// line back to write it, the consumer reads it). A record takes only what its message needs:
+// a header word, the port word unless the port is none (control messages), and the payload
+// (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). An
+// 8-byte message is 24 bytes. (Leaving out the port word of the isolate's main port would make it
+// 16, but the home port's copies grew the isolate past its four cache lines: not done yet.)
 //
-// Producers (any thread) claim a position with one CAS on `QueueTail::pos`, then write their
-// slot and publish it with a release store of the slot's `seq` word (the position + 1). The
-// consumer never writes a slot: it checks `seq` against the position it expects and copies the
-// message out, so a slot's cache line moves once, producer to consumer, per message. The producer
-// that claims a block's last slot installs the next block; others wait the few instructions that
-// takes. Positions count 32 per block: offsets 0..30 are slots, offset 31 means "next block being
-// installed". Positions never wrap (64-bit), so there is no ABA.
+// Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
+// word offset in the current block (low 13 bits). A producer claims a record's words with one
+// CAS that also counts its message; the packed word never repeats (the count grows with every
+// claim, and a claim without a message, the skip below, changes the offset), so a stale view
+// makes the CAS fail and there is no ABA. The offset `kBlockWords` means "the next block is
+// being installed": the producer whose claim reached the end of the block installs it, and
+// others wait the few instructions that takes. A record that does not fit in what is left of the
+// block is not split: its producer claims the rest of the block (writing a skip record there),
+// installs the next block and claims again in it.
 //
-// The free list is a stack that the consumer pushes onto (a block it has read to the end) and that
-// only the installing producer pops from. Installs are serialised by the position protocol — no
-// position of a block can be claimed before the block is installed, and the install ends with the
-// release store of `pos` that the next installer's acquire load sees — so there is one popper at
-// a time, and a stack with one popper has no ABA: the top it read cannot be popped and pushed back
-// before its CAS. It keeps at most kMaxFreeBlocks blocks; the rest are freed. Only the consumer
-// frees a block, and never one on the list, so a block the consumer reads through `free` is
-// alive even if a producer has popped it meanwhile (its CAS then fails).
+// Publication: a block is zeroed by the producer that installs it, before it is linked; a
+// record's words are written first and its header (never 0) last, with a release store. The
+// consumer checks the header at its offset: 0 is "claimed but not yet written" (or nothing
+// claimed).
 //
-// The consumer (one thread at a time; the caller guarantees it) reads slots in order. A slot
-// whose position was claimed but whose message is not yet written is reported as `pending`.
+// Recycling (issue 14, defect 0: a sender that allocates can sleep in the kernel — malloc →
+// mprotect waits on the process's memory-map lock — for milliseconds while other threads fault
+// pages in): a block the consumer has read to the end goes onto the queue's free list, a stack
+// that only the consumer pushes onto and only the installing producer pops from, so posting
+// allocates only when the queue grows past its high-water mark. Installs are serialised by the
+// position protocol (the block is taken after the claim that reached the end of the old one, and
+// no position of the new block can be claimed before the install's release store of `pos`), so
+// there is one popper at a time, and a stack with one popper has no ABA: the top it read cannot
+// be popped and pushed back before its CAS. The list keeps at most kMaxFreeBlocks blocks; the
+// rest are freed. Only the consumer frees a block, and never one on the list, so a block the
+// popper reads through `free` is alive even if the consumer has pushed over it meanwhile (the
+// CAS then fails). While a block is on the list its first data word holds the list's depth from
+// it down; the installer zeroes the block after popping it.
+//
+// The consumer (one thread at a time; the caller guarantees it) reads records in order. A record
+// whose words were claimed but whose header is not yet written is reported as `pending`.
 //
 // The tail and the head are separate structs so that an owner can place them on different
 // cache lines: producers write the tail, the consumer writes the head.
@@ -36,39 +51,28 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstring>
-#include <new>
-
-#include "base/message_access.h"
+#include <span>
 
 namespace evh::detail {
 
-inline constexpr std::uint32_t kSlotsPerBlock = 31;
-inline constexpr std::uint64_t kPositionsPerBlock = 32;
-// The most blocks a queue keeps for reuse: 8,000 messages in flight (512 KiB) recycle without an
-// allocation; a queue that once held more frees the excess as it drains.
+// Data words per block: a block is 2 KB with its link word.
+inline constexpr std::uint32_t kBlockWords = 255;
+// The most blocks a queue keeps for reuse (512 KiB; 21,000 one-word messages with their ports in
+// flight recycle without an allocation); a queue that once held more frees the excess as it
+// drains.
 inline constexpr std::uint32_t kMaxFreeBlocks = 256;
-
-struct alignas(64) QueueSlot {
-  // position + 1 once `storage` holds the message of that position. 64-bit positions never
-  // repeat, so a value left from an earlier use of a recycled block can never match.
-  std::atomic<std::uint64_t> seq{0};
-  unsigned char storage[sizeof(Message)];
-
-  Message* message() noexcept { return std::launder(reinterpret_cast<Message*>(storage)); }
-};
-static_assert(sizeof(QueueSlot) == 64);
+inline constexpr unsigned kOffsetBits = 13;
+inline constexpr std::uint64_t kOffsetMask = (std::uint64_t{1} << kOffsetBits) - 1;
+static_assert(kBlockWords < kOffsetMask);
 
 struct alignas(64) QueueBlock {
   std::atomic<QueueBlock*> next{nullptr};
-  // On the free list: how many blocks it holds from this one down (written by the consumer as it
-  // pushes; in the first line's padding, so it costs no space).
-  std::atomic<std::uint32_t> free_depth{0};
-  QueueSlot slots[kSlotsPerBlock];
+  std::uint64_t words[kBlockWords];
 };
+static_assert(sizeof(QueueBlock) == 2048);
 
 struct QueueTail {
-  std::atomic<std::uint64_t> pos{0};
+  std::atomic<std::uint64_t> pos{0};  // claimed messages << kOffsetBits | offset
   std::atomic<QueueBlock*> block{nullptr};
   std::atomic<QueueBlock*> first{nullptr};  // the first block ever installed: the consumer's start
   // Recycled blocks, consumer → the installing producer, linked through `next`. (The tail stays
@@ -77,18 +81,42 @@ struct QueueTail {
 };
 
 struct QueueHead {
-  std::uint64_t pos = 0;
+  std::uint64_t pos = 0;  // as QueueTail::pos, at the next record to read
   QueueBlock* block = nullptr;
-  // The last value of tail.pos the consumer read. Positions below it are claimed, so a slot
-  // there that is not yet written is "pending" without another look at the producers' line.
+  // The last value of tail.pos the consumer read. A record before it is claimed, so a header
+  // there that is still 0 is "pending" without another look at the producers' line.
   std::uint64_t known_tail = 0;
 };
+
+// Messages ever claimed / read, from a position.
+inline std::uint64_t queue_count(std::uint64_t pos) noexcept {
+  return pos >> kOffsetBits;
+}
+
+// The consumer stores `head.pos` with relaxed atomic stores (a plain store on x86), so that any
+// thread may read how far it got: queue_depth().
+inline void set_head_pos(QueueHead& head, std::uint64_t pos) noexcept {
+  std::atomic_ref<std::uint64_t>(head.pos).store(pos, std::memory_order_relaxed);
+}
+
+// Any thread: messages claimed and not yet read, at an instant between the two loads. The head
+// is read first: the tail's count can only have grown since, so the difference is never
+// negative.
+inline std::uint64_t queue_depth(const QueueTail& tail, const QueueHead& head) noexcept {
+  const std::uint64_t read =
+      queue_count(std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(head.pos))
+                      .load(std::memory_order_relaxed));
+  return queue_count(tail.pos.load(std::memory_order_relaxed)) - read;
+}
 
 enum class PopResult { item, empty, pending };
 
 // Producer side; any thread; never blocks for longer than another producer's block install.
 // Allocation failure of a new block terminates (as std::bad_alloc from a noexcept function).
 void queue_push(QueueTail& tail, Message&& message) noexcept;
+// Pushes every message of `messages` (leaving each empty), in order, claiming space for as many
+// as fit in the current block with one CAS.
+void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept;
 
 // Consumer side. On `item`, `out` holds the message.
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept;
@@ -105,11 +133,11 @@ inline bool queue_has_claimed(const QueueTail& tail, QueueHead& head) noexcept {
 // many were released.
 std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept;
 
-// Consumer side (or with no producer running): how many blocks the free list holds.
-std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept;
-
 // When no producer can reach the queue any more: releases what is left and frees the blocks.
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept;
+
+// How many blocks the free list holds (a snapshot; for tests and stats).
+std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept;
 
 // A queue with both ends together, for owners that do not need to split them.
 struct MpscQueue {
@@ -122,6 +150,7 @@ struct MpscQueue {
   ~MpscQueue() { queue_destroy(tail, head); }
 
   void push(Message&& m) noexcept { queue_push(tail, std::move(m)); }
+  void push_batch(std::span<Message> ms) noexcept { queue_push_batch(tail, ms); }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }

@@ -272,7 +272,8 @@ int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
   evh::Isolate* iso = any_thread(isolate);
   if (iso == nullptr || out == nullptr) return EVH_EINVAL;
   const evh::IsolateStats s = iso->stats();
-  *out = evh_isolate_stats{s.handled, s.dropped, s.exceptions, s.turns, s.wakeups, s.yields};
+  *out = evh_isolate_stats{s.handled, s.dropped, s.exceptions,    s.turns,
+                           s.wakeups, s.yields,  s.mailbox_depth, s.mailbox_peak};
   return EVH_OK;
 }
 

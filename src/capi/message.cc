@@ -1,6 +1,7 @@
 // The C API's messages: posting, reading, decoding what evh posts, and receivers.
 #include <evh/event_handler.h>
 
+#include <algorithm>
 #include <cstring>
 #include <span>
 
@@ -35,6 +36,34 @@ int evh_post(evh_runtime* rt, evh_port_id port, const void* data, size_t size, u
   return guarded([&] {
     return post(rt, port, evh::Message::bytes(std::span(static_cast<const std::byte*>(data), size)),
                 flags);
+  });
+}
+
+int evh_post_batch(evh_runtime* rt, evh_port_id port, const evh_bytes* items, size_t count,
+                   unsigned flags) {
+  evh::Priority priority = evh::Priority::normal;
+  if (!valid(rt) || !priority_of(flags, priority) || (items == nullptr && count != 0)) {
+    return EVH_EINVAL;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if ((items[i].data == nullptr && items[i].size != 0) || items[i].size > UINT32_MAX) {
+      return EVH_EINVAL;
+    }
+  }
+  return guarded([&] {
+    // Chunks of 64 on the stack: no allocation for the batch itself.
+    constexpr size_t kChunk = 64;
+    evh::Message chunk[kChunk];
+    for (size_t at = 0; at < count; at += kChunk) {
+      const size_t n = std::min(kChunk, count - at);
+      for (size_t i = 0; i < n; ++i) {
+        const evh_bytes& b = items[at + i];
+        chunk[i] = evh::Message::bytes(std::span(static_cast<const std::byte*>(b.data), b.size));
+      }
+      const int rc = to_c(rt->rt->post_batch(port_id(port), std::span(chunk, n), priority));
+      if (rc != EVH_OK) return rc;
+    }
+    return EVH_OK;
   });
 }
 

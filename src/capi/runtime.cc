@@ -141,8 +141,9 @@ int evh_runtime_destroy(evh_runtime* rt) {
 int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out) {
   if (!valid(rt) || out == nullptr) return EVH_EINVAL;
   const evh::RuntimeStats s = rt->rt->stats();
-  *out = evh_runtime_stats{s.isolates_live,   s.isolates_spawned, s.ports_open,     s.workers_live,
-                           s.workers_started, s.exceptions,       s.timer_deadlines};
+  *out = evh_runtime_stats{
+      s.isolates_live, s.isolates_spawned, s.ports_open,    s.workers_live,      s.workers_started,
+      s.exceptions,    s.timer_deadlines,  s.mailbox_depth, s.mailbox_depth_max, s.mailbox_peak};
   return EVH_OK;
 }
 

@@ -67,6 +67,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept override;
   void enqueue(Message&& message, Priority priority) noexcept override;
+  void enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
 
   // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
   // reference to the main port's PortState (that would be a cycle: ports retain their target);
@@ -160,6 +161,10 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // running the next turn), so it compares the tails with head positions it noted before.
   bool has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept;
   void deliver(Message& message) noexcept;
+  // After a turn took a normal message: the depth it saw, for the peak and the high-water mark.
+  void note_depth(bool first_of_turn) noexcept;
+  void check_high_water(std::uint64_t depth) noexcept;
+  void rearm_high_water() noexcept;
   bool is_open_port(PortId id) noexcept;
   // Timers: created on the first start; the start's error otherwise.
   Result<IsolateTimers*> timers_for_start(TimerFn fn) noexcept;
@@ -210,6 +215,9 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool timers_dirty_ = false;  // a timer changed this message: hand the next wakeup over
   std::atomic<std::uint8_t> interrupt_{0};    // kInterrupt* bits: what handle_interrupts() does
   std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
+  bool watch_depth_ = false;  // a high-water mark is set (in the life record); set at spawn
+  // The deepest the mailbox was seen by a turn (saturates at 2^32 - 1); written by the turn.
+  std::atomic<std::uint32_t> mailbox_peak_{0};
   IsolateHandler handler_;
   PortId main_port_id_ = PortId::none;
   std::atomic<IsolateLife*> life_{nullptr};       // created on first use; holds the extra ports

@@ -132,6 +132,14 @@ class IsolateLife {
   // ---- IsolateMutexes held (own turn only)
   IsolateMutexAccess::List& held_locks() noexcept { return held_; }
 
+  // ---- the mailbox's high-water mark (IsolateOptions); set at spawn, then own turn only
+  struct HighWater {
+    std::uint64_t mark = 0;
+    MailboxHighWaterFn fn = nullptr;
+    bool armed = true;  // false from a call until the depth fell to half the mark
+  };
+  HighWater& high_water() noexcept { return high_water_; }
+
  private:
   std::atomic<bool> ports_lock_{false};
   std::vector<PortState*> extra_ports_;  // guarded by ports_lock_
@@ -146,6 +154,7 @@ class IsolateLife {
   ErrorsFatal errors_fatal_;
 
   IsolateMutexAccess::List held_;
+  HighWater high_water_;
 };
 
 }  // namespace evh::detail

@@ -1,7 +1,9 @@
 // The isolate's mailbox and its turn: enqueue and schedule, the run loop with its budget, time
 // slice and lingering, delivery to the handler, microtasks. The lost-wakeup argument is in
 // isolate_impl.h.
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <utility>
 
 #include "base/assert.h"
@@ -40,6 +42,12 @@ IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler h
                          const IsolateOptions& options, std::uint32_t budget)
     : budget_(budget), host_(&host), runner_(&runner), data_(options.data), handler_(handler) {
   if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
+  if (options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr) {
+    IsolateLife::HighWater& hw = life().high_water();
+    hw.mark = options.mailbox_high_water;
+    hw.fn = options.on_mailbox_high_water;
+    watch_depth_ = true;
+  }
 #if !defined(EVH_DEBUG_CHECKS)
   static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
 #endif
@@ -91,6 +99,17 @@ void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
     queue_push(normal_tail_, std::move(message));
   }
   // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
+  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+}
+
+void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return;
+  if (priority == Priority::oob) {
+    oob_queue()->push_batch(messages);
+  } else {
+    queue_push_batch(normal_tail_, messages);
+  }
+  // seq_cst: as in enqueue.
   if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
 }
 
@@ -146,6 +165,7 @@ void IsolateImpl::run() noexcept {
   std::uint32_t handled = 0;
   std::uint32_t lingers = 0;
   int pending_snoozes = 0;
+  bool took_normal = false;  // this turn has taken a normal message
   Backoff backoff;
   std::chrono::steady_clock::time_point slice_end{};
   for (;;) {
@@ -160,6 +180,10 @@ void IsolateImpl::run() noexcept {
     if (got != PopResult::item && pause_count_.load(std::memory_order_acquire) == 0) {
       PopResult normal = queue_pop(normal_tail_, normal_head_, message);
       if (normal != PopResult::empty) got = normal;
+      if (normal == PopResult::item) {
+        note_depth(!took_normal);
+        took_normal = true;
+      }
     }
     if (got == PopResult::item) {
       pending_snoozes = 0;
@@ -209,6 +233,9 @@ void IsolateImpl::run() noexcept {
       ++lingers;
       linger();
       continue;
+    }
+    if (watch_depth_) [[unlikely]] {
+      rearm_high_water();
     }
     // Empty: go idle, then re-check (see the header for why this cannot lose a wakeup).
     const std::uint64_t normal_seen = normal_head_.pos;
@@ -286,6 +313,48 @@ void IsolateImpl::report_exception() noexcept {
   tell_error_listeners(error);
 }
 
+void IsolateImpl::note_depth(bool first_of_turn) noexcept {
+  const std::uint64_t read = queue_count(normal_head_.pos);
+  // queue_pop reads the producers' tail only when it finds no record written; in a flood that
+  // keeps ahead of it, it would never look. The depth looks at a turn's first message (the line
+  // moves between the cores once per turn anyway) and when the turn has taken a record written
+  // after its last look: one look then reveals every record claimed since, so a flood pays one
+  // look per run of messages that arrived together, not one per message.
+  if (first_of_turn || read > queue_count(normal_head_.known_tail)) {
+    normal_head_.known_tail = normal_tail_.pos.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t known = queue_count(normal_head_.known_tail);
+  // The one just taken, and those known to be claimed behind it (the turn may have read records
+  // written after its last look at the tail: then it knows of none).
+  const std::uint64_t depth = 1 + (known > read ? known - read : 0);
+  if (depth > mailbox_peak_.load(std::memory_order_relaxed)) {
+    const std::uint64_t capped = std::min<std::uint64_t>(depth, UINT32_MAX);
+    mailbox_peak_.store(static_cast<std::uint32_t>(capped), std::memory_order_relaxed);
+  }
+  if (watch_depth_) [[unlikely]] {
+    check_high_water(depth);
+  }
+}
+
+void IsolateImpl::check_high_water(std::uint64_t depth) noexcept {
+  IsolateLife::HighWater& hw = life_if_any()->high_water();  // created at spawn
+  if (!hw.armed) {
+    if (depth <= hw.mark / 2) hw.armed = true;
+    return;
+  }
+  if (depth < hw.mark) return;
+  hw.armed = false;
+  try {
+    hw.fn(*this, depth);
+  } catch (...) {
+    report_exception();
+  }
+}
+
+void IsolateImpl::rearm_high_water() noexcept {
+  life_if_any()->high_water().armed = true;
+}
+
 IsolateStats IsolateImpl::stats() const noexcept {
   IsolateStats s;
   s.handled = handled_.load(std::memory_order_relaxed);
@@ -294,6 +363,9 @@ IsolateStats IsolateImpl::stats() const noexcept {
   s.turns = turns_.load(std::memory_order_relaxed);
   s.wakeups = wakeups_.load(std::memory_order_relaxed);
   s.yields = yields_.load(std::memory_order_relaxed);
+  s.mailbox_depth = queue_depth(normal_tail_, normal_head_);
+  s.mailbox_peak =
+      std::max<std::uint64_t>(mailbox_peak_.load(std::memory_order_relaxed), s.mailbox_depth);
   return s;
 }
 

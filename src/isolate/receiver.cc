@@ -20,6 +20,12 @@ void ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
   wake_sleeper();
 }
 
+void ReceiverImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return;
+  (priority == Priority::oob ? oob_ : normal_).push_batch(messages);
+  wake_sleeper();
+}
+
 void ReceiverImpl::wake_sleeper() noexcept {
   // seq_cst: pairs with the consumer's seq_cst store of sleeping_ (see the header).
   if (sleeping_.load(std::memory_order_seq_cst) != 0 &&

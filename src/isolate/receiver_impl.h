@@ -36,6 +36,7 @@ class ReceiverImpl final : public PortTarget, private ClockWaiter {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
   void enqueue(Message&& message, Priority priority) noexcept override;
+  void enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
 
   PortId id() const noexcept { return id_; }
   Result<Message> receive(std::chrono::nanoseconds timeout);

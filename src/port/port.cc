@@ -21,4 +21,12 @@ Status SendPort::post(Message message, Priority priority) const noexcept {
   return state_->post(std::move(message), priority);
 }
 
+Status SendPort::post_batch(std::span<Message> messages, Priority priority) const noexcept {
+  if (state_ == nullptr) {
+    for (Message& m : messages) m = Message{};
+    return Errc::unknown_port;
+  }
+  return state_->post_batch(messages, priority);
+}
+
 }  // namespace evh

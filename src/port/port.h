@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <new>
+#include <span>
 
 #include "base/message_access.h"
 #include "base/slab.h"
@@ -25,6 +26,9 @@ class PortTarget {
   virtual void release() noexcept = 0;
   // Queues a message whose port has been checked open. Never blocks.
   virtual void enqueue(Message&& message, Priority priority) noexcept = 0;
+  // Queues every message of `messages` in order (each left empty), as one claim of queue space
+  // where they fit together.
+  virtual void enqueue_batch(std::span<Message> messages, Priority priority) noexcept = 0;
 
  protected:
   ~PortTarget() = default;
@@ -65,6 +69,17 @@ class PortState {
     if (is_closed()) return Errc::port_closed;
     MessageAccess::set_port(message, id_);
     target_->enqueue(std::move(message), priority);
+    return {};
+  }
+
+  // On port_closed every message is released here.
+  Status post_batch(std::span<Message> messages, Priority priority) noexcept {
+    if (is_closed()) {
+      for (Message& m : messages) m = Message{};
+      return Errc::port_closed;
+    }
+    for (Message& m : messages) MessageAccess::set_port(m, id_);
+    target_->enqueue_batch(messages, priority);
     return {};
   }
 

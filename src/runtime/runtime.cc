@@ -321,6 +321,13 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   {
     std::lock_guard lock(mu_);
     for (const auto& d : dedicated_) s.timer_deadlines += d->stats().timeouts;
+    // The registry's reference keeps every listed isolate's memory alive while the lock is held.
+    for (const IsolateImpl& i : registry_) {
+      const IsolateStats is = i.stats();
+      s.mailbox_depth += is.mailbox_depth;
+      s.mailbox_depth_max = std::max(s.mailbox_depth_max, is.mailbox_depth);
+      s.mailbox_peak = std::max(s.mailbox_peak, is.mailbox_peak);
+    }
   }
   return s;
 }
@@ -356,6 +363,18 @@ Result<IsolateRef> Runtime::spawn(IsolateHandler handler, IsolateOptions options
 
 Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
   return impl_->post(port, std::move(message), priority);
+}
+
+Status Runtime::post_batch(PortId port, std::span<Message> messages, Priority priority) noexcept {
+  if (!impl_->shutting_down()) {
+    if (detail::PortState* state = impl_->acquire(port); state != nullptr) {
+      const Status s = state->post_batch(messages, priority);
+      state->release();
+      return s;
+    }
+  }
+  for (Message& m : messages) m = Message{};
+  return impl_->shutting_down() ? Errc::shutting_down : Errc::unknown_port;
 }
 
 Result<SendPort> Runtime::send_port(PortId port) noexcept {

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "base/message_access.h"
 #include "test_util.h"
 
 namespace evh::detail {
@@ -13,7 +15,7 @@ namespace {
 // One producer, many blocks: everything comes out in order and the queue ends empty.
 TEST(MpscQueue, FifoAcrossBlocks) {
   MpscQueue q;
-  constexpr std::uint64_t kN = kSlotsPerBlock * 7 + 3;
+  constexpr std::uint64_t kN = kBlockWords * 7 + 3;  // u64 records are 2 words: 3+ blocks
   for (std::uint64_t i = 0; i < kN; ++i) q.push(Message::u64(i));
   for (std::uint64_t i = 0; i < kN; ++i) {
     Message m;
@@ -38,6 +40,16 @@ TEST(MpscQueue, InterleavedPushPop) {
   EXPECT_EQ(next_in, next_out);
 }
 
+// A u64 message with a port is a 3-word record (header, port, payload), and a block holds a
+// whole number of them: each block's last record is the claim that ends it and installs the next.
+constexpr std::uint64_t kRecordsPerBlock = kBlockWords / 3;
+static_assert(kBlockWords % 3 == 0);
+Message u64_with_port(std::uint64_t v) {
+  Message m = Message::u64(v);
+  MessageAccess::set_port(m, PortId{v + 1});
+  return m;
+}
+
 // A queue that once held N blocks' worth of messages keeps the blocks: later bursts of the same
 // depth take every block they need from its free list and allocate none (issue 14, defect 0: a
 // sender that allocates can sleep in the kernel on the memory-map lock; the one-block cache this
@@ -45,9 +57,9 @@ TEST(MpscQueue, InterleavedPushPop) {
 TEST(MpscQueue, BurstsOfTheSameDepthReuseTheirBlocks) {
   MpscQueue q;
   constexpr std::uint32_t kBlocks = 40;
-  constexpr std::uint64_t kN = std::uint64_t{kSlotsPerBlock} * kBlocks;
+  constexpr std::uint64_t kN = kRecordsPerBlock * kBlocks;
   auto push = [&q] {
-    for (std::uint64_t i = 0; i < kN; ++i) q.push(Message::u64(i));
+    for (std::uint64_t i = 0; i < kN; ++i) q.push(u64_with_port(i));
   };
   auto pop = [&q] {
     Message m;
@@ -58,7 +70,7 @@ TEST(MpscQueue, BurstsOfTheSameDepthReuseTheirBlocks) {
   };
   push();
   pop();
-  // Each of the burst's last slots installed a block; every block read to the end is kept.
+  // Each block's last record installed the next block; every block read to the end is kept.
   EXPECT_EQ(q.free_blocks(), kBlocks);
   for (int round = 0; round < 5; ++round) {
     push();
@@ -71,8 +83,8 @@ TEST(MpscQueue, BurstsOfTheSameDepthReuseTheirBlocks) {
 // Past kMaxFreeBlocks the queue frees what it drains: the free list never holds more.
 TEST(MpscQueue, FreeListIsBounded) {
   MpscQueue q;
-  constexpr std::uint64_t kN = std::uint64_t{kSlotsPerBlock} * (kMaxFreeBlocks + 50);
-  for (std::uint64_t i = 0; i < kN; ++i) q.push(Message::u64(i));
+  constexpr std::uint64_t kN = kRecordsPerBlock * (kMaxFreeBlocks + 50);
+  for (std::uint64_t i = 0; i < kN; ++i) q.push(u64_with_port(i));
   Message m;
   while (q.pop(m) == PopResult::item) {
   }
@@ -117,6 +129,154 @@ TEST(MpscQueue, ManyProducersKeepPerProducerOrder) {
   for (auto& t : producers) t.join();
   Message m;
   EXPECT_EQ(q.pop(m), PopResult::empty);
+}
+
+// A message of every kind and size (empty, inline of 0..40 bytes, heap bytes, native), to its
+// port none (no port word) or to another, comes out as it went in. Record sizes of 1 to 7 words
+// make records end at every offset of a block, so the skip at a block's end is taken many times.
+Message varied(std::uint64_t i, test::ReleaseCounter& c) {
+  Message m;
+  switch (i % 5) {
+    case 0:
+      m = Message::u64(i);
+      break;
+    case 1:
+      m = Message::bytes(std::string(i % 41, static_cast<char>('a' + i % 26)));
+      break;
+    case 2:
+      m = Message::bytes(std::string(41 + i % 100, static_cast<char>('A' + i % 26)));
+      break;
+    case 3:
+      m = c.make();
+      break;
+    default:
+      break;  // empty
+  }
+  MessageAccess::set_port(m, (i % 3 == 0) ? PortId::none : PortId{1000 + i});
+  return m;
+}
+
+void expect_varied(const Message& m, std::uint64_t i) {
+  EXPECT_EQ(m.port(), (i % 3 == 0) ? PortId::none : PortId{1000 + i}) << i;
+  switch (i % 5) {
+    case 0:
+      EXPECT_EQ(m.as_u64(), i);
+      break;
+    case 1:
+      EXPECT_EQ(m.text(), std::string(i % 41, static_cast<char>('a' + i % 26))) << i;
+      EXPECT_EQ(m.kind(), Message::Kind::inline_bytes);
+      break;
+    case 2:
+      EXPECT_EQ(m.text(), std::string(41 + i % 100, static_cast<char>('A' + i % 26))) << i;
+      EXPECT_EQ(m.kind(), Message::Kind::heap_bytes);
+      break;
+    case 3:
+      EXPECT_EQ(m.kind(), Message::Kind::native);
+      break;
+    default:
+      EXPECT_EQ(m.kind(), Message::Kind::empty);
+  }
+}
+
+TEST(MpscQueue, EveryKindAndSizeRoundTripsWithItsPort) {
+  test::ReleaseCounter c;
+  constexpr std::uint64_t kN = 5'000;
+  {
+    MpscQueue q;
+    std::uint64_t next_out = 0;
+    for (std::uint64_t i = 0; i < kN; ++i) {
+      q.push(varied(i, c));
+      if (i % 7 == 0) {  // interleave, so the consumer meets the producer mid-block
+        Message m;
+        while (q.pop(m) == PopResult::item) expect_varied(m, next_out++);
+      }
+    }
+    Message m;
+    while (q.pop(m) == PopResult::item) expect_varied(m, next_out++);
+    EXPECT_EQ(next_out, kN);
+    EXPECT_FALSE(q.has_claimed());
+    EXPECT_EQ(queue_count(q.tail.pos.load()), kN);
+    EXPECT_EQ(queue_count(q.head.pos), kN);
+  }
+  EXPECT_EQ(c.finalized, kN / 5);  // every native one, once, when its popped message died
+}
+
+// A batch goes in as one claim per block: in order, each message once, the sources left empty.
+TEST(MpscQueue, BatchKeepsOrderAcrossBlocksAndEmptiesItsSources) {
+  test::ReleaseCounter c;
+  {
+    MpscQueue q;
+    std::uint64_t next_in = 0;
+    std::uint64_t next_out = 0;
+    for (int round = 0; round < 200; ++round) {
+      std::vector<Message> batch;
+      for (int k = 0; k < round % 70; ++k) batch.push_back(varied(next_in++, c));
+      q.push_batch(batch);
+      for (const Message& m : batch) EXPECT_EQ(m.kind(), Message::Kind::empty);
+      Message m;
+      if (round % 3 != 0) {
+        while (q.pop(m) == PopResult::item) expect_varied(m, next_out++);
+      }
+    }
+    Message m;
+    while (q.pop(m) == PopResult::item) expect_varied(m, next_out++);
+    EXPECT_EQ(next_out, next_in);
+  }
+  EXPECT_EQ(c.finalized, c.total());
+}
+
+// Producers posting single messages and batches of varied records at once: every message arrives
+// once, each producer's in its order, and every native payload is finalized exactly once.
+TEST(MpscQueue, ProducersMixingBatchesAndSinglesKeepTheirOrder) {
+  test::ReleaseCounter c;
+  constexpr int kProducers = 4;
+  constexpr std::uint64_t kPer = 20'000;
+  {
+    MpscQueue q;
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&q, &c, p] {
+        std::vector<Message> batch;
+        std::size_t flushes = 0;
+        for (std::uint64_t i = 0; i < kPer; ++i) {
+          Message m = (i % 4 == 3)
+                          ? c.make()
+                          : Message::bytes(std::string(i % 45, static_cast<char>('a' + p)));
+          MessageAccess::set_port(m, PortId{(std::uint64_t(p) << 32) | i});
+          if (p % 2 == 0) {
+            q.push(std::move(m));
+          } else {
+            batch.push_back(std::move(m));
+            if (batch.size() == 1 + flushes % 64) {  // batches of 1 to 64
+              ++flushes;
+              q.push_batch(batch);
+              batch.clear();
+            }
+          }
+        }
+        if (!batch.empty()) q.push_batch(batch);
+      });
+    }
+    std::vector<std::uint64_t> next(kProducers, 0);
+    std::uint64_t got = 0;
+    while (got < kProducers * kPer) {
+      Message m;
+      if (q.pop(m) != PopResult::item) continue;
+      const auto v = static_cast<std::uint64_t>(m.port());
+      const auto p = static_cast<int>(v >> 32);
+      ASSERT_LT(p, kProducers);
+      ASSERT_EQ(v & 0xFFFFFFFF, next[p]) << "producer " << p;
+      if (m.kind() != Message::Kind::native) {
+        ASSERT_EQ(m.data().size(), next[p] % 45);
+      }
+      ++next[p];
+      ++got;
+    }
+    for (auto& t : producers) t.join();
+    Message m;
+    EXPECT_EQ(q.pop(m), PopResult::empty);
+  }
+  EXPECT_EQ(c.finalized, kProducers * kPer / 4);
 }
 
 }  // namespace

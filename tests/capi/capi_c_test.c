@@ -93,6 +93,23 @@ static void test_echo(void) {
   CHECK_EQ(receive_text(rx, buf, sizeof buf), EVH_MESSAGE_BYTES);
   CHECK(strcmp(buf, "hello") == 0);
 
+  /* A batch arrives whole and in order; an invalid item posts none of it. */
+  {
+    evh_bytes items[3] = {{"one", 3}, {"", 0}, {"three", 5}};
+    evh_bytes bad[2] = {{"ok", 2}, {NULL, 4}};
+    CHECK_EQ(evh_post_batch(rt, port, bad, 2, 0), EVH_EINVAL);
+    CHECK_EQ(evh_post_batch(rt, port, NULL, 1, 0), EVH_EINVAL);
+    CHECK_EQ(evh_post_batch(rt, port, items, 3, 4), EVH_EINVAL); /* unknown flag */
+    CHECK_EQ(evh_post_batch(rt, 12345, items, 3, 0), EVH_EUNKNOWNPORT);
+    CHECK_EQ(evh_post_batch(rt, port, items, 3, 0), EVH_OK);
+    CHECK_EQ(receive_text(rx, buf, sizeof buf), EVH_MESSAGE_BYTES);
+    CHECK(strcmp(buf, "one") == 0);
+    CHECK_EQ(receive_text(rx, buf, sizeof buf), EVH_MESSAGE_BYTES);
+    CHECK(strcmp(buf, "") == 0);
+    CHECK_EQ(receive_text(rx, buf, sizeof buf), EVH_MESSAGE_BYTES);
+    CHECK(strcmp(buf, "three") == 0);
+  }
+
   /* A native payload comes back without a copy; the receiver takes it: never finalized. */
   CHECK_EQ(evh_post_native(rt, port, &value, count_finalize, EVH_POST_OOB), EVH_OK);
   CHECK_EQ(evh_receiver_receive(rx, kLongWait, &m), EVH_OK);

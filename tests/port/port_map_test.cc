@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -15,6 +16,9 @@ class CountingTarget final : public PortTarget {
   void retain() noexcept override { ++refs; }
   void release() noexcept override { --refs; }
   void enqueue(Message&&, Priority) noexcept override { ++enqueued; }
+  void enqueue_batch(std::span<Message> messages, Priority) noexcept override {
+    enqueued += static_cast<int>(messages.size());
+  }
   int refs = 0;
   int enqueued = 0;
 };
