@@ -2,6 +2,8 @@
 // process and prints one table. This file resolves the command line against the workload
 // registry and sends the results to their outputs; suite.cc runs the cells.
 
+#include <evh/runtime.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -155,7 +157,12 @@ int run(int argc, char** argv) {
 
   bool written = true;
   if (!o.json_path.empty()) {
-    const MachineInfo machine = machine_info();
+    MachineInfo machine = machine_info();
+    {
+      // What "evh" ran on: the backend a default runtime picks here (EVH_BACKEND included).
+      Runtime probe;
+      machine.backend = probe.stats().io_backend;
+    }
     written &=
         write_file(o.json_path, [&](std::ostream& out) { write_json(out, result, machine); });
   }

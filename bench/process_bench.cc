@@ -220,7 +220,7 @@ std::uint64_t evh_stream(ProcessManager& pm, Receiver& rx, Feeder& feeder) {
 }
 
 RunResult run_evh(ProcessSize size) {
-  Runtime rt;
+  Runtime rt(evh_options());
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   std::int64_t spawn_ns = 0;
   std::uint64_t bytes = 0;
@@ -261,6 +261,10 @@ RunResult run_peer(const PeerImpl& p, ProcessSize size) {
 
 RunResult process_spawn(std::string_view impl, ProcessSize size) {
   if (impl == "evh") return run_evh(size);
+  if (auto b = forced_backend(impl)) {
+    BackendScope scope(*b);
+    return run_evh(size);
+  }
   if (impl == "raw") return run_raw(size);
   if (const PeerImpl* p = find_peer(impl); p != nullptr && p->spawn_true != nullptr) {
     return run_peer(*p, size);
@@ -269,7 +273,7 @@ RunResult process_spawn(std::string_view impl, ProcessSize size) {
 }
 
 std::vector<std::string> process_impls() {
-  std::vector<std::string> impls{"evh", "raw"};
+  std::vector<std::string> impls{"evh", "evh-epoll", "evh-uring", "raw"};
   for (const PeerImpl* p : built_peers()) {
     if (p->spawn_true != nullptr) impls.emplace_back(p->name);
   }
