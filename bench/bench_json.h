@@ -1,77 +1,50 @@
-// bench/bench_json.h — a small JSON reader and writer for evh-bench's own documents: the run
-// results (report.h, schema 1) and the perf-CI baseline (perf_compare.h). Strict RFC 8259
-// input, numbers as double, objects keep their key order.
+// bench/bench_json.h — evh-bench's JSON documents (the run results of report.h, schema 1, and the
+// perf-CI baseline of perf_compare.h) through nlohmann-json, plus the one thing that library does
+// not do our way: the layout of the files we commit.
+//
+// `Json` keeps the members of an object in document order (ordered_json), so a baseline that is
+// read and written back keeps its order and diffs stay small.
 //
 // Threads: values are plain data; use one from one thread at a time.
 #pragma once
 
-#include <map>
-#include <memory>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <variant>
-#include <vector>
 
 namespace evh::bench {
 
-// Malformed JSON or a document of the wrong shape; the message says where.
+using Json = nlohmann::ordered_json;
+
+// Malformed JSON, a file that cannot be read, or a document of the wrong shape; the message says
+// which file and where.
 class JsonError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-class JsonValue {
- public:
-  using Array = std::vector<JsonValue>;
-  using Object = std::vector<std::pair<std::string, JsonValue>>;  // in document order
-
-  JsonValue() = default;  // null
-  JsonValue(bool b) : v_(b) {}
-  JsonValue(double d) : v_(d) {}
-  JsonValue(std::string s) : v_(std::move(s)) {}
-  JsonValue(Array a) : v_(std::move(a)) {}
-  JsonValue(Object o) : v_(std::move(o)) {}
-
-  bool is_null() const { return std::holds_alternative<std::monostate>(v_); }
-  bool is_bool() const { return std::holds_alternative<bool>(v_); }
-  bool is_number() const { return std::holds_alternative<double>(v_); }
-  bool is_string() const { return std::holds_alternative<std::string>(v_); }
-  bool is_array() const { return std::holds_alternative<Array>(v_); }
-  bool is_object() const { return std::holds_alternative<Object>(v_); }
-
-  // Each throws JsonError when the value is of another type.
-  bool boolean() const;
-  double number() const;
-  const std::string& string() const;
-  const Array& array() const;
-  const Object& object() const;
-  Object& object();
-
-  // The member `key` of an object; null when absent. Throws JsonError on a non-object.
-  const JsonValue* find(std::string_view key) const;
-  // Like find(), but throws JsonError naming `key` when it is absent.
-  const JsonValue& at(std::string_view key) const;
-  // Sets `key` (replacing an existing member in place, else appending).
-  void set(std::string key, JsonValue value);
-
- private:
-  std::variant<std::monostate, bool, double, std::string, Array, Object> v_;
-};
-
-// Throws JsonError with the byte offset of the first error.
-JsonValue parse_json(std::string_view text);
+// Parses `text`; throws JsonError with the byte offset of the first error.
+Json parse_json(std::string_view text);
 // Reads and parses a file; throws JsonError (also when the file cannot be read).
-JsonValue read_json_file(const std::string& path);
+Json read_json_file(const std::string& path);
 
-// Compact-ish output: one member of the top-level object per line, numbers in their shortest
-// round-trip form.
-void write_json_value(std::ostream& out, const JsonValue& v, int indent = 0);
-// Writes a JSON string literal with the escapes RFC 8259 requires.
-void write_json_string(std::ostream& out, std::string_view s);
-// The shortest text that reads back as the same double.
-void write_json_number(std::ostream& out, double v);
+// The member `key` of object `v`: throws JsonError naming `key` when `v` is not an object or has no
+// such member. Typed reads go through `as<T>()` so that a wrong type is a JsonError too.
+const Json& member(const Json& v, std::string_view key);
+template <class T>
+T as(const Json& v, std::string_view what) {
+  try {
+    return v.get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw JsonError("JSON: \"" + std::string(what) + "\" has the wrong type");
+  }
+}
+
+// Writes `v` as a committed file wants it: the members of a nested object on lines of their own,
+// an array one item per line, and an object whose members are all scalars on one line (one result
+// row per line). Numbers in their shortest round-trip form; NaN and infinities as null.
+void write_json_document(std::ostream& out, const Json& v);
 
 }  // namespace evh::bench

@@ -162,15 +162,16 @@ struct LatencySamples {
   double cpu_us_per_rtt = 0;  // the process's CPU over the measured round trips, load excluded
 };
 
-// The measuring thread: one byte out on `to`, blocks for one byte back on `from`.
+// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. The CPU is the
+// process's over the measured round trips (the warm-up and the background load excluded).
 LatencySamples latency_loop(int to, int from, LatencySize size) {
   LatencySamples out;
   out.rtt_ns.reserve(size.count);
-  double cpu0 = 0;
+  PhaseMeter phase;
   double load0 = 0;
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
     if (i == size.warmup) {
-      cpu0 = process_cpu_ms();
+      phase.restart();
       load0 = size.load != nullptr ? size.load->cpu_ms() : 0;
     }
     const std::int64_t sent = now_ns();
@@ -179,7 +180,7 @@ LatencySamples latency_loop(int to, int from, LatencySize size) {
     const std::int64_t received = now_ns();
     if (i >= size.warmup) out.rtt_ns.push_back(received - sent);
   }
-  double cpu = process_cpu_ms() - cpu0;
+  double cpu = phase.cpu_ms();
   if (size.load != nullptr) cpu -= size.load->cpu_ms() - load0;
   out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu * 1e3 / static_cast<double>(size.count);
   return out;
@@ -235,6 +236,7 @@ RunResult evh_fd_latency(LatencySize size) {
   BenchPipe rep(/*read_nonblock=*/false);
   Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   const int req_r = req.r;
   const int rep_w = rep.w;
   IsolateRef echo = take(rt.spawn(make_handler([req_r, rep_w](Isolate&, Message& m) {
@@ -250,7 +252,9 @@ RunResult evh_fd_latency(LatencySize size) {
     ShutdownAtExit stop(rt);  // joins the I/O thread and the pool before the pipes close
     samples = latency_loop(req.w, rep.r, size);
   }
-  return latency_result(samples);
+  RunResult out = latency_result(samples);
+  out.backend = backend;
+  return out;
 }
 
 // peers: the peer's loop answers each request, exactly as raw's epoll thread does.
@@ -404,6 +408,7 @@ RunResult evh_fanout(std::uint64_t writes) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
+  const std::string backend = eh->backend();
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   FanoutSink sink{writes, take(rt.send_port(rx.id()), "send_port"), 0, 0};
   ShutdownAtExit stop(rt);  // the handler borrows `sink`
@@ -431,7 +436,9 @@ RunResult evh_fanout(std::uint64_t writes) {
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
   rt.shutdown();
-  return fanout_result(done.as_u64(), start, end, cpu);
+  RunResult out = fanout_result(done.as_u64(), start, end, cpu);
+  out.backend = backend;
+  return out;
 }
 
 // peers: every read end registered on the peer's loop; each readiness callback is one event.

@@ -2,8 +2,6 @@
 // process and prints one table. This file resolves the command line against the workload
 // registry and sends the results to their outputs; suite.cc runs the cells.
 
-#include <evh/runtime.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -26,15 +24,23 @@ namespace {
 
 constexpr int kUsageStatus = 2;
 
-// Every impl name BENCHMARKS.md defines. One this build lacks is skipped, not an error, so that
-// a CI script asking for a peer keeps working on a build without it.
-constexpr std::string_view kContractImpls[] = {"evh",   "evh-exact", "evh-epoll", "evh-uring",
-                                               "libuv", "asio",      "libevent",  "raw"};
+// Every impl name BENCHMARKS.md defines, in the table's column order. One this build lacks is
+// skipped, not an error, so that a CI script asking for a peer keeps working on a build without
+// it.
+constexpr std::string_view kContractImpls[] = {"evh",      "evh-exact", "evh-epoll", "evh-uring",
+                                               "raw",      "raw-spin",  "libuv",     "asio",
+                                               "libevent", "evh-lua",   "luv"};
 
 // The peers BENCHMARKS.md names; each is built only when its library was found.
 constexpr std::string_view kPeerImpls[] = {"libuv", "asio", "libevent"};
 
-// Every impl of this build, in the registry's order: the column order of the table.
+// Where `impl` goes in the table: the contract's order, then any other name.
+std::size_t column_of(const std::string& impl) {
+  const auto it = std::find(std::begin(kContractImpls), std::end(kContractImpls), impl);
+  return static_cast<std::size_t>(it - std::begin(kContractImpls));
+}
+
+// Every impl of this build, in the column order of the table.
 std::vector<std::string> known_impls() {
   std::vector<std::string> impls;
   for (const Workload& w : all_workloads()) {
@@ -42,6 +48,9 @@ std::vector<std::string> known_impls() {
       if (std::find(impls.begin(), impls.end(), impl) == impls.end()) impls.push_back(impl);
     }
   }
+  std::stable_sort(impls.begin(), impls.end(), [](const std::string& a, const std::string& b) {
+    return column_of(a) < column_of(b);
+  });
   return impls;
 }
 
@@ -61,6 +70,7 @@ SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
   SuitePlan plan;
   plan.size = o.size;
   plan.reps = o.reps;
+  plan.count_syscalls = o.count_syscalls;
   std::vector<std::string> workload_names;
   for (const Workload& w : all_workloads()) workload_names.push_back(w.name);
   for (const std::string& name : o.workloads) {
@@ -157,12 +167,7 @@ int run(int argc, char** argv) {
 
   bool written = true;
   if (!o.json_path.empty()) {
-    MachineInfo machine = machine_info();
-    {
-      // What "evh" ran on: the backend a default runtime picks here (EVH_BACKEND included).
-      Runtime probe;
-      machine.backend = probe.stats().io_backend;
-    }
+    const MachineInfo machine = machine_info(result.backends);
     written &=
         write_file(o.json_path, [&](std::ostream& out) { write_json(out, result, machine); });
   }

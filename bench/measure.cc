@@ -12,7 +12,7 @@
 
 namespace evh::bench {
 
-double process_cpu_ms() {
+double process_cpu_ms() noexcept {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto ms = [](const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; };

@@ -38,7 +38,27 @@ void add_latency_metrics(RunResult& out, std::string_view prefix, std::string_vi
                          std::initializer_list<PercentileName> which);
 
 // User + system CPU time of this process so far (every thread), in ms, from getrusage.
-double process_cpu_ms();
+double process_cpu_ms() noexcept;
+
+// The process CPU (user + system, every thread) and wall time of a measured phase: started at
+// construction, read with cpu_ms() / wall_ns() at its end. Every latency and throughput figure
+// reports its phase's CPU beside it (cpu_us_per_rtt, cpu_ns_per_msg, cpu_ms), so that an impl
+// that spins shows what the spin costs.
+class PhaseMeter {
+ public:
+  PhaseMeter() noexcept : cpu0_(process_cpu_ms()), wall0_(now_ns()) {}
+  // Restarts the phase now.
+  void restart() noexcept {
+    cpu0_ = process_cpu_ms();
+    wall0_ = now_ns();
+  }
+  double cpu_ms() const noexcept { return process_cpu_ms() - cpu0_; }
+  std::int64_t wall_ns() const noexcept { return now_ns() - wall0_; }
+
+ private:
+  double cpu0_;
+  std::int64_t wall0_;
+};
 
 // Resident set size of this process in bytes, from /proc/self/statm.
 std::int64_t resident_bytes();

@@ -1,15 +1,15 @@
-// bench/messaging_bench.cc — message round trips and throughput: thread_pingpong, port_flood and
-// isolate_pingpong (BENCHMARKS.md), for evh and for the raw floor (raw_floor.h).
+// bench/messaging_bench.cc — message round trips and throughput: thread_pingpong(_block),
+// port_flood and isolate_pingpong(_dedicated) (BENCHMARKS.md), for evh, the raw floors
+// (raw_floor.h: raw blocks, raw-spin spins for evh's window first) and the peers. Every figure
+// comes with the process CPU of its measured phase.
 
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/port.h>
-#include <evh/receiver.h>
 #include <evh/runtime.h>
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <optional>
 #include <string>
@@ -26,12 +26,8 @@
 namespace evh::bench {
 namespace {
 
-using namespace std::chrono_literals;
-
-// A reply slower than this is a lost message, not a latency: the cell fails.
-constexpr auto kReplyTimeout = 10s;
-// Bound on a whole measured phase that reports only at its end (flood, isolate ping-pong).
-constexpr auto kPhaseTimeout = 120s;
+// Replies are waited for without a timeout, on the same EventfdQueue for every impl: a lost
+// message hangs the cell until the suite's watchdog ends the run and names it (suite.h).
 
 // Values that never occur as a sequence number.
 constexpr std::uint64_t kStop = std::numeric_limits<std::uint64_t>::max();
@@ -53,8 +49,16 @@ std::uint64_t flood_size(Size size) {
   return size == Size::quick ? 100'000 : 1'000'000;
 }
 
-void rtt_metrics(RunResult& out, std::vector<std::int64_t>& samples) {
+// The RTT percentiles and the process CPU per round trip over the measured round trips.
+void rtt_metrics(RunResult& out, std::vector<std::int64_t>& samples, double cpu_ms) {
+  const std::size_t n = samples.size();
   add_latency_metrics(out, "rtt", "", samples, {{50, "p50"}, {99, "p99"}, {99.9, "p999"}});
+  out.metrics.push_back({"cpu_us_per_rtt", "us", cpu_ms * 1e3 / static_cast<double>(n)});
+}
+
+void flood_metrics(RunResult& out, std::uint64_t n, std::int64_t wall_ns, double cpu_ms) {
+  out.metrics.push_back({"msgs_per_s", "msgs/s", static_cast<double>(n) * 1e9 / wall_ns});
+  out.metrics.push_back({"cpu_ns_per_msg", "ns", cpu_ms * 1e6 / static_cast<double>(n)});
 }
 
 void check_echo(std::uint64_t got, std::uint64_t want) {
@@ -64,7 +68,29 @@ void check_echo(std::uint64_t got, std::uint64_t want) {
   }
 }
 
-// ---- raw: two plain threads, one EventfdQueue per direction -------------------------------
+// ---- thread_pingpong: a plain thread and the impl's echo, the same receiver for every impl --
+
+// The measuring side: sends i through `post`, waits for the echo on `replies` (the same
+// EventfdQueue for every impl), and takes the RTT samples and the CPU of the measured round
+// trips (the warm-up excluded).
+template <class Post>
+std::vector<std::int64_t> pingpong_loop(Post&& post, EventfdQueue& replies, PingpongSize size,
+                                        double& cpu_ms) {
+  std::vector<std::int64_t> samples;
+  samples.reserve(size.count);
+  PhaseMeter phase;
+  for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+    if (i == size.warmup) phase.restart();
+    const std::int64_t sent = now_ns();
+    post(i);
+    const std::uint64_t back = replies.pop();
+    const std::int64_t received = now_ns();
+    check_echo(back, i);
+    if (i >= size.warmup) samples.push_back(received - sent);
+  }
+  cpu_ms = phase.cpu_ms();
+  return samples;
+}
 
 // Echoes every value from `in` to `out` on its own thread until it sees kStop. Joined on
 // destruction, also when the measuring side throws.
@@ -88,69 +114,50 @@ class RawEchoThread {
   std::thread thread_;
 };
 
-// The measuring side of a raw ping-pong: RTT samples of `size.count` round trips.
-std::vector<std::int64_t> raw_pingpong_loop(EventfdQueue& to_echo, EventfdQueue& from_echo,
-                                            PingpongSize size) {
+RunResult thread_pingpong(std::string_view impl, PingpongSize size, Wait receiver) {
+  EventfdQueue replies(receiver);
   std::vector<std::int64_t> samples;
-  samples.reserve(size.count);
-  for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-    const std::int64_t sent = now_ns();
-    to_echo.push(i);
-    const std::uint64_t back = from_echo.pop();
-    const std::int64_t received = now_ns();
-    check_echo(back, i);
-    if (i >= size.warmup) samples.push_back(received - sent);
-  }
-  return samples;
-}
-
-RunResult raw_thread_pingpong(PingpongSize size) {
-  EventfdQueue to_echo;
-  EventfdQueue from_echo;
-  std::vector<std::int64_t> samples;
-  {
-    RawEchoThread echo(to_echo, from_echo);
-    samples = raw_pingpong_loop(to_echo, from_echo, size);
+  double cpu_ms = 0;
+  if (impl == "evh") {
+    Runtime rt;
+    ShutdownAtExit stop_first(rt);  // the handler borrows `replies`
+    IsolateRef echo =
+        take(rt.spawn(make_handler([&replies](Isolate&, Message& m) { replies.push(m.as_u64()); })),
+             "spawn");
+    SendPort to_echo = take(rt.send_port(echo->main_port()), "send_port(isolate)");
+    samples = pingpong_loop(
+        [&](std::uint64_t v) { check(to_echo.post(Message::u64(v)), "post to isolate"); }, replies,
+        size, cpu_ms);
+    echo->destroy();
+  } else if (impl == "raw" || impl == "raw-spin") {
+    EventfdQueue to_echo(raw_wait(impl));
+    RawEchoThread echo(to_echo, replies);
+    samples = pingpong_loop([&](std::uint64_t v) { to_echo.push(v); }, replies, size, cpu_ms);
+  } else if (const PeerImpl* p = find_peer(impl)) {
+    auto loop = p->start_message_loop([&replies](std::uint64_t v) { replies.push(v); });
+    samples = pingpong_loop([&](std::uint64_t v) { loop->post(v); }, replies, size, cpu_ms);
+  } else {
+    throw BenchError("thread_pingpong has no impl " + std::string(impl));
   }
   RunResult out;
-  rtt_metrics(out, samples);
+  rtt_metrics(out, samples, cpu_ms);
   return out;
 }
 
-// The raw counterpart of two isolates is two threads; the RTT is taken inside thread A, as evh's
-// is taken inside isolate A, so that the main thread's wakeup is not part of it.
-RunResult raw_isolate_pingpong(PingpongSize size) {
-  EventfdQueue to_b;
-  EventfdQueue to_a;
-  std::vector<std::int64_t> samples;
-  std::exception_ptr error;
-  {
-    RawEchoThread b(to_b, to_a);
-    std::thread a([&] {
-      try {
-        samples = raw_pingpong_loop(to_b, to_a, size);
-      } catch (...) {
-        error = std::current_exception();
-      }
-    });
-    a.join();
-  }
-  if (error) std::rethrow_exception(error);
-  RunResult out;
-  rtt_metrics(out, samples);
-  return out;
-}
+// ---- port_flood ---------------------------------------------------------------------------
 
-RunResult raw_port_flood(std::uint64_t n) {
-  EventfdQueue inbox;
+// raw: a consumer thread that swaps the producer's vector for its own empty one (both keep their
+// capacity: nothing is allocated once warm).
+RunResult raw_port_flood(std::uint64_t n, Wait wait) {
+  EventfdQueue inbox(wait);
   EventfdQueue done;
   std::thread consumer([&] {
-    // The ping proves the consumer is up and blocked before the clock starts, as evh's warm-up
+    // The ping proves the consumer is up and waiting before the clock starts, as evh's warm-up
     // does for its pool worker.
-    inbox.pop();
+    (void)inbox.pop();
     inbox.reset_wakeups();
     done.push(kPing);
-    std::deque<std::uint64_t> batch;
+    std::vector<std::uint64_t> batch;
     std::uint64_t count = 0;
     while (count < n) {
       inbox.pop_all(batch);
@@ -160,98 +167,17 @@ RunResult raw_port_flood(std::uint64_t n) {
     done.push(count);
   });
   inbox.push(kPing);
-  done.pop();
-  const std::int64_t start = now_ns();
+  (void)done.pop();
+  const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) inbox.push(i);
   const std::uint64_t counted = done.pop();
-  const std::int64_t end = now_ns();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
   consumer.join();
   check_echo(counted, n);
   RunResult out;
-  out.metrics.push_back({"msgs_per_s", "msgs/s", static_cast<double>(n) * 1e9 / (end - start)});
+  flood_metrics(out, n, wall, cpu);
   out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(inbox.wakeups())});
-  return out;
-}
-
-// ---- evh ----------------------------------------------------------------------------------
-
-RunResult evh_thread_pingpong(PingpongSize size) {
-  Runtime rt;
-  Receiver rx = take(rt.open_receiver(), "open_receiver");
-  SendPort reply = take(rt.send_port(rx.id()), "send_port(receiver)");
-  IsolateRef echo = take(rt.spawn(echo_handler(std::move(reply))), "spawn");
-  SendPort to_echo = take(rt.send_port(echo->main_port()), "send_port(isolate)");
-
-  std::vector<std::int64_t> samples;
-  samples.reserve(size.count);
-  for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-    const std::int64_t sent = now_ns();
-    check(to_echo.post(Message::u64(i)), "post to isolate");
-    Message back = take(rx.receive(kReplyTimeout), "receive reply");
-    const std::int64_t received = now_ns();
-    check_echo(back.as_u64(), i);
-    if (i >= size.warmup) samples.push_back(received - sent);
-  }
-  echo->destroy();
-  rt.shutdown();
-
-  RunResult out;
-  rtt_metrics(out, samples);
-  return out;
-}
-
-// Isolate A's state. Owned by the benchmark, not by A's handler, so that A and B do not hold
-// SendPorts to each other: such a cycle would keep both isolates alive past the Runtime.
-struct PingState {
-  PingpongSize size{};
-  SendPort to_b;
-  SendPort done;
-  std::int64_t sent_at = 0;
-  std::vector<std::int64_t> samples;
-};
-
-void ping_on_message(PingState& s, Message& m) {
-  const std::uint64_t v = m.as_u64();
-  const std::uint64_t total = s.size.warmup + s.size.count;
-  std::uint64_t next = 0;
-  if (v != kStart) {
-    const std::int64_t now = now_ns();
-    if (v >= s.size.warmup) s.samples.push_back(now - s.sent_at);
-    next = v + 1;
-  }
-  if (next == total) {
-    (void)s.done.post(Message::u64(total));
-    return;
-  }
-  s.sent_at = now_ns();
-  if (!s.to_b.post(Message::u64(next))) (void)s.done.post(Message::u64(kFailed));
-}
-
-RunResult evh_isolate_pingpong(PingpongSize size) {
-  Runtime rt;
-  Receiver rx = take(rt.open_receiver(), "open_receiver");
-  PingState state;
-  state.size = size;
-  state.samples.reserve(size.count);
-  state.done = take(rt.send_port(rx.id()), "send_port(receiver)");
-  ShutdownAtExit stop_first(rt);  // the handler of A borrows `state`
-  auto ping = [&state](Isolate&, Message& m) { ping_on_message(state, m); };
-  IsolateRef a = take(rt.spawn(make_handler(ping)), "spawn A");
-  SendPort to_a = take(rt.send_port(a->main_port()), "send_port(A)");
-  IsolateRef b = take(rt.spawn(echo_handler(to_a)), "spawn B");
-  state.to_b = take(rt.send_port(b->main_port()), "send_port(B)");
-
-  check(to_a.post(Message::u64(kStart)), "post start");
-  Message done = take(rx.receive(kPhaseTimeout), "receive completion");
-  if (done.as_u64() == kFailed) throw BenchError("isolate A could not post to isolate B");
-  check_echo(done.as_u64(), size.warmup + size.count);
-  a->destroy();
-  b->destroy();
-  // Joins the pool: after this no handler can touch `state`.
-  rt.shutdown();
-
-  RunResult out;
-  rtt_metrics(out, state.samples);
   return out;
 }
 
@@ -259,39 +185,40 @@ RunResult evh_isolate_pingpong(PingpongSize size) {
 // is answered at once (the warm-up) and not counted.
 struct FloodSink {
   std::uint64_t expected;
-  SendPort done;
+  EventfdQueue* done;
   std::uint64_t count = 0;
 
   void operator()(Isolate&, Message& m) {
     if (m.as_u64() == kPing) {
-      (void)done.post(Message::u64(kPing));
+      done->push(kPing);
     } else if (++count == expected) {
-      (void)done.post(Message::u64(count));
+      done->push(count);
     }
   }
 };
 
 RunResult evh_port_flood(std::uint64_t n) {
+  EventfdQueue done;
   Runtime rt;
-  Receiver rx = take(rt.open_receiver(), "open_receiver");
-  SendPort done = take(rt.send_port(rx.id()), "send_port(receiver)");
-  IsolateRef sink = take(rt.spawn(make_handler(FloodSink{n, std::move(done)})), "spawn");
+  ShutdownAtExit stop_first(rt);  // the sink borrows `done`
+  IsolateRef sink = take(rt.spawn(make_handler(FloodSink{n, &done})), "spawn");
   SendPort to_sink = take(rt.send_port(sink->main_port()), "send_port(isolate)");
 
   // Warm-up: the first message makes the pool start a worker; thread creation is set-up, not
   // throughput.
   check(to_sink.post(Message::u64(kPing)), "post ping");
-  check_echo(take(rx.receive(kReplyTimeout), "receive ping").as_u64(), kPing);
+  check_echo(done.pop(), kPing);
   const std::uint64_t wakeups_before = sink->stats().wakeups;
 
-  const std::int64_t start = now_ns();
+  const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) check(to_sink.post(Message::u64(i)), "post");
-  Message counted = take(rx.receive(kPhaseTimeout), "receive count");
-  const std::int64_t end = now_ns();
-  check_echo(counted.as_u64(), n);
+  const std::uint64_t counted = done.pop();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
+  check_echo(counted, n);
 
   sink->destroy();
-  // Read the stats once no turn can still be in flight: the reply is posted from inside the
+  // Read the stats once no turn can still be in flight: the count is pushed from inside the
   // last turn, which may not have been counted yet when it arrives.
   rt.shutdown();
   const IsolateStats stats = sink->stats();
@@ -301,36 +228,12 @@ RunResult evh_port_flood(std::uint64_t n) {
   }
 
   RunResult out;
-  out.metrics.push_back({"msgs_per_s", "msgs/s", static_cast<double>(n) * 1e9 / (end - start)});
+  flood_metrics(out, n, wall, cpu);
   // Wakeups: times the idle isolate had to be scheduled (mailbox empty → non-empty), the
-  // counterpart of raw's returns from a blocking read. Turns that ended on the budget and went
-  // on without sleeping are not wakeups.
+  // counterpart of raw's sleeps in read(). Turns that ended on the budget and went on without
+  // sleeping are not wakeups.
   out.metrics.push_back(
       {"consumer_wakeups", "count", static_cast<double>(stats.wakeups - wakeups_before)});
-  return out;
-}
-
-// ---- peers: the peer's loop on its own thread; replies come back through an EventfdQueue ---
-
-// The plain thread posts into the peer's loop (peers.h) and blocks for the echo on the same
-// eventfd queue raw uses, so the two impls differ only in the loop under test.
-RunResult peer_thread_pingpong(const PeerImpl& p, PingpongSize size) {
-  EventfdQueue from_echo;
-  std::vector<std::int64_t> samples;
-  samples.reserve(size.count);
-  {
-    auto loop = p.start_message_loop([&from_echo](std::uint64_t v) { from_echo.push(v); });
-    for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-      const std::int64_t sent = now_ns();
-      loop->post(i);
-      const std::uint64_t back = from_echo.pop();
-      const std::int64_t received = now_ns();
-      check_echo(back, i);
-      if (i >= size.warmup) samples.push_back(received - sent);
-    }
-  }
-  RunResult out;
-  rtt_metrics(out, samples);
   return out;
 }
 
@@ -348,72 +251,256 @@ RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
   loop->post(kPing);
   check_echo(done.pop(), kPing);
   loop->reset_wakeups();
-  const std::int64_t start = now_ns();
+  const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) loop->post(i);
   const std::uint64_t counted = done.pop();
-  const std::int64_t end = now_ns();
+  const std::int64_t wall = phase.wall_ns();
+  const double cpu = phase.cpu_ms();
   const std::optional<std::uint64_t> wakeups = loop->wakeups();
   loop.reset();
   check_echo(counted, n);
   RunResult out;
-  out.metrics.push_back({"msgs_per_s", "msgs/s", static_cast<double>(n) * 1e9 / (end - start)});
+  flood_metrics(out, n, wall, cpu);
   if (wakeups) {
     out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(*wakeups)});
   }
   return out;
 }
 
-// ---- dispatch -------------------------------------------------------------------------------
-
-[[noreturn]] void no_such_impl(std::string_view workload, std::string_view impl) {
-  throw BenchError(std::string(workload) + " has no impl " + std::string(impl));
-}
-
-RunResult thread_pingpong(std::string_view impl, PingpongSize size) {
-  if (impl == "evh") return evh_thread_pingpong(size);
-  if (impl == "raw") return raw_thread_pingpong(size);
-  if (const PeerImpl* p = find_peer(impl)) return peer_thread_pingpong(*p, size);
-  no_such_impl("thread_pingpong", impl);
-}
-
-RunResult isolate_pingpong(std::string_view impl, PingpongSize size) {
-  if (impl == "evh") return evh_isolate_pingpong(size);
-  if (impl == "raw") return raw_isolate_pingpong(size);
-  no_such_impl("isolate_pingpong", impl);
-}
-
 RunResult port_flood(std::string_view impl, std::uint64_t n) {
   if (impl == "evh") return evh_port_flood(n);
-  if (impl == "raw") return raw_port_flood(n);
+  if (impl == "raw" || impl == "raw-spin") return raw_port_flood(n, raw_wait(impl));
   if (const PeerImpl* p = find_peer(impl)) return peer_port_flood(*p, n);
-  no_such_impl("port_flood", impl);
+  throw BenchError("port_flood has no impl " + std::string(impl));
+}
+
+// ---- isolate_pingpong: two actors, on a shared pool or on two threads of their own ----------
+
+enum class Placement {
+  pool,       // isolate_pingpong: the runtime's pool (evh runs both on one worker)
+  dedicated,  // isolate_pingpong_dedicated: one thread each
+};
+
+// What actor A measures: RTT samples of its own sends, and the process CPU over the measured
+// round trips (read on A's thread at the warm-up's end and at the last reply).
+struct PingRecord {
+  PingpongSize size{};
+  std::vector<std::int64_t> samples;
+  std::int64_t sent_at = 0;
+  double cpu_start_ms = 0;
+  double cpu_ms = 0;
+
+  // A's handling of reply `v` (or of the start, kStart). Returns the next value to send, or
+  // kStop when the exchange is over.
+  std::uint64_t on_reply(std::uint64_t v) {
+    const std::uint64_t total = size.warmup + size.count;
+    std::uint64_t next = 0;
+    if (v != kStart) {
+      const std::int64_t now = now_ns();
+      if (v >= size.warmup) samples.push_back(now - sent_at);
+      next = v + 1;
+    }
+    if (next == size.warmup) cpu_start_ms = process_cpu_ms();
+    if (next == total) {
+      cpu_ms = process_cpu_ms() - cpu_start_ms;
+      return kStop;
+    }
+    sent_at = now_ns();
+    return next;
+  }
+};
+
+RunResult pingpong_result(PingRecord& rec, std::uint64_t done_value) {
+  if (done_value == kFailed) throw BenchError("isolate A could not post to isolate B");
+  check_echo(done_value, rec.size.warmup + rec.size.count);
+  RunResult out;
+  rtt_metrics(out, rec.samples, rec.cpu_ms);
+  return out;
+}
+
+// Isolate A's state. Owned by the benchmark, not by A's handler, so that A and B do not hold
+// SendPorts to each other: such a cycle would keep both isolates alive past the Runtime.
+struct EvhPing {
+  PingRecord rec;
+  SendPort to_b;
+  EventfdQueue* done = nullptr;
+};
+
+RunResult evh_isolate_pingpong(PingpongSize size, Placement placement) {
+  EventfdQueue done;
+  EvhPing a_state;
+  a_state.rec.size = size;
+  a_state.rec.samples.reserve(size.count);
+  a_state.done = &done;
+  Runtime rt;
+  // The Runtime must outlive every SendPort (runtime.h): A's port to B is dropped after the
+  // shutdown below and before `rt` goes, on every path out of here.
+  struct DropAtExit {
+    SendPort& port;
+    ~DropAtExit() { port = SendPort(); }
+  } drop_to_b{a_state.to_b};
+  ShutdownAtExit stop_first(rt);  // A's handler borrows `a_state`
+  IsolateOptions a_options;
+  IsolateOptions b_options;
+  if (placement == Placement::dedicated) {
+    a_options.runner = &rt.create_dedicated_runner("ping-a");
+    b_options.runner = &rt.create_dedicated_runner("ping-b");
+  }
+  auto ping = [&a_state](Isolate&, Message& m) {
+    const std::uint64_t next = a_state.rec.on_reply(m.as_u64());
+    if (next == kStop) {
+      a_state.done->push(a_state.rec.size.warmup + a_state.rec.size.count);
+    } else if (!a_state.to_b.post(Message::u64(next))) {
+      a_state.done->push(kFailed);
+    }
+  };
+  IsolateRef a = take(rt.spawn(make_handler(ping), a_options), "spawn A");
+  SendPort to_a = take(rt.send_port(a->main_port()), "send_port(A)");
+  IsolateRef b = take(rt.spawn(echo_handler(to_a), b_options), "spawn B");
+  a_state.to_b = take(rt.send_port(b->main_port()), "send_port(B)");
+
+  check(to_a.post(Message::u64(kStart)), "post start");
+  const std::uint64_t finished = done.pop();
+  a->destroy();
+  b->destroy();
+  // Joins the pool: after this no handler can touch `a_state`.
+  rt.shutdown();
+  return pingpong_result(a_state.rec, finished);
+}
+
+// raw, dedicated: two threads, one EventfdQueue each, waiting as `wait` says. The RTT is taken
+// inside thread A, as evh's is taken inside isolate A.
+RunResult raw_pingpong_threads(PingpongSize size, Wait wait) {
+  EventfdQueue to_b(wait);
+  EventfdQueue to_a(wait);
+  PingRecord rec;
+  rec.size = size;
+  rec.samples.reserve(size.count);
+  std::uint64_t finished = kFailed;
+  {
+    RawEchoThread b(to_b, to_a);
+    std::thread a([&] {
+      for (std::uint64_t v = kStart;;) {
+        const std::uint64_t next = rec.on_reply(v);
+        if (next == kStop) break;
+        to_b.push(next);
+        v = to_a.pop();
+      }
+      finished = size.warmup + size.count;
+    });
+    a.join();
+  }
+  return pingpong_result(rec, finished);
+}
+
+// raw, pool: two actors on a one-worker pool, the floor of two isolates sharing a worker. Only
+// one message is ever in flight, so an actor's task carries it; posting the other actor is
+// the send.
+class RawActor final : public RawTask {
+ public:
+  RawActor(RawPool& pool, PingRecord* rec, EventfdQueue& done)
+      : pool_(pool), rec_(rec), done_(done) {}
+  void connect(RawActor& peer) noexcept { peer_ = &peer; }
+  void deliver(std::uint64_t v) {
+    value_ = v;
+    pool_.post(*this);
+  }
+  void run() noexcept override {
+    if (rec_ == nullptr) {  // B: the echo
+      peer_->deliver(value_);
+      return;
+    }
+    const std::uint64_t next = rec_->on_reply(value_);
+    if (next == kStop) {
+      done_.push(rec_->size.warmup + rec_->size.count);
+    } else {
+      peer_->deliver(next);
+    }
+  }
+
+ private:
+  RawPool& pool_;
+  PingRecord* rec_;  // null for B
+  EventfdQueue& done_;
+  RawActor* peer_ = nullptr;
+  std::uint64_t value_ = 0;
+};
+
+RunResult raw_pingpong_pool(PingpongSize size) {
+  EventfdQueue done;
+  PingRecord rec;
+  rec.size = size;
+  rec.samples.reserve(size.count);
+  std::optional<RawPool> pool(std::in_place, 1);  // joined below, before the actors go
+  RawActor a(*pool, &rec, done);
+  RawActor b(*pool, nullptr, done);
+  a.connect(b);
+  b.connect(a);
+  a.deliver(kStart);
+  const std::uint64_t finished = done.pop();
+  pool.reset();  // joins the worker: no task of A or B runs after this
+  return pingpong_result(rec, finished);
+}
+
+RunResult isolate_pingpong(std::string_view impl, PingpongSize size, Placement placement) {
+  if (impl == "evh") return evh_isolate_pingpong(size, placement);
+  if (placement == Placement::dedicated && (impl == "raw" || impl == "raw-spin")) {
+    return raw_pingpong_threads(size, raw_wait(impl));
+  }
+  if (placement == Placement::pool && impl == "raw") return raw_pingpong_pool(size);
+  throw BenchError("isolate_pingpong has no impl " + std::string(impl));
 }
 
 }  // namespace
 
 std::vector<Workload> messaging_workloads() {
   std::vector<Workload> all;
+  // The measuring thread waits for each echo on the same EventfdQueue for every impl: spinning
+  // for evh's window then parking (thread_pingpong, the way evh's own Receiver waits), or
+  // blocking at once (thread_pingpong_block, the way the peer harness's loops wait).
+  for (const Wait receiver : {Wait::spin, Wait::block}) {
+    const bool spin = receiver == Wait::spin;
+    all.push_back(
+        {spin ? "thread_pingpong" : "thread_pingpong_block", with_peers({"evh", "raw", "raw-spin"}),
+         Threading::multi,
+         spin ? [](std::string_view impl,
+                   Size size) { return thread_pingpong(impl, pingpong_size(size), Wait::spin); }
+              : [](std::string_view impl,
+                   Size size) { return thread_pingpong(impl, pingpong_size(size), Wait::block); },
+         SyscallProbe{
+             "syscalls_per_rtt",
+             [](Size size) -> std::uint64_t { return size == Size::quick ? 500 : 2'000; },
+             spin ? [](std::string_view impl,
+                       std::uint64_t
+                           units) { (void)thread_pingpong(impl, {200, units}, Wait::spin); }
+                  : [](std::string_view impl,
+                       std::uint64_t
+                           units) { (void)thread_pingpong(impl, {200, units}, Wait::block); }}});
+  }
   all.push_back(
-      {"thread_pingpong", with_peers({"evh", "raw"}), Threading::multi,
-       [](std::string_view impl, Size size) { return thread_pingpong(impl, pingpong_size(size)); },
-       SyscallProbe{"syscalls_per_rtt",
-                    [](Size size) -> std::uint64_t { return size == Size::quick ? 500 : 2'000; },
-                    [](std::string_view impl, std::uint64_t units) {
-                      (void)thread_pingpong(impl, {200, units});
-                    }}});
-  all.push_back(
-      {"port_flood", with_peers({"evh", "raw"}), Threading::multi,
+      {"port_flood", with_peers({"evh", "raw", "raw-spin"}), Threading::multi,
        [](std::string_view impl, Size size) { return port_flood(impl, flood_size(size)); },
        SyscallProbe{
            "syscalls_per_msg",
            [](Size size) -> std::uint64_t { return size == Size::quick ? 20'000 : 100'000; },
            [](std::string_view impl, std::uint64_t units) { (void)port_flood(impl, units); }}});
-  all.push_back(
-      {"isolate_pingpong",
-       {"evh", "raw"},
-       Threading::multi,
-       [](std::string_view impl, Size size) { return isolate_pingpong(impl, pingpong_size(size)); },
-       std::nullopt});
+  // As the two isolates are placed by default (evh's pool runs both on one worker; raw: two
+  // actors on a one-worker pool), and forced onto two threads (evh: two dedicated runners; raw:
+  // two threads).
+  all.push_back({"isolate_pingpong",
+                 {"evh", "raw"},
+                 Threading::multi,
+                 [](std::string_view impl, Size size) {
+                   return isolate_pingpong(impl, pingpong_size(size), Placement::pool);
+                 },
+                 std::nullopt});
+  all.push_back({"isolate_pingpong_dedicated",
+                 {"evh", "raw", "raw-spin"},
+                 Threading::multi,
+                 [](std::string_view impl, Size size) {
+                   return isolate_pingpong(impl, pingpong_size(size), Placement::dedicated);
+                 },
+                 std::nullopt});
   return all;
 }
 

@@ -1,6 +1,8 @@
 #include "options.h"
 
+#include <CLI/CLI.hpp>
 #include <charconv>
+#include <memory>
 #include <string_view>
 
 namespace evh::bench {
@@ -8,144 +10,105 @@ namespace {
 
 constexpr int kMaxReps = 1000;
 
-std::vector<std::string> split_names(std::string_view flag, std::string_view list) {
-  std::vector<std::string> names;
-  std::size_t begin = 0;
-  for (;;) {
-    const std::size_t comma = list.find(',', begin);
-    const std::string_view name = list.substr(begin, comma - begin);
-    if (name.empty())
-      throw UsageError(std::string(flag) + ": empty name in '" + std::string(list) + "'");
-    names.emplace_back(name);
-    if (comma == std::string_view::npos) return names;
-    begin = comma + 1;
+std::string non_empty(const std::string& value) {
+  return value.empty() ? std::string("needs a value") : std::string();
+}
+
+// "a,b" -> {a, b}; an empty name ("a,,b", "a,") is a usage error rather than silently dropped.
+void split_names(std::string_view flag, const std::vector<std::string>& lists,
+                 std::vector<std::string>& names) {
+  for (const std::string& list : lists) {
+    std::size_t begin = 0;
+    for (;;) {
+      const std::size_t comma = list.find(',', begin);
+      const std::string name = list.substr(begin, comma - begin);
+      if (name.empty()) throw UsageError(std::string(flag) + ": empty name in '" + list + "'");
+      names.push_back(name);
+      if (comma == std::string::npos) break;
+      begin = comma + 1;
+    }
   }
 }
 
-template <class T>
-T parse_number(std::string_view flag, std::string_view text) {
-  T value{};
+std::uint64_t parse_units(const std::string& text) {
+  std::uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size()) {
-    throw UsageError(std::string(flag) + ": not a number: '" + std::string(text) + "'");
+    throw UsageError("--syscall-child: not a number: '" + text + "'");
   }
   return value;
 }
 
-std::string file_name(std::string_view flag, std::string_view value) {
-  if (value.empty()) throw UsageError(std::string(flag) + " needs a file name");
-  return std::string(value);
-}
-
-// Walks argv, accepting both "--flag value" and "--flag=value".
-class ArgReader {
- public:
-  ArgReader(int argc, char** argv) : argc_(argc), argv_(argv) {}
-
-  bool next() {
-    if (++i_ >= argc_) return false;
-    const std::string_view arg = argv_[i_];
-    const std::size_t eq = arg.find('=');
-    if (arg.starts_with("--") && eq != std::string_view::npos) {
-      flag_ = arg.substr(0, eq);
-      inline_value_ = arg.substr(eq + 1);
-      has_inline_ = true;
-    } else {
-      flag_ = arg;
-      has_inline_ = false;
-    }
-    return true;
-  }
-  std::string_view flag() const { return flag_; }
-  std::string_view value() {
-    if (has_inline_) {
-      has_inline_ = false;
-      return inline_value_;
-    }
-    if (++i_ >= argc_) throw UsageError(std::string(flag_) + " needs a value");
-    return argv_[i_];
-  }
-  // For flags that take no value.
-  void no_value() const {
-    if (has_inline_) throw UsageError(std::string(flag_) + " takes no value");
-  }
-
- private:
-  int argc_;
-  char** argv_;
-  int i_ = 0;
-  std::string_view flag_;
-  std::string_view inline_value_;
-  bool has_inline_ = false;
+// What CLI11 fills in before the lists are split and checked.
+struct RawArgs {
+  std::vector<std::string> workloads;
+  std::vector<std::string> impls;
+  std::vector<std::string> child;  // the hidden --syscall-child arguments
 };
+
+// The command line as CLI11 sees it, writing into `o` and `raw`.
+std::unique_ptr<CLI::App> make_app(Options& o, RawArgs& raw) {
+  auto app = std::make_unique<CLI::App>(
+      "Runs the evh latency benchmarks and their peers in one process and prints one table:\n"
+      "median (min-max) of the repetitions, '*' on the best impl of each row.",
+      "evh-bench");
+  app->add_option("--workload", raw.workloads, "only these workloads (see --list)")
+      ->type_name("NAME[,NAME...]");
+  app->add_option("--impl", raw.impls, "only these impls (see --list)")
+      ->type_name("NAME[,NAME...]");
+  auto* quick = app->add_flag_callback(
+      "--quick", [&o] { o.size = Size::quick; },
+      "smaller sizes: the whole suite in well under 2 minutes");
+  app->add_flag_callback(
+         "--full", [&o] { o.size = Size::full; }, "the sizes of BENCHMARKS.md (the default too)")
+      ->excludes(quick);
+  app->add_option("--reps", o.reps, "repetitions per cell, interleaved across impls (default 3)")
+      ->type_name("N")
+      ->check(CLI::Range(1, kMaxReps));
+  app->add_option("--json", o.json_path, "write the results as JSON (schema 1)")
+      ->type_name("FILE")
+      ->check(non_empty);
+  app->add_option("--markdown", o.markdown_path, "write the table as GitHub markdown")
+      ->type_name("FILE")
+      ->check(non_empty);
+  app->add_option("--plot", o.plot_path, "write latency percentile curves as an SVG")
+      ->type_name("FILE.svg")
+      ->check(non_empty);
+  app->add_flag_callback(
+      "--no-syscalls", [&o] { o.count_syscalls = false; },
+      "skip the syscall-count child runs (the syscalls_per_* metrics)");
+  app->add_flag("--list", o.list, "print the workloads and impls of this build");
+  // Hidden (no group): the syscall counter re-runs this binary in this mode (syscalls.h).
+  app->add_option("--syscall-child", raw.child)->expected(3)->group("");
+  return app;
+}
 
 }  // namespace
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  bool quick = false;
-  bool full = false;
-  ArgReader args(argc, argv);
-  while (args.next()) {
-    const std::string_view f = args.flag();
-    if (f == "--workload") {
-      for (auto& n : split_names(f, args.value())) o.workloads.push_back(std::move(n));
-    } else if (f == "--impl") {
-      for (auto& n : split_names(f, args.value())) o.impls.push_back(std::move(n));
-    } else if (f == "--quick") {
-      args.no_value();
-      quick = true;
-    } else if (f == "--full") {
-      args.no_value();
-      full = true;
-    } else if (f == "--reps") {
-      o.reps = parse_number<int>(f, args.value());
-      if (o.reps < 1 || o.reps > kMaxReps) {
-        throw UsageError("--reps must be between 1 and " + std::to_string(kMaxReps));
-      }
-    } else if (f == "--json") {
-      o.json_path = file_name(f, args.value());
-    } else if (f == "--markdown") {
-      o.markdown_path = file_name(f, args.value());
-    } else if (f == "--plot") {
-      o.plot_path = file_name(f, args.value());
-    } else if (f == "--list") {
-      args.no_value();
-      o.list = true;
-    } else if (f == "--help" || f == "-h") {
-      o.help = true;
-    } else if (f == "--syscall-child") {
-      SyscallChildArgs child;
-      child.workload = args.value();
-      child.impl = args.value();
-      child.units = parse_number<std::uint64_t>(f, args.value());
-      o.syscall_child = std::move(child);
-    } else {
-      throw UsageError("unknown argument '" + std::string(f) + "'");
-    }
+  RawArgs raw;
+  const auto app = make_app(o, raw);
+  try {
+    app->parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    o.help = true;
+    return o;
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(e.what());
   }
-  if (quick && full) throw UsageError("--quick and --full exclude each other");
-  if (quick) o.size = Size::quick;
-  if (full) o.size = Size::full;
+  split_names("--workload", raw.workloads, o.workloads);
+  split_names("--impl", raw.impls, o.impls);
+  if (!raw.child.empty()) {
+    o.syscall_child = SyscallChildArgs{raw.child[0], raw.child[1], parse_units(raw.child[2])};
+  }
   return o;
 }
 
 void print_usage(std::ostream& out) {
-  out << "usage: evh-bench [--workload NAME[,NAME...]] [--impl NAME[,NAME...]] [--quick | --full]\n"
-         "                 [--reps N] [--json FILE] [--markdown FILE] [--plot FILE.svg] [--list]\n"
-         "\n"
-         "Runs the evh latency benchmarks and their peers in one process and prints one table:\n"
-         "median (min-max) of the repetitions, '*' on the best impl of each row.\n"
-         "\n"
-         "  --workload  only these workloads (see --list)\n"
-         "  --impl      only these impls (see --list)\n"
-         "  --quick     smaller sizes: the whole suite in well under 2 minutes\n"
-         "  --full      the sizes of BENCHMARKS.md (the default too)\n"
-         "  --reps N    repetitions per cell, interleaved across impls (default 3)\n"
-         "  --json      write the results as JSON (schema 1)\n"
-         "  --markdown  write the table as GitHub markdown\n"
-         "  --plot      write latency percentile curves as an SVG\n"
-         "  --list      print the workloads and impls of this build\n";
+  Options o;
+  RawArgs raw;
+  out << make_app(o, raw)->help();
 }
 
 }  // namespace evh::bench

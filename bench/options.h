@@ -33,9 +33,10 @@ struct Options {
   std::vector<std::string> impls;      // empty: every impl
   Size size = Size::standard;
   int reps = 3;
-  std::string json_path;      // empty: no JSON
-  std::string markdown_path;  // empty: no markdown
-  std::string plot_path;      // empty: no SVG
+  std::string json_path;       // empty: no JSON
+  std::string markdown_path;   // empty: no markdown
+  std::string plot_path;       // empty: no SVG
+  bool count_syscalls = true;  // --no-syscalls: skip the syscall-count child runs
   bool list = false;
   bool help = false;
   std::optional<SyscallChildArgs> syscall_child;

@@ -2,9 +2,10 @@
 // a concurrency hint of 1 (one thread runs it), the way Asio's examples use it.
 //   - messages: boost::asio::post() of one small handler per message; Asio gives no way to see
 //     its scheduler wake up, so port_flood has no consumer_wakeups for asio;
-//   - timers: one steady_timer per timer, expires_after() + async_wait(); a cancel completes
-//     the wait with operation_aborted through the scheduler, so churn times include running
-//     those handlers (the io_context is drained inside the measured phase);
+//   - timers: one steady_timer per timer, expires_at() (the benchmark's absolute deadline) +
+//     async_wait(); a cancel completes the wait with operation_aborted through the scheduler,
+//     so churn times include running those handlers (the io_context is polled inside the
+//     measured phase, every 256 operations);
 //   - fds: one posix::stream_descriptor per fd, async_wait(wait_read) re-armed from its handler
 //     (each re-arm is an epoll_ctl(MOD) inside Asio); descriptors are released, not closed.
 
@@ -62,28 +63,24 @@ std::unique_ptr<PeerMessageLoop> start_message_loop(std::function<void(std::uint
 
 // ---- timers ----------------------------------------------------------------------------------
 
-std::int64_t ns_of(asio::steady_timer::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-// steady_timer is std::chrono::steady_clock, i.e. CLOCK_MONOTONIC, as now_ns(): the deadline
-// is the timer's own expiry(), now + delay at nanosecond resolution.
-BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
-  const std::size_t n = delays.size();
+// steady_timer is std::chrono::steady_clock, i.e. CLOCK_MONOTONIC, as now_ns(): expires_at()
+// takes the benchmark's absolute deadline as it is, at nanosecond resolution.
+BatchOutcome timer_batch(BatchBook& book) {
+  const std::size_t n = book.count();
   asio::io_context io(1);
   BatchOutcome o;
-  o.late_ns.reserve(n);
   o.wakeups_known = false;
   const BatchMeter meter;
-  std::vector<asio::steady_timer> timers;
-  timers.reserve(n);
+  UntouchedArray<asio::steady_timer> timers(n);
+  book.begin_arming();
   for (std::size_t i = 0; i < n; ++i) {
-    asio::steady_timer& t = timers.emplace_back(io);
-    t.expires_after(std::chrono::nanoseconds(delays[i]));
-    t.async_wait([&o, deadline = ns_of(t.expiry())](const boost::system::error_code& ec) {
-      if (!ec) record_fire(o, deadline);
+    asio::steady_timer& t = timers.construct(i, io);
+    t.expires_at(asio::steady_timer::time_point(std::chrono::nanoseconds(book.deadline(i))));
+    t.async_wait([&book, i](const boost::system::error_code& ec) {
+      if (!ec) book.fired(i);
     });
   }
+  book.end_arming();
   meter.armed(o);
   io.run();  // returns once every wait has completed
   meter.done(o);
@@ -96,10 +93,9 @@ void drain(asio::io_context& io) {
   io.poll();
 }
 
-// How many start+cancel pairs of the immediate phase run between drains: a running loop would
-// run the aborted handlers as it goes rather than let a million pile up.
-constexpr std::uint64_t kDrainEvery = 1024;
-
+// A cancel completes the wait with operation_aborted through the scheduler. A running loop runs
+// those handlers as it goes, so the churn polls every ChurnClock::kTick operations and at the end
+// of each phase, inside the timed phase (as the peer harness does).
 ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
                        ChurnPhases phases) {
   asio::io_context io(1);
@@ -107,16 +103,27 @@ ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
   timers.reserve(phases.bulk ? n : 1);
   for (std::uint64_t i = 0; i < (phases.bulk ? n : 1); ++i) timers.emplace_back(io);
   const auto never = [](const boost::system::error_code&) {};
+  const auto at = [](std::int64_t ns) {
+    return asio::steady_timer::time_point(std::chrono::nanoseconds(ns));
+  };
   ChurnTimes t;
+  const PhaseMeter phase;
+  ChurnClock clock;
   if (phases.bulk) {
     std::int64_t t0 = now_ns();
-    for (auto& timer : timers) {
-      timer.expires_after(10s);
-      timer.async_wait(never);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      timers[i].expires_at(at(clock.deadline()));
+      timers[i].async_wait(never);
+      clock.tick(i);
+      if ((i + 1) % ChurnClock::kTick == 0) drain(io);
     }
+    drain(io);
     t.start_ns = static_cast<double>(now_ns() - t0);
     t0 = now_ns();
-    for (const std::uint32_t i : order) timers[i].cancel();
+    for (std::uint64_t k = 0; k < n; ++k) {
+      timers[order[k]].cancel();
+      if ((k + 1) % ChurnClock::kTick == 0) drain(io);
+    }
     drain(io);
     t.cancel_ns = static_cast<double>(now_ns() - t0);
   }
@@ -124,14 +131,16 @@ ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
     asio::steady_timer& one = timers[0];
     const std::int64_t t0 = now_ns();
     for (std::uint64_t i = 0; i < n; ++i) {
-      one.expires_after(10s);
+      one.expires_at(at(clock.deadline()));
       one.async_wait(never);
       one.cancel();
-      if ((i + 1) % kDrainEvery == 0) drain(io);
+      clock.tick(i);
+      if ((i + 1) % ChurnClock::kTick == 0) drain(io);
     }
     drain(io);
     t.immediate_ns = static_cast<double>(now_ns() - t0);
   }
+  t.cpu_ms = phase.cpu_ms();
   return t;
 }
 

@@ -3,8 +3,9 @@
 //   - messages: a mutex-protected queue and a user event (no fd); the producer calls
 //     event_active() only on the queue's empty-to-non-empty transition, and libevent wakes its
 //     loop through its own notification fd;
-//   - timers: one evtimer_new() event per timer, default base flags (libevent's own choice of
-//     monotonic clock), microsecond timeouts; libevent cannot tell its loop's wakeups;
+//   - timers: events embedded in one block with event_assign(), on a base made with
+//     EVENT_BASE_FLAG_NOLOCK (used by one thread only), otherwise default flags (libevent's own
+//     choice of monotonic clock), microsecond timeouts; libevent cannot tell its loop's wakeups;
 //   - fds: one event_new(fd, EV_READ | EV_PERSIST) per fd (level-triggered; the callback reads
 //     it empty). Stopping goes through a user event whose callback calls
 //     event_base_loopbreak() on the loop's thread, since a break sent before the loop starts
@@ -16,7 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -32,11 +33,20 @@
 namespace evh::bench {
 namespace {
 
-event_base* new_base() {
-  static const int threads = evthread_use_pthreads();
-  if (threads != 0) throw BenchError("evthread_use_pthreads failed");
-  event_base* base = event_base_new();
-  if (base == nullptr) throw BenchError("event_base_new failed");
+// How a base is used: from other threads too (messages, fds: locked, as libevent requires), or
+// by its own thread only (timers: EVENT_BASE_FLAG_NOLOCK, what a single-threaded user gets by
+// not calling evthread_use_pthreads(), which this process must call for the other workloads).
+enum class Threads { many, one };
+
+event_base* new_base(Threads threads = Threads::many) {
+  static const int locking = evthread_use_pthreads();
+  if (locking != 0) throw BenchError("evthread_use_pthreads failed");
+  event_config* config = event_config_new();
+  if (config == nullptr) throw BenchError("event_config_new failed");
+  if (threads == Threads::one) event_config_set_flag(config, EVENT_BASE_FLAG_NOLOCK);
+  event_base* base = event_base_new_with_config(config);
+  event_config_free(config);
+  if (base == nullptr) throw BenchError("event_base_new_with_config failed");
   return base;
 }
 
@@ -114,8 +124,8 @@ class EvMessageLoop final : public PeerMessageLoop {
   EventPtr ready_;
   EventPtr stop_;
   std::mutex mu_;
-  std::deque<std::uint64_t> queue_;  // guarded by mu_
-  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::vector<std::uint64_t> queue_;  // guarded by mu_
+  std::vector<std::uint64_t> batch_;  // loop thread only: swapped with queue_, capacity kept
   std::atomic<std::uint64_t> wakeups_{0};
   std::thread thread_;
 };
@@ -127,43 +137,75 @@ std::unique_ptr<PeerMessageLoop> start_message_loop(std::function<void(std::uint
 // ---- timers ----------------------------------------------------------------------------------
 
 timeval ceil_tv(std::int64_t ns) {
-  const std::int64_t us = (ns + 999) / 1000;
+  const std::int64_t us = ns <= 0 ? 0 : (ns + 999) / 1000;
   return {static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
 }
 
-struct EvBatchTimer {
-  EventPtr ev;
-  std::int64_t deadline_ns;
-  BatchOutcome* out;
+// Events embedded in one caller-owned block with event_assign() (libevent's API for embedding,
+// what a program with a million timers uses) rather than a malloc per event_new().
+class EventBlock {
+ public:
+  explicit EventBlock(std::size_t n)
+      : size_(event_get_struct_event_size()),
+        mem_(static_cast<char*>(std::malloc(size_ * n))),  // not touched until assigned
+        assigned_(0) {
+    if (mem_ == nullptr) throw BenchError("out of memory");
+  }
+  ~EventBlock() {
+    for (std::size_t i = 0; i < assigned_; ++i) event_del(at(i));
+    std::free(mem_);
+  }
+  EventBlock(const EventBlock&) = delete;
+  EventBlock& operator=(const EventBlock&) = delete;
+
+  event* at(std::size_t i) noexcept { return reinterpret_cast<event*>(mem_ + size_ * i); }
+  // Assigns event i (in order) as a pure timer.
+  event* assign(std::size_t i, event_base* base, event_callback_fn cb, void* arg) {
+    if (event_assign(at(i), base, -1, 0, cb, arg) != 0) throw BenchError("event_assign failed");
+    assigned_ = i + 1;
+    return at(i);
+  }
+
+ private:
+  std::size_t size_;
+  char* mem_;
+  std::size_t assigned_;
 };
 
-BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
-  const std::size_t n = delays.size();
-  BasePtr base(new_base());
+// The batch being run. libevent's callback receives one pointer; it carries the timer's index,
+// as the peer harness does, so that no per-timer record beside the event is needed. One batch
+// runs at a time, on the suite's thread.
+BatchBook* g_batch_book = nullptr;
+
+void batch_fired(evutil_socket_t, short, void* arg) {
+  g_batch_book->fired(reinterpret_cast<std::uintptr_t>(arg));
+}
+
+// libevent's API is relative: it adds the timeval to its own reading of the time at event_add
+// (CLOCK_MONOTONIC_COARSE with the default flags). The delay is the requested deadline minus a
+// clock read right before the call, rounded up to libevent's microsecond.
+BatchOutcome timer_batch(BatchBook& book) {
+  const std::size_t n = book.count();
+  BasePtr base(new_base(Threads::one));
   BatchOutcome o;
-  o.late_ns.reserve(n);
   o.wakeups_known = false;
-  const BatchMeter meter;
-  auto timers = std::make_unique<EvBatchTimer[]>(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    EvBatchTimer& t = timers[i];
-    t.out = &o;
-    t.ev = new_event(
-        base.get(), -1, 0,
-        [](evutil_socket_t, short, void* arg) {
-          auto& bt = *static_cast<EvBatchTimer*>(arg);
-          record_fire(*bt.out, bt.deadline_ns);
-        },
-        &t);
-    // libevent takes "now" itself at evtimer_add; read ours right before it.
-    t.deadline_ns = now_ns() + delays[i];
-    const timeval tv = ceil_tv(delays[i]);
-    if (evtimer_add(t.ev.get(), &tv) != 0) throw BenchError("evtimer_add failed");
+  g_batch_book = &book;
+  {
+    const BatchMeter meter;
+    EventBlock events(n);
+    book.begin_arming();
+    for (std::size_t i = 0; i < n; ++i) {
+      event* ev = events.assign(i, base.get(), &batch_fired, reinterpret_cast<void*>(i));
+      const std::int64_t deadline = book.deadline(i);
+      const timeval tv = ceil_tv(deadline - now_ns());
+      if (evtimer_add(ev, &tv) != 0) throw BenchError("evtimer_add failed");
+    }
+    book.end_arming();
+    meter.armed(o);
+    event_base_dispatch(base.get());  // returns once no event is pending: every timer fired
+    meter.done(o);
   }
-  meter.armed(o);
-  event_base_dispatch(base.get());  // returns once no event is pending: every timer fired
-  meter.done(o);
-  timers.reset();
+  g_batch_book = nullptr;
   return o;
 }
 
@@ -171,23 +213,24 @@ void never_fires(evutil_socket_t, short, void*) {}
 
 ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
                        ChurnPhases phases) {
-  BasePtr base(new_base());
-  std::vector<EventPtr> timers;
-  for (std::uint64_t i = 0; i < (phases.bulk ? n : 1); ++i) {
-    timers.push_back(new_event(base.get(), -1, 0, &never_fires, nullptr));
-  }
+  BasePtr base(new_base(Threads::one));
+  const std::size_t count = phases.bulk ? n : 1;
+  EventBlock timers(count);
+  for (std::size_t i = 0; i < count; ++i) timers.assign(i, base.get(), &never_fires, nullptr);
+  // "10 s from now": libevent reads its own clock at each event_add.
   const timeval later{10, 0};
   ChurnTimes t;
+  const PhaseMeter phase;
   if (phases.bulk) {
     std::int64_t t0 = now_ns();
-    for (auto& ev : timers) evtimer_add(ev.get(), &later);
+    for (std::size_t i = 0; i < count; ++i) evtimer_add(timers.at(i), &later);
     t.start_ns = static_cast<double>(now_ns() - t0);
     t0 = now_ns();
-    for (const std::uint32_t i : order) evtimer_del(timers[i].get());
+    for (const std::uint32_t i : order) evtimer_del(timers.at(i));
     t.cancel_ns = static_cast<double>(now_ns() - t0);
   }
   if (phases.immediate) {
-    event* one = timers[0].get();
+    event* one = timers.at(0);
     const std::int64_t t0 = now_ns();
     for (std::uint64_t i = 0; i < n; ++i) {
       evtimer_add(one, &later);
@@ -195,7 +238,7 @@ ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
     }
     t.immediate_ns = static_cast<double>(now_ns() - t0);
   }
-  timers.clear();
+  t.cpu_ms = phase.cpu_ms();
   return t;
 }
 

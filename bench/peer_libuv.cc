@@ -1,9 +1,10 @@
 // bench/peer_libuv.cc — the libuv peer (peers.h): one uv_loop_t per run, driven the way the
 // libuv documentation and its own benchmarks do it.
-//   - messages: a mutex-protected queue drained by a uv_async_t; every post calls
-//     uv_async_send(), which libuv coalesces itself (only the first send after a drain writes
-//     its eventfd);
-//   - timers: one uv_timer_t per timer, at millisecond resolution (libuv's only one);
+//   - messages: a mutex-protected vector, swapped out whole by a uv_async_t callback; every
+//     post calls uv_async_send(), which libuv coalesces itself (only the first send after a
+//     drain writes its eventfd);
+//   - timers: one uv_timer_t per timer, at millisecond resolution (libuv's only one), relative
+//     to the loop's cached time;
 //   - fds: one uv_poll_t per fd, UV_READABLE (level-triggered; the callback reads it empty);
 //   - processes: uv_spawn, exits through libuv's SIGCHLD handling, stdout through a uv_pipe_t.
 
@@ -12,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -98,9 +98,9 @@ class UvMessageLoop final : public PeerMessageLoop {
   uv_loop_t loop_{};
   uv_async_t async_{};
   std::mutex mu_;
-  std::deque<std::uint64_t> queue_;  // guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
-  std::deque<std::uint64_t> batch_;  // loop thread only
+  std::vector<std::uint64_t> queue_;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
+  std::vector<std::uint64_t> batch_;  // loop thread only: swapped with queue_, capacity kept
   std::atomic<std::uint64_t> wakeups_{0};
   std::thread thread_;
 };
@@ -111,28 +111,27 @@ std::unique_ptr<PeerMessageLoop> start_message_loop(std::function<void(std::uint
 
 // ---- timers ----------------------------------------------------------------------------------
 
-std::uint64_t ceil_ms(std::int64_t ns) {
-  return static_cast<std::uint64_t>((ns + 999'999) / 1'000'000);
+// libuv adds a timeout to its loop time (uv_now, in ms, refreshed only when the loop runs): the
+// reference of its relative API. The delay asked for is the requested deadline minus that
+// reference, rounded up to libuv's millisecond, so that libuv's own deadline is never earlier
+// than the benchmark's; the rounding shows as lateness, as it does for a libuv user.
+std::uint64_t delay_ms(uv_loop_t* loop, std::int64_t deadline_ns) {
+  const std::int64_t rel = deadline_ns - static_cast<std::int64_t>(uv_now(loop)) * 1'000'000;
+  return rel <= 0 ? 0 : static_cast<std::uint64_t>((rel + 999'999) / 1'000'000);
 }
 
-struct UvBatchTimer {
-  uv_timer_t handle;
-  std::int64_t deadline_ns;
-  BatchOutcome* out;
+struct UvBatch {
+  BatchBook* book;
+  uv_timer_t* timers;
 };
 
-// libuv measures a timeout from the loop's cached "now", which only moves at the start of a loop
-// iteration; arming a million timers takes longer than that is accurate for, so the batch
-// refreshes it (uv_update_time, what it is for) before each start. Its cost is in
-// arm_ns_per_timer; every deadline is then now + delay, as for the other impls. Loop
-// iterations (wakeups) are counted by an unreferenced uv_check_t, which runs once per
+// Loop iterations (wakeups) are counted by an unreferenced uv_check_t, which runs once per
 // iteration after the poll.
-BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
-  const std::size_t n = delays.size();
+BatchOutcome timer_batch(BatchBook& book) {
+  const std::size_t n = book.count();
   uv_loop_t loop;
   check_uv(uv_loop_init(&loop), "uv_loop_init");
   BatchOutcome o;
-  o.late_ns.reserve(n);
   uv_check_t iterations;
   iterations.data = &o;
   uv_check_init(&loop, &iterations);
@@ -141,23 +140,23 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
   uv_unref(reinterpret_cast<uv_handle_t*>(&iterations));
 
   const BatchMeter meter;
-  auto timers = std::make_unique<UvBatchTimer[]>(n);
+  UntouchedArray<uv_timer_t> timers(n);
+  UvBatch batch{&book, timers.data()};
+  book.begin_arming();
   for (std::size_t i = 0; i < n; ++i) {
-    UvBatchTimer& t = timers[i];
-    uv_timer_init(&loop, &t.handle);
-    t.handle.data = &t;
-    t.out = &o;
-    uv_update_time(&loop);
-    t.deadline_ns = now_ns() + delays[i];
+    uv_timer_t& t = timers.construct(i);
+    uv_timer_init(&loop, &t);
+    t.data = &batch;
     check_uv(uv_timer_start(
-                 &t.handle,
+                 &t,
                  [](uv_timer_t* h) {
-                   auto& bt = *static_cast<UvBatchTimer*>(h->data);
-                   record_fire(*bt.out, bt.deadline_ns);
+                   auto& b = *static_cast<UvBatch*>(h->data);
+                   b.book->fired(static_cast<std::size_t>(h - b.timers));
                  },
-                 ceil_ms(delays[i]), 0),
+                 delay_ms(&loop, book.deadline(i)), 0),
              "uv_timer_start");
   }
+  book.end_arming();
   meter.armed(o);
   o.wakeups = 0;
   // Returns once no timer is active: every one has fired.
@@ -169,6 +168,8 @@ BatchOutcome timer_batch(const std::vector<std::int64_t>& delays) {
 
 void never_fires(uv_timer_t*) {}
 
+// uv_timer_start takes "10 s from the loop's time"; the loop does not run during the phases, as
+// in a callback that starts many timers, so its time stays where it was.
 ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
                        ChurnPhases phases) {
   uv_loop_t loop;
@@ -177,6 +178,7 @@ ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
   for (auto& t : timers) uv_timer_init(&loop, &t);
   uv_update_time(&loop);
   ChurnTimes t;
+  const PhaseMeter phase;
   if (phases.bulk) {
     std::int64_t t0 = now_ns();
     for (auto& timer : timers) uv_timer_start(&timer, &never_fires, 10'000, 0);
@@ -194,6 +196,7 @@ ChurnTimes timer_churn(std::uint64_t n, const std::vector<std::uint32_t>& order,
     }
     t.immediate_ns = static_cast<double>(now_ns() - t0);
   }
+  t.cpu_ms = phase.cpu_ms();
   close_loop(&loop);
   return t;
 }

@@ -47,13 +47,16 @@ struct PeerImpl {
   std::unique_ptr<PeerMessageLoop> (*start_message_loop)(
       std::function<void(std::uint64_t)> on_message);
 
-  // timer_batch: arms one one-shot timer per delay on the peer's loop (on the calling thread),
-  // runs the loop until all fired, and fills every field of BatchOutcome the library lets it
-  // measure (`wakeups_known` says whether loop wakeups could be counted).
-  BatchOutcome (*timer_batch)(const std::vector<std::int64_t>& delays_ns);
+  // timer_batch, on the calling thread, following timer_common.h: allocates (without touching)
+  // one timer per entry of `book`, starts a BatchMeter, arms each timer between the book's
+  // begin_arming() and end_arming() for book.deadline(i), calls book.fired(i) from its
+  // callback, runs the loop until all fired, and fills every field of BatchOutcome the library
+  // lets it measure (`wakeups_known` says whether loop wakeups could be counted).
+  BatchOutcome (*timer_batch)(BatchBook& book);
 
-  // timer_churn: `bulk` starts n timers at now + 10 s and cancels them in `cancel_order`;
-  // `immediate` starts and cancels one timer n times. Times in ns over the whole phase.
+  // timer_churn: `bulk` starts n timers at now + 10 s (ChurnClock) and cancels them in
+  // `cancel_order`; `immediate` starts and cancels one timer n times. Times in ns over each
+  // phase, and the process CPU over all of them.
   ChurnTimes (*timer_churn)(std::uint64_t n, const std::vector<std::uint32_t>& cancel_order,
                             ChurnPhases phases);
 

@@ -8,6 +8,7 @@
 //   evh-perf-compare --update BASELINE CURRENT      puts CURRENT in BASELINE for its size
 // Exit status 2: a file is missing or malformed, or the baseline has no run of CURRENT's size.
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -26,34 +27,34 @@ int run(int argc, char** argv) {
   bool verbose = false;
   bool list_workloads = false;
   std::vector<std::string> files;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--update") {
-      update = true;
-    } else if (a == "--verbose") {
-      verbose = true;
-    } else if (a == "--workloads") {
-      list_workloads = true;
-    } else {
-      files.emplace_back(a);
-    }
-  }
-  if (files.size() < 2 || (update && files.size() != 2)) {
-    std::fprintf(stderr,
-                 "usage: evh-perf-compare [--update | --verbose | --workloads] BASELINE CURRENT "
-                 "[RERUN...]\n");
-    return 2;
+  CLI::App app("Compares an evh-bench run with the perf-CI baseline (tools/perf-ci).",
+               "evh-perf-compare");
+  auto* update_flag =
+      app.add_flag("--update", update, "put CURRENT into BASELINE for its size instead");
+  auto* verbose_flag = app.add_flag("--verbose", verbose, "list every compared cell");
+  app.add_flag("--workloads", list_workloads,
+               "print the workloads that regressed, comma-separated (what perf-ci re-runs)")
+      ->excludes(update_flag)
+      ->excludes(verbose_flag);
+  app.add_option("files", files, "BASELINE CURRENT [RERUN...]")->required()->expected(2, -1);
+  try {
+    app.parse(argc, argv);
+    if (update && files.size() != 2) throw CLI::ValidationError("--update takes BASELINE CURRENT");
+  } catch (const CLI::ParseError& e) {
+    // Help is a success; every other parse error exits 2 like a malformed file.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
   }
   const std::string& baseline_path = files[0];
   try {
-    JsonValue current_doc = read_json_file(files[1]);
+    Json current_doc = read_json_file(files[1]);
     const BenchRun current = bench_run_from_json(current_doc);
     if (update) {
-      JsonValue baseline = empty_baseline();
+      Json baseline = empty_baseline();
       if (std::ifstream(baseline_path)) baseline = read_json_file(baseline_path);
       set_baseline(baseline, current.size, std::move(current_doc));
       std::ofstream out(baseline_path);
-      write_json_value(out, baseline);
+      write_json_document(out, baseline);
       out << '\n';
       out.close();
       if (!out) {

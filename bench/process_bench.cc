@@ -8,6 +8,7 @@
 // fills with the same bytes for every impl, and the measured stream is cat's stdout.
 
 #include <errno.h>
+#include <evh/event_handler.h>
 #include <evh/process.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
@@ -95,14 +96,26 @@ class Feeder {
   std::thread thread_;
 };
 
-RunResult result(std::uint64_t spawns, std::int64_t spawn_ns, std::uint64_t bytes,
-                 std::int64_t stream_ns) {
+// The two phases' figures, each with the process CPU of its phase (this process only: the
+// children's CPU is theirs, the same /bin/true and cat for every impl).
+struct PhaseFigures {
+  std::int64_t spawn_ns = 0;
+  double spawn_cpu_ms = 0;
+  std::uint64_t bytes = 0;
+  std::int64_t stream_ns = 0;
+  double stream_cpu_ms = 0;
+};
+
+RunResult result(std::uint64_t spawns, const PhaseFigures& f) {
   RunResult out;
   out.metrics.push_back({"spawn_per_s", "spawns/s",
-                         static_cast<double>(spawns) * 1e9 / static_cast<double>(spawn_ns)});
+                         static_cast<double>(spawns) * 1e9 / static_cast<double>(f.spawn_ns)});
+  out.metrics.push_back(
+      {"cpu_us_per_spawn", "us", f.spawn_cpu_ms * 1e3 / static_cast<double>(spawns)});
   out.metrics.push_back(
       {"stdout_mib_per_s", "MiB/s",
-       static_cast<double>(bytes) / (1 << 20) * 1e9 / static_cast<double>(stream_ns)});
+       static_cast<double>(f.bytes) / (1 << 20) * 1e9 / static_cast<double>(f.stream_ns)});
+  out.metrics.push_back({"stream_cpu_ms", "ms", f.stream_cpu_ms});
   return out;
 }
 
@@ -219,44 +232,52 @@ std::uint64_t evh_stream(ProcessManager& pm, Receiver& rx, Feeder& feeder) {
   }
 }
 
+// Runs the two phases: `spawn()` returns the ns from the first start to the last reap; `stream`
+// gets the feeder and returns the bytes read. Each phase's process CPU is taken around it.
+template <class Spawn, class Stream>
+PhaseFigures run_phases(ProcessSize size, Spawn&& spawn, Stream&& stream) {
+  PhaseFigures f;
+  PhaseMeter phase;
+  f.spawn_ns = spawn();
+  f.spawn_cpu_ms = phase.cpu_ms();
+  Feeder feeder(size.stream_bytes);
+  phase.restart();
+  f.bytes = stream(feeder);
+  f.stream_ns = phase.wall_ns();
+  f.stream_cpu_ms = phase.cpu_ms();
+  if (f.bytes != size.stream_bytes) throw BenchError("cat lost bytes");
+  return f;
+}
+
 RunResult run_evh(ProcessSize size) {
   Runtime rt(evh_options());
   Receiver rx = take(rt.open_receiver(), "open_receiver");
-  std::int64_t spawn_ns = 0;
-  std::uint64_t bytes = 0;
-  std::int64_t stream_ns = 0;
+  PhaseFigures f;
+  std::string backend;
   {
     ProcessManager pm(rt);
-    (void)take(rt.event_handler(), "event_handler");  // started outside the timed phases
-    spawn_ns = evh_spawns(pm, rx, size.spawns);
-    Feeder feeder(size.stream_bytes);
-    const std::int64_t start = now_ns();
-    bytes = evh_stream(pm, rx, feeder);
-    stream_ns = now_ns() - start;
+    // Started outside the timed phases.
+    backend = take(rt.event_handler(), "event_handler")->backend();
+    f = run_phases(
+        size, [&] { return evh_spawns(pm, rx, size.spawns); },
+        [&](Feeder& feeder) { return evh_stream(pm, rx, feeder); });
   }
   rt.shutdown();
-  if (bytes != size.stream_bytes) throw BenchError("cat lost bytes");
-  return result(size.spawns, spawn_ns, bytes, stream_ns);
+  RunResult out = result(size.spawns, f);
+  out.backend = backend;
+  return out;
 }
 
 RunResult run_raw(ProcessSize size) {
-  const std::int64_t spawn_ns = raw_spawns(size.spawns);
-  Feeder feeder(size.stream_bytes);
-  const std::int64_t start = now_ns();
-  const std::uint64_t bytes = raw_stream(feeder);
-  const std::int64_t stream_ns = now_ns() - start;
-  if (bytes != size.stream_bytes) throw BenchError("cat lost bytes");
-  return result(size.spawns, spawn_ns, bytes, stream_ns);
+  return result(size.spawns, run_phases(
+                                 size, [&] { return raw_spawns(size.spawns); },
+                                 [](Feeder& feeder) { return raw_stream(feeder); }));
 }
 
 RunResult run_peer(const PeerImpl& p, ProcessSize size) {
-  const std::int64_t spawn_ns = p.spawn_true(size.spawns, kInFlight);
-  Feeder feeder(size.stream_bytes);
-  const std::int64_t start = now_ns();
-  const std::uint64_t bytes = p.stream_cat(feeder.read_end);
-  const std::int64_t stream_ns = now_ns() - start;
-  if (bytes != size.stream_bytes) throw BenchError("cat lost bytes");
-  return result(size.spawns, spawn_ns, bytes, stream_ns);
+  return result(size.spawns, run_phases(
+                                 size, [&] { return p.spawn_true(size.spawns, kInFlight); },
+                                 [&](Feeder& feeder) { return p.stream_cat(feeder.read_end); }));
 }
 
 RunResult process_spawn(std::string_view impl, ProcessSize size) {

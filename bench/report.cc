@@ -160,7 +160,7 @@ std::string skipped_note(const SuiteResult& r) {
 
 }  // namespace
 
-MachineInfo machine_info() {
+MachineInfo machine_info(const std::vector<std::string>& backends) {
   MachineInfo m;
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {
@@ -178,7 +178,8 @@ MachineInfo machine_info() {
 #else
   m.compiler = "unknown";
 #endif
-  m.backend = "";  // set by evh-bench from a runtime's stats (report.cc links no evh)
+  for (const std::string& b : backends) m.backend += (m.backend.empty() ? "" : ", ") + b;
+  if (m.backend.empty()) m.backend = "none";
   return m;
 }
 
@@ -223,40 +224,31 @@ void write_markdown(std::ostream& out, const SuiteResult& result) {
 }
 
 void write_json(std::ostream& out, const SuiteResult& result, const MachineInfo& machine) {
-  out << "{ \"schema\": 1,\n  \"size\": ";
-  write_json_string(out, result.size);
-  out << ",\n  \"machine\": {\"nproc\": " << machine.nproc << ", \"kernel\": ";
-  write_json_string(out, machine.kernel);
-  out << ", \"cpu\": ";
-  write_json_string(out, machine.cpu);
-  out << ", \"compiler\": ";
-  write_json_string(out, machine.compiler);
-  out << ", \"backend\": ";
-  write_json_string(out, machine.backend);
-  out << "},\n  \"results\": [";
-  bool first = true;
+  Json doc = Json::object();
+  doc["schema"] = 1;
+  doc["size"] = result.size;
+  doc["machine"] = {{"nproc", machine.nproc},
+                    {"kernel", machine.kernel},
+                    {"cpu", machine.cpu},
+                    {"compiler", machine.compiler},
+                    {"backend", machine.backend}};
+  Json rows = Json::array();
   for (const ResultRow& row : result.rows) {
     const Summary& s = row.summary;
     // JSON has no NaN or infinity; such a row would be a bug upstream, not a measurement.
     if (!std::isfinite(s.median) || !std::isfinite(s.min) || !std::isfinite(s.max)) continue;
-    out << (first ? "\n" : ",\n") << "    {\"workload\": ";
-    first = false;
-    write_json_string(out, row.workload);
-    out << ", \"impl\": ";
-    write_json_string(out, row.impl);
-    out << ", \"metric\": ";
-    write_json_string(out, row.metric);
-    out << ", \"unit\": ";
-    write_json_string(out, row.unit);
-    out << ",\n     \"median\": ";
-    write_json_number(out, s.median);
-    out << ", \"min\": ";
-    write_json_number(out, s.min);
-    out << ", \"max\": ";
-    write_json_number(out, s.max);
-    out << ", \"reps\": " << s.count << '}';
+    rows.push_back({{"workload", row.workload},
+                    {"impl", row.impl},
+                    {"metric", row.metric},
+                    {"unit", row.unit},
+                    {"median", s.median},
+                    {"min", s.min},
+                    {"max", s.max},
+                    {"reps", s.count}});
   }
-  out << "\n  ] }\n";
+  doc["results"] = std::move(rows);
+  write_json_document(out, doc);
+  out << '\n';
 }
 
 }  // namespace evh::bench

@@ -8,6 +8,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "suite.h"
 
@@ -18,10 +19,13 @@ struct MachineInfo {
   std::string kernel;    // uname: system, release, machine
   std::string cpu;       // the first "model name" of /proc/cpuinfo
   std::string compiler;  // the compiler that built evh-bench
-  std::string backend;   // the kernel backend evh's default runtime uses
+  // The kernel backend(s) evh's event handlers reported in the run, comma-separated ("epoll"),
+  // or "none" when no evh cell started one (e.g. a run of the peers only).
+  std::string backend;
 };
 
-MachineInfo machine_info();
+// `backends`: SuiteResult::backends of the run being reported.
+MachineInfo machine_info(const std::vector<std::string>& backends);
 
 void write_table(std::ostream& out, const SuiteResult& result);
 void write_markdown(std::ostream& out, const SuiteResult& result);

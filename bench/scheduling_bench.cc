@@ -5,7 +5,6 @@
 #include <evh/isolate.h>
 #include <evh/message.h>
 #include <evh/port.h>
-#include <evh/receiver.h>
 #include <evh/runtime.h>
 
 #include <atomic>
@@ -35,8 +34,6 @@ constexpr auto kBusyTime = 50us;
 constexpr auto kSettleTime = 20ms;
 // Between probes, so that each probe meets the busy load rather than the previous probe.
 constexpr auto kProbeGap = 200us;
-// A probe slower than this is a starved isolate: the cell fails instead of hanging.
-constexpr auto kProbeTimeout = 30s;
 
 struct ProbeSize {
   std::uint64_t warmup;
@@ -48,9 +45,37 @@ ProbeSize probe_size(Size size) {
   return {10, 200};
 }
 
-void probe_metrics(RunResult& out, unsigned factor, std::vector<std::int64_t>& samples) {
-  add_latency_metrics(out, "probe_rtt", "_x" + std::to_string(factor), samples,
-                      {{50, "p50"}, {99, "p99"}});
+// The probe's RTT percentiles at one load factor, and the process CPU per probe over that
+// factor's probing (mostly the busy isolates' own work: K/W >= 1 keeps every worker busy).
+void probe_metrics(RunResult& out, unsigned factor, std::vector<std::int64_t>& samples,
+                   double cpu_ms) {
+  const std::string suffix = "_x" + std::to_string(factor);
+  const double n = static_cast<double>(samples.size());
+  add_latency_metrics(out, "probe_rtt", suffix, samples, {{50, "p50"}, {99, "p99"}});
+  out.metrics.push_back({"cpu_us_per_rtt" + suffix, "us", cpu_ms * 1e3 / n});
+}
+
+// The measuring side, the same for both impls: posts probe i, blocks for its echo on `replies`
+// (an EventfdQueue that blocks at once, so that the measuring thread takes no CPU from the
+// workers), sleeps kProbeGap, and returns the RTTs and the CPU of the probing.
+template <class Post>
+std::vector<std::int64_t> probe_loop(Post&& post, EventfdQueue& replies, ProbeSize size,
+                                     double& cpu_ms) {
+  std::vector<std::int64_t> samples;
+  samples.reserve(size.count);
+  PhaseMeter phase;
+  for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
+    if (i == size.warmup) phase.restart();
+    const std::int64_t sent = now_ns();
+    post(i);
+    const std::uint64_t back = replies.pop();
+    const std::int64_t received = now_ns();
+    if (back != i) throw BenchError("probe reply out of order");
+    if (i >= size.warmup) samples.push_back(received - sent);
+    std::this_thread::sleep_for(kProbeGap);
+  }
+  cpu_ms = phase.cpu_ms();
+  return samples;
 }
 
 // ---- evh ----------------------------------------------------------------------------------
@@ -63,12 +88,14 @@ void busy_on_message(Isolate& self, Message&, void*) {
 }
 
 RunResult evh_oversubscribed(ProbeSize size) {
+  EventfdQueue replies;
   RuntimeOptions options;
   options.max_workers = kWorkers;
   Runtime rt(options);
-  Receiver rx = take(rt.open_receiver(), "open_receiver");
-  SendPort reply = take(rt.send_port(rx.id()), "send_port(receiver)");
-  IsolateRef probe = take(rt.spawn(echo_handler(std::move(reply))), "spawn probe");
+  ShutdownAtExit stop_first(rt);  // the probe borrows `replies`
+  IsolateRef probe =
+      take(rt.spawn(make_handler([&replies](Isolate&, Message& m) { replies.push(m.as_u64()); })),
+           "spawn probe");
   SendPort to_probe = take(rt.send_port(probe->main_port()), "send_port(probe)");
 
   RunResult out;
@@ -80,19 +107,11 @@ RunResult evh_oversubscribed(ProbeSize size) {
       check(rt.post(busy.back()->main_port(), Message::u64(0)), "start busy isolate");
     }
     std::this_thread::sleep_for(kSettleTime);
-
-    std::vector<std::int64_t> samples;
-    samples.reserve(size.count);
-    for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-      const std::int64_t sent = now_ns();
-      check(to_probe.post(Message::u64(i)), "post probe");
-      Message back = take(rx.receive(kProbeTimeout), "receive probe reply");
-      const std::int64_t received = now_ns();
-      if (back.as_u64() != i) throw BenchError("probe reply out of order");
-      if (i >= size.warmup) samples.push_back(received - sent);
-      std::this_thread::sleep_for(kProbeGap);
-    }
-    probe_metrics(out, factor, samples);
+    double cpu_ms = 0;
+    std::vector<std::int64_t> samples =
+        probe_loop([&](std::uint64_t i) { check(to_probe.post(Message::u64(i)), "post probe"); },
+                   replies, size, cpu_ms);
+    probe_metrics(out, factor, samples, cpu_ms);
   }
   for (IsolateRef& b : busy) b->destroy();
   probe->destroy();
@@ -139,20 +158,14 @@ RunResult raw_oversubscribed(ProbeSize size) {
     for (unsigned factor : kLoadFactors) {
       while (actors.size() < factor * kWorkers) pool.post(actors.emplace_back(pool, stop));
       std::this_thread::sleep_for(kSettleTime);
-
-      std::vector<std::int64_t> samples;
-      samples.reserve(size.count);
-      for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-        const std::int64_t sent = now_ns();
-        probe.set_sequence(i);
-        pool.post(probe);
-        const std::uint64_t back = reply.pop();
-        const std::int64_t received = now_ns();
-        if (back != i) throw BenchError("probe reply out of order");
-        if (i >= size.warmup) samples.push_back(received - sent);
-        std::this_thread::sleep_for(kProbeGap);
-      }
-      probe_metrics(out, factor, samples);
+      double cpu_ms = 0;
+      std::vector<std::int64_t> samples = probe_loop(
+          [&](std::uint64_t i) {
+            probe.set_sequence(i);
+            pool.post(probe);
+          },
+          reply, size, cpu_ms);
+      probe_metrics(out, factor, samples, cpu_ms);
     }
     stop.store(true, std::memory_order_relaxed);
   }

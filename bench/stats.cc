@@ -40,6 +40,18 @@ double percentile_of_sorted(std::span<const double> sorted, double pct) {
   return nearest_rank(sorted, pct);
 }
 
+std::optional<double> marginal_per_unit(std::uint64_t small_count, std::uint64_t small_units,
+                                        std::uint64_t large_count, std::uint64_t large_units) {
+  assert(small_units < large_units);
+  if (large_count < small_count) {
+    const double shortfall = static_cast<double>(small_count - large_count);
+    if (shortfall <= kFixedCostJitter * static_cast<double>(small_count)) return 0.0;
+    return std::nullopt;
+  }
+  return static_cast<double>(large_count - small_count) /
+         static_cast<double>(large_units - small_units);
+}
+
 bool higher_is_better(std::string_view metric) {
   constexpr std::string_view kSuffix = "_per_s";
   return metric.size() >= kSuffix.size() &&

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,16 @@ Summary summarize(std::vector<double> values);
 // empty.
 std::int64_t percentile_of_sorted(std::span<const std::int64_t> sorted, double pct);
 double percentile_of_sorted(std::span<const double> sorted, double pct);
+
+// The marginal count per unit of work from two runs of `small_units` and `large_units` units
+// (small < large) that counted `small_count` and `large_count` events: what the fixed costs of a
+// run (start-up, warm-up, shutdown) add drops out of the difference. The fixed costs jitter by a
+// few events between runs, so a larger run that counts fewer, by at most kFixedCostJitter of the
+// smaller run's total, is a real 0 (nothing scales with the work); one that counts fewer by more
+// is no measurement at all (nullopt) — never reported as 0.
+inline constexpr double kFixedCostJitter = 0.05;
+std::optional<double> marginal_per_unit(std::uint64_t small_count, std::uint64_t small_units,
+                                        std::uint64_t large_count, std::uint64_t large_units);
 
 // Whether a larger value of this metric is the better one (BENCHMARKS.md: names ending in
 // "_per_s"); every other metric is a cost.

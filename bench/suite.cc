@@ -165,6 +165,7 @@ class Watchdog {
 class Collector {
  public:
   void add(const Cell& c, const RunResult& r) {
+    if (!r.backend.empty()) note(backends_, r.backend);
     for (const Metric& m : r.metrics) add_metric(c, m.name, m.unit, m.value);
     for (const Curve& curve : r.curves) {
       curves_[{c.workload->name, c.impl, curve.name}].push_back(curve.points);
@@ -202,6 +203,7 @@ class Collector {
     for (std::size_t i = 0; i < plan.impls.size(); ++i) {
       if (used[i]) result.impls.push_back(plan.impls[i]);
     }
+    result.backends = backends_;
     return result;
   }
 
@@ -234,6 +236,7 @@ class Collector {
   std::map<Key, std::vector<std::vector<CurvePoint>>> curves_;
   std::map<std::string, std::vector<std::string>> metric_order_;
   std::map<std::string, std::vector<std::string>> curve_order_;
+  std::vector<std::string> backends_;
 };
 
 RunResult run_timed(const Cell& c, Size size) {
@@ -246,8 +249,9 @@ RunResult run_timed(const Cell& c, Size size) {
 
 SuiteResult run_suite(const SuitePlan& plan) {
   std::optional<SyscallCounter> syscalls;
-  const bool any_probe = std::any_of(plan.workloads.begin(), plan.workloads.end(),
-                                     [](const Workload* w) { return w->syscalls.has_value(); });
+  const bool any_probe =
+      plan.count_syscalls && std::any_of(plan.workloads.begin(), plan.workloads.end(),
+                                         [](const Workload* w) { return w->syscalls.has_value(); });
   if (any_probe) {
     syscalls.emplace();
     if (syscalls->available()) {
@@ -277,14 +281,24 @@ SuiteResult run_suite(const SuitePlan& plan) {
     const Cell& c = cells[i];
     const std::string what = describe(c, plan.reps);
     std::string error;
+    std::string note;  // printed after the cell's progress line
     watchdog.arm(what);
     const auto start = Clock::now();
     try {
       if (c.kind == CellKind::timed) {
         collector.add(c, run_timed(c, plan.size));
       } else {
-        const double per_unit = syscalls->per_unit(*c.workload, c.impl, plan.size);
-        collector.add_metric(c, c.workload->syscalls->metric, "count", per_unit);
+        std::string why;
+        const std::optional<double> per_unit =
+            syscalls->per_unit(*c.workload, c.impl, plan.size, why);
+        if (per_unit) {
+          collector.add_metric(c, c.workload->syscalls->metric, "count", *per_unit);
+        } else {
+          note =
+              "not measured: the larger run counted fewer calls, by more than the fixed costs' "
+              "jitter (" +
+              why + ")";
+        }
       }
     } catch (const std::exception& e) {
       error = e.what();
@@ -300,6 +314,7 @@ SuiteResult run_suite(const SuitePlan& plan) {
     if (error.empty()) {
       std::fprintf(stderr, "[%*zu/%zu] %-44s %7.2f s   ~%s left\n", width, i + 1, cells.size(),
                    what.c_str(), took, format_duration(left).c_str());
+      if (!note.empty()) std::fprintf(stderr, "    %s: %s\n", what.c_str(), note.c_str());
     } else {
       ++failed;
       std::fprintf(stderr, "[%*zu/%zu] %-44s FAILED after %.2f s: %s\n", width, i + 1, cells.size(),

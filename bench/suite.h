@@ -24,6 +24,7 @@ struct SuitePlan {
   std::vector<std::string> impls;          // the impls to run, in column order
   Size size = Size::standard;
   int reps = 3;
+  bool count_syscalls = true;  // false: no syscall-count child runs (--no-syscalls)
 };
 
 // One row of the results: every repetition of one metric of one impl of one workload.
@@ -48,6 +49,9 @@ struct SuiteResult {
   std::vector<ResultRow> rows;     // grouped by workload, then metric, then impl
   std::vector<CurveRow> curves;
   std::vector<std::string> skipped_impls;  // asked for but not built (set by the caller)
+  // The kernel backends evh's event handlers reported in this run's cells (RunResult::backend),
+  // in order of first appearance; empty when no evh cell started one.
+  std::vector<std::string> backends;
   int failed_cells = 0;
   std::string size = "standard";  // "quick", "standard" or "full": the sizes the cells ran at
 };

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "stats.h"
+
 extern char** environ;
 
 namespace evh::bench {
@@ -256,14 +258,18 @@ std::uint64_t SyscallCounter::traced_calls(std::string_view workload, std::strin
   return calls;
 }
 
-double SyscallCounter::per_unit(const Workload& workload, std::string_view impl, Size size) {
+std::optional<double> SyscallCounter::per_unit(const Workload& workload, std::string_view impl,
+                                               Size size, std::string& why) {
   const std::uint64_t units = workload.syscalls->units(size);
-  const std::uint64_t once = traced_calls(workload.name, impl, units);
-  const std::uint64_t twice = traced_calls(workload.name, impl, 2 * units);
-  // Fixed costs vary a little between runs (how often an idle thread parked); a difference
-  // below zero means "nothing that scales with the work", not a negative count.
-  if (twice <= once) return 0;
-  return static_cast<double>(twice - once) / static_cast<double>(units);
+  const std::uint64_t small = std::max<std::uint64_t>(1, units / 10);
+  const std::uint64_t small_calls = traced_calls(workload.name, impl, small);
+  const std::uint64_t calls = traced_calls(workload.name, impl, units);
+  const std::optional<double> per = marginal_per_unit(small_calls, small, calls, units);
+  if (!per) {
+    why = std::to_string(calls) + " calls for " + std::to_string(units) + " units, " +
+          std::to_string(small_calls) + " for " + std::to_string(small);
+  }
+  return per;
 }
 
 int run_syscall_child(std::string_view workload, std::string_view impl, std::uint64_t units) {

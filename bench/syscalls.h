@@ -9,14 +9,19 @@
 //   - else `strace -f -c`, which stops every thread at every syscall: still a fair comparison
 //     between impls of one run, but it slows each syscall down enough to change how often a
 //     spinning waiter gives up and parks.
-// Two child runs, with U and 2U units, are subtracted so that everything that does not scale
+// Two child runs, with U/10 and U units, are subtracted so that everything that does not scale
 // with the work — process start, thread creation, warm-up, shutdown — drops out:
-// syscalls per unit = (calls(2U) - calls(U)) / U.
+// syscalls per unit = (calls(U) - calls(U/10)) / (U - U/10). A tenfold difference in work
+// keeps a real count clear of the runs' noise (with U and 2U, raw port_flood's timing-driven
+// sleeps once read less in the larger run and the count was clamped to 0). A larger run that
+// counts fewer calls by no more than the fixed costs' jitter is a real 0 (stats.h); by more, the
+// metric is not reported for that impl — never reported as 0.
 //
 // Threads: a SyscallCounter is used by one thread at a time.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,9 +40,11 @@ class SyscallCounter {
   // Which tool counts, or why none can, as a phrase for stderr.
   const std::string& description() const noexcept { return description_; }
 
-  // Syscalls per work unit of `impl` in `workload`. Precondition: available() and
-  // workload.syscalls. Throws BenchError when a child run fails.
-  double per_unit(const Workload& workload, std::string_view impl, Size size);
+  // Syscalls per work unit of `impl` in `workload`, or nullopt (and `why`) when the two runs
+  // did not measure it. Precondition: available() and workload.syscalls. Throws BenchError when
+  // a child run fails.
+  std::optional<double> per_unit(const Workload& workload, std::string_view impl, Size size,
+                                 std::string& why);
 
  private:
   // The "total" calls of one traced child run.

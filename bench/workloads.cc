@@ -10,7 +10,7 @@ const std::vector<Workload>& all_workloads() {
   static const std::vector<Workload> workloads = [] {
     std::vector<Workload> all;
     for (auto part : {timer_workloads, messaging_workloads, scheduling_workloads, isolate_workloads,
-                      fd_workloads, process_workloads}) {
+                      fd_workloads, process_workloads, lua_workloads}) {
       auto some = part();
       all.insert(all.end(), std::make_move_iterator(some.begin()),
                  std::make_move_iterator(some.end()));

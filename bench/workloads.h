@@ -45,6 +45,9 @@ struct Curve {
 struct RunResult {
   std::vector<Metric> metrics;
   std::vector<Curve> curves;
+  // The kernel backend of the evh event handler the run started ("epoll"), empty when it started
+  // none or the impl is not evh: what the JSON's machine.backend reports.
+  std::string backend;
 };
 
 // A cell that could not produce honest numbers (a timeout, a lost message, an API error).
@@ -81,5 +84,6 @@ std::vector<Workload> isolate_workloads();     // isolate_bench.cc
 std::vector<Workload> fd_workloads();          // fd_bench.cc
 std::vector<Workload> timer_workloads();       // timer_bench.cc
 std::vector<Workload> process_workloads();     // process_bench.cc
+std::vector<Workload> lua_workloads();         // lua_bench.cc
 
 }  // namespace evh::bench

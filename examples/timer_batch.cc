@@ -69,7 +69,7 @@ int main() {
                               [](evh::Isolate& self, evh::Timer& t, std::uint64_t skipped) {
                                 auto* tk = static_cast<Ticker*>(t.user);
                                 if (++tk->ticks == 3) {
-                                  self.cancel_timer(t);  // safe inside its own callback
+                                  (void)self.cancel_timer(t);  // safe inside its own callback
                                   (void)tk->done.post(evh::Message::bytes("ticked 3 times"));
                                 }
                                 (void)skipped;  // whole periods missed if the isolate fell behind

@@ -307,8 +307,11 @@ EVH_API int evh_isolate_set_errors_fatal(evh_isolate* isolate, int fatal);
  * evh_isolate_handle_interrupts (an immediate kill or ping is pending), else 0. One atomic
  * load: cheap enough for a loop's back edge or an interpreter's hook. Any thread. */
 EVH_API int evh_isolate_interrupt_requested(const evh_isolate* isolate);
-/* Own turn: answers pending immediate pings; EVH_EDEAD when the isolate has been killed — the
- * callback should unwind now (what it does after is not delivered anywhere). */
+/* Own turn: answers pending immediate pings, and lets work this thread queued behind the running
+ * callback (a message it posted to another isolate of the pool) run on another thread; EVH_EDEAD
+ * when the isolate has been killed — the callback should unwind now (what it does after is not
+ * delivered anywhere). Cheap when there is nothing to do: a long-running callback may call it at
+ * every safe point (an interpreter's hook), not only when evh_isolate_interrupt_requested. */
 EVH_API int evh_isolate_handle_interrupts(evh_isolate* self);
 
 /* Own turn: reports an error the way an exception escaping the callback would be reported once

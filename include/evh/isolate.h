@@ -13,8 +13,9 @@
 // is freed when the last `IsolateRef`/`SendPort` naming it goes away.
 //
 // Threads: methods marked "any thread" are thread-safe. Methods marked "own turn" may only be
-// called from inside the isolate's own callbacks (message handler or microtask); debug builds
-// check it.
+// called from inside the isolate's own callbacks (message handler, microtask or timer callback),
+// on the thread running them; every build checks it with one compare, and a call from anywhere
+// else returns `Errc::wrong_thread` and does nothing.
 #pragma once
 
 #include <evh/clock.h>
@@ -201,8 +202,12 @@ class EVH_API Isolate {
   // True when a long-running message should reach a safe point and call handle_interrupts():
   // an immediate kill or an immediate ping is pending. One atomic load; any thread.
   bool interrupt_requested() const noexcept;
-  // Own turn: answers pending immediate pings. `Errc::isolate_dead` when the isolate has been
-  // killed — the message should unwind now; nothing after it runs.
+  // Own turn: answers pending immediate pings, and hands work this thread queued behind the
+  // running message (a message it posted to an isolate of the same pool) to another thread, so
+  // that a long message starves nobody. `Errc::isolate_dead` when the isolate has been killed —
+  // the message should unwind now; nothing after it runs. A long message may call it at every
+  // safe point, whether or not interrupt_requested(): it is cheap when there is nothing to do.
+  // `Errc::wrong_thread` off the isolate's own turn.
   Status handle_interrupts() noexcept;
 
   // Attaches a resource to be told when the isolate exits. `Errc::isolate_dead` when it has
@@ -216,10 +221,11 @@ class EVH_API Isolate {
   // (released) when reached. `Errc::unknown_port` when the isolate has no open port with that id.
   Status close_port(PortId port) noexcept;
 
-  // Own turn only.
+  // Own turn only (`Errc::wrong_thread` elsewhere).
   Result<PortId> open_port();
   // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
-  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
+  // `Errc::invalid_argument` for a null `fn` (nothing is queued; `drop` is not called).
+  Status schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop = nullptr);
 
   // Timers (evh/timer.h). Arms `timer` to call `fn` after `delay` (0: a zero-delay timer, run in
   // the next batch without a kernel timer), re-arming it if it was armed. The contract
@@ -227,8 +233,9 @@ class EVH_API Isolate {
   // caller's own reading of the monotonic clock — the clock is read here (~25 ns), never taken
   // from an earlier cached time. A delay too large to represent means "never".
   // `Errc::invalid_argument` for a negative delay or a null fn; `Errc::isolate_dead` after
-  // destroy(). The first timer of an isolate starts the runtime's event handler if needed (its
-  // error is returned).
+  // destroy(); `Errc::wrong_thread` off the isolate's own turn, or when `timer` is armed by
+  // another isolate (see evh/timer.h). The first timer of an isolate starts the runtime's event
+  // handler if needed (its error is returned).
   Status start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn,
                      Slack slack = Slack::coarse());
   // As start_timer, then every `period` on a fixed schedule (`period` > 0).
@@ -245,13 +252,16 @@ class EVH_API Isolate {
                            TimerFn fn, Slack slack = Slack::coarse());
   // The monotonic clock that timers run on, read now. Any thread.
   TimePoint now() const noexcept;
-  // Own turn: a reading of the same clock taken at most once per message or timer callback (the
-  // first time it is asked for in it), so at most that message's age behind now(). The cheap
-  // reference for `start_timer_at(t, self.cached_now() + d)` when a handler arms many timers and
-  // accepts that they count from the start of its message, not from each call.
+  // Own turn (elsewhere: now()): a reading of the same clock taken at most once per message or
+  // timer callback (the first time it is asked for in it), so at most that message's age behind
+  // now(). The cheap reference for `start_timer_at(t, self.cached_now() + d)` when a handler
+  // arms many timers and accepts that they count from the start of its message, not from each
+  // call.
   TimePoint cached_now() noexcept;
-  // Disarms `timer`; a no-op when it is not armed (twice, or after it fired).
-  void cancel_timer(Timer& timer) noexcept;
+  // Own turn. Disarms `timer`; a no-op when it is not armed (twice, or after it fired).
+  // `Errc::wrong_thread` off the isolate's own turn, or when `timer` is armed by another isolate
+  // (nothing is changed: each isolate's timers stay its own).
+  Status cancel_timer(Timer& timer) noexcept;
   // This isolate's timer counters and lateness percentiles.
   TimerStats timer_stats() const noexcept;
 

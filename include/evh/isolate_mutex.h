@@ -9,7 +9,8 @@
 // so makes the lock `not_recoverable` for everyone (the model of POSIX robust mutexes).
 //
 // Threads: lock, try_lock, try_lock_for, unlock and mark_consistent are for the named isolate's
-// own turn (its message handler, microtask or timer callback); debug builds check it. The lock
+// own turn (its message handler, microtask or timer callback); every build checks it, and a call
+// from anywhere else returns `Errc::wrong_thread` and does nothing. The lock
 // is not recursive. A waiting isolate blocks its worker thread, like any mutex; prefer
 // `try_lock_for` where a bound is wanted. The mutex must not be destroyed while held or waited on.
 //

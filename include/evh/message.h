@@ -48,12 +48,16 @@ using Finalizer = void (*)(void* object) noexcept;
 class EVH_API Message {
  public:
   static constexpr std::size_t kInlineBytes = 40;
+  // The largest byte payload: a message's size is 32 bits, so that a message and its queue
+  // slot stay one cache line. Larger data travels as a native object.
+  static constexpr std::size_t kMaxBytes = UINT32_MAX;
 
   enum class Kind : std::uint8_t { empty, inline_bytes, heap_bytes, native };
 
   Message() noexcept = default;
 
-  // Copies `bytes`; inline when they fit, else one heap allocation.
+  // Copies `bytes`; inline when they fit, else one heap allocation. Throws std::length_error for
+  // more than kMaxBytes (nothing is copied), std::bad_alloc when the copy cannot be made.
   static Message bytes(std::span<const std::byte> bytes);
   static Message bytes(std::string_view text) {
     return bytes(std::as_bytes(std::span<const char>(text.data(), text.size())));

@@ -35,15 +35,19 @@ enum class IoBackend : std::uint8_t { automatic, epoll, uring };
 
 struct RuntimeOptions {
   // The shared pool grows on demand up to `max_workers` threads; workers idle for longer than
-  // `worker_idle_timeout` exit (down to `min_workers`). 0 max = the number of online CPUs.
+  // `worker_idle_timeout` exit (down to `min_workers`); 100 years or more (or a negative value)
+  // means they never idle out. 0 max = the number of online CPUs.
   unsigned max_workers = 0;
   unsigned min_workers = 0;
   std::chrono::milliseconds worker_idle_timeout{5000};
   // How long an idle worker or a waiting Receiver polls before sleeping in the kernel. Spinning
   // trades CPU for latency: a message that arrives while it spins costs no wakeup syscall.
+  // At most 10 ms of it is used.
   std::chrono::microseconds spin_before_park{50};
   // Messages an isolate handles per turn before giving way, and the time slice after which it
-  // gives way even inside its budget (checked every few messages).
+  // gives way even inside its budget (checked every few messages). Every duration here may be as
+  // large as its type allows: evh saturates instead of overflowing (a slice past the end of time
+  // is "never").
   std::uint32_t default_budget = 64;
   std::chrono::microseconds time_slice{500};
   // Told about every exception that escapes an isolate's handler or microtask (on the isolate's

@@ -44,6 +44,11 @@ class EVH_API TaskRunner {
   // other tasks are waiting for this runner's threads, so the running one should give way early.
   // Must be cheap (a relaxed load or two) and thread-safe. The default never asks to give way.
   virtual bool work_is_waiting() const noexcept { return false; }
+  // Called by a long-running task at its safe points (an isolate: handle_interrupts()), on the
+  // runner's thread: work this thread set aside to run after the current task (a pool's LIFO
+  // slot) should go where another thread can take it, since the current task may run for a long
+  // time yet. The default sets nothing aside.
+  virtual void share_local_work() noexcept {}
 };
 
 }  // namespace evh

@@ -3,8 +3,10 @@
 // A `Timer` is an intrusive node the embedder owns (typically a field of its own timer object):
 // starting and cancelling it allocate nothing and take O(1) (the one exception: the start that
 // brings an isolate to 1,024 live timers widens its wheel once, one 24 KB block). Start, cancel
-// and every callback happen on the owning isolate's own turn (`Isolate::start_timer` etc.);
-// debug builds check it.
+// and every callback happen on the owning isolate's own turn (`Isolate::start_timer` etc.); every
+// build checks it (`Errc::wrong_thread`). An armed Timer records the isolate that armed it: until
+// it is disarmed (cancelled, fired once, its isolate gone), starting or cancelling it through
+// another isolate returns `Errc::wrong_thread` and changes nothing.
 //
 // Lifetime: while a Timer is armed it must neither move nor be destroyed; cancel it first (or let
 // it fire: a one-shot timer is disarmed before its callback runs). Destroying the isolate cancels
@@ -19,7 +21,8 @@
 //
 // Slack: a timer may fire up to its slack after its deadline, so that timers whose windows overlap
 // share one wakeup. `Slack::exact()` fires as soon as the kernel allows; the default,
-// `Slack::coarse()`, allows min(50 µs, delay / 8); `Slack::custom(d)` allows `d`.
+// `Slack::coarse()`, allows min(50 µs, delay / 8); `Slack::custom(d)` allows `d`, of which at
+// most kMaxSlackNs (~4.29 s) is used (less slack only makes a timer fire closer to its deadline).
 #pragma once
 
 #include <chrono>
@@ -65,6 +68,7 @@ class Slack {
     return 0;
   }
   static constexpr std::int64_t kCoarseMaxNs = 50'000;
+  static constexpr std::int64_t kMaxSlackNs = 0xffff'ffff;
 
  private:
   enum class Kind : std::uint8_t { exact, coarse, custom };
@@ -92,6 +96,8 @@ struct TimerStats {
 
 // One cache line, aligned: the wheel touches a timer once per cascade and once to fire it, and a
 // node straddling two lines (a plain 8-aligned array of them from malloc does) costs two misses.
+// The line is full: the slack (32 bits) and the owner (a 32-bit id unique among live isolates
+// with timers) share the word that would otherwise hold deadline + slack.
 class alignas(64) Timer {
  public:
   Timer() noexcept = default;
@@ -114,10 +120,14 @@ class alignas(64) Timer {
   Timer* next_ = nullptr;
   Timer** pprev_ = nullptr;  // the link that points at this timer; null: not armed
   std::int64_t deadline_ = 0;
-  std::int64_t fire_by_ = 0;  // deadline + slack: the wheel's key
-  std::uint64_t seq_ = 0;     // creation order, for ties
-  std::int64_t period_ = 0;   // 0: one-shot
+  std::uint32_t slack_ = 0;  // the window [deadline, deadline + slack] it may fire in
+  // The id of the timer set (isolate) it is armed in, 0 while disarmed. Read and written as an
+  // atomic (std::atomic_ref, relaxed): another isolate's start or cancel reads it to refuse.
+  alignas(4) std::uint32_t owner_ = 0;
+  std::uint64_t seq_ = 0;    // creation order, for ties
+  std::int64_t period_ = 0;  // 0: one-shot
   TimerFn fn_ = nullptr;
 };
+static_assert(sizeof(Timer) == 64, "a timer is one cache line");
 
 }  // namespace evh

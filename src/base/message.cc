@@ -1,10 +1,14 @@
 #include <evh/message.h>
 
 #include <new>
+#include <stdexcept>
 
 namespace evh {
 
 Message Message::bytes(std::span<const std::byte> bytes) {
+  // A size_ cut to 32 bits would make data() a prefix of what was copied (or, past 4 GiB
+  // exactly, nothing at all).
+  if (bytes.size() > kMaxBytes) throw std::length_error("evh::Message::bytes: more than 4 GiB - 1");
   Message m;
   m.size_ = static_cast<std::uint32_t>(bytes.size());
   if (bytes.size() <= kInlineBytes) {

@@ -258,7 +258,8 @@ int evh_isolate_microtask(evh_isolate* self, evh_microtask_fn fn, void* arg, evh
   if (error == EVH_OK) {
     error = guarded([&] {
       auto task = std::make_unique<Microtask>(Microtask{fn, arg, drop});
-      iso->schedule_microtask(&run_microtask, task.get(), &drop_microtask);
+      const evh::Status st = iso->schedule_microtask(&run_microtask, task.get(), &drop_microtask);
+      if (!st.ok()) return to_c(st.error());  // `task` is still ours: freed here
       task.release();  // the isolate's now: run_microtask or drop_microtask frees it
       return EVH_OK;
     });

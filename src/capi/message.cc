@@ -30,8 +30,8 @@ using namespace evh::capi;
 extern "C" {
 
 int evh_post(evh_runtime* rt, evh_port_id port, const void* data, size_t size, unsigned flags) {
-  // Message sizes are 32-bit; a larger one would be cut short.
-  if ((data == nullptr && size != 0) || size > UINT32_MAX) return EVH_EINVAL;
+  // Message sizes are 32-bit (evh::Message::kMaxBytes).
+  if ((data == nullptr && size != 0) || size > evh::Message::kMaxBytes) return EVH_EINVAL;
   return guarded([&] {
     return post(rt, port, evh::Message::bytes(std::span(static_cast<const std::byte*>(data), size)),
                 flags);

@@ -158,8 +158,7 @@ int evh_timer_cancel(evh_isolate* self, evh_timer* timer) {
   const evh_isolate* owner = box.tail->owner.load(std::memory_order_relaxed);
   if (owner == nullptr) return EVH_OK;  // never started
   if (owner != self) return EVH_EBUSY;
-  iso->cancel_timer(*box.timer);  // a no-op when not armed
-  return EVH_OK;
+  return to_c(iso->cancel_timer(*box.timer));  // a no-op when not armed
 }
 
 int evh_timer_is_armed(const evh_timer* timer) {

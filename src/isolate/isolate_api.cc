@@ -72,8 +72,8 @@ Result<PortId> Isolate::open_port() {
 Status Isolate::close_port(PortId port) noexcept {
   return IsolateImpl::of(*this).close_port(port);
 }
-void Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
-  IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
+Status Isolate::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  return IsolateImpl::of(*this).schedule_microtask(fn, arg, drop);
 }
 Status Isolate::start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn, Slack slack) {
   return IsolateImpl::of(*this).start_timer(timer, delay.count(), 0, fn, slack);
@@ -97,8 +97,8 @@ TimePoint Isolate::now() const noexcept {
 TimePoint Isolate::cached_now() noexcept {
   return TimePoint(IsolateImpl::of(*this).cached_now_ns());
 }
-void Isolate::cancel_timer(Timer& timer) noexcept {
-  IsolateImpl::of(*this).cancel_timer(timer);
+Status Isolate::cancel_timer(Timer& timer) noexcept {
+  return IsolateImpl::of(*this).cancel_timer(timer);
 }
 TimerStats Isolate::timer_stats() const noexcept {
   return IsolateImpl::of(*this).timer_stats();

@@ -105,6 +105,9 @@ void IsolateImpl::answer_immediate_pings() noexcept {
 }
 
 Status IsolateImpl::handle_interrupts() noexcept {
+  if (!owns_turn()) return Errc::wrong_thread;
+  // A safe point of a long message: what this thread queued to run after it runs elsewhere.
+  runner_->share_local_work();
   if (kill_requested()) return Errc::isolate_dead;
   if ((interrupt_.load(std::memory_order_acquire) & kInterruptPing) != 0) answer_immediate_pings();
   return kill_requested() ? Status{Errc::isolate_dead} : Status{};

@@ -43,6 +43,9 @@ class IsolateHost : public PortDirectory {
   // (the shared pool or a dedicated runner), else the event handler, started if needed (its
   // error when it cannot start, `Errc::shutting_down` once the runtime shuts down).
   virtual Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept = 0;
+  // True when `runner` is one of the runtime's pools, whose work_is_waiting() tells the truth;
+  // an embedder's runner may never say that other tasks wait (the TaskRunner default).
+  virtual bool runner_reports_waiting_work(TaskRunner& runner) noexcept = 0;
   // Every isolate's timers also record their lateness here, and add their counter changes.
   virtual RuntimeLateness& timer_lateness() noexcept = 0;
   virtual void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept = 0;

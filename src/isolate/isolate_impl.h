@@ -40,6 +40,7 @@
 #include "base/mpsc_queue.h"
 #include "isolate/isolate_host.h"
 #include "port/port.h"
+#include "sync/thread_id.h"
 
 namespace evh::detail {
 
@@ -98,18 +99,23 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool detach(IsolateResource& resource) noexcept;
   Result<PortId> open_port();  // own turn
   Status close_port(PortId port) noexcept;
-  void schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
+  Status schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop);  // own turn
   // Timers (isolate_timers.cc), own turn.
   Status start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                      Slack slack);
   Status start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
                         Slack slack);
   std::int64_t cached_now_ns() noexcept;
-  void cancel_timer(Timer& t) noexcept;
+  Status cancel_timer(Timer& t) noexcept;
   TimerStats timer_stats() const noexcept;  // any thread: a snapshot
 
   // ---- for the isolate's parts (its timers, its life record, IsolateMutex)
-  bool in_own_turn() const noexcept { return owns_turn(); }
+  // True on the thread running this isolate's turn (a message, a microtask, a timer callback):
+  // the check every "own turn" call makes, in every build. One relaxed load and a thread-local
+  // read; another thread never sees its own id here (it clears what it stored).
+  bool owns_turn() const noexcept {
+    return running_on_.load(std::memory_order_relaxed) == this_thread_id();
+  }
   bool kill_requested() const noexcept {
     return (interrupt_.load(std::memory_order_acquire) & kInterruptKill) != 0;
   }
@@ -117,6 +123,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool stop_requested() const noexcept { return dead_requested_.load(std::memory_order_acquire); }
   // Another task waits for this isolate's runner: a long timer loop should give way.
   bool runner_busy() const noexcept { return runner_->work_is_waiting(); }
+  std::uint32_t budget() const noexcept { return budget_; }  // messages per turn
   // A message (or control request) waits that this turn could handle now.
   bool has_work() noexcept;
   // An exception escaped a callback of this isolate (call from inside the catch).
@@ -156,7 +163,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   bool is_open_port(PortId id) noexcept;
   // Timers: created on the first start; the start's error otherwise.
   Result<IsolateTimers*> timers_for_start(TimerFn fn) noexcept;
-  IsolateTimers* timers_or_create() noexcept;
+  Result<IsolateTimers*> timers_or_create() noexcept;
   void after_timers_changed() noexcept;
   // Control plane (isolate_control.cc): a control message (port PortId::none) delivered; the
   // exit rule (no open port, no live timer: exit normally); telling listeners.
@@ -170,7 +177,6 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void release_held_locks() noexcept;  // isolate_mutex.cc
   void close_all_ports() noexcept;
   bool close_main_port() noexcept;
-  bool owns_turn() const noexcept;
   void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
     // Only the thread running the turn writes the counters; others read them.
     counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
@@ -212,9 +218,9 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> turns_{0};
   std::atomic<std::uint32_t> yields_{0};
-#if defined(EVH_DEBUG_CHECKS)
-  std::atomic<const void*> running_on_{nullptr};
-#endif
+  // The thread id (sync/thread_id.h) of the thread running the turn, 0 between turns: written
+  // at the start and end of each turn, read by owns_turn().
+  std::atomic<std::int32_t> running_on_{0};
 };
 
 }  // namespace evh::detail

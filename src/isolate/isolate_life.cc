@@ -219,7 +219,7 @@ void IsolateImpl::close_all_ports() noexcept {
 }
 
 Result<PortId> IsolateImpl::open_port() {
-  EVH_ASSERT(owns_turn(), "open_port() is for the isolate's own turn");
+  if (!owns_turn()) return Errc::wrong_thread;
   if (is_dead()) return Errc::isolate_dead;
   PortState* port = host_->open(*this);  // our reference
   const PortId id = port->id();

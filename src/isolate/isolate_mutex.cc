@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "base/assert.h"
+#include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "sync/futex.h"
@@ -81,11 +82,13 @@ Status IsolateMutex::try_lock(Isolate& self) noexcept {
 
 Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) noexcept {
   IsolateImpl& me = IsolateImpl::of(self);
-  EVH_ASSERT(me.in_own_turn(), "an IsolateMutex is locked from its isolate's own turn");
+  if (!me.owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) == &self) return Errc::would_deadlock;
   if (me.interrupt_requested()) return Errc::isolate_dead;
   const bool bounded = timeout.count() >= 0;
-  const auto deadline = std::chrono::steady_clock::now() + (bounded ? timeout : timeout.zero());
+  // Saturated: a timeout past the end of time waits as long as lock() does.
+  const auto deadline =
+      detail::mono_after(std::chrono::steady_clock::now(), bounded ? timeout : timeout.zero());
   bool slept = false;
   int spins = 0;
   std::uint32_t w = word_.load(std::memory_order_relaxed);
@@ -129,8 +132,8 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
 
 Status IsolateMutex::unlock(Isolate& self) noexcept {
   IsolateImpl& me = IsolateImpl::of(self);
+  if (!me.owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) != &self) return Errc::not_owner;
-  EVH_ASSERT(me.in_own_turn(), "an IsolateMutex is unlocked from its isolate's own turn");
   auto& held = me.life().held_locks();
   held.erase(held.iterator_to(*this));
   owner_.store(nullptr, std::memory_order_relaxed);
@@ -152,6 +155,7 @@ Status IsolateMutex::unlock(Isolate& self) noexcept {
 }
 
 Status IsolateMutex::mark_consistent(Isolate& self) noexcept {
+  if (!IsolateImpl::of(self).owns_turn()) return Errc::wrong_thread;
   if (owner_.load(std::memory_order_relaxed) != &self) return Errc::not_owner;
   if ((word_.load(std::memory_order_relaxed) & kOwnerDied) == 0) return Errc::invalid_argument;
   word_.fetch_and(~kOwnerDied, std::memory_order_relaxed);

@@ -23,61 +23,71 @@ constexpr std::int64_t kTimerSpinNs = 20'000;
 
 // ---- the isolate's side: created on the first start --------------------------------------------
 
-IsolateTimers* IsolateImpl::timers_or_create() noexcept {
+Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
   if (timers_ != nullptr) return timers_;
   // The keeper (the event handler, for an embedder's runner) must be there before the first
   // deadline is handed to it.
   auto keeper = host_->deadline_keeper(*runner_);
-  if (!keeper.ok()) return nullptr;
+  if (!keeper.ok()) return keeper.error();
   auto port = open_port();
-  if (!port.ok()) return nullptr;
-  timers_ = new IsolateTimers(*this, *port, **keeper);
+  if (!port.ok()) return port.error();
+  try {
+    timers_ =
+        new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(*runner_));
+  } catch (const std::bad_alloc&) {
+    (void)close_port(*port);
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
   return timers_;
 }
 
 Result<IsolateTimers*> IsolateImpl::timers_for_start(TimerFn fn) noexcept {
   if (fn == nullptr) return Errc::invalid_argument;
   if (is_dead()) return Errc::isolate_dead;
-  if (timers_ == nullptr && timers_or_create() == nullptr) {
-    auto keeper = host_->deadline_keeper(*runner_);
-    return keeper.ok() ? Errc::isolate_dead : keeper.error();
-  }
-  return timers_;
+  return timers_or_create();
 }
 
 Status IsolateImpl::start_timer(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                                 Slack slack) {
-  EVH_ASSERT(owns_turn(), "timers are for the isolate's own turn");
+  if (!owns_turn()) return Errc::wrong_thread;
   if (delay_ns < 0 || period_ns < 0) return Errc::invalid_argument;
   auto tm = timers_for_start(fn);
   if (!tm.ok()) return tm.error();
-  (*tm)->start(t, delay_ns, period_ns, fn, slack);
+  if (!(*tm)->start(t, delay_ns, period_ns, fn, slack)) return Errc::wrong_thread;
   timers_dirty_ = true;
   return {};
 }
 
 Status IsolateImpl::start_timer_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns,
                                    TimerFn fn, Slack slack) {
-  EVH_ASSERT(owns_turn(), "timers are for the isolate's own turn");
+  if (!owns_turn()) return Errc::wrong_thread;
   if (period_ns < 0) return Errc::invalid_argument;
   auto tm = timers_for_start(fn);
   if (!tm.ok()) return tm.error();
-  (*tm)->start_at(t, deadline_ns, period_ns, fn, slack);
+  if (!(*tm)->start_at(t, deadline_ns, period_ns, fn, slack)) return Errc::wrong_thread;
   timers_dirty_ = true;
   return {};
 }
 
 std::int64_t IsolateImpl::cached_now_ns() noexcept {
+  // Off the isolate's turn there is no message to cache for: a plain reading.
+  if (!owns_turn()) return host_->clock().now_ns();
   // The cache lives with the timers (an idle isolate without timers pays nothing for it); a
   // caller of cached_now() is about to arm timers, so creating them here costs nothing extra.
-  if (timers_ == nullptr && timers_or_create() == nullptr) return host_->clock().now_ns();
-  return timers_->cached_now();
+  auto timers = timers_or_create();
+  return timers.ok() ? (*timers)->cached_now() : host_->clock().now_ns();
 }
 
-void IsolateImpl::cancel_timer(Timer& t) noexcept {
-  if (timers_ == nullptr || !t.armed()) return;
-  timers_->cancel(t);
+Status IsolateImpl::cancel_timer(Timer& t) noexcept {
+  if (!owns_turn()) return Errc::wrong_thread;
+  if (timers_ == nullptr) {
+    // No timer was ever armed here: an armed `t` is another isolate's.
+    return TimerSet::owner_of(t) == 0 ? Status{} : Status{Errc::wrong_thread};
+  }
+  if (TimerSet::owner_of(t) == 0) return {};  // not armed: a no-op (SEMANTICS 14)
+  if (!timers_->cancel(t)) return Errc::wrong_thread;
   timers_dirty_ = true;
+  return {};
 }
 
 TimerStats IsolateImpl::timer_stats() const noexcept {
@@ -91,31 +101,33 @@ void IsolateImpl::after_timers_changed() noexcept {
 
 // ---- IsolateTimers -----------------------------------------------------------------------------
 
-IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper)
+IsolateTimers::IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
+                             bool runner_reports_work)
     : isolate_(isolate),
       host_(isolate.host()),
       clock_(host_.clock()),
       set_(clock_.now_ns()),
       port_(port),
-      keeper_(keeper) {
+      keeper_(keeper),
+      runner_reports_work_(runner_reports_work) {
   set_.runtime_lateness = &host_.timer_lateness();
   // A manual clock moves only when told: its wakeups cost nothing, so they come at deadlines
   // and a move fires exactly what it reached, instead of waiting for a slack window to close.
   if (clock_.manual()) set_.set_wakeup_merging(TimerWheel::WakeupMerging::none);
 }
 
-void IsolateTimers::start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+bool IsolateTimers::start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
                           Slack slack) noexcept {
   // The clock is read here, at the call, so that the deadline is `delay` after the caller's own
   // reading of "now" (SEMANTICS 11); a cached per-message time could be milliseconds old.
-  set_.start(t, clock_.now_ns(), delay_ns, period_ns, fn, slack);
+  return set_.start(t, clock_.now_ns(), delay_ns, period_ns, fn, slack);
 }
 
-void IsolateTimers::start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+bool IsolateTimers::start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
                              Slack slack) noexcept {
   // "now" only decides between the wheel and the due-at-once list, and the slack of the time
   // left: the cached reading is enough for that, and it never runs ahead of the clock.
-  set_.start_at(t, cached_now(), deadline_ns, period_ns, fn, slack);
+  return set_.start_at(t, cached_now(), deadline_ns, period_ns, fn, slack);
 }
 
 std::int64_t IsolateTimers::cached_now() noexcept {
@@ -143,22 +155,28 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
   // if a message waits for this isolate (the timers do not starve its messages). With neither,
   // it goes on: leaving costs a round trip through the runner, and that round trip, every
   // slice, was where dense exact timers ran late.
+  // "With neither" is known only on the runtime's own pools. An embedder's runner (a UI thread)
+  // may never report waiting work, and a chain of zero-delay timers then kept every other
+  // isolate on it from running: there the loop also ends at each slice's end and after the
+  // isolate's budget of batches, whatever the runner says.
   // The slice is real time whatever the clock; on the monotonic clock one reading serves both.
   const bool manual = clock_.manual();
   const std::int64_t slice = host_.time_slice().count();
-  std::int64_t until = mono_now_ns() + slice;
+  std::int64_t until = saturating_add(mono_now_ns(), slice);
+  std::uint32_t batches = 1;
   while (!isolate_.stop_requested() && !isolate_.runner_busy()) {
+    if (!runner_reports_work_ && batches >= isolate_.budget()) break;
     const std::optional<std::int64_t> next = set_.next_wakeup();
     if (!next) break;
     std::int64_t now = clock_.now_ns();
     const std::int64_t real = manual ? mono_now_ns() : now;
     if (real >= until) {
-      if (isolate_.has_work()) break;
-      until = real + slice;
+      if (isolate_.has_work() || !runner_reports_work_) break;
+      until = saturating_add(real, slice);
     }
     if (*next > now) {
       // A manual clock does not move while we poll it: hand the wakeup over instead.
-      if (manual || *next - now > kTimerSpinNs) break;
+      if (manual || *next > saturating_add(now, kTimerSpinNs)) break;
       while (now < *next && !isolate_.runner_busy()) {
         cpu_relax();
         now = clock_.now_ns();
@@ -166,6 +184,7 @@ void IsolateTimers::on_wakeup(const Message& message) noexcept {
       if (now < *next) break;
     }
     run_batch();
+    ++batches;
   }
   hand_over();
 }

@@ -33,19 +33,23 @@ class IsolateTimers {
  public:
   // `port`: the isolate's timer port (already open); `keeper`: who waits for its wakeups.
   // Every time here is on the runtime's clock (the host's).
-  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper);
+  // `runner_reports_work`: the isolate's runner says when other tasks wait for it (a pool of the
+  // runtime's); otherwise the wakeup loop gives way by budget and time slice alone.
+  IsolateTimers(IsolateImpl& isolate, PortId port, DeadlineKeeper& keeper,
+                bool runner_reports_work);
   IsolateTimers(const IsolateTimers&) = delete;
   IsolateTimers& operator=(const IsolateTimers&) = delete;
 
   PortId port() const noexcept { return port_; }
 
-  // Arms `t` `delay_ns` after this call (the clock is read here: SEMANTICS 11).
-  void start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
+  // Arms `t` `delay_ns` after this call (the clock is read here: SEMANTICS 11). These and
+  // cancel() return false, doing nothing, when `t` is armed by another isolate.
+  bool start(Timer& t, std::int64_t delay_ns, std::int64_t period_ns, TimerFn fn,
              Slack slack) noexcept;
   // Arms `t` for the absolute `deadline_ns`.
-  void start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
+  bool start_at(Timer& t, std::int64_t deadline_ns, std::int64_t period_ns, TimerFn fn,
                 Slack slack) noexcept;
-  void cancel(Timer& t) noexcept { set_.cancel(t); }
+  bool cancel(Timer& t) noexcept { return set_.cancel(t); }
   // A clock reading taken at most once per message or timer callback (Isolate::cached_now).
   std::int64_t cached_now() noexcept;
   TimerStats stats() const noexcept { return set_.stats(); }
@@ -71,6 +75,7 @@ class IsolateTimers {
   TimerSet set_;
   PortId port_;
   DeadlineKeeper& keeper_;
+  const bool runner_reports_work_;
   std::optional<std::int64_t> registered_;  // the wakeup the keeper holds
   bool self_post_pending_ = false;
   TimerStats reported_;  // counters already added to the runtime's

@@ -6,6 +6,7 @@
 
 #include "base/assert.h"
 #include "base/message_access.h"
+#include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_life.h"
 #include "isolate/isolate_timers.h"
@@ -15,11 +16,6 @@ namespace evh {
 namespace detail {
 
 namespace {
-
-#if defined(EVH_DEBUG_CHECKS)
-// This thread's identity for the "one thread per isolate" check: the address of a thread_local.
-thread_local const char tls_thread_tag = 0;
-#endif
 
 // A turn that finds a message claimed but not yet written waits this many backoff steps for the
 // producer to finish its two stores, then gives way (the producer was probably preempted).
@@ -132,27 +128,20 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
          normal_tail_.pos.load(std::memory_order_seq_cst) != normal_head;
 }
 
-bool IsolateImpl::owns_turn() const noexcept {
-#if defined(EVH_DEBUG_CHECKS)
-  return running_on_.load(std::memory_order_relaxed) == &tls_thread_tag;
-#else
-  return true;
-#endif
-}
-
 void IsolateImpl::run() noexcept {
+  // Who runs the turn: what owns_turn() checks. Debug builds also check that no other thread
+  // is in the turn (an exchange instead of a store).
+  const std::int32_t me = this_thread_id();
+  auto leave = [this] { running_on_.store(0, std::memory_order_release); };
+  auto enter = [this, me] {
 #if defined(EVH_DEBUG_CHECKS)
-  const void* previous = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
-  EVH_ASSERT(previous == nullptr, "two threads ran one isolate at once");
-  auto leave = [this] { running_on_.store(nullptr, std::memory_order_release); };
-  auto enter = [this] {
-    const void* prev = running_on_.exchange(&tls_thread_tag, std::memory_order_acq_rel);
-    EVH_ASSERT(prev == nullptr, "two threads ran one isolate at once");
-  };
+    const std::int32_t prev = running_on_.exchange(me, std::memory_order_acq_rel);
+    EVH_ASSERT(prev == 0, "two threads ran one isolate at once");
 #else
-  auto leave = [] {};
-  auto enter = [] {};
+    running_on_.store(me, std::memory_order_relaxed);
 #endif
+  };
+  enter();
   bump(turns_);
   std::uint32_t handled = 0;
   std::uint32_t lingers = 0;
@@ -184,12 +173,15 @@ void IsolateImpl::run() noexcept {
       if (!give_way && (handled & 15) == 0) {
         const auto now = std::chrono::steady_clock::now();
         if (handled == 16) {
-          slice_end = now + host_->time_slice();
+          slice_end = mono_after(now, host_->time_slice());
         } else {
           give_way = now >= slice_end;
         }
       }
-      if (give_way && has_work()) {
+      // An isolate that has just been told to end (its exit rule, a kill) finishes now rather
+      // than giving way: finishing only releases what it holds, and queued behind fresh work it
+      // would hold it (a language runtime's whole heap) until the fresh work is done.
+      if (give_way && !dead_requested_.load(std::memory_order_acquire) && has_work()) {
         yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         leave();
         runner_->post_yielded(*this);  // keeps the turn's reference
@@ -305,10 +297,12 @@ IsolateStats IsolateImpl::stats() const noexcept {
   return s;
 }
 
-void IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
-  EVH_ASSERT(owns_turn(), "schedule_microtask() is for the isolate's own turn");
+Status IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
+  if (fn == nullptr) return Errc::invalid_argument;
+  if (!owns_turn()) return Errc::wrong_thread;
   if (microtasks_ == nullptr) microtasks_ = new std::vector<Microtask>;
   microtasks_->push_back(Microtask{fn, arg, drop});
+  return {};
 }
 
 }  // namespace detail

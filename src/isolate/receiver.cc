@@ -1,5 +1,6 @@
 #include <optional>
 
+#include "base/mono_time.h"
 #include "isolate/receiver_impl.h"
 #include "sync/futex.h"
 #include "sync/spin.h"
@@ -38,7 +39,7 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
   using Clock = std::chrono::steady_clock;
   if (timeout.count() < 0) return Errc::invalid_argument;
   if (clock_.manual()) return receive_on_manual_clock(timeout);
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = mono_after(Clock::now(), timeout);  // huge: no limit
   for (;;) {
     if (closed_) return Errc::port_closed;
     Message m;
@@ -54,7 +55,8 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
     // Poll briefly: a reply that comes within the spin window costs no futex round trip.
     const auto window = spin_.window();
     if (window.count() > 0) {
-      if (poll_until(std::min(deadline, Clock::now() + window), [this] { return has_claimed(); })) {
+      if (poll_until(std::min(deadline, mono_after(Clock::now(), window)),
+                     [this] { return has_claimed(); })) {
         spin_.hit();
         continue;
       }
@@ -74,8 +76,7 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
 
 Result<Message> ReceiverImpl::receive_on_manual_clock(std::chrono::nanoseconds timeout) {
   const std::int64_t now0 = clock_.now_ns();
-  const std::int64_t deadline =
-      timeout.count() > INT64_MAX - now0 ? INT64_MAX : now0 + timeout.count();
+  const std::int64_t deadline = saturating_add(now0, timeout.count());
   std::optional<ClockWaiterScope> registered;  // from the first sleep until this returns
   for (;;) {
     if (closed_) return Errc::port_closed;
@@ -92,7 +93,8 @@ Result<Message> ReceiverImpl::receive_on_manual_clock(std::chrono::nanoseconds t
     // The spin window is real time (it is about the CPU); the deadline is the clock's.
     const auto window = spin_.window();
     if (window.count() > 0 && clock_.now_ns() < deadline) {
-      if (poll_until(std::chrono::steady_clock::now() + window, [this] { return has_claimed(); })) {
+      if (poll_until(mono_after(std::chrono::steady_clock::now(), window),
+                     [this] { return has_claimed(); })) {
         spin_.hit();
         continue;
       }

@@ -1,8 +1,10 @@
 #include <evh/runtime.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
+#include "base/mono_time.h"
 #include "io/epoll_poller.h"
 #include "io/event_handler.h"
 #include "isolate/isolate_impl.h"
@@ -12,6 +14,21 @@
 namespace evh {
 namespace detail {
 namespace {
+
+// Durations from RuntimeOptions, converted without overflow (saturated): an idle timeout past
+// ~100 years means "never idle out"; a spin window is capped at kMaxSpin (a longer one would
+// only burn a CPU, and polling threads do not look for shutdown).
+constexpr auto kForever = std::chrono::hours(24 * 365 * 100);
+constexpr auto kMaxSpin = std::chrono::milliseconds(10);
+
+std::chrono::microseconds spin_of(const RuntimeOptions& o) noexcept {
+  if (o.spin_before_park.count() <= 0) return std::chrono::microseconds(0);
+  return std::min<std::chrono::microseconds>(o.spin_before_park, kMaxSpin);
+}
+
+std::chrono::milliseconds idle_timeout_of(const RuntimeOptions& o) noexcept {
+  return o.worker_idle_timeout >= kForever ? std::chrono::milliseconds(-1) : o.worker_idle_timeout;
+}
 
 unsigned default_workers() noexcept {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -33,8 +50,8 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime, Ru
   p.clock = clock;
   p.max_threads = o.max_workers != 0 ? o.max_workers : default_workers();
   p.min_threads = std::min(o.min_workers, p.max_threads);
-  p.idle_timeout = o.worker_idle_timeout;
-  p.spin = o.spin_before_park;
+  p.idle_timeout = idle_timeout_of(o);
+  p.spin = spin_of(o);
   p.name = "evh-worker";
   p.io_interval = o.time_slice;
   return p;
@@ -47,6 +64,7 @@ RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
       options_(options),
       backend_(choose_backend(options.io_backend)),
       clock_(options.clock),
+      time_slice_(saturating_ns(options.time_slice)),
       pool_(pool_options(options_, this, clock_)) {}
 
 RuntimeImpl::~RuntimeImpl() {
@@ -148,7 +166,7 @@ void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) n
 
 Result<ReceiverImpl*> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  return new ReceiverImpl(*this, clock_, options_.spin_before_park);
+  return new ReceiverImpl(*this, clock_, spin_of(options_));
 }
 
 TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
@@ -156,7 +174,7 @@ TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {
   p.min_threads = 1;
   p.max_threads = 1;
   p.idle_timeout = std::chrono::milliseconds(-1);
-  p.spin = options_.spin_before_park;
+  p.spin = spin_of(options_);
   p.name = std::move(name);
   p.start_min_threads = true;
   p.on_due = &post_timeout;

@@ -76,9 +76,12 @@ class RuntimeImpl final : public IsolateHost {
 
   // IsolateHost.
   Runtime& runtime() noexcept override { return owner_; }
-  std::chrono::nanoseconds time_slice() const noexcept override { return options_.time_slice; }
+  std::chrono::nanoseconds time_slice() const noexcept override { return time_slice_; }
   RuntimeClock clock() const noexcept override { return clock_; }
   Result<DeadlineKeeper*> deadline_keeper(TaskRunner& runner) noexcept override;
+  bool runner_reports_waiting_work(TaskRunner& runner) noexcept override {
+    return timer_pool_for(&runner) != nullptr;
+  }
   RuntimeLateness& timer_lateness() noexcept override { return timer_lateness_; }
   // Adds an isolate's counter changes since its last report (`delta`; `largest_batch` is a max).
   void add_timer_counters(const TimerStats& delta, std::int64_t live_delta) noexcept override;
@@ -95,6 +98,7 @@ class RuntimeImpl final : public IsolateHost {
   const RuntimeOptions options_;
   const BackendChoice backend_;  // before the pool: a refused backend throws before any thread
   const RuntimeClock clock_;
+  const std::chrono::nanoseconds time_slice_;  // options_.time_slice, saturated
   PortIdGenerator ids_;
   // The slabs outlive the map and the pool (declared before them): destroying the map releases
   // ports, and pool threads may free isolates until they are joined.

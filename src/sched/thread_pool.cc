@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 
+#include <utility>
 #include <vector>
 
 #include "base/assert.h"
@@ -15,7 +16,9 @@ namespace evh::detail {
 thread_local ThreadPool::Worker* ThreadPool::tls_worker_ = nullptr;
 
 ThreadPool::ThreadPool(ThreadPoolOptions options)
-    : options_(std::move(options)), clock_(options_.clock), spin_(options_.spin) {
+    : options_(std::move(options)),
+      clock_(options_.clock),
+      spin_(std::chrono::nanoseconds(saturating_ns(options_.spin))) {
   EVH_ASSERT(options_.max_threads >= 1, "a pool needs at least one thread");
   if (clock_.manual()) {
     clock_.add_waiter(*this);
@@ -51,6 +54,16 @@ void ThreadPool::post(Task& task) noexcept {
   enqueue(task, false);
 }
 
+void ThreadPool::share_local_work() noexcept {
+  // A task posted from a running task waits in this worker's LIFO slot, where no other worker
+  // looks: fine for a message hand-off, where the poster is about to finish, but a poster that
+  // runs on (a script's long loop) would keep it there for good while other workers sit idle.
+  Worker* w = tls_worker_;
+  if (w == nullptr || w->pool != this || w->lifo == nullptr) return;
+  Task* t = std::exchange(w->lifo, nullptr);
+  enqueue(*t, false, Poster::runs_on);
+}
+
 void ThreadPool::post_yielded(Task& task) noexcept {
   enqueue(task, true);
 }
@@ -63,14 +76,14 @@ bool ThreadPool::work_is_waiting() const noexcept {
              (driver_parked_.load(std::memory_order_relaxed) ? 1u : 0u);
 }
 
-void ThreadPool::enqueue(Task& task, bool yielded) noexcept {
+void ThreadPool::enqueue(Task& task, bool yielded, Poster poster) noexcept {
   bool start = false;
   {
     std::lock_guard lock(mu_);
     (yielded ? yielded_ : fresh_).push_back(task);
     queued_.fetch_add(1, std::memory_order_relaxed);
     if (!yielded) fresh_queued_.fetch_add(1, std::memory_order_relaxed);
-    start = wake_locked();
+    start = wake_locked(poster);
   }
   if (start) start_worker();
 }
@@ -158,14 +171,14 @@ void ThreadPool::clock_moved() noexcept {
   }
 }
 
-bool ThreadPool::wake_locked() noexcept {
+bool ThreadPool::wake_locked(Poster poster) noexcept {
   // A polling worker re-checks the queues under mu_ before it parks, so it cannot miss a task
   // queued under mu_; wake others only for work beyond what the pollers will take. A worker of
   // this pool that posts (a task giving way, a displaced LIFO task) is about to look for work
   // itself, so it counts as one more taker: a flooded isolate that yields every budget does not
   // wake a sleeping worker each time just for that worker to find the queue empty.
-  const std::uint64_t takers =
-      spinning_.load(std::memory_order_relaxed) + (on_worker_thread() ? 1 : 0);
+  const std::uint64_t takers = spinning_.load(std::memory_order_relaxed) +
+                               (poster == Poster::takes_next && on_worker_thread() ? 1 : 0);
   if (queued_.load(std::memory_order_relaxed) <= takers) return false;
   if (wake_parked_locked()) return false;
   // The only idle worker waits in the poller: one eventfd write wakes it.
@@ -373,7 +386,8 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
     driver_parked_.store(true, std::memory_order_relaxed);
     driver_parks_.fetch_add(1, std::memory_order_relaxed);
     lock.unlock();
-    d.drive(until == kNever ? Poller::kForever : from_ns(until - (exact ? kSpinAheadNs : 0)));
+    d.drive(until == kNever ? Poller::kForever
+                            : from_ns(saturating_sub(until, exact ? kSpinAheadNs : 0)));
     driver_parked_.store(false, std::memory_order_relaxed);
     lock.lock();
     if (keeper_ == self) {
@@ -448,7 +462,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       // (A manual clock's deadlines are handed over by its moves: not waited for here.)
       const bool deadlines = !clock_.manual();
       const std::int64_t now = mono_now_ns();
-      std::int64_t end = now + spin_.window().count();
+      std::int64_t end = saturating_add(now, spin_.window().count());
       const std::int64_t earliest =
           deadlines ? earliest_ns_.load(std::memory_order_relaxed) : kNever;
       if (earliest < end) end = earliest;
@@ -496,7 +510,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       self->rearm = false;
       keeper_until_ = timed_.top().deadline;
       const bool spin = timed_.top().tag != 0;
-      const MonoTime wake_at = from_ns(keeper_until_ - (spin ? kSpinAheadNs : 0));
+      const MonoTime wake_at = from_ns(saturating_sub(keeper_until_, spin ? kSpinAheadNs : 0));
       const std::int64_t until = keeper_until_;
       self->cv.wait_until(lock, wake_at, [&] { return self->wake || self->rearm || stopping_; });
       if (keeper_ == self) {  // else attach_driver() took the role away
@@ -525,8 +539,10 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       self->cv.wait(lock, [&] { return self->wake || stopping_; });
       woken = true;
     } else {
-      woken =
-          self->cv.wait_for(lock, options_.idle_timeout, [&] { return self->wake || stopping_; });
+      // Saturated: an idle timeout past the end of time is waited for as an absolute time.
+      const MonoTime idle_until = mono_after(
+          MonoClock::now(), std::chrono::nanoseconds(saturating_ns(options_.idle_timeout)));
+      woken = self->cv.wait_until(lock, idle_until, [&] { return self->wake || stopping_; });
     }
     if (!self->wake) {  // timed out or stopping: take ourselves off the parked stack
       unpark_locked(self);

@@ -115,6 +115,8 @@ class ThreadPool final : public TaskRunner,
   void post(Task& task) noexcept override;
   void post_yielded(Task& task) noexcept override;
   bool work_is_waiting() const noexcept override;
+  // On a worker of this pool: its LIFO task, if any, joins the shared queue (waking a worker).
+  void share_local_work() noexcept override;
 
   // DeadlineKeeper: sets `key`'s one deadline (nanoseconds on the pool's clock), replacing an
   // earlier one; on_due is called once it has passed. Any thread. Needs ThreadPoolOptions::on_due.
@@ -190,11 +192,14 @@ class ThreadPool final : public TaskRunner,
   // Wakes the worker waiting in the poller, if one is. mu_ held.
   bool unpark_driver_locked() noexcept;
   Task* pop_locked() noexcept;
+  // Whether a worker of this pool that queues a task will look for work itself next (a task
+  // giving way, a displaced LIFO task) or goes on running (share_local_work).
+  enum class Poster { takes_next, runs_on };
   // Called with mu_ held after queueing: wakes a parked worker or asks for a new one. Returns
   // true when the caller must start a thread (after dropping the lock).
-  bool wake_locked() noexcept;
+  bool wake_locked(Poster poster) noexcept;
   void start_worker() noexcept;
-  void enqueue(Task& task, bool yielded) noexcept;
+  void enqueue(Task& task, bool yielded, Poster poster = Poster::takes_next) noexcept;
   // Hands passed deadlines to on_due (takes mu_), at most kMaxDue; returns how many. Cheap when
   // none is due.
   int fire_due() noexcept;

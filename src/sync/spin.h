@@ -61,7 +61,7 @@ class AdaptiveSpin {
   }
   void hit() noexcept {
     const std::int64_t c = current_ns_.load(std::memory_order_relaxed);
-    current_ns_.store(c * 2 > max_ns_ ? max_ns_ : c * 2, std::memory_order_relaxed);
+    current_ns_.store(c > max_ns_ / 2 ? max_ns_ : c * 2, std::memory_order_relaxed);
   }
   void miss() noexcept {
     const std::int64_t c = current_ns_.load(std::memory_order_relaxed);

@@ -59,7 +59,8 @@ bool ManualClock::set(TimePoint t) noexcept {
 void ManualClock::advance(std::chrono::nanoseconds d) noexcept {
   if (d.count() <= 0) return;
   std::lock_guard lock(mu_);
-  now_.store(now_.load(std::memory_order_relaxed) + d.count(),
+  // Saturated: a move past the end of time stops there, never wraps into the past.
+  now_.store(detail::saturating_add(now_.load(std::memory_order_relaxed), d.count()),
              std::memory_order_seq_cst);  // as set()
   for (detail::ClockWaiter* w : waiters_) w->clock_moved();
 }

@@ -259,7 +259,7 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
   for_each_in(level, slot, [&](const Timer& t) {
     if (t.deadline_ < earliest) {
       earliest = t.deadline_;
-      earliest_fire_by = t.fire_by_;
+      earliest_fire_by = fire_by(t);
     }
   });
   if (merging_ == WakeupMerging::none) {
@@ -279,7 +279,7 @@ std::optional<std::int64_t> TimerWheel::next_wakeup() noexcept {
     }
   }
   auto merge = [&wake](const Timer& t) {
-    if (t.deadline_ <= wake && t.fire_by_ < wake) wake = t.fire_by_;
+    if (t.deadline_ <= wake && fire_by(t) < wake) wake = fire_by(t);
   };
   if (level == 1) {
     for_each_in(1, slot, merge);

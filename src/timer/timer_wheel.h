@@ -87,6 +87,14 @@ struct TimerChains {
 
 class TimerWheel {
  public:
+  // The end of `t`'s window: deadline + slack, saturated ("never" stays never).
+  static std::int64_t fire_by(const Timer& t) noexcept {
+    std::int64_t end = 0;
+    return __builtin_add_overflow(t.deadline_, static_cast<std::int64_t>(t.slack_), &end)
+               ? INT64_MAX
+               : end;
+  }
+
   static constexpr int kTickShift = 10;  // 1 tick = 1,024 ns
   static constexpr int kLevels = 7;
   static constexpr int kSlotBits = 6;

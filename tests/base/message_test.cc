@@ -1,6 +1,8 @@
 #include <evh/message.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "test_util.h"
@@ -56,6 +58,20 @@ TEST(Message, AssignReleasesOldPayload) {
   Message a = c.make();
   a = Message::u64(1);
   EXPECT_EQ(c.finalized, 1u);
+}
+
+// Regression (issue 14, defect 8): Message::bytes stored the size in 32 bits, so a payload of
+// 4 GiB + 1 bytes became a one-byte message (after copying all of it). It is refused before
+// anything is copied: the source here is address space only (PROT_NONE), never read.
+TEST(Message, BytesOverFourGiBAreRefused) {
+  const std::size_t size = std::size_t{1} << 32 | 1;
+  void* region =
+      ::mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(region, MAP_FAILED);
+  EXPECT_THROW((void)Message::bytes(std::span(static_cast<const std::byte*>(region), size)),
+               std::length_error);
+  ::munmap(region, size);
+  static_assert(Message::kMaxBytes == UINT32_MAX);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "perf_compare.h"
@@ -22,7 +24,7 @@ SuiteResult sample_result() {
 }
 
 // What write_json writes, the reader reads back: every row, exactly (shortest round-trip
-// numbers), with the run's size.
+// numbers), with the run's size and machine.
 TEST(BenchJson, WriterReaderRoundTrip) {
   const SuiteResult r = sample_result();
   MachineInfo m;
@@ -34,9 +36,10 @@ TEST(BenchJson, WriterReaderRoundTrip) {
   std::ostringstream out;
   write_json(out, r, m);
 
-  const JsonValue doc = parse_json(out.str());
-  EXPECT_EQ(doc.at("machine").at("cpu").string(), m.cpu);
-  EXPECT_EQ(doc.at("machine").at("nproc").number(), 2);
+  const Json doc = parse_json(out.str());
+  EXPECT_EQ(doc["machine"]["cpu"], m.cpu);
+  EXPECT_EQ(doc["machine"]["nproc"], 2);
+  EXPECT_EQ(doc["machine"]["backend"], "epoll");
   const BenchRun run = bench_run_from_json(doc);
   EXPECT_EQ(run.size, "quick");
   ASSERT_EQ(run.rows.size(), r.rows.size());
@@ -52,20 +55,42 @@ TEST(BenchJson, WriterReaderRoundTrip) {
   }
 }
 
-// A parsed document written out by the generic writer parses to the same values.
-TEST(BenchJson, GenericWriterRoundTrip) {
+// The committed layout: one result row per line, so that a baseline diff shows the cells that
+// moved; the keys keep their order.
+TEST(BenchJson, DocumentLayoutIsOneRowPerLine) {
+  std::ostringstream out;
+  write_json(out, sample_result(), MachineInfo{});
+  const std::string text = out.str();
+  std::size_t row_lines = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"workload\"") != std::string::npos) {
+      ++row_lines;
+      EXPECT_NE(line.find("\"reps\""), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(row_lines, sample_result().rows.size());
+  EXPECT_LT(text.find("\"schema\""), text.find("\"machine\""));
+  EXPECT_LT(text.find("\"machine\""), text.find("\"results\""));
+}
+
+// A generic document written out and parsed again has the same values, including non-ASCII
+// strings, nested empty containers, and NaN written as null.
+TEST(BenchJson, GenericDocumentRoundTrip) {
   const std::string text =
       R"({"a": [1, -2.5e-3, true, false, null, "\u00e9\ud83d\ude00"], "b": {"c": {}}, "d": []})";
-  const JsonValue v = parse_json(text);
+  Json v = parse_json(text);
+  v["nan"] = std::numeric_limits<double>::quiet_NaN();
   std::ostringstream out;
-  write_json_value(out, v);
-  const JsonValue w = parse_json(out.str());
-  EXPECT_EQ(w.at("a").array()[1].number(), -2.5e-3);
-  EXPECT_TRUE(w.at("a").array()[2].boolean());
-  EXPECT_TRUE(w.at("a").array()[4].is_null());
-  EXPECT_EQ(w.at("a").array()[5].string(), "\xc3\xa9\xf0\x9f\x98\x80");
-  EXPECT_TRUE(w.at("b").at("c").object().empty());
-  EXPECT_TRUE(w.at("d").array().empty());
+  write_json_document(out, v);
+  const Json w = parse_json(out.str());
+  EXPECT_EQ(w["a"][1].get<double>(), -2.5e-3);
+  EXPECT_TRUE(w["a"][2].get<bool>());
+  EXPECT_TRUE(w["a"][4].is_null());
+  EXPECT_EQ(w["a"][5].get<std::string>(), "\xc3\xa9\xf0\x9f\x98\x80");
+  EXPECT_TRUE(w["b"]["c"].is_object() && w["b"]["c"].empty());
+  EXPECT_TRUE(w["d"].is_array() && w["d"].empty());
+  EXPECT_TRUE(w["nan"].is_null());
 }
 
 TEST(BenchJson, MalformedInputThrows) {
@@ -74,6 +99,20 @@ TEST(BenchJson, MalformedInputThrows) {
   EXPECT_THROW(parse_json("[1] 2"), JsonError);
   EXPECT_THROW(parse_json("\"\x01\""), JsonError);
   EXPECT_THROW(parse_json("nul"), JsonError);
+}
+
+// A results document of the wrong shape is a JsonError naming what is wrong, not a crash.
+TEST(BenchJson, WrongShapeThrowsJsonError) {
+  EXPECT_THROW(bench_run_from_json(parse_json(R"({"results": []})")), JsonError);
+  EXPECT_THROW(bench_run_from_json(parse_json(R"({"schema": "1", "results": []})")), JsonError);
+  EXPECT_THROW(bench_run_from_json(parse_json(R"({"schema": 1, "results": [{"workload": 3}]})")),
+               JsonError);
+  try {
+    bench_run_from_json(parse_json(R"({"schema": 1, "results": [{"workload": "w"}]})"));
+    FAIL() << "no exception";
+  } catch (const JsonError& e) {
+    EXPECT_NE(std::string(e.what()).find("impl"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

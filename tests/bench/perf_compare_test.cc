@@ -113,6 +113,47 @@ TEST(PerfCompare, ZeroFiguresAreSkippedNotCompared) {
   EXPECT_EQ(c.skipped.size(), 1u);
 }
 
+// A ratio to 0 says nothing, but a move from 0 does: evh's early fires going from 0 to 5,000 is a
+// regression (it used to be a skipped cell), and so is a syscall appearing on a path that had
+// none; a syscall count's fixed-cost residue (~1e-5 per unit) is not.
+TEST(PerfCompare, MovingFromZeroIsARegression) {
+  BenchRun base = sample_run();
+  for (const char* impl : {"evh", "raw", "libuv", "asio"}) {
+    base.rows.push_back({"timer_batch", impl, "early_fires", "count", 0, 0, 0, 3});
+    base.rows.push_back({"timer_churn", impl, "syscalls_per_pair", "count", 0, 0, 0, 3});
+  }
+  BenchRun now = base;
+  EXPECT_TRUE(compare_runs(base, now).passed());
+
+  for (BenchRow& r : now.rows) {
+    if (r.impl == "evh" && r.metric == "early_fires") r.median = 5000;
+    if (r.impl == "evh" && r.metric == "syscalls_per_pair") r.median = 1e-5;
+  }
+  const Comparison c = compare_runs(base, now);
+  EXPECT_EQ(c.regressions(), 1);
+  std::ostringstream report;
+  write_comparison(report, c, /*verbose=*/false);
+  EXPECT_NE(report.str().find("REGRESSED timer_batch early_fires (evh): 0 -> 5e+03"),
+            std::string::npos)
+      << report.str();
+
+  for (BenchRow& r : now.rows) {
+    if (r.impl == "evh" && r.metric == "early_fires") r.median = 0;
+    if (r.impl == "evh" && r.metric == "syscalls_per_pair") r.median = 1.0;
+  }
+  EXPECT_EQ(compare_runs(base, now).regressions(), 1);
+}
+
+// A peer's early fires going from 0 is the peer's business: only evh's cells are judged.
+TEST(PerfCompare, OnlyEvhCellsAreJudgedFromZero) {
+  BenchRun base = sample_run();
+  base.rows.push_back({"timer_batch", "evh", "early_fires", "count", 0, 0, 0, 3});
+  base.rows.push_back({"timer_batch", "libuv", "early_fires", "count", 0, 0, 0, 3});
+  BenchRun now = base;
+  now.rows.back().median = 60;
+  EXPECT_TRUE(compare_runs(base, now).passed());
+}
+
 // Tolerances are wide for latency tails and tight for throughput and per-op costs.
 TEST(PerfCompare, DefaultTolerances) {
   EXPECT_GE(default_tolerance("thread_pingpong", "rtt_p99_us"), 2.0);
@@ -120,12 +161,16 @@ TEST(PerfCompare, DefaultTolerances) {
   EXPECT_LE(default_tolerance("port_flood", "msgs_per_s"), 1.5);
   EXPECT_LE(default_tolerance("timer_churn", "bulk_pair_ns"), 1.5);
   EXPECT_EQ(default_tolerance("port_flood", "consumer_wakeups"), 0);
+  // CPU beside a figure is gated, as a cost, not as a latency.
+  EXPECT_EQ(default_tolerance("thread_pingpong", "cpu_us_per_rtt"), 2);
+  EXPECT_EQ(default_tolerance("port_flood", "cpu_ns_per_msg"), 2);
+  EXPECT_LE(default_tolerance("timer_batch", "cpu_ms"), 1.5);
   EXPECT_EQ(default_tolerance("isolate_pingpong", "rtt_p999_us"), 0);
 }
 
 // --update keeps the other size's baseline and replaces this one's.
 TEST(PerfCompare, BaselineHoldsOneRunPerSize) {
-  JsonValue baseline = empty_baseline();
+  Json baseline = empty_baseline();
   set_baseline(baseline, "quick", parse_json(R"({"schema": 1, "size": "quick", "results": []})"));
   set_baseline(baseline, "standard",
                parse_json(R"({"schema": 1, "results": [{"workload": "w", "impl": "evh",
@@ -134,8 +179,8 @@ TEST(PerfCompare, BaselineHoldsOneRunPerSize) {
       {"workload": "w", "impl": "raw", "metric": "m", "unit": "us", "median": 2, "min": 2,
        "max": 2, "reps": 1}]})"));
   std::ostringstream out;
-  write_json_value(out, baseline);
-  const JsonValue back = parse_json(out.str());
+  write_json_document(out, baseline);
+  const Json back = parse_json(out.str());
   ASSERT_TRUE(baseline_for(back, "quick"));
   EXPECT_EQ(baseline_for(back, "quick")->rows.at(0).impl, "raw");
   EXPECT_EQ(baseline_for(back, "standard")->rows.at(0).impl, "evh");

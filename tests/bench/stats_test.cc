@@ -44,6 +44,25 @@ TEST(Stats, SummaryOfOddAndEvenCounts) {
   EXPECT_EQ(summarize({4, 1, 2, 3}).median, 2.5);
 }
 
+// Syscalls per unit: the fixed costs of a run drop out of the difference of two runs.
+TEST(Stats, MarginalPerUnitSubtractsFixedCosts) {
+  // 500 fixed calls plus 3 per unit.
+  EXPECT_EQ(marginal_per_unit(500 + 3 * 10, 10, 500 + 3 * 100, 100), 3.0);
+  EXPECT_EQ(marginal_per_unit(40, 10, 40, 100), 0.0);  // nothing scales with the work: a real 0
+}
+
+// raw port_flood once counted fewer calls in its larger run (its sleeps depend on timing) and
+// reported 0 beside a quarter of a million blocking reads: a larger run that counts fewer is
+// "not measured", never 0.
+TEST(Stats, MarginalPerUnitNeverClampsToZero) {
+  EXPECT_FALSE(marginal_per_unit(228, 2'000, 134, 20'000));
+}
+
+// A path with no syscall at all: the fixed costs jitter by a call or three between the runs.
+TEST(Stats, MarginalPerUnitOfAFixedCostJitterIsZero) {
+  EXPECT_EQ(marginal_per_unit(164, 20'000, 161, 200'000), 0.0);
+}
+
 TEST(Stats, HigherIsBetterOnlyForRates) {
   EXPECT_TRUE(higher_is_better("msgs_per_s"));
   EXPECT_FALSE(higher_is_better("rtt_p50_us"));

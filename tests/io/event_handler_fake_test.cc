@@ -154,7 +154,9 @@ TEST_P(FakeEventHandler, LevelWindowParksUntilTokenReturns) {
 
 INSTANTIATE_TEST_SUITE_P(Drives, FakeEventHandler,
                          ::testing::Values(test::Drive::pool, test::Drive::own_thread),
-                         [](const auto& info) { return std::string(test::drive_name(info.param)); });
+                         [](const auto& info) {
+                           return std::string(test::drive_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace evh

@@ -219,7 +219,9 @@ TEST_P(EventHandlerFaults, FailedCloseIsNotRetried) {
 
 INSTANTIATE_TEST_SUITE_P(Drives, EventHandlerFaults,
                          ::testing::Values(test::Drive::pool, test::Drive::own_thread),
-                         [](const auto& info) { return std::string(test::drive_name(info.param)); });
+                         [](const auto& info) {
+                           return std::string(test::drive_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace evh

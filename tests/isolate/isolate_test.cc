@@ -1,3 +1,4 @@
+#include <evh/isolate_mutex.h>
 #include <evh/runtime.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +12,90 @@ namespace evh {
 namespace {
 
 using test::expect_receive;
+
+void noop_timer(Isolate&, Timer&, std::uint64_t) {}
+void noop_microtask(Isolate&, void*) {}
+
+// Every "own turn" call (its contract: only inside the isolate's own callbacks) made from
+// elsewhere — the test's thread, or another isolate's turn — returns Errc::wrong_thread and
+// changes nothing, in every build. Regression: only debug builds checked (an assertion that
+// aborted), release builds went on and corrupted the isolate's timers, ports and queues.
+TEST(Isolate, OwnTurnCallsFromElsewhereReturnWrongThread) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  IsolateMutex mu;
+  Timer timer;
+  auto a = rt.spawn(make_handler([](Isolate&, Message&) {}));
+  auto code = [](const Status& s) { return static_cast<std::uint64_t>(s.error().value()); };
+  auto calls_on = [&mu, &timer, code](Isolate& target, std::vector<std::uint64_t>& got) {
+    got.push_back(code(target.start_timer(timer, std::chrono::seconds(1), &noop_timer)));
+    got.push_back(
+        code(target.start_timer_at(timer, target.now() + std::chrono::seconds(1), &noop_timer)));
+    got.push_back(code(target.cancel_timer(timer)));
+    got.push_back(code(target.schedule_microtask(&noop_microtask, nullptr)));
+    auto port = target.open_port();
+    got.push_back(port.ok() ? 0 : static_cast<std::uint64_t>(port.error().value()));
+    got.push_back(code(target.handle_interrupts()));
+    got.push_back(code(mu.lock(target)));
+    got.push_back(code(mu.try_lock(target)));
+    got.push_back(code(mu.try_lock_for(target, std::chrono::milliseconds(1))));
+    got.push_back(code(mu.unlock(target)));
+    got.push_back(code(mu.mark_consistent(target)));
+  };
+  const std::vector<std::uint64_t> all_wrong(11, static_cast<std::uint64_t>(Errc::wrong_thread));
+  // From a plain thread.
+  std::vector<std::uint64_t> from_thread;
+  calls_on(**a, from_thread);
+  EXPECT_EQ(from_thread, all_wrong);
+  // From inside another isolate's turn.
+  auto b = rt.spawn(make_handler([&a, calls_on, out](Isolate&, Message&) {
+    std::vector<std::uint64_t> got;
+    calls_on(**a, got);
+    for (std::uint64_t v : got) (void)out.post(Message::u64(v));
+  }));
+  ASSERT_TRUE(rt.post((*b)->main_port(), Message::u64(0)).ok());
+  std::vector<std::uint64_t> from_b;
+  for (std::size_t i = 0; i < all_wrong.size(); ++i) from_b.push_back(expect_receive(*rx).as_u64());
+  EXPECT_EQ(from_b, all_wrong);
+  EXPECT_FALSE(timer.armed());
+  EXPECT_FALSE(mu.is_locked());
+  EXPECT_EQ((*a)->timer_stats().started, 0u);
+  // The same calls inside a's own turn work.
+  auto c = rt.spawn(make_handler([&mu, out](Isolate& self, Message&) {
+    Timer local;
+    std::uint64_t ok = 0;
+    ok += self.start_timer(local, std::chrono::seconds(1), &noop_timer).ok();
+    ok += self.cancel_timer(local).ok();
+    ok += self.schedule_microtask(&noop_microtask, nullptr).ok();
+    ok += self.open_port().ok();
+    ok += self.handle_interrupts().ok();
+    ok += mu.lock(self).ok();
+    ok += mu.unlock(self).ok();
+    (void)out.post(Message::u64(ok));
+  }));
+  ASSERT_TRUE(rt.post((*c)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 7u);
+}
+
+// Regression: schedule_microtask(nullptr) was queued and crashed the isolate's thread when the
+// turn ran it; it is refused, and nothing is queued (its drop function is not called either).
+TEST(Isolate, NullMicrotaskIsRefused) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  static std::atomic<int> drops{0};
+  auto iso = rt.spawn(make_handler([out](Isolate& self, Message&) {
+    Status s = self.schedule_microtask(nullptr, nullptr, [](void*) noexcept { ++drops; });
+    (void)out.post(Message::u64(static_cast<std::uint64_t>(s.error().value())));
+  }));
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), static_cast<std::uint64_t>(Errc::invalid_argument));
+  // The isolate is alive and well: a second message is handled the same way.
+  ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), static_cast<std::uint64_t>(Errc::invalid_argument));
+  EXPECT_EQ(drops.load(), 0);
+}
 
 // Messages from each sender arrive in that sender's order (SEMANTICS 2), with 4 senders.
 TEST(Isolate, PerSenderFifo) {
@@ -184,16 +269,16 @@ TEST(Isolate, MicrotasksDrainAfterEachMessage) {
   auto iso = rt.spawn(make_handler([ctx](Isolate& self, Message& m) {
     const int v = static_cast<int>(m.as_u64());
     ctx->log.push_back(v);
-    self.schedule_microtask(
+    (void)self.schedule_microtask(
         [](Isolate& s, void* arg) {
           auto* c = static_cast<Ctx*>(arg);
           c->log.push_back(-1);
-          s.schedule_microtask([](Isolate&, void* a) { static_cast<Ctx*>(a)->log.push_back(-2); },
-                               arg);
+          (void)s.schedule_microtask(
+              [](Isolate&, void* a) { static_cast<Ctx*>(a)->log.push_back(-2); }, arg);
         },
         ctx.get());
     if (v == 2) {
-      self.schedule_microtask(
+      (void)self.schedule_microtask(
           [](Isolate&, void* arg) {
             auto* c = static_cast<Ctx*>(arg);
             std::uint64_t packed = 0;

@@ -7,9 +7,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,6 +63,80 @@ long rss_kib() {
     std::fclose(f);
   }
   return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// Regression: a message posted by a long-running message waited in the poster's LIFO slot, where
+// no other worker looks, for as long as the poster ran, with the other workers idle (evh-lua: a
+// state in a long loop had just told another state, which was then never run to kill it). The
+// poster's safe points (handle_interrupts) now hand it to an idle worker.
+TEST(Lifecycle, LongMessageSafePointsLetWhatItPostedRunElsewhere) {
+  Runtime rt(RuntimeOptions{.max_workers = 2});
+  std::atomic<bool> other_ran{false};
+  auto other = rt.spawn(make_handler([&](Isolate&, Message&) { other_ran.store(true); }));
+  ASSERT_TRUE(other.ok());
+  const PortId other_port = (*other)->main_port();
+  auto rx = rt.open_receiver();
+  ASSERT_TRUE(rx.ok());
+  SendPort reply = *rt.send_port(rx->id());
+  // `reply` by value: the looper may still be inside reply.post() when the test's locals go, and
+  // its own copy keeps the port, and through it the receiver, alive until then.
+  auto looper = rt.spawn(make_handler([&, reply](Isolate& self, Message&) {
+    (void)rt.post(other_port, Message::u64(1));
+    // Runs until the other isolate ran; the bound only turns a hang into a failure.
+    const auto give_up = std::chrono::steady_clock::now() + test::kLongWait / 2;
+    while (!other_ran.load() && std::chrono::steady_clock::now() < give_up) {
+      (void)self.handle_interrupts();
+    }
+    (void)reply.post(Message::u64(other_ran.load() ? 1 : 0));
+  }));
+  ASSERT_TRUE(looper.ok());
+  ASSERT_TRUE(rt.post((*looper)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 1u) << "the posted message waited for the long one";
+}
+
+// Regression: an isolate whose message ended it (the exit rule) gave way like a busy one when
+// fresh work was waiting, and was finished — its user data released — only after that work: ten
+// thousand Lua states spawned at once all stayed in memory until the last had started.
+TEST(Lifecycle, EndedIsolateFinishesBeforeFreshWork) {
+  Runtime rt(RuntimeOptions{.max_workers = 1});
+  std::mutex mu;
+  std::vector<std::string> order;  // guarded by mu
+  auto record = [&](std::string what) {
+    std::lock_guard lock(mu);
+    order.push_back(std::move(what));
+  };
+  struct Ending {
+    std::function<void(std::string)> record;
+  };
+  auto* ending = new Ending{record};
+  auto ender = rt.spawn(IsolateHandler{
+      [](Isolate& self, Message&, void*) { (void)self.close_port(self.main_port()); }, ending,
+      [](void* user) noexcept {
+        auto* e = static_cast<Ending*>(user);
+        e->record("ender released");
+        delete e;
+      }});
+  ASSERT_TRUE(ender.ok());
+  std::vector<IsolateRef> others;
+  for (int i = 0; i < 8; ++i) {
+    auto other = rt.spawn(make_handler([&record, i](Isolate& self, Message&) {
+      record("other " + std::to_string(i));
+      (void)self.close_port(self.main_port());
+    }));
+    ASSERT_TRUE(other.ok());
+    others.push_back(std::move(*other));
+  }
+  auto rx = rt.open_receiver();
+  ASSERT_TRUE(rx.ok());
+  ASSERT_TRUE((*ender)->add_exit_listener(rx->id()).ok());
+  for (auto& o : others) ASSERT_TRUE(o->add_exit_listener(rx->id()).ok());
+  // From this (non-worker) thread, in this order, onto the pool's one worker.
+  ASSERT_TRUE(rt.post((*ender)->main_port(), Message::u64(0)).ok());
+  for (auto& o : others) ASSERT_TRUE(rt.post(o->main_port(), Message::u64(0)).ok());
+  for (std::size_t i = 0; i < 1 + others.size(); ++i) (void)expect_exit(*rx);
+  std::lock_guard lock(mu);
+  ASSERT_FALSE(order.empty());
+  EXPECT_EQ(order.front(), "ender released");
 }
 
 // An attached resource is told once, with the reason; a detached one is not told; attaching to
@@ -250,6 +329,39 @@ TEST(Lifecycle, IsolateMutexErrors) {
   EXPECT_EQ(expect_receive(*rx).as_u64(), code(Errc::not_recoverable));
 }
 
+// Regression: try_lock_for with a timeout too large to add to "now" overflowed into a deadline
+// in the past and gave up at once with timed_out (UBSan: signed overflow); it waits for the
+// holder. The holder is told to unlock only after the waiter's message was posted.
+TEST(Lifecycle, TryLockForHugeTimeoutWaitsForTheHolder) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  IsolateMutex mu;
+  TaskRunner& a_runner = rt.create_dedicated_runner("holder");
+  TaskRunner& b_runner = rt.create_dedicated_runner("waiter");
+  auto a =
+      rt.spawn(make_handler([&mu, out](Isolate& self, Message& m) {
+                 (void)out.post(Message::u64(m.as_u64() == 1 ? (mu.lock(self).ok() ? 1 : 91)
+                                                             : (mu.unlock(self).ok() ? 2 : 92)));
+               }),
+               {.runner = &a_runner});
+  auto b = rt.spawn(make_handler([&mu, out](Isolate& self, Message&) {
+                      Status s = mu.try_lock_for(self, std::chrono::nanoseconds::max());
+                      // Unlocked before the report: the test destroys `mu` once it has both.
+                      if (s.ok()) (void)mu.unlock(self);
+                      (void)out.post(Message::u64(
+                          s.ok() ? 3 : 100 + static_cast<std::uint64_t>(s.error().value())));
+                    }),
+                    {.runner = &b_runner});
+  ASSERT_TRUE(rt.post((*a)->main_port(), Message::u64(1)).ok());
+  ASSERT_EQ(expect_receive(*rx).as_u64(), 1u);
+  ASSERT_TRUE(rt.post((*b)->main_port(), Message::u64(0)).ok());
+  ASSERT_TRUE(rt.post((*a)->main_port(), Message::u64(2)).ok());
+  std::vector<std::uint64_t> got{expect_receive(*rx).as_u64(), expect_receive(*rx).as_u64()};
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{2, 3}));
+}
+
 // Kill from inside a timer batch: the rest of the batch does not run, the timers are cancelled
 // (the runtime's live count returns to 0), the exit listener hears it.
 TEST(Lifecycle, KillDuringTimerBatchStopsTheBatch) {
@@ -384,7 +496,7 @@ TEST(Lifecycle, KillPriorities) {
     handled.fetch_add(1);
     self.kill(KillPriority::before_next_event);
     EXPECT_FALSE(self.interrupt_requested());
-    self.schedule_microtask(
+    (void)self.schedule_microtask(
         [](Isolate&, void* p) {
           auto* sp = static_cast<SendPort*>(p);
           (void)sp->post(Message::u64(7));

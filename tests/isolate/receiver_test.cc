@@ -51,6 +51,20 @@ TEST(Receiver, OobFirstAndCloseReleases) {
   EXPECT_EQ(rx->receive(1ms).error(), Errc::port_closed);
 }
 
+// Regression: a timeout too large to add to "now" (nanoseconds::max()) overflowed into a
+// deadline in the past, so receive() gave up at once; it means "no limit" (UBSan also flagged the
+// signed overflow). The post comes from a thread started after the receive began waiting.
+TEST(Receiver, HugeTimeoutMeansNoLimit) {
+  Runtime rt(RuntimeOptions{.spin_before_park = 0us});
+  auto rx = rt.open_receiver();
+  const PortId id = rx->id();
+  std::thread poster([&rt, id] { ASSERT_TRUE(rt.post(id, Message::u64(7)).ok()); });
+  auto m = rx->receive(std::chrono::nanoseconds::max());
+  poster.join();
+  ASSERT_TRUE(m.ok()) << m.error().message();
+  EXPECT_EQ(m->as_u64(), 7u);
+}
+
 // Dropping a Receiver with queued messages releases them.
 TEST(Receiver, DestructorReleasesQueued) {
   test::ReleaseCounter c;

@@ -236,5 +236,35 @@ TEST(Runtime, IsolatePingPong) {
   EXPECT_EQ(expect_receive(*rx).as_u64(), 7u);
 }
 
+// Regression: durations in RuntimeOptions too large for nanoseconds (the maximum of their own
+// type) overflowed when converted and added to "now" (UBSan: signed overflow). A time slice
+// that large means a turn never gives way for time: a paused isolate on a dedicated runner,
+// given 200 messages and then resumed, handles them in one turn without yielding (the garbage
+// slice of the overflow made it yield after 32). The idle timeout and the spin saturate too.
+TEST(Runtime, HugeOptionDurationsSaturate) {
+  Runtime rt(RuntimeOptions{.worker_idle_timeout = std::chrono::milliseconds::max(),
+                            .spin_before_park = std::chrono::microseconds::max(),
+                            .default_budget = 1000,
+                            .time_slice = std::chrono::microseconds::max()});
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  TaskRunner& runner = rt.create_dedicated_runner("slice");
+  auto iso = rt.spawn(make_handler([out](Isolate&, Message& m) {
+                        if (m.as_u64() == 199) (void)out.post(Message::u64(1));
+                      }),
+                      {.runner = &runner});
+  const PauseCapability paused = (*iso)->pause();
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(i)).ok());
+  }
+  ASSERT_TRUE((*iso)->resume(paused).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 1u);
+  EXPECT_EQ((*iso)->stats().yields, 0u);
+  // The shared pool (huge idle timeout and spin) still answers and shuts down.
+  auto echo = rt.spawn(make_handler([out](Isolate&, Message& m) { (void)out.post(std::move(m)); }));
+  ASSERT_TRUE(rt.post((*echo)->main_port(), Message::u64(5)).ok());
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 5u);
+}
+
 }  // namespace
 }  // namespace evh

@@ -1,7 +1,6 @@
 #include "sched/thread_pool.h"
 
 #include <evh/clock.h>
-
 #include <gtest/gtest.h>
 
 #include <atomic>

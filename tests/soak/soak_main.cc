@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -275,8 +275,8 @@ int main(int argc, char** argv) {
     const auto end = t0 + std::chrono::duration<double>(seconds);
     // The first fifth of the run (at most 30 s, at least one sample) is warm-up: its maxima are
     // the base of every bound.
-    const auto warmup_samples = static_cast<std::size_t>(
-        std::max(1.0, std::ceil(std::min(30.0, seconds / 5) / sample_s)));
+    const auto warmup_samples =
+        static_cast<std::size_t>(std::max(1.0, std::ceil(std::min(30.0, seconds / 5) / sample_s)));
     Sample warm{};  // the maximum of each series during warm-up
     auto next_sample = t0;
     while (true) {

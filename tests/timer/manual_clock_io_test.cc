@@ -214,5 +214,46 @@ TEST(ManualClockIo, OnlyClocksEvhCanWaitOn) {
   EXPECT_EQ(manual.now(), TimePoint(6));
 }
 
+// Regression (issue 14, defect 6): on an embedder's runner, whose work_is_waiting() keeps the
+// TaskRunner default (false), a chain of zero-delay timers — each callback starting the next —
+// ran in one turn until the chain ended, and no other isolate on that runner (a UI thread) ran
+// meanwhile. The timer loop now gives way by the budget and the time slice whatever the runner
+// says: the isolate queued behind it runs long before the chain's end.
+TEST(ManualClockIo, ZeroDelayChainOnAnEmbedderRunnerLetsOthersRun) {
+  ManualClock clock;
+  QueueRunner runner;
+  Runtime rt(RuntimeOptions{.clock = &clock});
+  constexpr int kChain = 1'000'000;
+  struct Chain {
+    Timer timer;
+    int fired = 0;
+  } chain;
+  chain.timer.user = &chain;
+  int fired_when_b_ran = -1;
+  auto a = rt.spawn(make_handler([&chain](Isolate& self, Message&) {
+                      static constexpr TimerFn kNext = [](Isolate& s, Timer& t, std::uint64_t) {
+                        auto& c = *static_cast<Chain*>(t.user);
+                        if (++c.fired < kChain) (void)s.start_timer(t, 0ns, kNext);
+                      };
+                      ASSERT_TRUE(self.start_timer(chain.timer, 0ns, kNext).ok());
+                    }),
+                    IsolateOptions{.runner = &runner});
+  auto b = rt.spawn(make_handler([&chain, &fired_when_b_ran](Isolate&, Message&) {
+                      fired_when_b_ran = chain.fired;
+                    }),
+                    IsolateOptions{.runner = &runner});
+  ASSERT_TRUE(rt.post((*a)->main_port(), Message::u64(0)).ok());
+  ASSERT_TRUE(rt.post((*b)->main_port(), Message::u64(0)).ok());
+  // The runner runs its queue in order (the test's thread is the "UI thread"): a's turn, then
+  // b's, until b has run.
+  while (fired_when_b_ran < 0) runner.run_one();
+  EXPECT_GT(chain.fired, 0);
+  EXPECT_LT(fired_when_b_ran, kChain) << "b ran only after the whole chain";
+  (*a)->destroy();
+  (*b)->destroy();
+  runner.run_all();
+  rt.shutdown();
+}
+
 }  // namespace
 }  // namespace evh

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -92,6 +93,52 @@ class ManualClockTimers : public ::testing::Test {
   IsolateRef iso_;
 };
 
+// Regression: advance() by a duration that passes the end of time wrapped the clock into the
+// past (UBSan: signed overflow); it saturates at the end of time, and time never goes back.
+TEST(ManualClock, AdvancePastTheEndOfTimeSaturates) {
+  ManualClock clock;
+  const TimePoint before = clock.now();
+  clock.advance(std::chrono::nanoseconds::max());
+  EXPECT_EQ(clock.now(), TimePoint::max());
+  EXPECT_GE(clock.now(), before);
+  clock.advance(1ns);
+  EXPECT_EQ(clock.now(), TimePoint::max());
+}
+
+// Regression: a Timer recorded no owner, so an isolate cancelling (or re-arming) a timer armed
+// in another isolate unlinked it from the other's wheel with its own counts — corrupting both
+// (the timer never fired in its isolate). Now the timer names the isolate that armed it: the
+// other isolate gets Errc::wrong_thread and the timer fires where it was armed.
+TEST_F(ManualClockTimers, TimerArmedElsewhereIsRefused) {
+  Fixture f(1);
+  StopAtExit stop{rt_};
+  spawn(f, [&f](Isolate& self, Message&) {
+    ASSERT_TRUE(self.start_timer(f.timers[0], 1s, &record).ok());
+  });
+  run(1);
+  ASSERT_TRUE(f.timers[0].armed());
+  auto own = std::make_shared<Timer>();  // b's own timer: b has a wheel of its own
+  SendPort report = *rt_.send_port(rx_.id());
+  auto b = rt_.spawn(make_handler([&f, own, report](Isolate& self, Message&) {
+    auto code = [](const Status& st) { return static_cast<std::uint64_t>(st.error().value()); };
+    TimerFn noop = [](Isolate&, Timer&, std::uint64_t) {};
+    (void)report.post(Message::u64(code(self.start_timer(*own, 1s, noop))));
+    (void)report.post(Message::u64(code(self.cancel_timer(f.timers[0]))));
+    (void)report.post(Message::u64(code(self.start_timer(f.timers[0], 5s, &record))));
+  }));
+  ASSERT_TRUE(rt_.post((*b)->main_port(), Message::u64(0)).ok());
+  EXPECT_EQ(expect_receive(rx_).as_u64(), 0u);
+  EXPECT_EQ(expect_receive(rx_).as_u64(), static_cast<std::uint64_t>(Errc::wrong_thread));
+  EXPECT_EQ(expect_receive(rx_).as_u64(), static_cast<std::uint64_t>(Errc::wrong_thread));
+  EXPECT_EQ(iso_->timer_stats().live, 1u);
+  EXPECT_EQ((*b)->timer_stats().live, 1u);
+  clock_.advance(1s);
+  settle();
+  ASSERT_EQ(f.fired.size(), 1u);  // fired in its own isolate, at its own deadline
+  EXPECT_EQ(f.fired[0].second, 0u);
+  EXPECT_EQ(iso_->timer_stats().live, 0u);
+}
+
 // Nothing fires while the clock stands still; a move fires exactly the timers it reached, in
 // one batch, each at its deadline's time or later by exactly what the move overshot — whatever
 // the slack class (a manual clock wakes at deadlines, not at the end of slack windows).
@@ -161,9 +208,9 @@ TEST_F(ManualClockTimers, CancelInBatchAndMicrotasksBetweenCallbacks) {
   static int seen_by_third = -1;
   auto first = [](Isolate& self, Timer& t, std::uint64_t s) {
     auto& fx = *static_cast<Fixture*>(t.user);
-    self.cancel_timer(fx.timers[1]);
-    self.schedule_microtask([](Isolate&, void* a) { ++static_cast<Fixture*>(a)->microtasks_run; },
-                            &fx);
+    (void)self.cancel_timer(fx.timers[1]);
+    (void)self.schedule_microtask(
+        [](Isolate&, void* a) { ++static_cast<Fixture*>(a)->microtasks_run; }, &fx);
     record(self, t, s);
   };
   auto third = [](Isolate& self, Timer& t, std::uint64_t s) {
@@ -218,7 +265,7 @@ TEST_F(ManualClockTimers, PeriodicKeepsItsScheduleAndSkipsMissedPeriods) {
     // A periodic timer is re-armed before its callback: deadline_ns() is the next one.
     fx.fired.emplace_back(t.deadline_ns(), 0);
     fx.skipped.push_back(s);
-    if (fx.fired.size() == 4) self.cancel_timer(t);
+    if (fx.fired.size() == 4) (void)self.cancel_timer(t);
   };
   spawn(f, [&f, &start, tick](Isolate& self, Message&) {
     start = self.now().count();

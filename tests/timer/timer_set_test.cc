@@ -485,5 +485,33 @@ TEST(TimerSet, PeriodNearNeverSaturates) {
   EXPECT_TRUE(fire(set, kStart + 7'200'000 * kMs).empty());
 }
 
+// A deadline at the very start of time (`TimePoint::min()`), one-shot or periodic, is due in the
+// next batch; its lateness saturates instead of overflowing (fire - INT64_MIN), and a periodic
+// one lands on its first period still ahead of now.
+TEST(TimerSet, DeadlineAtTheStartOfTimeFiresWithoutOverflow) {
+  Timers ts(2);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kStart);
+  set.start_at(ts.v[0], kStart, INT64_MIN, 0, &noop, Slack::coarse());
+  set.start_at(ts.v[1], kStart, INT64_MIN, kMs, &noop, Slack::exact());
+  EXPECT_EQ(fire(set, kStart), (std::vector<std::intptr_t>{0, 1}));
+  EXPECT_FALSE(ts.v[0].armed());
+  ASSERT_TRUE(ts.v[1].armed());
+  EXPECT_GT(ts.v[1].deadline_ns(), kStart);
+  EXPECT_LE(ts.v[1].deadline_ns(), kStart + kMs);
+  EXPECT_GT(set.stats().late_max_ns, 0u);
+}
+
+// A clock far below zero (a ManualClock may start anywhere) with a timer at "never": the time
+// left (INT64_MAX - now) saturates instead of overflowing.
+TEST(TimerSet, NeverTimerOnANegativeClock) {
+  constexpr std::int64_t kNegative = INT64_MIN / 2;
+  Timers ts(1);  // declared first: timers must outlive the set they are armed in
+  TimerSet set(kNegative);
+  set.start_at(ts.v[0], kNegative, INT64_MAX, 0, &noop, Slack::coarse());
+  EXPECT_EQ(ts.v[0].deadline_ns(), INT64_MAX);
+  EXPECT_TRUE(fire(set, kNegative + kMs).empty());
+  EXPECT_TRUE(ts.v[0].armed());
+}
+
 }  // namespace
 }  // namespace evh::detail

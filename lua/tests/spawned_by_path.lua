@@ -1,0 +1,3 @@
+-- Spawned by values.lua by its path.
+local reply, n = ...
+reply:send("from a file: " .. n)
