@@ -12,6 +12,7 @@
 #include <evh/port.h>
 #include <evh/runtime.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,6 +34,35 @@ T take(Result<T> result, std::string_view what) {
 inline void check(const Status& status, std::string_view what) {
   if (!status) fail(what, status.error());
 }
+
+// The backend of the evh impls' runtimes: "evh" is what auto picks; "evh-epoll" and "evh-uring"
+// force one (EVH_BACKEND, the operator's switch, still overrides all three).
+inline IoBackend& bench_backend() noexcept {
+  static IoBackend backend = IoBackend::automatic;
+  return backend;
+}
+
+inline RuntimeOptions evh_options() {
+  RuntimeOptions o;
+  o.io_backend = bench_backend();
+  return o;
+}
+
+// The backend an "evh-epoll" / "evh-uring" impl name forces; none for every other name.
+inline std::optional<IoBackend> forced_backend(std::string_view impl) noexcept {
+  if (impl == "evh-epoll") return IoBackend::epoll;
+  if (impl == "evh-uring") return IoBackend::uring;
+  return std::nullopt;
+}
+
+// Runs the "evh" impl with the backend forced for the scope.
+class BackendScope {
+ public:
+  explicit BackendScope(IoBackend b) noexcept { bench_backend() = b; }
+  ~BackendScope() { bench_backend() = IoBackend::automatic; }
+  BackendScope(const BackendScope&) = delete;
+  BackendScope& operator=(const BackendScope&) = delete;
+};
 
 // Shuts the runtime down when the scope ends — also when the cell throws — so that no handler
 // runs after the benchmark state it borrows is gone. Declare it after that state.

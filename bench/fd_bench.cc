@@ -234,7 +234,7 @@ RunResult raw_fd_latency(LatencySize size) {
 RunResult evh_fd_latency(LatencySize size) {
   BenchPipe req(/*read_nonblock=*/true);
   BenchPipe rep(/*read_nonblock=*/false);
-  Runtime rt;
+  Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
   const std::string backend = eh->backend();
   const int req_r = req.r;
@@ -274,6 +274,10 @@ RunResult peer_fd_latency(const PeerImpl& p, LatencySize size) {
 }
 
 RunResult fd_event_latency(std::string_view impl, LatencySize size) {
+  if (auto b = forced_backend(impl)) {
+    BackendScope scope(*b);
+    return evh_fd_latency(size);
+  }
   if (impl == "evh") return evh_fd_latency(size);
   if (impl == "raw") return raw_fd_latency(size);
   if (const PeerImpl* p = find_peer(impl)) return peer_fd_latency(*p, size);
@@ -402,7 +406,7 @@ struct FanoutSink {
 
 RunResult evh_fanout(std::uint64_t writes) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
-  Runtime rt;
+  Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
   const std::string backend = eh->backend();
   Receiver rx = take(rt.open_receiver(), "open_receiver");
@@ -473,6 +477,10 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
 }
 
 RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
+  if (auto b = forced_backend(impl)) {
+    BackendScope scope(*b);
+    return evh_fanout(writes);
+  }
   if (impl == "evh") return evh_fanout(writes);
   if (impl == "raw") return raw_fanout(writes);
   if (const PeerImpl* p = find_peer(impl)) return peer_fanout(*p, writes);
@@ -484,10 +492,11 @@ RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
 std::vector<Workload> fd_workloads() {
   std::vector<Workload> all;
   all.push_back(
-      {"fd_event_latency", with_peers({"evh", "raw"}), Threading::multi,
+      {"fd_event_latency", with_peers({"evh", "evh-epoll", "evh-uring", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_event_latency(impl, latency_size(size)); },
        std::nullopt});
-  all.push_back({"fd_event_latency_loaded", with_peers({"evh", "raw"}), Threading::multi,
+  all.push_back({"fd_event_latency_loaded", with_peers({"evh", "evh-epoll", "evh-uring", "raw"}),
+                 Threading::multi,
                  [](std::string_view impl, Size size) {
                    BackgroundLoad load;
                    LatencySize s = latency_size(size);
@@ -498,7 +507,7 @@ std::vector<Workload> fd_workloads() {
   // Syscalls per event count the writer's write() too: one per write, the same for both impls.
   // Units are writes; with 10,000 pipes almost every write is an event of its own.
   all.push_back(
-      {"fd_fanout", with_peers({"evh", "raw"}), Threading::multi,
+      {"fd_fanout", with_peers({"evh", "evh-epoll", "evh-uring", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_fanout(impl, fanout_writes(size)); },
        SyscallProbe{
            "syscalls_per_event",

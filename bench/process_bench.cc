@@ -250,7 +250,7 @@ PhaseFigures run_phases(ProcessSize size, Spawn&& spawn, Stream&& stream) {
 }
 
 RunResult run_evh(ProcessSize size) {
-  Runtime rt;
+  Runtime rt(evh_options());
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   PhaseFigures f;
   std::string backend;
@@ -282,6 +282,10 @@ RunResult run_peer(const PeerImpl& p, ProcessSize size) {
 
 RunResult process_spawn(std::string_view impl, ProcessSize size) {
   if (impl == "evh") return run_evh(size);
+  if (auto b = forced_backend(impl)) {
+    BackendScope scope(*b);
+    return run_evh(size);
+  }
   if (impl == "raw") return run_raw(size);
   if (const PeerImpl* p = find_peer(impl); p != nullptr && p->spawn_true != nullptr) {
     return run_peer(*p, size);
@@ -290,7 +294,7 @@ RunResult process_spawn(std::string_view impl, ProcessSize size) {
 }
 
 std::vector<std::string> process_impls() {
-  std::vector<std::string> impls{"evh", "raw"};
+  std::vector<std::string> impls{"evh", "evh-epoll", "evh-uring", "raw"};
   for (const PeerImpl* p : built_peers()) {
     if (p->spawn_true != nullptr) impls.emplace_back(p->name);
   }

@@ -94,7 +94,7 @@ RunResult evh_timer_batch(const BatchSize& b, Slack slack) {
   BatchBook book(b);
   std::optional<UntouchedArray<Timer>> timers;  // destroyed after the runtime below
   BatchOutcome out;
-  Runtime rt;
+  Runtime rt(evh_options());
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   EvhBatch s;
   s.book = &book;
@@ -198,6 +198,10 @@ RunResult raw_timer_batch(const BatchSize& b) {
 RunResult timer_batch(std::string_view impl, const BatchSize& b) {
   if (impl == "evh") return evh_timer_batch(b, Slack::coarse());
   if (impl == "evh-exact") return evh_timer_batch(b, Slack::exact());
+  if (auto backend = forced_backend(impl)) {
+    BackendScope scope(*backend);
+    return evh_timer_batch(b, Slack::coarse());
+  }
   if (find_peer(impl) != nullptr) {
     BatchBook book(b);
     const BatchOutcome o = peer(impl).timer_batch(book);
@@ -370,7 +374,8 @@ std::vector<Workload> timer_workloads() {
   std::vector<Workload> all;
   for (bool big : {true, false}) {
     all.push_back({big ? "timer_batch" : "timer_batch_100k",
-                   with_peers({"evh", "evh-exact", "raw"}), Threading::multi,
+                   with_peers({"evh", "evh-exact", "evh-epoll", "evh-uring", "raw"}),
+                   Threading::multi,
                    big ? [](std::string_view impl,
                             Size size) { return timer_batch(impl, batch_size(true, size)); }
                        : [](std::string_view impl,

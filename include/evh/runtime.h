@@ -28,6 +28,11 @@
 
 namespace evh {
 
+// The kernel interface of the runtime's event handler (docs/EVENT_HANDLER.md "Backends").
+// automatic: io_uring when the kernel allows it (probed when the Runtime is constructed), else
+// epoll. The environment variable EVH_BACKEND=epoll|uring|auto overrides this option.
+enum class IoBackend : std::uint8_t { automatic, epoll, uring };
+
 struct RuntimeOptions {
   // The shared pool grows on demand up to `max_workers` threads; workers idle for longer than
   // `worker_idle_timeout` exit (down to `min_workers`); 100 years or more (or a negative value)
@@ -54,6 +59,10 @@ struct RuntimeOptions {
   // to test — nothing fires until the test moves the clock. It must outlive the runtime; any
   // other Clock is refused (the constructor throws std::invalid_argument).
   Clock* clock = nullptr;
+  // uring asked for (here or by EVH_BACKEND) where the kernel refuses io_uring: the constructor
+  // throws std::system_error with the reason; an EVH_BACKEND it does not know:
+  // std::invalid_argument.
+  IoBackend io_backend = IoBackend::automatic;
 };
 
 struct RuntimeStats {
@@ -73,6 +82,10 @@ struct RuntimeStats {
   std::uint64_t mailbox_depth = 0;
   std::uint64_t mailbox_depth_max = 0;
   std::uint64_t mailbox_peak = 0;
+  // The event handler's backend ("epoll" or "io_uring") and why it was chosen (the probe's
+  // reason for a fallback). Both live as long as the Runtime.
+  const char* io_backend = "";
+  const char* io_backend_reason = "";
 };
 
 class EventHandler;

@@ -62,6 +62,7 @@ ThreadPoolOptions pool_options(const RuntimeOptions& o, RuntimeImpl* runtime, Ru
 RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
     : owner_(owner),
       options_(options),
+      backend_(choose_backend(options.io_backend)),
       clock_(options.clock),
       time_slice_(saturating_ns(options.time_slice)),
       pool_(pool_options(options_, this, clock_)) {}
@@ -213,7 +214,8 @@ Result<EventHandler*> RuntimeImpl::event_handler() noexcept {
   std::lock_guard lock(eh_mu_);
   if (eh_closed_ || shutting_down()) return Errc::shutting_down;
   if (!eh_) {
-    auto poller = EpollPoller::create();
+    // Pool workers take turns driving it: an io_uring ring with changing submitters.
+    auto poller = make_poller(backend_.backend, UringIssuer::shared);
     if (!poller) return poller.error();
     if (auto s = install_event_handler_locked(std::move(poller).value(), linux_sys(), {}); !s) {
       return s.error();
@@ -318,6 +320,8 @@ RuntimeStats RuntimeImpl::stats() const noexcept {
   s.workers_started = p.started;
   s.exceptions = exceptions_.load(std::memory_order_relaxed);
   s.timer_deadlines = p.timeouts;
+  s.io_backend = backend_name(backend_.backend);
+  s.io_backend_reason = backend_.reason.c_str();
   {
     std::lock_guard lock(mu_);
     for (const auto& d : dedicated_) s.timer_deadlines += d->stats().timeouts;
@@ -345,7 +349,9 @@ Result<std::unique_ptr<EventHandler>> make_event_handler(Runtime& runtime,
 
 Result<std::unique_ptr<EventHandler>> EventHandler::create(Runtime& runtime,
                                                            EventHandlerOptions options) {
-  auto poller = detail::EpollPoller::create();
+  // Its own thread is the ring's only submitter.
+  auto poller = detail::make_poller(detail::RuntimeAccess::impl(runtime).backend().backend,
+                                    detail::UringIssuer::single);
   if (!poller) return poller.error();
   return detail::make_event_handler(runtime, std::move(poller).value(), options);
 }

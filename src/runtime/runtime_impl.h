@@ -21,6 +21,7 @@
 #include "port/port_directory.h"
 #include "port/port_id.h"
 #include "port/port_map.h"
+#include "runtime/io_backend.h"
 #include "sched/thread_pool.h"
 #include "timer/lateness_histogram.h"
 
@@ -37,6 +38,7 @@ class RuntimeImpl final : public IsolateHost {
 
   Runtime& owner() const noexcept { return owner_; }
   const RuntimeOptions& options() const noexcept { return options_; }
+  const BackendChoice& backend() const noexcept { return backend_; }
   PortMap& map() noexcept { return map_; }
   IsolateSlab& isolate_slab() noexcept { return isolate_slab_; }
   PortSlab& port_slab() noexcept { return port_slab_; }
@@ -94,6 +96,7 @@ class RuntimeImpl final : public IsolateHost {
 
   Runtime& owner_;
   const RuntimeOptions options_;
+  const BackendChoice backend_;  // before the pool: a refused backend throws before any thread
   const RuntimeClock clock_;
   const std::chrono::nanoseconds time_slice_;  // options_.time_slice, saturated
   PortIdGenerator ids_;

@@ -28,7 +28,7 @@ TEST(RuntimeEventHandler, LazyStartAndShutdownFirst) {
   auto eh = rt.event_handler();
   ASSERT_TRUE(eh.ok()) << eh.error().message();
   EXPECT_EQ(*rt.event_handler(), *eh);
-  EXPECT_STREQ((*eh)->backend(), "epoll");
+  EXPECT_STREQ((*eh)->backend(), rt.stats().io_backend);
   ASSERT_TRUE((*eh)->add_fd(p.r, rx.id(), FdEvents::readable, {.mode = FdMode::edge}).ok());
   p.put();
   EXPECT_EQ(next_event(rx).notice, IoNotice::ready);

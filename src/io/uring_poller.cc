@@ -1,0 +1,564 @@
+#include "io/uring_poller.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstring>
+
+#include "base/mono_time.h"
+
+namespace evh::detail {
+namespace {
+
+// user_data: the top two bits say what a completion is for; a poll's carries the fd (low 32
+// bits) and the generation of the request (30 bits), so a completion of a request that a remove
+// or a modify replaced is recognised as stale.
+constexpr int kKindShift = 62;
+constexpr std::uint64_t kKindPoll = 0;
+constexpr std::uint64_t kKindTimeout = 1;
+constexpr std::uint64_t kKindWake = 2;
+constexpr std::uint64_t kKindIgnore = 3;  // the results of POLL_REMOVE and TIMEOUT_REMOVE
+constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
+
+constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
+  return ud >> kKindShift;
+}
+constexpr std::uint64_t poll_ud(int fd, std::uint32_t gen) noexcept {
+  return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
+}
+constexpr std::uint64_t timeout_ud(std::uint64_t seq) noexcept {
+  return (kKindTimeout << kKindShift) | (seq & ((std::uint64_t{1} << kKindShift) - 1));
+}
+constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
+constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
+
+std::error_code errno_code(int e) noexcept {
+  return {e, std::generic_category()};
+}
+
+// The poll masks are epoll's values (EPOLLIN == POLLIN, ...), in the kernel's and ours.
+std::uint32_t to_poll(FdEvents interest) noexcept {
+  std::uint32_t e = EPOLLERR | EPOLLHUP;
+  if (any(interest & FdEvents::readable)) e |= EPOLLIN;
+  if (any(interest & FdEvents::writable)) e |= EPOLLOUT;
+  if (any(interest & FdEvents::read_closed)) e |= EPOLLRDHUP;
+  return e;
+}
+
+FdEvents from_poll(std::uint32_t e) noexcept {
+  FdEvents out = FdEvents::none;
+  if ((e & EPOLLIN) != 0) out |= FdEvents::readable;
+  if ((e & EPOLLOUT) != 0) out |= FdEvents::writable;
+  if ((e & EPOLLRDHUP) != 0) out |= FdEvents::read_closed;
+  if ((e & EPOLLERR) != 0) out |= FdEvents::error;
+  if ((e & EPOLLHUP) != 0) out |= FdEvents::hang_up;
+  return out;
+}
+
+unsigned load_acquire(const unsigned* p) noexcept {
+  return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire);
+}
+void store_release(unsigned* p, unsigned v) noexcept {
+  std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release);
+}
+
+int sys_setup(unsigned entries, io_uring_params* p) noexcept {
+  return static_cast<int>(::syscall(__NR_io_uring_setup, entries, p));
+}
+int sys_register(int fd, unsigned op, void* arg, unsigned n) noexcept {
+  return static_cast<int>(::syscall(__NR_io_uring_register, fd, op, arg, n));
+}
+
+void say(std::string* why, const char* what, int error) noexcept {
+  if (why == nullptr) return;
+  try {
+    *why = what;
+    if (error != 0) {
+      *why += " (";
+      *why += std::strerror(error);
+      *why += ")";
+    }
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<UringPoller>> UringPoller::create(UringOptions options,
+                                                         std::string* why) noexcept {
+  std::unique_ptr<UringPoller> p(new (std::nothrow) UringPoller());
+  if (!p) return std::make_error_code(std::errc::not_enough_memory);
+  if (auto s = p->setup(options, why); !s) return s.error();
+  return p;
+}
+
+Status UringPoller::setup(const UringOptions& options, std::string* why) noexcept {
+  io_uring_params params{};
+  // SUBMIT_ALL (5.18): one bad SQE does not stop the rest of a submission.
+  params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
+  params.cq_entries = std::max(options.cq_entries, options.sq_entries);
+  single_issuer_ = options.issuer == UringIssuer::single;
+  if (single_issuer_) {
+    // Enabled by the first thread that submits: the event handler's own thread, not the one
+    // that created the handler.
+    params.flags |=
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    enabled_ = false;
+  }
+  ring_fd_ = sys_setup(options.sq_entries, &params);
+  if (ring_fd_ < 0) {
+    const int e = errno;
+    ring_fd_ = -1;
+    if (e == EPERM) {
+      say(why,
+          "io_uring_setup refused: io_uring is forbidden here (kernel.io_uring_disabled, "
+          "a container's seccomp filter)",
+          e);
+    } else if (e == ENOSYS) {
+      say(why, "io_uring_setup: the kernel has no io_uring", e);
+    } else if (e == EINVAL) {
+      say(why,
+          "io_uring_setup refused the ring's flags: the kernel is older than 6.1 "
+          "(SUBMIT_ALL 5.18, SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1)",
+          e);
+    } else {
+      say(why, "io_uring_setup failed", e);
+    }
+    return errno_code(e);
+  }
+  if ((params.features & IORING_FEAT_NODROP) == 0) {
+    say(why, "io_uring without IORING_FEAT_NODROP (Linux 5.5): completions could be lost", 0);
+    return errno_code(ENOSYS);
+  }
+
+  sq_ring_size_ = params.sq_off.array + params.sq_entries * sizeof(unsigned);
+  cq_ring_size_ = params.cq_off.cqes + params.cq_entries * sizeof(io_uring_cqe);
+  const bool single_mmap = (params.features & IORING_FEAT_SINGLE_MMAP) != 0;
+  if (single_mmap) sq_ring_size_ = cq_ring_size_ = std::max(sq_ring_size_, cq_ring_size_);
+  sq_ring_ = ::mmap(nullptr, sq_ring_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                    ring_fd_, IORING_OFF_SQ_RING);
+  if (sq_ring_ == MAP_FAILED) {
+    sq_ring_ = nullptr;
+    say(why, "mmap of the io_uring SQ ring failed", errno);
+    return errno_code(errno);
+  }
+  if (single_mmap) {
+    cq_ring_ = sq_ring_;
+  } else {
+    cq_ring_ = ::mmap(nullptr, cq_ring_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                      ring_fd_, IORING_OFF_CQ_RING);
+    if (cq_ring_ == MAP_FAILED) {
+      cq_ring_ = nullptr;
+      say(why, "mmap of the io_uring CQ ring failed", errno);
+      return errno_code(errno);
+    }
+  }
+  sqes_size_ = params.sq_entries * sizeof(io_uring_sqe);
+  void* sqes = ::mmap(nullptr, sqes_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                      ring_fd_, IORING_OFF_SQES);
+  if (sqes == MAP_FAILED) {
+    say(why, "mmap of the io_uring SQEs failed", errno);
+    return errno_code(errno);
+  }
+  sqes_ = static_cast<io_uring_sqe*>(sqes);
+
+  auto* sq = static_cast<char*>(sq_ring_);
+  sq_head_ = reinterpret_cast<unsigned*>(sq + params.sq_off.head);
+  sq_tail_ = reinterpret_cast<unsigned*>(sq + params.sq_off.tail);
+  sq_flags_ = reinterpret_cast<unsigned*>(sq + params.sq_off.flags);
+  sq_mask_ = *reinterpret_cast<unsigned*>(sq + params.sq_off.ring_mask);
+  sq_entries_ = params.sq_entries;
+  sq_local_tail_ = *sq_tail_;
+  // SQ slot i always names SQE i: SQEs are taken in ring order.
+  auto* array = reinterpret_cast<unsigned*>(sq + params.sq_off.array);
+  for (unsigned i = 0; i < sq_entries_; ++i) array[i] = i;
+  auto* cq = static_cast<char*>(cq_ring_);
+  cq_head_ = reinterpret_cast<unsigned*>(cq + params.cq_off.head);
+  cq_tail_ = reinterpret_cast<unsigned*>(cq + params.cq_off.tail);
+  cq_mask_ = *reinterpret_cast<unsigned*>(cq + params.cq_off.ring_mask);
+  cqes_ = reinterpret_cast<io_uring_cqe*>(cq + params.cq_off.cqes);
+
+  // The opcodes this backend needs.
+  constexpr unsigned kProbeOps = 256;
+  std::vector<unsigned char> buf;
+  try {
+    buf.resize(sizeof(io_uring_probe) + kProbeOps * sizeof(io_uring_probe_op));
+    backlog_.reserve(64);
+  } catch (...) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
+  auto* probe = reinterpret_cast<io_uring_probe*>(buf.data());
+  if (sys_register(ring_fd_, IORING_REGISTER_PROBE, probe, kProbeOps) < 0) {
+    say(why, "io_uring: IORING_REGISTER_PROBE refused", errno);
+    return errno_code(errno);
+  }
+  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_TIMEOUT,
+                            IORING_OP_TIMEOUT_REMOVE, IORING_OP_READ}) {
+    if (op > probe->last_op || (probe->ops[op].flags & IO_URING_OP_SUPPORTED) == 0) {
+      say(why,
+          "io_uring: an opcode this backend needs is missing (POLL_ADD, POLL_REMOVE, "
+          "TIMEOUT, TIMEOUT_REMOVE, READ)",
+          0);
+      return errno_code(ENOSYS);
+    }
+  }
+
+  // Blocking on purpose: a READ on an O_NONBLOCK file completes at once with EAGAIN, where on
+  // a blocking one io_uring waits for the data. wake()'s write cannot block: it would take
+  // 2^64 - 2 wakes without a read.
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    say(why, "eventfd failed", errno);
+    return errno_code(errno);
+  }
+  return {};
+}
+
+UringPoller::~UringPoller() {
+  if (sqes_ != nullptr) ::munmap(sqes_, sqes_size_);
+  if (cq_ring_ != nullptr && cq_ring_ != sq_ring_) ::munmap(cq_ring_, cq_ring_size_);
+  if (sq_ring_ != nullptr) ::munmap(sq_ring_, sq_ring_size_);
+  // Closing the ring cancels what is in flight (and drops the files the polls hold).
+  if (ring_fd_ >= 0) ::close(ring_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+// ---- the rings --------------------------------------------------------------------------------
+
+int UringPoller::enter(unsigned wait_for, bool get_events) noexcept {
+  if (!enabled_) {
+    // The first submission makes this thread the ring's only issuer.
+    if (sys_register(ring_fd_, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0) return -errno;
+    enabled_ = true;
+  }
+  const unsigned flags = get_events || wait_for > 0 ? IORING_ENTER_GETEVENTS : 0u;
+  const long r = ::syscall(__NR_io_uring_enter, ring_fd_, to_submit_, wait_for, flags, nullptr, 0);
+  if (r < 0) return -errno;
+  to_submit_ -= std::min(static_cast<unsigned>(r), to_submit_);
+  return static_cast<int>(r);
+}
+
+void UringPoller::flush() noexcept {
+  // Bounded: a ring that refuses every submission for other reasons is broken, and the next
+  // wait() reports its error.
+  for (int tries = 0; to_submit_ > 0 && tries < 64; ++tries) {
+    const int r = enter(0, false);
+    if (r > 0 || r == -EINTR) continue;
+    if (r == -EBUSY || r == -EAGAIN || r == 0) {
+      // The CQ is full and the kernel holds completions back (IORING_FEAT_NODROP): make room,
+      // and let it run what it deferred.
+      spill();
+      (void)enter(0, true);
+      spill();
+      continue;
+    }
+    return;
+  }
+}
+
+void UringPoller::spill() noexcept {
+  unsigned head = *cq_head_;
+  const unsigned tail = load_acquire(cq_tail_);
+  try {
+    for (; head != tail; ++head) backlog_.push_back(cqes_[head & cq_mask_]);
+  } catch (...) {
+    // Out of memory: leave the rest in the ring.
+  }
+  store_release(cq_head_, head);
+}
+
+io_uring_sqe* UringPoller::next_sqe() noexcept {
+  for (int tries = 0; tries < 2; ++tries) {
+    const unsigned head = load_acquire(sq_head_);
+    if (sq_local_tail_ - head < sq_entries_) {
+      io_uring_sqe* sqe = &sqes_[sq_local_tail_ & sq_mask_];
+      std::memset(sqe, 0, sizeof *sqe);
+      return sqe;
+    }
+    // Full: submit what is queued (the kernel takes every SQE during the call), then retry.
+    flush();
+  }
+  return nullptr;
+}
+
+void UringPoller::commit_sqe() noexcept {
+  ++sq_local_tail_;
+  store_release(sq_tail_, sq_local_tail_);
+  ++to_submit_;
+}
+
+bool UringPoller::cq_empty() const noexcept {
+  return backlog_next_ == backlog_.size() && *cq_head_ == load_acquire(cq_tail_);
+}
+
+const io_uring_cqe* UringPoller::peek_cqe() noexcept {
+  if (backlog_next_ < backlog_.size()) return &backlog_[backlog_next_];
+  const unsigned head = *cq_head_;
+  if (head == load_acquire(cq_tail_)) return nullptr;
+  return &cqes_[head & cq_mask_];
+}
+
+void UringPoller::pop_cqe() noexcept {
+  if (backlog_next_ < backlog_.size()) {
+    if (++backlog_next_ == backlog_.size()) {
+      backlog_.clear();
+      backlog_next_ = 0;
+    }
+    return;
+  }
+  store_release(cq_head_, *cq_head_ + 1);
+}
+
+// ---- requests ---------------------------------------------------------------------------------
+
+void UringPoller::arm_poll(int fd, Watch& w) noexcept {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return;  // w.gen stays 0: not armed
+  w.gen = next_gen_;
+  next_gen_ = next_gen_ == kMaxGen ? 1 : next_gen_ + 1;
+  sqe->opcode = IORING_OP_POLL_ADD;
+  sqe->fd = fd;
+  sqe->poll32_events = to_poll(w.interest);
+  // Edge: one multishot poll (edge-triggered: a CQE per wake-up of the file). Level and
+  // oneshot: a single-shot poll, which reports at once a condition that already holds.
+  sqe->len = w.mode == FdMode::edge ? IORING_POLL_ADD_MULTI : 0;
+  sqe->user_data = poll_ud(fd, w.gen);
+  commit_sqe();
+}
+
+void UringPoller::cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return;
+  sqe->opcode = opcode;  // POLL_REMOVE or TIMEOUT_REMOVE, naming the request by user_data
+  sqe->fd = -1;
+  sqe->addr = user_data;
+  sqe->user_data = kIgnoreUd;
+  commit_sqe();
+}
+
+void UringPoller::arm_wake() noexcept {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return;
+  sqe->opcode = IORING_OP_READ;
+  sqe->fd = wake_fd_;
+  sqe->addr = reinterpret_cast<std::uint64_t>(&wake_buf_);
+  sqe->len = sizeof wake_buf_;
+  sqe->off = ~std::uint64_t{0};  // the file's position (an eventfd has none to speak of)
+  sqe->user_data = kWakeUd;
+  commit_sqe();
+  wake_armed_ = true;
+}
+
+void UringPoller::arm_timeout(std::int64_t at_ns) noexcept {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return;
+  const std::int64_t at = std::max<std::int64_t>(at_ns, 0);
+  timeout_ts_.tv_sec = at / 1'000'000'000;
+  timeout_ts_.tv_nsec = at % 1'000'000'000;
+  sqe->opcode = IORING_OP_TIMEOUT;
+  sqe->fd = -1;
+  sqe->addr = reinterpret_cast<std::uint64_t>(&timeout_ts_);  // copied at submission
+  sqe->len = 1;
+  sqe->off = 0;                             // a pure timeout: no completion count ends it
+  sqe->timeout_flags = IORING_TIMEOUT_ABS;  // CLOCK_MONOTONIC, absolute
+  sqe->user_data = timeout_ud(++timeout_seq_);
+  commit_sqe();
+  timeout_armed_ = true;
+  timeout_at_ns_ = at_ns;
+}
+
+// ---- the Poller -------------------------------------------------------------------------------
+
+Status UringPoller::add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept {
+  if (token >= kReservedTokens) return Errc::invalid_argument;
+  if (fd < 0) return errno_code(EBADF);
+  Watch* w;
+  try {
+    auto [it, inserted] = watches_.try_emplace(fd);
+    if (!inserted) return errno_code(EEXIST);
+    w = &it->second;
+  } catch (...) {
+    return errno_code(ENOMEM);
+  }
+  w->token = token;
+  w->interest = interest;
+  w->mode = mode;
+  arm_poll(fd, *w);
+  if (w->gen == 0) {
+    watches_.erase(fd);
+    return errno_code(ENOMEM);
+  }
+  return {};
+}
+
+Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept {
+  if (token >= kReservedTokens) return Errc::invalid_argument;
+  auto it = watches_.find(fd);
+  if (it == watches_.end()) return errno_code(ENOENT);
+  Watch& w = it->second;
+  // Cancel and re-arm: the new poll looks at the file when it is armed, so a condition that
+  // already holds is reported after the modify, in every mode (as EPOLL_CTL_MOD does). A
+  // completion of the old request still in the ring carries the old generation: dropped.
+  if (w.gen != 0) cancel(poll_ud(fd, w.gen), IORING_OP_POLL_REMOVE);
+  w.gen = 0;
+  w.token = token;
+  w.interest = interest;
+  w.mode = mode;
+  arm_poll(fd, w);
+  if (w.gen == 0) return errno_code(ENOMEM);
+  return {};
+}
+
+Status UringPoller::remove(int fd) noexcept {
+  auto it = watches_.find(fd);
+  if (it == watches_.end()) return errno_code(ENOENT);
+  if (it->second.gen != 0) cancel(poll_ud(fd, it->second.gen), IORING_OP_POLL_REMOVE);
+  watches_.erase(it);
+  return {};
+}
+
+Status UringPoller::set_deadline(MonoTime deadline) noexcept {
+  // Kept here; the wait that blocks arms the ring's one TIMEOUT for it.
+  deadline_set_ = true;
+  deadline_ns_ = to_ns(deadline);
+  return {};
+}
+
+Status UringPoller::clear_deadline() noexcept {
+  deadline_set_ = false;
+  return {};
+}
+
+void UringPoller::wake() noexcept {
+  const std::uint64_t one = 1;
+  while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
+                         PollResult& r) noexcept {
+  switch (kind_of(cqe.user_data)) {
+    case kKindIgnore:
+      return true;
+    case kKindWake:
+      // Read (the counter is reset) or cancelled (its thread exited: the counter is untouched,
+      // so the next read returns at once). Either way, read again.
+      wake_armed_ = false;
+      if (cqe.res > 0) r.woken = true;
+      arm_wake();
+      return true;
+    case kKindTimeout:
+      // -ETIME when it fired, -ECANCELED when removed; the wait checks the clock.
+      if (cqe.user_data == timeout_ud(timeout_seq_)) timeout_armed_ = false;
+      return true;
+    default:
+      break;
+  }
+  const int fd = static_cast<int>(static_cast<std::uint32_t>(cqe.user_data));
+  const auto gen = static_cast<std::uint32_t>(cqe.user_data >> 32);
+  auto it = watches_.find(fd);
+  if (it == watches_.end() || it->second.gen != gen) return true;  // stale
+  Watch& w = it->second;
+  const bool failed = cqe.res < 0 && cqe.res != -ECANCELED;
+  const FdEvents events =
+      failed        ? FdEvents::error | FdEvents::hang_up  // the kernel refused to poll the fd
+      : cqe.res < 0 ? FdEvents::none
+                    : from_poll(static_cast<std::uint32_t>(cqe.res)) &
+                          (w.interest | FdEvents::error | FdEvents::hang_up);
+  // No room for a new entry: leave the completion (and the watch) untouched for the next wait.
+  if (any(events) && w.reported_in != wait_seq_ && r.count >= max) return false;
+  if (cqe.res == -ECANCELED) {
+    // Not ours (ours bumped the generation): the thread that armed it exited, and the kernel
+    // cancelled its requests. Arm it again from this thread.
+    w.gen = 0;
+    ++rearms_;
+    arm_poll(fd, w);
+    return true;
+  }
+  if (failed) {
+    w.gen = 0;
+  } else if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
+    w.gen = 0;
+    if (w.mode == FdMode::edge) {
+      // The kernel ended the multishot (a CQ overflow, ...): arm a new one, which looks at the
+      // file first, so nothing that happened in between is lost.
+      ++rearms_;
+      arm_poll(fd, w);
+    } else if (w.mode == FdMode::level) {
+      // Level: polled again at the next wait, reported again while the condition holds.
+      arm_poll(fd, w);
+    }
+    // Oneshot: disarmed until modify().
+  }
+  if (!any(events)) return true;
+  if (w.reported_in == wait_seq_) {
+    out[w.out_index].events |= events;  // a second completion in the same wait: merged
+  } else {
+    w.reported_in = wait_seq_;
+    w.out_index = r.count;
+    out[r.count++] = PollEvent{w.token, events};
+  }
+  return true;
+}
+
+Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) noexcept {
+  const std::size_t max = std::min(out.size(), kMaxEvents);
+  if (max == 0) return Errc::invalid_argument;
+  ++wait_seq_;
+  const std::int64_t until_ns =
+      until == kForever ? INT64_MAX : (until == kNoWait ? INT64_MIN : to_ns(until));
+  if (!wake_armed_) arm_wake();
+  PollResult r;
+  for (;;) {
+    std::int64_t now = mono_now_ns();
+    if (deadline_set_ && now >= deadline_ns_) {
+      deadline_set_ = false;
+      r.deadline_reached = true;
+    }
+    const bool block =
+        r.count == 0 && !r.deadline_reached && !r.woken && until_ns > now && cq_empty();
+    if (block) {
+      const std::int64_t target = deadline_set_ ? std::min(until_ns, deadline_ns_) : until_ns;
+      if (target == INT64_MAX) {
+        if (timeout_armed_) {
+          cancel(timeout_ud(timeout_seq_), IORING_OP_TIMEOUT_REMOVE);
+          timeout_armed_ = false;
+        }
+      } else if (!timeout_armed_ || timeout_at_ns_ != target) {
+        if (timeout_armed_) cancel(timeout_ud(timeout_seq_), IORING_OP_TIMEOUT_REMOVE);
+        arm_timeout(target);
+      }
+    }
+    const unsigned flags = load_acquire(sq_flags_);
+    if (block || to_submit_ > 0 || cq_empty() || (flags & IORING_SQ_CQ_OVERFLOW) != 0) {
+      // Submits the re-arms and the timeout and waits, in one system call.
+      const int rc = enter(block ? 1 : 0, true);
+      if (rc == -EBUSY || rc == -EAGAIN) {
+        spill();
+      } else if (rc < 0 && rc != -EINTR && rc != -ETIME) {
+        return errno_code(-rc);
+      }
+    }
+    for (const io_uring_cqe* c = peek_cqe(); c != nullptr; c = peek_cqe()) {
+      const io_uring_cqe cqe = *c;  // handle() may move the ring's completions to the backlog
+      if (!handle(cqe, out, max, r)) break;  // no room: it stays for the next wait
+      pop_cqe();
+    }
+    now = mono_now_ns();
+    if (deadline_set_ && now >= deadline_ns_) {
+      deadline_set_ = false;
+      r.deadline_reached = true;
+    }
+    if (r.count > 0 || r.deadline_reached || r.woken || now >= until_ns) return r;
+    // Only stale completions, a re-arm or a timeout that was replaced: wait again.
+  }
+}
+
+}  // namespace evh::detail

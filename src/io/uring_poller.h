@@ -1,0 +1,161 @@
+// UringPoller: the Poller over io_uring (docs/EVENT_HANDLER.md "Backends"). One ring per poller,
+// driven through the raw system calls and <linux/io_uring.h> (no liburing: the three calls and
+// the two ring walks are the whole of what evh needs, and a libevh.a that pulls in no other
+// library keeps its pkg-config and CMake packages as they are).
+//
+// What goes through the ring:
+//   - readiness: IORING_OP_POLL_ADD. Edge fds keep one multishot poll (IORING_POLL_ADD_MULTI),
+//     re-armed whenever the kernel ends it (a CQE without IORING_CQE_F_MORE: a CQ overflow, the
+//     arming thread's exit, ...). Level fds keep a single-shot poll re-armed after each report,
+//     so a condition that still holds is reported again at the next wait, as epoll's level mode
+//     does. Oneshot fds get a single-shot poll, re-armed only by modify().
+//   - the deadline and a wait's own limit: one IORING_OP_TIMEOUT with an absolute
+//     CLOCK_MONOTONIC time (IORING_TIMEOUT_ABS), replaced (TIMEOUT_REMOVE + TIMEOUT, in the same
+//     submission as the wait) only when the time it should end at changes. No timerfd.
+//   - wake(): an eventfd write, read by an IORING_OP_READ kept in flight. wake() comes from any
+//     thread, most of which own no ring, so IORING_OP_MSG_RING (which needs a ring to send from)
+//     is not an option without a ring per waking thread; the eventfd costs the waker one write
+//     and the waiter nothing (the read completes inside the wait's own io_uring_enter).
+//   - removal: IORING_OP_POLL_REMOVE naming the poll's user_data. Every request carries a
+//     generation in its user_data, so a completion that raced a remove or a modify (the kernel
+//     had posted it before the cancel) is recognised as stale and dropped: the event handler
+//     sees each registration end exactly once.
+//
+// Ring flags: `UringIssuer::single` (one thread submits for the ring's whole life: the event
+// handler's own thread) sets IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, the ring
+// created disabled and enabled by the first thread that submits (IORING_SETUP_R_DISABLED), so
+// that completions are run only inside that thread's waits. `UringIssuer::shared` (a pool's idle
+// workers take turns driving, so submitters change) sets neither, and not COOP_TASKRUN either: a
+// poll's completion runs as task work of the thread that armed it, and with COOP_TASKRUN that
+// thread is not woken to run it — a worker parked on its condition variable would sit on an
+// event that the worker waiting in the ring never sees. The default notification interrupts the
+// arming thread instead: correct, at the price of that thread's wakeup.
+// SQ full: flush and take the slot (never drop). CQ overflow: IORING_FEAT_NODROP is required; an
+// io_uring_enter refused with EBUSY moves the ring's completions to a backlog and retries.
+// EINTR: retried.
+//
+// Threads and memory as Poller (io/poller.h): wake() from any thread; the rest from the driving
+// thread, one at a time.
+#pragma once
+
+#include <linux/io_uring.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/poller.h"
+
+namespace evh::detail {
+
+enum class UringIssuer : std::uint8_t { single, shared };
+
+struct UringOptions {
+  UringIssuer issuer = UringIssuer::shared;
+  unsigned sq_entries = 256;
+  unsigned cq_entries = 4096;  // multishot polls can post many completions per wait
+};
+
+class UringPoller final : public Poller {
+ public:
+  // Sets up the ring, probes the opcodes it needs and opens the eventfd. On failure the error
+  // and, in `why` (when given), a sentence saying what the kernel refused.
+  static Result<std::unique_ptr<UringPoller>> create(UringOptions options = {},
+                                                     std::string* why = nullptr) noexcept;
+  ~UringPoller() override;
+  UringPoller(const UringPoller&) = delete;
+  UringPoller& operator=(const UringPoller&) = delete;
+
+  const char* name() const noexcept override { return "io_uring"; }
+  Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override;
+  Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override;
+  Status remove(int fd) noexcept override;
+  Status set_deadline(MonoTime deadline) noexcept override;
+  Status clear_deadline() noexcept override;
+  void wake() noexcept override;
+  Result<PollResult> wait(std::span<PollEvent> out, MonoTime until) noexcept override;
+
+  // Polls the kernel ended (or cancelled) that were armed again: for tests.
+  std::uint64_t rearms() const noexcept { return rearms_; }
+
+ private:
+  struct Watch {
+    std::uint64_t token = 0;
+    FdEvents interest = FdEvents::none;
+    FdMode mode = FdMode::level;
+    std::uint32_t gen = 0;          // the poll in flight; 0: none
+    std::uint64_t reported_in = 0;  // the wait that last put it in the caller's span
+    std::size_t out_index = 0;      // where, in that wait
+  };
+
+  UringPoller() = default;
+  Status setup(const UringOptions& options, std::string* why) noexcept;
+
+  // The next free SQE, zeroed; flushes a full SQ first. Null only when the ring is unusable.
+  io_uring_sqe* next_sqe() noexcept;
+  void commit_sqe() noexcept;
+  // io_uring_enter: submits what is queued; `wait_for` completions waited for. -errno on error.
+  int enter(unsigned wait_for, bool get_events) noexcept;
+  // Submits what is queued without waiting (EINTR retried, EBUSY handled by the backlog).
+  void flush() noexcept;
+  // Moves the ring's completions to the backlog (the kernel may then flush its overflow list).
+  void spill() noexcept;
+  bool cq_empty() const noexcept;
+  const io_uring_cqe* peek_cqe() noexcept;
+  void pop_cqe() noexcept;
+
+  void arm_poll(int fd, Watch& w) noexcept;
+  void cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept;
+  void arm_wake() noexcept;
+  void arm_timeout(std::int64_t at_ns) noexcept;
+  // One completion; false when it is for a watch that would not fit in the caller's span.
+  bool handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
+              PollResult& r) noexcept;
+
+  int ring_fd_ = -1;
+  int wake_fd_ = -1;
+  bool single_issuer_ = false;
+  bool enabled_ = true;  // false while an R_DISABLED ring waits for its issuer
+
+  // The mappings.
+  void* sq_ring_ = nullptr;
+  std::size_t sq_ring_size_ = 0;
+  void* cq_ring_ = nullptr;  // == sq_ring_ with IORING_FEAT_SINGLE_MMAP
+  std::size_t cq_ring_size_ = 0;
+  io_uring_sqe* sqes_ = nullptr;
+  std::size_t sqes_size_ = 0;
+  // The SQ: the kernel's head, our tail, published on commit.
+  unsigned* sq_head_ = nullptr;
+  unsigned* sq_tail_ = nullptr;
+  unsigned* sq_flags_ = nullptr;
+  unsigned sq_mask_ = 0;
+  unsigned sq_entries_ = 0;
+  unsigned sq_local_tail_ = 0;
+  unsigned to_submit_ = 0;
+  // The CQ: our head, the kernel's tail.
+  unsigned* cq_head_ = nullptr;
+  unsigned* cq_tail_ = nullptr;
+  unsigned cq_mask_ = 0;
+  io_uring_cqe* cqes_ = nullptr;
+  std::vector<io_uring_cqe> backlog_;  // completions moved out of a full CQ, oldest first
+  std::size_t backlog_next_ = 0;
+
+  std::unordered_map<int, Watch> watches_;
+  std::uint32_t next_gen_ = 1;
+  std::uint64_t wait_seq_ = 0;
+  std::uint64_t rearms_ = 0;
+
+  bool wake_armed_ = false;
+  std::uint64_t wake_buf_ = 0;  // the eventfd read's target; the kernel writes it
+
+  bool deadline_set_ = false;
+  std::int64_t deadline_ns_ = 0;
+  bool timeout_armed_ = false;  // a TIMEOUT is in flight
+  std::int64_t timeout_at_ns_ = 0;
+  std::uint64_t timeout_seq_ = 0;
+  __kernel_timespec timeout_ts_{};  // read by the kernel when the TIMEOUT is submitted
+};
+
+}  // namespace evh::detail

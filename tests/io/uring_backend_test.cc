@@ -1,0 +1,293 @@
+// The io_uring backend on its own (UringPoller) and the choice of backend: the probe, the
+// fallback to epoll when io_uring is forbidden, and the EVH_BACKEND kill switch. The checks that
+// need their own environment or a seccomp filter run in a child: this test binary, started
+// again with EVH_TEST_BACKEND_CHILD naming the check (BackendChild.Check below).
+#include <errno.h>
+#include <evh/runtime.h>
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <spawn.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "io/io_test_util.h"
+#include "io/uring_poller.h"
+
+extern char** environ;
+
+namespace evh {
+namespace {
+
+using detail::Poller;
+using detail::PollEvent;
+using detail::UringIssuer;
+using detail::UringOptions;
+using detail::UringPoller;
+using test::Pipe;
+
+std::unique_ptr<UringPoller> make_uring(UringOptions o = {}) {
+  std::string why;
+  auto p = UringPoller::create(o, &why);
+  if (!p) return nullptr;
+  return std::move(p).value();
+}
+
+#define REQUIRE_URING(p)                             \
+  if (!(p)) {                                        \
+    std::string why;                                 \
+    (void)UringPoller::create({}, &why);             \
+    GTEST_SKIP() << "io_uring unavailable: " << why; \
+  }
+
+// Waits (no limit) until every token in `want` has been reported at least once; the tokens
+// reported, with repeats.
+std::multiset<std::uint64_t> collect(Poller& p, const std::set<std::uint64_t>& want) {
+  std::multiset<std::uint64_t> seen;
+  std::set<std::uint64_t> missing = want;
+  PollEvent events[4];  // small on purpose: completions left over wait for the next wait
+  while (!missing.empty()) {
+    auto r = p.wait(events, Poller::kForever);
+    EXPECT_TRUE(r.ok());
+    if (!r) break;
+    for (std::size_t i = 0; i < r->count; ++i) {
+      seen.insert(events[i].token);
+      missing.erase(events[i].token);
+    }
+  }
+  return seen;
+}
+
+// A multishot poll the kernel ends — here because its completion found the CQ full — is armed
+// again, and nothing that happened meanwhile is lost: every pipe is reported, and reported again
+// after new data.
+TEST(UringPoller, MultishotEndedByAFullCqIsRearmedWithNoLostEvent) {
+  UringOptions o;
+  o.sq_entries = 4;
+  o.cq_entries = 8;
+  auto p = make_uring(o);
+  REQUIRE_URING(p);
+  constexpr int kPipes = 40;
+  std::vector<std::unique_ptr<Pipe>> pipes;
+  std::set<std::uint64_t> all;
+  for (int i = 0; i < kPipes; ++i) {
+    pipes.push_back(std::make_unique<Pipe>());
+    ASSERT_TRUE(p->add(pipes.back()->r, FdEvents::readable, FdMode::edge, i).ok());
+    all.insert(i);
+  }
+  // Arm every poll, nothing ready yet.
+  PollEvent events[4];
+  ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());
+  for (int round = 0; round < 3; ++round) {
+    for (auto& pipe : pipes) pipe->put();
+    (void)collect(*p, all);
+    for (auto& pipe : pipes) pipe->drain();
+  }
+  // 40 completions into an 8-entry CQ: the kernel ended multishots, and they were re-armed.
+  EXPECT_GT(p->rearms(), 0u);
+}
+
+// The thread that armed a poll exits: the kernel cancels its requests. A shared ring (pool
+// workers take turns driving it) arms them again from the next thread that waits.
+TEST(UringPoller, PollsOfAnExitedThreadAreRearmed) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe a;
+  std::thread([&] {
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 7).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // submits the poll from this thread
+  }).join();
+  a.put();
+  auto seen = collect(*p, {7});
+  EXPECT_EQ(seen.count(7), 1u);
+  EXPECT_GT(p->rearms(), 0u);
+}
+
+// A completion already in the ring when its fd is removed and added again under a new token is
+// never reported under the old token.
+TEST(UringPoller, CompletionRacingARemoveIsDropped) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  for (int round = 0; round < 50; ++round) {
+    Pipe a;
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 1).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());
+    a.put();  // the completion is posted now (or at the next enter)
+    ASSERT_TRUE(p->remove(a.r).ok());
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 2).ok());
+    auto seen = collect(*p, {2});
+    EXPECT_EQ(seen.count(1), 0u) << round;
+    ASSERT_TRUE(p->remove(a.r).ok());
+  }
+}
+
+// Level: a condition that still holds is reported again at the next wait (as epoll's level
+// mode); oneshot: once, until modified.
+TEST(UringPoller, LevelRepeatsOneshotDoesNot) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe lvl, one;
+  ASSERT_TRUE(p->add(lvl.r, FdEvents::readable, FdMode::level, 1).ok());
+  ASSERT_TRUE(p->add(one.r, FdEvents::readable, FdMode::oneshot, 2).ok());
+  lvl.put();
+  one.put();
+  EXPECT_EQ(collect(*p, {1, 2}).count(2), 1u);
+  EXPECT_EQ(collect(*p, {1}).count(2), 0u);
+  EXPECT_EQ(collect(*p, {1}).count(2), 0u);
+  ASSERT_TRUE(p->modify(one.r, FdEvents::readable, FdMode::oneshot, 3).ok());
+  EXPECT_EQ(collect(*p, {1, 3}).count(3), 1u);
+}
+
+// The deadline is an absolute IORING_OP_TIMEOUT: never early; a wake ends a wait at once.
+TEST(UringPoller, DeadlineNeverEarlyAndWakeEndsAWait) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  PollEvent events[4];
+  for (auto d : {std::chrono::microseconds(50), std::chrono::microseconds(2000)}) {
+    const auto at = detail::MonoClock::now() + d;
+    ASSERT_TRUE(p->set_deadline(at).ok());
+    bool reached = false;
+    while (!reached) {
+      auto r = p->wait(events, Poller::kForever);
+      ASSERT_TRUE(r.ok());
+      reached = r->deadline_reached;
+    }
+    EXPECT_GE(detail::MonoClock::now(), at);
+  }
+  std::thread waker([&] { p->wake(); });
+  auto r = p->wait(events, Poller::kForever);
+  waker.join();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->woken);
+}
+
+// ---- the choice of backend, in a child process --------------------------------------------------
+
+// Makes io_uring_setup fail with EPERM in this process, as a container's seccomp profile does.
+bool forbid_io_uring() {
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+// The child's side: skipped unless started by RunChild.
+TEST(BackendChild, Check) {
+  const char* mode = std::getenv("EVH_TEST_BACKEND_CHILD");
+  if (mode == nullptr) GTEST_SKIP() << "runs only as the child of the BackendChoice tests";
+  const std::string m = mode;
+  if (m == "epoll") {
+    // EVH_BACKEND=epoll: the kill switch wins over RuntimeOptions.
+    Runtime rt(RuntimeOptions{.io_backend = IoBackend::uring});
+    EXPECT_STREQ(rt.stats().io_backend, "epoll");
+    EXPECT_NE(std::strstr(rt.stats().io_backend_reason, "EVH_BACKEND=epoll"), nullptr);
+    auto eh = rt.event_handler();
+    ASSERT_TRUE(eh.ok());
+    EXPECT_STREQ((*eh)->backend(), "epoll");
+  } else if (m == "forbidden-auto") {
+    ASSERT_TRUE(forbid_io_uring());
+    Pipe p;  // outlives the runtime: the handler's worker may touch it until shutdown
+    Runtime rt;
+    EXPECT_STREQ(rt.stats().io_backend, "epoll");
+    EXPECT_NE(std::strstr(rt.stats().io_backend_reason, "forbidden"), nullptr)
+        << rt.stats().io_backend_reason;
+    auto eh = rt.event_handler();
+    ASSERT_TRUE(eh.ok());
+    EXPECT_STREQ((*eh)->backend(), "epoll");
+    // It works: an fd event arrives.
+    auto rx = std::move(rt.open_receiver()).value();
+    ASSERT_TRUE((*eh)->add_fd(p.r, rx.id(), FdEvents::readable).ok());
+    p.put();
+    EXPECT_EQ(test::next_event(rx).notice, IoNotice::ready);
+  } else if (m == "forbidden-uring") {
+    ASSERT_TRUE(forbid_io_uring());
+    try {
+      Runtime rt;  // EVH_BACKEND=uring
+      ADD_FAILURE() << "io_uring asked for and forbidden, yet the runtime started on "
+                    << rt.stats().io_backend;
+    } catch (const std::system_error& e) {
+      EXPECT_NE(std::strstr(e.what(), "forbidden"), nullptr) << e.what();
+    }
+  } else if (m == "bad") {
+    EXPECT_THROW(Runtime rt, std::invalid_argument);
+  } else {
+    FAIL() << "unknown child mode " << m;
+  }
+}
+
+// Starts this binary again running BackendChild.Check with `mode` and EVH_BACKEND=`backend`
+// (unset when null); its exit status.
+int run_child(const char* mode, const char* backend) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "EVH_BACKEND=", 12) == 0) continue;
+    if (std::strncmp(*e, "GTEST_", 6) == 0) continue;
+    env.emplace_back(*e);
+  }
+  env.push_back(std::string("EVH_TEST_BACKEND_CHILD=") + mode);
+  if (backend != nullptr) env.push_back(std::string("EVH_BACKEND=") + backend);
+  std::vector<char*> envp;
+  for (auto& s : env) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string self = "/proc/self/exe";
+  std::string filter = "--gtest_filter=BackendChild.Check";
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  pid_t pid;
+  if (::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, envp.data()) != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(BackendChoice, EvhBackendEpollIsHonoured) {
+  EXPECT_EQ(run_child("epoll", "epoll"), 0);
+}
+
+TEST(BackendChoice, AutoFallsBackToEpollWhenIoUringIsForbidden) {
+  EXPECT_EQ(run_child("forbidden-auto", nullptr), 0);
+}
+
+TEST(BackendChoice, UringAskedForButForbiddenIsAClearError) {
+  EXPECT_EQ(run_child("forbidden-uring", "uring"), 0);
+}
+
+TEST(BackendChoice, UnknownEvhBackendIsRefused) {
+  EXPECT_EQ(run_child("bad", "kqueue"), 0);
+}
+
+// On this kernel (io_uring allowed), auto picks it; the stats say so and why.
+TEST(BackendChoice, AutoPicksIoUringWhereTheProbePasses) {
+  if (std::getenv("EVH_BACKEND") != nullptr) GTEST_SKIP() << "EVH_BACKEND is set";
+  std::string why;
+  if (!UringPoller::create({}, &why)) GTEST_SKIP() << "io_uring unavailable: " << why;
+  Runtime rt;
+  EXPECT_STREQ(rt.stats().io_backend, "io_uring");
+  EXPECT_STRNE(rt.stats().io_backend_reason, "");
+  auto eh = rt.event_handler();
+  ASSERT_TRUE(eh.ok());
+  EXPECT_STREQ((*eh)->backend(), "io_uring");
+}
+
+}  // namespace
+}  // namespace evh
