@@ -51,6 +51,24 @@ Status make_pipe(FdCloser& fds, bool child_reads, int& parent_end, int& child_en
   return {};
 }
 
+// The reaper isolate's handler. Freeing it (with the isolate: at the reaper's own end, or at the
+// runtime's shutdown) makes the state let go of everything the runtime owns, so that a Process
+// handle may outlive the Runtime.
+class ReaperHandler {
+ public:
+  explicit ReaperHandler(std::shared_ptr<ProcessState> state) noexcept : state_(std::move(state)) {}
+  ReaperHandler(ReaperHandler&&) noexcept = default;
+  ReaperHandler(const ReaperHandler&) = delete;
+  ReaperHandler& operator=(const ReaperHandler&) = delete;
+  ~ReaperHandler() {
+    if (state_) state_->on_reaper_gone();  // null once moved from
+  }
+  void operator()(Isolate& self, Message& m) noexcept { state_->on_message(self, m); }
+
+ private:
+  std::shared_ptr<ProcessState> state_;
+};
+
 }  // namespace
 
 Result<SpawnedChild> ProcessManagerImpl::spawn_on_spawner(const ExecPlan& plan,
@@ -254,8 +272,7 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
     if (auto s = o.tie_to->attach(*state); !s) return abandon(s.error());
     state->tie_attached_ = true;
   }
-  auto reaper = rt_.spawn(
-      make_handler([state](Isolate& self, Message& m) noexcept { state->on_message(self, m); }));
+  auto reaper = rt_.spawn(make_handler(ReaperHandler(state)));
   if (!reaper) return abandon(reaper.error());
   state->reaper_ = (*reaper)->main_port();
   {

@@ -233,7 +233,10 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
         end_registration(ev->fd);
         if (ev->notice == IoNotice::unregistered) {
           // The handler shut down: the fd is ours again.
+          // A child not yet reaped keeps its pidfd: the manager's end still kills and reaps
+          // it through it (the runtime may shut down before the manager does).
           for (int* fd : {&out_fd_, &err_fd_, &pidfd_, &stdin_fd_}) {
+            if (fd == &pidfd_ && !reaped_) continue;
             if (*fd == ev->fd) {
               ::close(*fd);
               *fd = -1;
@@ -282,6 +285,9 @@ Result<std::size_t> ProcessState::write_stdin(std::span<const std::byte> bytes) 
   if (!stdin_is_pipe_) return Errc::invalid_argument;
   std::lock_guard lock(mu_);
   if (stdin_fd_ < 0) return errno_code(stdin_gone_ ? EPIPE : EBADF);
+  // Without the event handler no stdin_ready could follow a short write. A reaped child reads
+  // nothing any more: that says EPIPE, as it did while the runtime lived.
+  if (inert_) return reaped_ ? Result<std::size_t>(errno_code(EPIPE)) : Errc::shutting_down;
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = write_no_sigpipe(stdin_fd_, bytes.data() + done, bytes.size() - done);
@@ -313,11 +319,28 @@ void ProcessState::close_stdin() noexcept {
   if (stdin_fd_ < 0) return;
   const int fd = stdin_fd_;
   stdin_fd_ = -1;
-  if (stdin_registered_) {
+  if (stdin_registered_ && !inert_) {
     hand_over(fd);
   } else {
-    ::close(fd);
+    ::close(fd);  // never registered, or the handler has let go of it (on_reaper_gone)
   }
+}
+
+void ProcessState::on_reaper_gone() noexcept {
+  bool detach_tie = false;
+  SendPort events;
+  {
+    std::lock_guard lock(mu_);
+    if (inert_) return;
+    inert_ = true;
+    eh_ = nullptr;
+    events = std::move(events_);  // released below, outside mu_
+    detach_tie = tie_attached_;
+    tie_attached_ = false;
+  }
+  // Outside mu_: detach() waits for a running on_isolate_exit, which takes mu_.
+  if (detach_tie && tie_) (void)tie_->detach(*this);
+  tie_ = IsolateRef();
 }
 
 Status ProcessState::kill(int signal) noexcept {
