@@ -167,7 +167,12 @@ class EVH_API Process {
   // been reaped.
   Status kill(int signal) noexcept;
   // Sends `signal` to the child's process group (ProcessGroup::new_group only, else
-  // `Errc::invalid_argument`); ESRCH once the child has been reaped.
+  // `Errc::invalid_argument`); ESRCH once the child has been reaped (for a detached child, which
+  // init reaps: once nothing is left in its group). Through the pidfd
+  // (PIDFD_SIGNAL_PROCESS_GROUP, Linux 6.9): never reaches a group whose leader took a recycled
+  // pid. Before 6.9 a detached child's group is refused with ENOSYS (no way to reach it that a
+  // recycled pid could not); our own children's groups are still reached, by -pid, while the
+  // child is unreaped and its pid therefore taken.
   Status kill_group(int signal) noexcept;
 
   // The exit code once the child has been reaped (which may be before the exit message is

@@ -25,6 +25,8 @@ constexpr std::size_t kChunk = 120 * 1024;
 // Reads per stream per message, so that a child writing without pause cannot keep the reaper
 // (and its worker) to itself; the rest continues in a message the reaper posts to itself.
 constexpr int kReadsPerTurn = 16;
+// pidfd_send_signal's flag for "the process group the pidfd's process leads" (Linux 6.9).
+constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;  // PIDFD_SIGNAL_PROCESS_GROUP
 // The u64 payload of that message: the magic in the high half, the stream (1, 2) in the low.
 constexpr std::uint64_t kContinueMagic = 0x6576706300000000ull;  // "evpc"
 
@@ -352,8 +354,16 @@ Status ProcessState::kill(int signal) noexcept {
 Status ProcessState::kill_group(int signal) noexcept {
   if (!new_group_) return Errc::invalid_argument;
   std::lock_guard lock(mu_);
-  // While the leader is not reaped its pid cannot be reused, so -pid is still its group.
-  if (reaped_ || (pidfd_ < 0 && !detached_)) return errno_code(ESRCH);
+  if (reaped_ || pidfd_ < 0) return errno_code(ESRCH);
+  // The group the pidfd's process leads (Linux 6.9): a recycled pid is a different process,
+  // whose group the pidfd does not name, so this never reaches it.
+  if (syscall(SYS_pidfd_send_signal, pidfd_, signal, nullptr, kPidfdSignalProcessGroup) == 0) {
+    return {};
+  }
+  if (errno != EINVAL || detached_) return errno_code(errno == EINVAL ? ENOSYS : errno);
+  // An older kernel. Our own child is not reaped yet (reaped_ is false under mu_, and reaping
+  // takes mu_), so its pid cannot have been reused and -pid is still its group. A detached
+  // child is init's to reap: there, kill(-pid) could reach a stranger, so it is refused above.
   if (::kill(-pid_, signal) != 0) return errno_code(errno);
   return {};
 }

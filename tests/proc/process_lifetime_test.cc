@@ -2,10 +2,16 @@
 // runtime holds nothing of it, and signals reach only the child they were meant for.
 #include <evh/process.h>
 #include <evh/runtime.h>
+#include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +77,91 @@ TEST(ProcessLifetime, WriteAfterRuntimeShutdownIsShuttingDown) {
   EXPECT_TRUE(p->exit_code().has_value());
   siginfo_t info{};
   EXPECT_EQ(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT), -1);
+}
+
+// Makes this process the subreaper of its descendants for the scope: a detached child's
+// intermediate exits, and the child is then ours to reap, so the test decides when its pid is
+// freed.
+struct Subreaper {
+  Subreaper() { EXPECT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
+  ~Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+};
+
+// A process that takes `pid` (clone3 with set_tid: CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN) and
+// leads a session of its own, as any program started from a shell would lead its group: a
+// stranger holding a recycled pid. -1 with errno when the kernel or our privileges refuse.
+pid_t start_impostor(pid_t pid) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
+  std::int32_t tid = pid;
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<std::uintptr_t>(&tid);
+  args.set_tid_size = 1;
+  const long got = syscall(SYS_clone3, &args, sizeof args);
+  if (got == 0) {  // the impostor: raw system calls only (a copy of a threaded process)
+    syscall(SYS_setsid);
+    syscall(SYS_write, ready[1], "x", 1);
+    for (;;) syscall(SYS_pause);
+  }
+  const int error = errno;
+  ::close(ready[1]);
+  if (got > 0) {
+    char c;
+    while (::read(ready[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(ready[0]);
+  errno = error;
+  return static_cast<pid_t>(got);
+}
+
+// Defect 4 (issue 14): a detached child's pidfd was opened after its intermediate exited, and
+// kill_group() sent kill(-pid) unchecked. Here the child exits and is reaped, a stranger takes
+// its pid and leads a group of that number: neither kill() nor kill_group() may reach it.
+TEST(ProcessLifetime, DetachedChildSignalsNeverReachARecycledPid) {
+  Subreaper subreaper;
+  Runtime rt;
+  auto pm = std::make_unique<ProcessManager>(rt);
+  SpawnOptions o;
+  o.argv = {kHelper, "exit", "0"};
+  o.stdin_mode = o.stdout_mode = o.stderr_mode = Stdio::null();
+  o.detach = Detach::yes;
+  auto p = pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  const pid_t pid = p->pid();
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);  // ours to reap, as the subreaper: the pid is free
+  const pid_t impostor = start_impostor(pid);
+  if (impostor < 0 && (errno == EPERM || errno == ENOSYS)) {
+    GTEST_SKIP() << "clone3 set_tid is refused here: " << std::strerror(errno);
+  }
+  ASSERT_EQ(impostor, pid) << std::strerror(errno);
+  ASSERT_EQ(::getpgid(impostor), impostor);
+  EXPECT_EQ(p->kill_group(SIGKILL).error(), std::errc::no_such_process);
+  EXPECT_EQ(p->kill(SIGKILL).error(), std::errc::no_such_process);
+  EXPECT_EQ(::waitpid(impostor, &status, WNOHANG), 0) << "a signal reached the stranger";
+  ::kill(impostor, SIGKILL);
+  EXPECT_EQ(::waitpid(impostor, &status, 0), impostor);
+}
+
+// kill_group() still reaches a detached child's group while the child runs.
+TEST(ProcessLifetime, DetachedChildGroupIsReachedThroughItsPidfd) {
+  Subreaper subreaper;
+  Runtime rt;
+  auto pm = std::make_unique<ProcessManager>(rt);
+  SpawnOptions o;
+  o.argv = {kHelper, "sleep"};
+  o.stdin_mode = o.stdout_mode = o.stderr_mode = Stdio::null();
+  o.detach = Detach::yes;
+  auto p = pm->spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  pm.reset();  // a detached child is not the manager's to end
+  ASSERT_TRUE(p->kill_group(SIGTERM).ok());
+  int status = 0;
+  ASSERT_EQ(::waitpid(p->pid(), &status, 0), p->pid());
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
 }
 
 }  // namespace
