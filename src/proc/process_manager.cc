@@ -155,16 +155,23 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   std::vector<const char*> envp_storage;
   const char* const* envp = environ;
   std::string path_list;
+  bool env_has_path = false;
   if (o.env) {
     envp_storage.reserve(o.env->size() + 1);
     for (const auto& e : *o.env) {
       envp_storage.push_back(e.c_str());
-      if (e.rfind("PATH=", 0) == 0) path_list = e.substr(5);
+      if (e.rfind("PATH=", 0) == 0) {
+        path_list = e.substr(5);
+        env_has_path = true;
+      }
     }
     envp_storage.push_back(nullptr);
     envp = envp_storage.data();
-  } else if (const char* p = std::getenv("PATH")) {
-    path_list = p;
+  }
+  // The child's PATH, else the parent's (as process.h says, and as execvpe looks up PATH in the
+  // caller's environment whatever envp holds), else the default.
+  if (!env_has_path) {
+    if (const char* p = std::getenv("PATH")) path_list = p;
   }
   if (path_list.empty()) path_list = "/usr/local/bin:/usr/bin:/bin";
   const std::vector<std::string> candidates = exec_candidates(o.argv[0], path_list);

@@ -6,11 +6,13 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -162,6 +164,52 @@ TEST(ProcessLifetime, DetachedChildGroupIsReachedThroughItsPidfd) {
   ASSERT_EQ(::waitpid(p->pid(), &status, 0), p->pid());
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+}  // namespace
+}  // namespace evh
+
+namespace evh {
+namespace {
+
+// Defect 8 (issue 14): with a custom environment that has no PATH, argv[0] was looked up in the
+// built-in default only, where process.h promises the parent's PATH first. A program found only
+// through the parent's PATH now starts.
+TEST(ProcessPath, CustomEnvWithoutPathUsesTheParentsPath) {
+  char dir_template[] = "/tmp/evh-path-XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  ASSERT_NE(dir, nullptr);
+  const std::string link = std::string(dir) + "/evh-path-probe";
+  ASSERT_EQ(::symlink(kHelper, link.c_str()), 0);
+  const char* old = std::getenv("PATH");
+  const std::string saved = old != nullptr ? old : "";
+  // Each test runs in a process of its own (gtest_discover_tests): no other thread reads it.
+  ::setenv("PATH", (std::string(dir) + ":" + saved).c_str(), 1);
+  Runtime rt;
+  Receiver rx = std::move(rt.open_receiver()).value();
+  std::optional<int> code;
+  {
+    ProcessManager pm(rt);
+    SpawnOptions o;
+    o.argv = {"evh-path-probe", "exit", "7"};
+    o.env = std::vector<std::string>{"EVH_ONE=1"};
+    o.events = rx.id();
+    auto p = pm.spawn(o);
+    EXPECT_TRUE(p.ok()) << p.error().message();
+    while (p.ok() && !code) {
+      Message m = test::expect_receive(rx);
+      auto ev = decode_process_event(m);
+      ASSERT_TRUE(ev.has_value());
+      if (ev->kind == ProcessEventKind::exit) code = ev->exit_code;
+    }
+    // A PATH in the custom environment is the one used: the probe is not in it.
+    o.env = std::vector<std::string>{"PATH=/nonexistent"};
+    EXPECT_EQ(pm.spawn(o).error(), std::errc::no_such_file_or_directory);
+  }
+  ::setenv("PATH", saved.c_str(), 1);
+  ::unlink(link.c_str());
+  ::rmdir(dir);
+  EXPECT_EQ(code, 7);
 }
 
 }  // namespace
