@@ -131,6 +131,11 @@ class IsolateLife {
 
   // ---- IsolateMutexes held (own turn only)
   IsolateMutexAccess::List& held_locks() noexcept { return held_; }
+  // The lock word the isolate's turn sleeps on, or null: set and cleared by the waiter, read by
+  // an immediate kill to wake it (IsolateImpl::wake_lock_waiter). Both under lock_wait_mu(), so
+  // the word (in the caller's IsolateMutex) is alive while the killer touches it.
+  std::mutex& lock_wait_mu() noexcept { return lock_wait_mu_; }
+  std::atomic<std::uint32_t>*& lock_wait() noexcept { return lock_wait_; }
 
  private:
   std::atomic<bool> ports_lock_{false};
@@ -146,6 +151,8 @@ class IsolateLife {
   ErrorsFatal errors_fatal_;
 
   IsolateMutexAccess::List held_;
+  std::mutex lock_wait_mu_;
+  std::atomic<std::uint32_t>* lock_wait_ = nullptr;  // guarded by lock_wait_mu_
 };
 
 }  // namespace evh::detail
