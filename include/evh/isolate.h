@@ -212,6 +212,12 @@ class EVH_API Isolate {
   // isolate, if it is idle, all of that happens on the calling thread before this returns; if it
   // is running or scheduled, on its runner when the current message (or callback) finishes.
   // A second kill can upgrade `before_next_event` to `immediate`, not the other way.
+  // Unlike Dart, where a kill is itself an OOB message and so runs after the OOB messages
+  // queued before it, OOB messages still queued when the kill takes effect are released
+  // unrun, like normal ones: a kill of an idle isolate completes on the caller's thread before
+  // returning, where the isolate's messages must not run (it may be bound to another thread),
+  // and the mailbox keeps no mark of which OOB messages came before the kill. A sender that
+  // needs its OOB message handled first waits for its effect (a reply) before killing.
   void kill(KillPriority priority = KillPriority::immediate) noexcept;
   // The same as kill(KillPriority::immediate).
   void destroy() noexcept;

@@ -21,8 +21,11 @@
 // Ownership: the caller owns fds given with `Stdio::from_fd()`; evh dups them into the child
 // and never closes them. Every fd evh opens is O_CLOEXEC, and the child receives exactly three
 // fds (0, 1, 2): everything else the process has, whoever opened it, is closed in the child
-// before exec. A `ProcessManager` must be destroyed before its Runtime; `Process` handles may
-// outlive the manager (their calls then fail with `ESRCH` once the child is reaped).
+// before exec. A `ProcessManager` must be destroyed before its Runtime. `Process` handles may
+// outlive the manager and the Runtime: once the runtime has shut down a handle holds nothing of
+// it, `write_stdin()` says `Errc::shutting_down` (or EPIPE when the child is gone), `kill()` still
+// reaches a child that runs (through its pidfd) and says `ESRCH` once it is reaped, and
+// `exit_code()` keeps what it learnt.
 #pragma once
 
 #include <evh/error.h>
@@ -151,7 +154,8 @@ class EVH_API Process {
   // Writes to the child's stdin pipe without blocking: returns how many bytes the pipe took now
   // (possibly fewer than given, possibly 0). After a short write the events port receives one
   // `stdin_ready` when the pipe has room again. Errors: EPIPE when the child closed its end (or
-  // exited), EBADF after close_stdin(), `Errc::invalid_argument` when stdin is not a pipe.
+  // exited), EBADF after close_stdin(), `Errc::invalid_argument` when stdin is not a pipe,
+  // `Errc::shutting_down` once the runtime has shut down (while the child runs).
   Result<std::size_t> write_stdin(std::span<const std::byte> bytes) noexcept;
   Result<std::size_t> write_stdin(std::string_view text) noexcept {
     return write_stdin(std::as_bytes(std::span<const char>(text.data(), text.size())));
@@ -163,7 +167,12 @@ class EVH_API Process {
   // been reaped.
   Status kill(int signal) noexcept;
   // Sends `signal` to the child's process group (ProcessGroup::new_group only, else
-  // `Errc::invalid_argument`); ESRCH once the child has been reaped.
+  // `Errc::invalid_argument`); ESRCH once the child has been reaped (for a detached child, which
+  // init reaps: once nothing is left in its group). Through the pidfd
+  // (PIDFD_SIGNAL_PROCESS_GROUP, Linux 6.9): never reaches a group whose leader took a recycled
+  // pid. Before 6.9 a detached child's group is refused with ENOSYS (no way to reach it that a
+  // recycled pid could not); our own children's groups are still reached, by -pid, while the
+  // child is unreaped and its pid therefore taken.
   Status kill_group(int signal) noexcept;
 
   // The exit code once the child has been reaped (which may be before the exit message is

@@ -6,8 +6,14 @@
 //
 // Threads: every method may be called from any thread, except that the destructor (and
 // `shutdown()`) must not be called from a thread the runtime owns (a pool worker or a dedicated
-// runner), and the Runtime object must outlive every SendPort, Receiver and IsolateRef taken
-// from it.
+// runner), nor from inside one of its isolates on any runner: both wait for every isolate's turn
+// to end. From inside an isolate that would wait for itself, so every build reports it on stderr
+// and aborts instead of hanging.
+//
+// Lifetimes: the Runtime object must outlive every SendPort, Receiver, IsolateRef, SignalWatcher
+// and ProcessManager taken from it (they point into its memory). `Process` handles are the
+// exception: they may outlive it (evh/process.h). The README's "Guarantees and limits" lists
+// every handle's rule.
 #pragma once
 
 #include <evh/clock.h>

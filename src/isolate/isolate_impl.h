@@ -137,6 +137,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // The rarely used record, created on first use; null until then (life_if_any).
   IsolateLife& life() noexcept;
   IsolateLife* life_if_any() const noexcept { return life_.load(std::memory_order_acquire); }
+  // Wakes this isolate's turn if it sleeps on an IsolateMutex (an immediate kill).
+  void wake_lock_waiter() noexcept;
 
   // The runtime's registry of live isolates (a list through this hook, guarded by the
   // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.

@@ -131,6 +131,11 @@ class IsolateLife {
 
   // ---- IsolateMutexes held (own turn only)
   IsolateMutexAccess::List& held_locks() noexcept { return held_; }
+  // The lock word the isolate's turn sleeps on, or null: set and cleared by the waiter, read by
+  // an immediate kill to wake it (IsolateImpl::wake_lock_waiter). Both under lock_wait_mu(), so
+  // the word (in the caller's IsolateMutex) is alive while the killer touches it.
+  std::mutex& lock_wait_mu() noexcept { return lock_wait_mu_; }
+  std::atomic<std::uint32_t>*& lock_wait() noexcept { return lock_wait_; }
 
   // ---- the mailbox's high-water mark (IsolateOptions); set at spawn, then own turn only
   struct HighWater {
@@ -155,6 +160,8 @@ class IsolateLife {
 
   IsolateMutexAccess::List held_;
   HighWater high_water_;
+  std::mutex lock_wait_mu_;
+  std::atomic<std::uint32_t>* lock_wait_ = nullptr;  // guarded by lock_wait_mu_
 };
 
 }  // namespace evh::detail

@@ -22,9 +22,28 @@ constexpr std::uint32_t kOwnerDied = 4;       // set by an exit; cleared by mark
 constexpr std::uint32_t kNotRecoverable = 8;  // terminal
 
 constexpr int kSpins = 128;
-// A waiter sleeps at most this long at a time, so that an immediate kill (which cannot know
-// which word its isolate sleeps on) is noticed within it.
-constexpr auto kWaitSlice = std::chrono::milliseconds(10);
+// The word's bits from here up count wake-ups by immediate kills: a kill adds one before it
+// wakes the word's sleepers, so that a waiter about to sleep on the old value does not sleep.
+// Every update of the word keeps them (they wrap harmlessly).
+constexpr std::uint32_t kWakeTick = 1u << 8;
+
+// The isolate's waits on `word` for the scope, so that an immediate kill can wake it.
+class LockWaitScope {
+ public:
+  LockWaitScope(IsolateLife& life, std::atomic<std::uint32_t>& word) noexcept : life_(life) {
+    std::lock_guard lock(life_.lock_wait_mu());
+    life_.lock_wait() = &word;
+  }
+  ~LockWaitScope() {
+    std::lock_guard lock(life_.lock_wait_mu());
+    life_.lock_wait() = nullptr;
+  }
+  LockWaitScope(const LockWaitScope&) = delete;
+  LockWaitScope& operator=(const LockWaitScope&) = delete;
+
+ private:
+  IsolateLife& life_;
+};
 
 }  // namespace
 
@@ -36,6 +55,16 @@ void IsolateMutexAccess::release_dead(IsolateMutex& m) noexcept {
                                         std::memory_order_release, std::memory_order_relaxed)) {
   }
   if ((w & kContended) != 0) futex_wake(m.word_, 1);
+}
+
+void IsolateImpl::wake_lock_waiter() noexcept {
+  IsolateLife* life = life_if_any();
+  if (life == nullptr) return;  // it never waited: it would have made its life record first
+  std::lock_guard lock(life->lock_wait_mu());
+  std::atomic<std::uint32_t>* word = life->lock_wait();
+  if (word == nullptr) return;
+  word->fetch_add(kWakeTick, std::memory_order_relaxed);
+  futex_wake(*word, 1 << 30);  // the others sleeping on it look again and sleep again
 }
 
 void IsolateImpl::release_held_locks() noexcept {
@@ -114,13 +143,19 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
       if (!word_.compare_exchange_weak(w, w | kContended, std::memory_order_relaxed)) continue;
       w |= kContended;
     }
-    auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(detail::kWaitSlice);
+    auto slice = std::chrono::nanoseconds(-1);  // no limit: an immediate kill wakes us
     if (bounded) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= left.zero()) return Errc::timed_out;
-      slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+      slice = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
     }
-    detail::futex_wait(word_, w, slice);
+    {
+      detail::LockWaitScope waiting(me.life(), word_);
+      // seq_cst: pairs with the fence in IsolateImpl::kill (see there).
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (me.interrupt_requested()) return Errc::isolate_dead;
+      detail::futex_wait(word_, w, slice);
+    }
     slept = true;
     if (me.interrupt_requested()) return Errc::isolate_dead;
     w = word_.load(std::memory_order_relaxed);

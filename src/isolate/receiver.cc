@@ -1,3 +1,5 @@
+#include <sched.h>
+
 #include <optional>
 
 #include "base/mono_time.h"
@@ -34,6 +36,16 @@ void ReceiverImpl::wake_sleeper() noexcept {
   }
 }
 
+void ReceiverImpl::wait_for_writer() noexcept {
+  // A writer mid-slot is a few instructions from done, unless it lost its CPU: then spinning
+  // would keep it off a shared core, so every 64th look gives the CPU away.
+  if ((++pending_spins_ & 63) == 0) {
+    sched_yield();
+  } else {
+    cpu_relax();
+  }
+}
+
 PopResult ReceiverImpl::pop(Message& out) noexcept {
   PopResult r = oob_.pop(out);
   if (r == PopResult::item) return r;
@@ -53,7 +65,10 @@ Result<Message> ReceiverImpl::receive(std::chrono::nanoseconds timeout) {
       case PopResult::item:
         return m;
       case PopResult::pending:
-        cpu_relax();
+        // A producer claimed the next slot and is writing it; it may have been preempted
+        // there for as long as the scheduler likes, so the deadline still holds.
+        if (Clock::now() >= deadline) return Errc::timed_out;
+        wait_for_writer();
         continue;
       case PopResult::empty:
         break;
@@ -91,7 +106,8 @@ Result<Message> ReceiverImpl::receive_on_manual_clock(std::chrono::nanoseconds t
       case PopResult::item:
         return m;
       case PopResult::pending:
-        cpu_relax();
+        if (clock_.now_ns() >= deadline) return Errc::timed_out;  // as above
+        wait_for_writer();
         continue;
       case PopResult::empty:
         break;

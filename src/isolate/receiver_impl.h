@@ -51,6 +51,10 @@ class ReceiverImpl final : public PortTarget, private ClockWaiter {
   // ClockWaiter: a manual clock moved while receive() slept.
   void clock_moved() noexcept override { wake_sleeper(); }
   bool has_claimed() noexcept { return normal_.has_claimed() || oob_.has_claimed(); }
+  // One look's pause while a slot is pending (claimed, not yet written).
+  void wait_for_writer() noexcept;
+
+  friend struct ReceiverTestAccess;  // tests: a slot claimed and not yet written
 
   PortDirectory& ports_;
   const RuntimeClock clock_;
@@ -58,7 +62,8 @@ class ReceiverImpl final : public PortTarget, private ClockWaiter {
   AdaptiveSpin spin_;
   std::atomic<std::uint32_t> refs_{1};  // the Receiver handle's
   std::atomic<std::uint32_t> sleeping_{0};
-  bool closed_ = false;  // owner thread only
+  bool closed_ = false;              // owner thread only
+  std::uint32_t pending_spins_ = 0;  // owner thread only
   MpscQueue normal_;
   MpscQueue oob_;
 };

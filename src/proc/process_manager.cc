@@ -51,6 +51,24 @@ Status make_pipe(FdCloser& fds, bool child_reads, int& parent_end, int& child_en
   return {};
 }
 
+// The reaper isolate's handler. Freeing it (with the isolate: at the reaper's own end, or at the
+// runtime's shutdown) makes the state let go of everything the runtime owns, so that a Process
+// handle may outlive the Runtime.
+class ReaperHandler {
+ public:
+  explicit ReaperHandler(std::shared_ptr<ProcessState> state) noexcept : state_(std::move(state)) {}
+  ReaperHandler(ReaperHandler&&) noexcept = default;
+  ReaperHandler(const ReaperHandler&) = delete;
+  ReaperHandler& operator=(const ReaperHandler&) = delete;
+  ~ReaperHandler() {
+    if (state_) state_->on_reaper_gone();  // null once moved from
+  }
+  void operator()(Isolate& self, Message& m) noexcept { state_->on_message(self, m); }
+
+ private:
+  std::shared_ptr<ProcessState> state_;
+};
+
 }  // namespace
 
 Result<SpawnedChild> ProcessManagerImpl::spawn_on_spawner(const ExecPlan& plan,
@@ -137,16 +155,23 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   std::vector<const char*> envp_storage;
   const char* const* envp = environ;
   std::string path_list;
+  bool env_has_path = false;
   if (o.env) {
     envp_storage.reserve(o.env->size() + 1);
     for (const auto& e : *o.env) {
       envp_storage.push_back(e.c_str());
-      if (e.rfind("PATH=", 0) == 0) path_list = e.substr(5);
+      if (e.rfind("PATH=", 0) == 0) {
+        path_list = e.substr(5);
+        env_has_path = true;
+      }
     }
     envp_storage.push_back(nullptr);
     envp = envp_storage.data();
-  } else if (const char* p = std::getenv("PATH")) {
-    path_list = p;
+  }
+  // The child's PATH, else the parent's (as process.h says, and as execvpe looks up PATH in the
+  // caller's environment whatever envp holds), else the default.
+  if (!env_has_path) {
+    if (const char* p = std::getenv("PATH")) path_list = p;
   }
   if (path_list.empty()) path_list = "/usr/local/bin:/usr/bin:/bin";
   const std::vector<std::string> candidates = exec_candidates(o.argv[0], path_list);
@@ -254,8 +279,7 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
     if (auto s = o.tie_to->attach(*state); !s) return abandon(s.error());
     state->tie_attached_ = true;
   }
-  auto reaper = rt_.spawn(
-      make_handler([state](Isolate& self, Message& m) noexcept { state->on_message(self, m); }));
+  auto reaper = rt_.spawn(make_handler(ReaperHandler(state)));
   if (!reaper) return abandon(reaper.error());
   state->reaper_ = (*reaper)->main_port();
   {

@@ -25,6 +25,8 @@ constexpr std::size_t kChunk = 120 * 1024;
 // Reads per stream per message, so that a child writing without pause cannot keep the reaper
 // (and its worker) to itself; the rest continues in a message the reaper posts to itself.
 constexpr int kReadsPerTurn = 16;
+// pidfd_send_signal's flag for "the process group the pidfd's process leads" (Linux 6.9).
+constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;  // PIDFD_SIGNAL_PROCESS_GROUP
 // The u64 payload of that message: the magic in the high half, the stream (1, 2) in the low.
 constexpr std::uint64_t kContinueMagic = 0x6576706300000000ull;  // "evpc"
 
@@ -233,7 +235,10 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
         end_registration(ev->fd);
         if (ev->notice == IoNotice::unregistered) {
           // The handler shut down: the fd is ours again.
+          // A child not yet reaped keeps its pidfd: the manager's end still kills and reaps
+          // it through it (the runtime may shut down before the manager does).
           for (int* fd : {&out_fd_, &err_fd_, &pidfd_, &stdin_fd_}) {
+            if (fd == &pidfd_ && !reaped_) continue;
             if (*fd == ev->fd) {
               ::close(*fd);
               *fd = -1;
@@ -282,6 +287,9 @@ Result<std::size_t> ProcessState::write_stdin(std::span<const std::byte> bytes) 
   if (!stdin_is_pipe_) return Errc::invalid_argument;
   std::lock_guard lock(mu_);
   if (stdin_fd_ < 0) return errno_code(stdin_gone_ ? EPIPE : EBADF);
+  // Without the event handler no stdin_ready could follow a short write. A reaped child reads
+  // nothing any more: that says EPIPE, as it did while the runtime lived.
+  if (inert_) return reaped_ ? Result<std::size_t>(errno_code(EPIPE)) : Errc::shutting_down;
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = write_no_sigpipe(stdin_fd_, bytes.data() + done, bytes.size() - done);
@@ -313,11 +321,28 @@ void ProcessState::close_stdin() noexcept {
   if (stdin_fd_ < 0) return;
   const int fd = stdin_fd_;
   stdin_fd_ = -1;
-  if (stdin_registered_) {
+  if (stdin_registered_ && !inert_) {
     hand_over(fd);
   } else {
-    ::close(fd);
+    ::close(fd);  // never registered, or the handler has let go of it (on_reaper_gone)
   }
+}
+
+void ProcessState::on_reaper_gone() noexcept {
+  bool detach_tie = false;
+  SendPort events;
+  {
+    std::lock_guard lock(mu_);
+    if (inert_) return;
+    inert_ = true;
+    eh_ = nullptr;
+    events = std::move(events_);  // released below, outside mu_
+    detach_tie = tie_attached_;
+    tie_attached_ = false;
+  }
+  // Outside mu_: detach() waits for a running on_isolate_exit, which takes mu_.
+  if (detach_tie && tie_) (void)tie_->detach(*this);
+  tie_ = IsolateRef();
 }
 
 Status ProcessState::kill(int signal) noexcept {
@@ -329,8 +354,16 @@ Status ProcessState::kill(int signal) noexcept {
 Status ProcessState::kill_group(int signal) noexcept {
   if (!new_group_) return Errc::invalid_argument;
   std::lock_guard lock(mu_);
-  // While the leader is not reaped its pid cannot be reused, so -pid is still its group.
-  if (reaped_ || (pidfd_ < 0 && !detached_)) return errno_code(ESRCH);
+  if (reaped_ || pidfd_ < 0) return errno_code(ESRCH);
+  // The group the pidfd's process leads (Linux 6.9): a recycled pid is a different process,
+  // whose group the pidfd does not name, so this never reaches it.
+  if (syscall(SYS_pidfd_send_signal, pidfd_, signal, nullptr, kPidfdSignalProcessGroup) == 0) {
+    return {};
+  }
+  if (errno != EINVAL || detached_) return errno_code(errno == EINVAL ? ENOSYS : errno);
+  // An older kernel. Our own child is not reaped yet (reaped_ is false under mu_, and reaping
+  // takes mu_), so its pid cannot have been reused and -pid is still its group. A detached
+  // child is init's to reap: there, kill(-pid) could reach a stranger, so it is refused above.
   if (::kill(-pid_, signal) != 0) return errno_code(errno);
   return {};
 }

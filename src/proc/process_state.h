@@ -72,6 +72,13 @@ class ProcessState final : public IsolateResource {
   // Manager shutdown: SIGKILL and reap, waiting at most `limit` for the child to die.
   void kill_and_reap(std::chrono::milliseconds limit) noexcept;
 
+  // The reaper isolate's handler is being freed: at the reaper's own end, or at the runtime's
+  // shutdown — either way while the Runtime still lives, and after its event handler let go of
+  // the registrations. From here on the state holds nothing of the runtime's (no SendPort, no
+  // IsolateRef, no EventHandler*), so a Process handle may outlive the Runtime: its calls that
+  // need the runtime say `Errc::shutting_down`; kill() still works through the pidfd.
+  void on_reaper_gone() noexcept;
+
   // Set once, before the state is shared.
   pid_t pid_ = -1;
   std::uint64_t tag_ = 0;
@@ -116,6 +123,7 @@ class ProcessState final : public IsolateResource {
   bool exit_posted_ = false;
   bool port_closed_ = false;
   bool tie_attached_ = false;
+  bool inert_ = false;               // on_reaper_gone() ran: eh_, events_ and tie_ are gone
   std::vector<int> deferred_close_;  // handed over while the handler was shutting down
 };
 

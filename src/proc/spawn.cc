@@ -76,6 +76,10 @@ struct ChildShared {
   int error;
   int step;
   pid_t grandchild_pid;
+  // Detached only: the real child's pidfd, made by the clone that creates it (CLONE_PIDFD), so
+  // it names that process and no later holder of its pid. The intermediate shares our fd table
+  // (CLONE_FILES), so the fd is ours; -1 when that clone failed.
+  int grandchild_pidfd;
 };
 
 [[noreturn]] EVH_CHILD_CODE void child_exit(int code) {
@@ -112,7 +116,10 @@ EVH_CHILD_CODE int child_main(void* arg) {
     // the first, left ThreadSanitizer's runtime reporting races in unrelated code later.
     // Detached spawns are rare; the page-table copy is their price.
     shared->in_grandchild = true;
-    const long grandchild = syscall(SYS_clone, CLONE_VFORK | SIGCHLD, 0, 0, 0, 0);
+    // x86-64 and arm64 order: flags, stack, parent_tid (where CLONE_PIDFD stores the fd),
+    // child_tid, tls.
+    const long grandchild =
+        syscall(SYS_clone, CLONE_VFORK | CLONE_PIDFD | SIGCHLD, 0, &shared->grandchild_pidfd, 0, 0);
     if (grandchild < 0) {
       shared->error = errno;
       shared->step = static_cast<int>(ChildStep::clone);
@@ -301,6 +308,7 @@ Result<SpawnedChild> spawn_child(const ExecPlan& plan, SpawnFailure* failure) no
   ChildShared shared{};
   shared.plan = &plan;
   shared.report_fd = report[1];
+  shared.grandchild_pidfd = -1;
 
   // Every signal blocked (glibc's internal ones too, hence the raw call) until the child has
   // put its dispositions back to default; the child inherits this mask.
@@ -308,8 +316,12 @@ Result<SpawnedChild> spawn_child(const ExecPlan& plan, SpawnFailure* failure) no
   std::uint64_t saved = 0;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &saved, kSigsetBytes);
   int pidfd = -1;
-  const pid_t pid = libc_clone()(child_main, static_cast<char*>(stack) + kChildStack,
-                                 CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &shared, &pidfd);
+  // A detached child's intermediate shares our fd table, so that the pidfd it gets for the
+  // real child is ours (see ChildShared::grandchild_pidfd).
+  const int files = plan.detach ? CLONE_FILES : 0;
+  const pid_t pid =
+      libc_clone()(child_main, static_cast<char*>(stack) + kChildStack,
+                   CLONE_VM | CLONE_VFORK | CLONE_PIDFD | files | SIGCHLD, &shared, &pidfd);
   const int clone_errno = errno;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved, nullptr, kSigsetBytes);
   ::munmap(stack, mapped);
@@ -337,13 +349,14 @@ Result<SpawnedChild> spawn_child(const ExecPlan& plan, SpawnFailure* failure) no
     (void)reap_blocking(pidfd);
     ::close(pidfd);
     if (error != 0) {
+      if (shared.grandchild_pidfd >= 0) ::close(shared.grandchild_pidfd);
       failure->step = static_cast<ChildStep>(shared.step);
       return errno_code(error);
     }
-    const pid_t grandchild = shared.grandchild_pid;
-    // Not our child: the pidfd only serves kill(). The child may be gone already.
-    const long gfd = syscall(SYS_pidfd_open, grandchild, 0);
-    return SpawnedChild{grandchild, static_cast<int>(gfd < 0 ? -1 : gfd)};
+    // Not our child: the pidfd only serves kill() and kill_group(). It was made with the
+    // child, so it never reaches another process, even once init has reaped this one and its
+    // pid is reused (a pidfd_open() here, after the intermediate exited, could name a stranger).
+    return SpawnedChild{shared.grandchild_pid, shared.grandchild_pidfd};
   }
   return SpawnedChild{pid, pidfd};
 }

@@ -44,7 +44,7 @@ struct ExecPlan {
 
 struct SpawnedChild {
   pid_t pid = -1;
-  int pidfd = -1;  // O_CLOEXEC; -1 only for a detached child that is already gone
+  int pidfd = -1;  // O_CLOEXEC; made with the child (CLONE_PIDFD), detached ones too
 };
 
 struct SpawnFailure {

@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "base/mono_time.h"
@@ -285,6 +287,23 @@ void RuntimeImpl::shutdown() noexcept {
   shut_down_ = true;
 }
 
+void RuntimeImpl::refuse_shutdown_from_a_turn(const char* what) const noexcept {
+  bool inside = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const IsolateImpl& i : registry_) inside = inside || i.owns_turn();
+  }
+  if (!inside) return;
+  // No error can be returned (a destructor, and a shutdown() callers rely on having finished),
+  // and carrying on would hang for ever without a word: a contract violation, stated.
+  std::fprintf(stderr,
+               "evh: %s called from inside one of the runtime's isolates; it waits for every "
+               "isolate's turn to end, this one's included (a deadlock). Shut down from a thread "
+               "the runtime does not run isolates on.\n",
+               what);
+  std::abort();
+}
+
 void RuntimeImpl::add_timer_counters(const TimerStats& d, std::int64_t live_delta) noexcept {
   timers_live_.fetch_add(live_delta, std::memory_order_relaxed);
   timers_started_.fetch_add(d.started, std::memory_order_relaxed);
@@ -360,6 +379,7 @@ Runtime::Runtime(RuntimeOptions options)
     : impl_(std::make_unique<detail::RuntimeImpl>(*this, options)) {}
 
 Runtime::~Runtime() {
+  impl_->refuse_shutdown_from_a_turn("Runtime::~Runtime()");
   impl_->shutdown();
 }
 
@@ -405,6 +425,7 @@ Result<EventHandler*> Runtime::event_handler() noexcept {
 }
 
 void Runtime::shutdown() noexcept {
+  impl_->refuse_shutdown_from_a_turn("Runtime::shutdown()");
   impl_->shutdown();
 }
 RuntimeStats Runtime::stats() const noexcept {

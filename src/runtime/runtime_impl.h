@@ -62,6 +62,9 @@ class RuntimeImpl final : public IsolateHost {
   ThreadPool* timer_pool_for(TaskRunner* runner) noexcept;
   TimerStats timer_stats() const noexcept;
   void shutdown() noexcept;
+  // shutdown() and the destructor wait for every isolate's turn to end: from inside one they
+  // would wait for themselves. Reports that on stderr and aborts, in every build.
+  void refuse_shutdown_from_a_turn(const char* what) const noexcept;
   RuntimeStats stats() const noexcept;
 
   // PortDirectory.
