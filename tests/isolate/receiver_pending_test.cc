@@ -1,11 +1,11 @@
 // Receiver::receive against a producer stopped in the middle of a post: a slot claimed and not
-// yet written. White-box: the receiver is built on a directory of its own, and the test plays
-// the stalled producer on the receiver's queue.
+// yet written (its record's words claimed, its header not published). White-box: the receiver is
+// built on a directory of its own, and the test plays the stalled producer on the receiver's queue.
 #include <evh/message.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
-#include <new>
 
 #include "isolate/receiver_impl.h"
 
@@ -52,17 +52,28 @@ TEST(ReceiverPending, TimeoutHoldsWhileASlotIsClaimedButNotWritten) {
   MpscQueue& q = ReceiverTestAccess::normal(*r);
   r->enqueue(Message::u64(1), Priority::normal);
   ASSERT_EQ(r->receive(0ns).value().as_u64(), 1u);  // the queue's first block is in place
-  // The stalled producer: position 1 claimed, its slot not written.
-  const std::uint64_t pos = q.tail.pos.fetch_add(1, std::memory_order_seq_cst);
-  ASSERT_EQ(pos, 1u);
+  // The record the stalled producer will write, made by a push into a scratch queue (the words
+  // of a u64 message are plain data: copying them moves nothing that needs releasing).
+  MpscQueue scratch;
+  scratch.push(Message::u64(2));
+  const std::uint32_t words = static_cast<std::uint32_t>(scratch.tail.pos.load() & kOffsetMask);
+  const std::uint64_t* record = scratch.tail.first.load()->words;
+  // The stalled producer: the next record's words claimed (one message counted), not written.
+  const std::uint64_t pos = q.tail.pos.load(std::memory_order_seq_cst);
+  ASSERT_EQ(queue_count(pos), 1u);
+  const std::uint32_t offset = static_cast<std::uint32_t>(pos & kOffsetMask);
+  ASSERT_LE(offset + words, kBlockWords);
+  q.tail.pos.store(((queue_count(pos) + 1) << kOffsetBits) | (offset + words),
+                   std::memory_order_seq_cst);
   auto got = r->receive(1ms);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.error(), Errc::timed_out);
   EXPECT_EQ(r->receive(0ns).error(), Errc::timed_out);  // try_receive: would wait, so no
-  // The producer resumes: it writes the slot and publishes it (the queue's protocol).
-  QueueSlot& slot = q.tail.block.load()->slots[pos % kPositionsPerBlock];
-  new (slot.storage) Message(Message::u64(2));
-  slot.seq.store(pos + 1, std::memory_order_release);
+  // The producer resumes: the record's words, then its header with a release store (the queue's
+  // protocol).
+  QueueBlock* block = q.tail.block.load();
+  for (std::uint32_t i = 1; i < words; ++i) block->words[offset + i] = record[i];
+  std::atomic_ref<std::uint64_t>(block->words[offset]).store(record[0], std::memory_order_release);
   EXPECT_EQ(r->receive(1ms).value().as_u64(), 2u);
   r->close();
   r->release();
