@@ -151,8 +151,8 @@ struct IsolateOptions {
   // See ErrorsFatal. `no`: an escaped exception is reported and the isolate goes on.
   ErrorsFatal errors_are_fatal = ErrorsFatal::no;
   // The mailbox depth at which `on_mailbox_high_water` is called; 0 (or no callback): never.
-  // The depth is seen by the isolate's turn as it takes messages (and at least every 64 of
-  // them), so a turn stuck in a handler tells when it takes the next message.
+  // The depth is seen by the isolate's turn as it takes messages, so a turn stuck in a handler
+  // tells when it takes the next message.
   std::uint64_t mailbox_high_water = 0;
   MailboxHighWaterFn on_mailbox_high_water = nullptr;
 };
