@@ -258,10 +258,7 @@ bool IsolateImpl::detach(IsolateResource& resource) noexcept {
 void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
   if (priority == KillPriority::immediate) {
     interrupt_.fetch_or(kInterruptKill, std::memory_order_acq_rel);
-    // seq_cst: pairs with the fence in IsolateMutex::acquire between registering its wait and
-    // looking at the interrupt word: either the waiter sees the kill, or this sees the wait.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    wake_lock_waiter();
+    wake_lock_waiter();  // after the flag: see IsolateMutex::acquire
   }
   if (closing_.exchange(true, std::memory_order_seq_cst)) return;  // idempotent
   exit_reason_.store(static_cast<std::uint8_t>(reason), std::memory_order_release);

@@ -58,10 +58,13 @@ void IsolateMutexAccess::release_dead(IsolateMutex& m) noexcept {
 }
 
 void IsolateImpl::wake_lock_waiter() noexcept {
-  IsolateLife* life = life_if_any();
-  if (life == nullptr) return;  // it never waited: it would have made its life record first
-  std::lock_guard lock(life->lock_wait_mu());
-  std::atomic<std::uint32_t>* word = life->lock_wait();
+  // life(), not life_if_any(): the record (made here if need be, by one CAS either side) is the
+  // one whose mutex the waiter registers under, and that mutex orders this with the waiter. If
+  // the waiter registered first, this sees the word; if this went first, the kill flag set
+  // before it is visible to the waiter's look after its registration.
+  IsolateLife& life = this->life();
+  std::lock_guard lock(life.lock_wait_mu());
+  std::atomic<std::uint32_t>* word = life.lock_wait();
   if (word == nullptr) return;
   word->fetch_add(kWakeTick, std::memory_order_relaxed);
   futex_wake(*word, 1 << 30);  // the others sleeping on it look again and sleep again
@@ -150,9 +153,10 @@ Status IsolateMutex::acquire(Isolate& self, std::chrono::nanoseconds timeout) no
       slice = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
     }
     {
+      // Registered under the life record's mutex, then the kill flag is looked at: a kill
+      // either finds the word registered (and wakes it) or set its flag before this look
+      // (IsolateImpl::wake_lock_waiter).
       detail::LockWaitScope waiting(me.life(), word_);
-      // seq_cst: pairs with the fence in IsolateImpl::kill (see there).
-      std::atomic_thread_fence(std::memory_order_seq_cst);
       if (me.interrupt_requested()) return Errc::isolate_dead;
       detail::futex_wait(word_, w, slice);
     }

@@ -353,6 +353,8 @@ Status ProcessState::kill(int signal) noexcept {
 
 Status ProcessState::kill_group(int signal) noexcept {
   if (!new_group_) return Errc::invalid_argument;
+  // Checked here: the kernel's EINVAL for a bad signal would read as "no group flag" below.
+  if (signal < 0 || signal > SIGRTMAX) return errno_code(EINVAL);
   std::lock_guard lock(mu_);
   if (reaped_ || pidfd_ < 0) return errno_code(ESRCH);
   // The group the pidfd's process leads (Linux 6.9): a recycled pid is a different process,
