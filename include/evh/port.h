@@ -42,7 +42,8 @@ class EVH_API SendPort {
   // behind this thread's earlier posts, finalizer exactly once, never blocks), claiming mailbox
   // space once for as many as fit together. Each message is left empty: queued, or on error
   // released before this returns (the errors of `post`; all or none are queued).
-  Status post_batch(std::span<Message> messages, Priority priority = Priority::normal) const noexcept;
+  Status post_batch(std::span<Message> messages,
+                    Priority priority = Priority::normal) const noexcept;
 
  private:
   friend class Runtime;                                                    // looks them up

@@ -195,6 +195,17 @@ int emfile_child(int listen_fd, int pending) {
   Receiver rx = std::move(rxr).value();
   EventHandler* eh = *ehr;
   if (!eh->add_fd(listen_fd, rx.id(), FdEvents::readable).ok()) return kChildSetupFailed;
+  // One readiness delivered before the limit: a worker has driven the poller (every virtual call
+  // on that path made once). UBSan's vptr check probes memory through a pipe the first time it
+  // meets a type, which it cannot open while the fd table is full, and would then report a valid
+  // object as having an invalid vptr.
+  for (;;) {
+    auto m = rx.receive(test::kLongWait);
+    if (!m) return kChildSetupFailed;
+    auto ev = decode_io_event(*m);
+    if (ev && ev->notice == IoNotice::ready) break;
+  }
+  (void)eh->return_tokens(listen_fd, rx.id());
 
   // The lowest free fd number becomes the limit: no new fd can be had.
   const int lowest = ::dup(0);
