@@ -22,6 +22,10 @@ struct MessageAccess {
     to.kind_ = from.kind_;
     std::memcpy(&to.u_, &from.u_, sizeof to.u_);
   }
+  // A native payload's finalizer (null for other kinds): tells evh's own native payloads apart.
+  static Finalizer finalizer(const Message& message) noexcept {
+    return message.kind_ == Message::Kind::native ? message.u_.native_.finalizer : nullptr;
+  }
 };
 
 }  // namespace evh::detail
