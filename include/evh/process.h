@@ -33,6 +33,7 @@
 #include <evh/message.h>
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -110,6 +111,14 @@ struct SpawnOptions {
   // error or runtime shutdown. Implies ParentDeath::kill_child: an isolate cannot outlive its
   // process, so neither should a child tied to it.
   Isolate* tie_to = nullptr;
+  // Flow control for stdout and stderr (each on its own): at most this many bytes of a stream's
+  // data messages posted and not yet released (destroyed) by their receiver. When the window is
+  // full evh stops reading that pipe, the pipe fills, and the child blocks in write() until
+  // the receiver releases a data message — so a fast child into a slow reader holds at most
+  // the window plus one chunk (120 KiB) of memory per stream. 0: no limit (evh reads as fast
+  // as the child writes, whatever the receiver's pace). A receiver that keeps every data
+  // message until the exit therefore waits for ever once the child writes more than this.
+  std::size_t stream_window = std::size_t{4} << 20;
   // When set and spawn() fails, receives what failed in words, e.g. "chdir /nope: No such file
   // or directory" or "execve evh-tool: Permission denied" (the error code says the same errno).
   std::string* error_message = nullptr;
@@ -117,6 +126,8 @@ struct SpawnOptions {
 
 // What a message from a child says.
 enum class ProcessEventKind : std::uint8_t {
+  // Data messages carry a native payload (read it with decode_process_event()); releasing one
+  // gives its bytes back to the stream's window (SpawnOptions::stream_window).
   stdout_data = 1,  // `data` is the next chunk of the child's stdout
   stderr_data = 2,  // `data` is the next chunk of the child's stderr
   exit = 3,         // final: the child was reaped; `exit_code` is its code, or -signal

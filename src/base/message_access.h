@@ -56,6 +56,11 @@ struct MessageAccess {
     std::memcpy(&to.u_, words, std::size_t{n} * 8);
     to.kind_ = kind;
   }
+
+  // A native payload's finalizer (null for other kinds): tells evh's own native payloads apart.
+  static Finalizer finalizer(const Message& message) noexcept {
+    return message.kind_ == Message::Kind::native ? message.u_.native_.finalizer : nullptr;
+  }
 };
 
 }  // namespace evh::detail

@@ -46,6 +46,20 @@ enum class CommandKind : std::uint8_t {
 
 enum class FdOwnership : std::uint8_t { borrowed, owned };
 
+// Readiness handled on the thread that drives the event handler instead of posted to a port
+// (EventHandlerImpl::add_reader). evh's own streams use it — a child's stdout and stderr — so
+// that the thread the kernel woke reads the data and posts it where it goes, with no hop
+// through an isolate in between.
+class FdReader {
+ public:
+  // The driver's holder, during a pass: `fd` is ready for `events`. Must not block and must not
+  // call into the handler other than through its thread-safe entry points (commands).
+  virtual void on_ready(int fd, FdEvents events) noexcept = 0;
+
+ protected:
+  ~FdReader() = default;
+};
+
 // What travels through the queue: plain bytes, copied into an inline Message.
 struct Command {
   CommandKind kind = CommandKind::add;
@@ -56,8 +70,11 @@ struct Command {
   FdEvents interest = FdEvents::none;
   std::uint32_t count = 0;  // add: the window; tokens: how many
   PortId port = PortId::none;
-  std::int64_t deadline_ns = 0;                // set_timeout: on the runtime's clock
-  std::atomic<std::uint32_t>* done = nullptr;  // clock_moved: set to 1, then woken (futex)
+  std::int64_t deadline_ns = 0;  // set_timeout: on the runtime's clock
+  union {
+    std::atomic<std::uint32_t>* done = nullptr;  // clock_moved: set to 1, then woken (futex)
+    FdReader* reader;  // add: readiness goes to it on the driving thread; notices to `port`
+  };
 };
 static_assert(sizeof(Command) <= Message::kInlineBytes);
 

@@ -29,6 +29,8 @@ class Delivery {
     }
     return s.error() == Errc::shutting_down;
   }
+  // A readiness handed to a reader (FdReader) rather than posted: counted all the same.
+  void count_ready() noexcept { notifications_.fetch_add(1, std::memory_order_relaxed); }
   // A command on `fd` failed on the I/O thread: tell `port` the errno.
   void post_error(PortId port, int fd, int error) noexcept {
     IoEvent ev;

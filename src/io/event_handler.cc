@@ -145,6 +145,22 @@ Status EventHandlerImpl::add_fd(int fd, PortId port, FdEvents interest,
   return channel_.submit(c);
 }
 
+Status EventHandlerImpl::add_reader(int fd, PortId port, FdReader& reader, FdEvents interest,
+                                    FdMode mode) noexcept {
+  if (auto s = check_fd(fd); !s) return s;
+  if (any(interest & ~kInterestBits)) return Errc::invalid_argument;
+  if (port == PortId::none) return Errc::unknown_port;
+  if (auto s = delivery_.ports().note_io(port); !s) return s;
+  Command c;
+  c.kind = CommandKind::add;
+  c.fd = fd;
+  c.port = port;
+  c.interest = interest;
+  c.mode = mode;
+  c.reader = &reader;
+  return channel_.submit(c);
+}
+
 Status EventHandlerImpl::command(CommandKind kind, int fd, PortId port, FdEvents interest,
                                  std::uint32_t count) noexcept {
   if (fd < 0) return errno_code(EBADF);

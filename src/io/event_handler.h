@@ -74,6 +74,11 @@ class EventHandlerImpl final : public DeadlineKeeper, public IoDriver, private C
 
   // Any thread.
   Status add_fd(int fd, PortId port, FdEvents interest, FdOptions options) noexcept;
+  // Like add_fd, but readiness is handed to `reader` on the thread driving the handler (io/
+  // commands.h, FdReader); the registration's notices still go to `port`, and it is ended,
+  // modified and closed through `port` like any other. `reader` must outlive the registration:
+  // until its final notice has reached `port`, or the port has closed.
+  Status add_reader(int fd, PortId port, FdReader& reader, FdEvents interest, FdMode mode) noexcept;
   // modify, remove, close, tokens: a command naming a registration.
   Status command(CommandKind kind, int fd, PortId port, FdEvents interest,
                  std::uint32_t count) noexcept;

@@ -83,6 +83,7 @@ void Registrations::add(const Command& c) noexcept {
   reg.port = c.port;
   reg.interest = c.interest;
   reg.window = c.count;
+  reg.reader = c.reader;
   auto it = fds_.find(c.fd);
   if (it != fds_.end()) {
     FdEntry& e = it->second;
@@ -251,6 +252,16 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
     if (!r.armed || !r.has_room()) continue;
     const FdEvents events = pe.events & (r.interest | kAlwaysReported);
     if (!any(events)) continue;
+    if (r.reader != nullptr) {
+      // Read on this thread. The reader only sends commands back (never edits fds_), so `e`
+      // and `r` stay valid across the call.
+      if (r.window != 0) ++r.outstanding;
+      if (e.mode == FdMode::oneshot) r.armed = false;
+      e.next = i + 1;
+      delivery_.count_ready();
+      r.reader->on_ready(fd, events);
+      break;
+    }
     IoEvent ev;
     ev.notice = IoNotice::ready;
     ev.fd = fd;

@@ -12,6 +12,9 @@
 // receiver is neither flooded nor the cause of a busy loop. Any (re)arm reports a condition that
 // already holds (SEMANTICS 17).
 //
+// A registration made with a reader (FdReader, io/commands.h) hands its readiness to the reader
+// on the driving thread; its notices (error, the final one) still go to its port.
+//
 // Each method runs one command (or one event) on the event handler's I/O thread, and reports to
 // ports through Delivery; none blocks. `size()` may be read from any thread.
 #pragma once
@@ -63,7 +66,8 @@ class Registrations {
     FdEvents interest = FdEvents::none;
     std::uint32_t window = 0;  // 0: unlimited
     std::uint32_t outstanding = 0;
-    bool armed = true;  // false after a oneshot report, until modify
+    bool armed = true;           // false after a oneshot report, until modify
+    FdReader* reader = nullptr;  // readiness is handed to it instead of posted to `port`
 
     bool has_room() const noexcept { return window == 0 || outstanding < window; }
   };

@@ -3,13 +3,17 @@
 
 #include <cstring>
 
+#include "base/message_access.h"
 #include "proc/process_manager.h"
 #include "proc/process_state.h"
 
 namespace evh {
 
 std::optional<ProcessEvent> decode_process_event(const Message& message) noexcept {
-  const auto data = message.data();
+  // A stream's data is a native payload (its release returns the stream's credit).
+  const auto data = detail::MessageAccess::finalizer(message) == &detail::release_data_message
+                        ? detail::data_message_bytes(message.native_object())
+                        : message.data();
   if (data.size() < sizeof(detail::EventHeader)) return std::nullopt;
   detail::EventHeader h;
   std::memcpy(&h, data.data(), sizeof h);

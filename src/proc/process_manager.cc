@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 
+#include "io/event_handler.h"
 #include "proc/process_state.h"
 
 extern char** environ;
@@ -282,6 +283,13 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   auto reaper = rt_.spawn(make_handler(ReaperHandler(state)));
   if (!reaper) return abandon(reaper.error());
   state->reaper_ = (*reaper)->main_port();
+  for (int i = 0; i < 2; ++i) {
+    const int fd = i == 0 ? state->out_fd_ : state->err_fd_;
+    if (fd >= 0) {
+      state->credit_[i] =
+          std::make_shared<StreamCredit>(o.stream_window, eh, fd, state->reaper_, open_);
+    }
+  }
   {
     std::lock_guard lock(mu_);
     if (closed_) {
@@ -296,9 +304,12 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
     Status s =
         eh->add_fd(state->pidfd_, state->reaper_, FdEvents::readable, {.mode = FdMode::oneshot});
     if (s) ++state->registrations_;
+    // stdout and stderr are read by the thread that drives the handler, straight to `events`
+    // (the state is their FdReader; the reaper hears only their notices).
+    EventHandlerImpl& impl = EventHandlerAccess::impl(*eh);
     for (int fd : {state->out_fd_, state->err_fd_}) {
       if (s && fd >= 0) {
-        s = eh->add_fd(fd, state->reaper_, FdEvents::readable, {.mode = FdMode::edge});
+        s = impl.add_reader(fd, state->reaper_, *state, FdEvents::readable, FdMode::edge);
         if (s) ++state->registrations_;
       }
     }
@@ -331,6 +342,8 @@ void ProcessManagerImpl::shutdown() noexcept {
     live.swap(live_);
   }
   for (auto& [p, state] : live) state->kill_and_reap(std::chrono::seconds(10));
+  // release: pairs with StreamCredit::release's acquire load.
+  open_->store(false, std::memory_order_release);
   {
     std::lock_guard lock(spawner_mu_);
     spawner_stop_ = true;

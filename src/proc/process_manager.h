@@ -44,6 +44,9 @@ class ProcessManagerImpl : public std::enable_shared_from_this<ProcessManagerImp
   }
 
   Runtime& rt_;
+  // True until shutdown(): data messages of its children hold it (StreamCredit), and re-arm
+  // their streams only while it is.
+  const std::shared_ptr<std::atomic<bool>> open_ = std::make_shared<std::atomic<bool>>(true);
 
  private:
   Result<SpawnedChild> spawn_on_spawner(const ExecPlan& plan, SpawnFailure* failure);

@@ -7,7 +7,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "base/assert.h"
 #include "proc/process_manager.h"
@@ -22,13 +24,24 @@ namespace {
 // malloc's mmap threshold (128 KiB), so a message's copy stays off the mmap path. Pipes are
 // not grown: a 1 MiB pipe ring pushed the data out of the caches and measured no faster.
 constexpr std::size_t kChunk = 120 * 1024;
-// Reads per stream per message, so that a child writing without pause cannot keep the reaper
-// (and its worker) to itself; the rest continues in a message the reaper posts to itself.
+// Reads per stream per readiness, so that a child writing without pause cannot keep the
+// driver's holder (and so every other fd) to itself; the stream is then re-armed, and the next
+// pass reads on.
 constexpr int kReadsPerTurn = 16;
 // pidfd_send_signal's flag for "the process group the pidfd's process leads" (Linux 6.9).
 constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;  // PIDFD_SIGNAL_PROCESS_GROUP
-// The u64 payload of that message: the magic in the high half, the stream (1, 2) in the low.
-constexpr std::uint64_t kContinueMagic = 0x6576706300000000ull;  // "evpc"
+// The u64 message a stream's end posts to the reaper when nothing else is left for it: look
+// whether to end (maybe_finish).
+constexpr std::uint64_t kFinishMagic = 0x6576706600000000ull;  // "evpf"
+
+// A data message's payload: the credit it holds, then the header and the bytes.
+struct DataChunk {
+  std::shared_ptr<StreamCredit> credit;
+  std::size_t size = 0;  // header + data
+  std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+};
+static_assert(alignof(DataChunk) >= alignof(EventHeader));
+static_assert(sizeof(DataChunk) % alignof(EventHeader) == 0);
 
 // write() that turns a vanished reader into EPIPE without SIGPIPE, whose default disposition
 // would end the process: SIGPIPE is blocked in this thread for the call, and the one the write
@@ -56,6 +69,68 @@ ssize_t write_no_sigpipe(int fd, const std::byte* data, std::size_t size) noexce
 
 }  // namespace
 
+bool StreamCredit::take_room() noexcept {
+  std::lock_guard lock(mu_);
+  if (window_ == 0 || outstanding_ < window_) return true;
+  stalled_ = true;
+  return false;
+}
+
+void StreamCredit::add(std::size_t n) noexcept {
+  std::lock_guard lock(mu_);
+  outstanding_ += n;
+}
+
+void StreamCredit::release(std::size_t n) noexcept {
+  bool rearm = false;
+  {
+    std::lock_guard lock(mu_);
+    outstanding_ -= std::min(outstanding_, n);
+    if (stalled_ && !ended_ && outstanding_ < window_) {
+      stalled_ = false;
+      rearm = true;
+    }
+  }
+  // Re-arming reports the data the pipe already holds (SEMANTICS 17): the reader reads on. A
+  // handler shutting down refuses; its teardown ends the stream anyway.
+  // acquire: pairs with the manager's shutdown (its children are killed then; the stream ends).
+  if (rearm && manager_open_->load(std::memory_order_acquire)) {
+    (void)eh_->modify_fd(fd_, port_, FdEvents::readable);
+  }
+}
+
+void StreamCredit::end() noexcept {
+  std::lock_guard lock(mu_);
+  ended_ = true;
+}
+
+std::size_t StreamCredit::outstanding() const noexcept {
+  std::lock_guard lock(mu_);
+  return outstanding_;
+}
+
+Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
+                          std::span<const std::byte> data) {
+  const std::size_t size = sizeof header + data.size();
+  void* raw = ::operator new(sizeof(DataChunk) + size);
+  auto* chunk = new (raw) DataChunk{std::move(credit), size};
+  std::memcpy(chunk->bytes(), &header, sizeof header);
+  if (!data.empty()) std::memcpy(chunk->bytes() + sizeof header, data.data(), data.size());
+  return Message::native(chunk, &release_data_message);
+}
+
+void release_data_message(void* p) noexcept {
+  auto* chunk = static_cast<DataChunk*>(p);
+  if (chunk->credit) chunk->credit->release(chunk->size - sizeof(EventHeader));
+  chunk->~DataChunk();
+  ::operator delete(p);
+}
+
+std::span<const std::byte> data_message_bytes(const void* p) noexcept {
+  auto* chunk = const_cast<DataChunk*>(static_cast<const DataChunk*>(p));
+  return {chunk->bytes(), chunk->size};
+}
+
 Status pidfd_signal(int pidfd, int signal) noexcept {
   if (syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) != 0) return errno_code(errno);
   return {};
@@ -63,6 +138,11 @@ Status pidfd_signal(int pidfd, int signal) noexcept {
 
 ProcessState::~ProcessState() {
   if (tie_attached_ && tie_) (void)tie_->detach(*this);
+  // Data messages may outlive the state: their release must not re-arm a stream of a handler
+  // that may be gone.
+  for (const auto& c : credit_) {
+    if (c) c->end();
+  }
   for (int fd : {pidfd_, stdin_fd_, out_fd_, err_fd_}) {
     if (fd >= 0) ::close(fd);
   }
@@ -105,29 +185,58 @@ void ProcessState::record_reaped(int code) noexcept {
   exit_code_ = code;
 }
 
-void ProcessState::read_stream(Isolate& self, Stream stream, bool hung_up) noexcept {
-  std::byte buf[sizeof(EventHeader) + kChunk];
+void ProcessState::end_stream_locked(int* fd) noexcept {
+  StreamCredit* c = fd == &out_fd_ ? credit_[0].get() : fd == &err_fd_ ? credit_[1].get() : nullptr;
+  if (c != nullptr) c->end();
+  *fd = -1;
+}
+
+void ProcessState::on_ready(int fd, FdEvents events) noexcept {
+  Stream stream;
+  {
+    std::lock_guard lock(mu_);
+    if (fd >= 0 && fd == out_fd_) {
+      stream = kOut;
+    } else if (fd >= 0 && fd == err_fd_) {
+      stream = kErr;
+    } else {
+      return;  // already at its end
+    }
+  }
+  // The fd stays open while it is registered: only its registration's end closes it, and that
+  // runs on the driver's holder, which is this thread.
+  read_stream(stream, fd, any(events & (FdEvents::hang_up | FdEvents::error)));
+}
+
+void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
+  std::byte buf[kChunk];
   EventHeader h;
   h.kind = stream == kOut ? ProcessEventKind::stdout_data : ProcessEventKind::stderr_data;
   h.pid = pid_;
   h.tag = tag_;
-  std::memcpy(buf, &h, sizeof h);
-  int fd;
-  {
-    std::lock_guard lock(mu_);
-    fd = stream == kOut ? out_fd_ : err_fd_;
-  }
-  if (fd < 0) return;  // already at end of file (a late notice or continue)
+  const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
   bool eof = false;
   for (int i = 0;; ++i) {
     if (i == kReadsPerTurn) {
-      (void)rt_.post(self.main_port(),
-                     Message::u64(kContinueMagic | static_cast<unsigned>(stream)));
+      // More may be waiting: re-arm, and the next pass reads on (after other fds had a turn).
+      (void)eh_->modify_fd(fd, reaper_, FdEvents::readable);
       return;
     }
-    const ssize_t n = ::read(fd, buf + sizeof h, kChunk);
+    // No credit: leave the rest in the pipe (the child blocks once it is full); the release
+    // that makes room re-arms the stream.
+    if (!credit->take_room()) return;
+    const ssize_t n = ::read(fd, buf, kChunk);
     if (n > 0) {
-      (void)events_.post(Message::bytes(std::span<const std::byte>(buf, sizeof h + n)));
+      const auto data = std::span<const std::byte>(buf, static_cast<std::size_t>(n));
+      credit->add(data.size());
+      try {
+        (void)events_.post(make_data_message(credit, h, data));
+      } catch (const std::bad_alloc&) {
+        // The chunk is lost, and so would be the order of what follows: end the stream here.
+        credit->release(data.size());
+        eof = true;
+        break;
+      }
       // Drained, and the writer is still there: its next write or close is a new edge.
       if (static_cast<std::size_t>(n) < kChunk && !hung_up) break;
       continue;
@@ -140,10 +249,25 @@ void ProcessState::read_stream(Isolate& self, Stream stream, bool hung_up) noexc
   if (!eof) return;
   {
     std::lock_guard lock(mu_);
-    (stream == kOut ? out_fd_ : err_fd_) = -1;
+    end_stream_locked(stream == kOut ? &out_fd_ : &err_fd_);
     hand_over(fd);
   }
-  maybe_finish(self);
+  stream_ended();
+}
+
+void ProcessState::stream_ended() noexcept {
+  bool detach_tie = false;
+  bool wake_reaper = false;
+  {
+    std::lock_guard lock(mu_);
+    detach_tie = finish_locked();
+    // The reaper ends once the exit is out and no registration is left; the last final notice
+    // usually tells it, but a stream handed over without one (the handler refused the close)
+    // leaves it to this message.
+    wake_reaper = exit_posted_ && registrations_ == 0 && !port_closed_;
+  }
+  if (detach_tie && tie_) (void)tie_->detach(*this);
+  if (wake_reaper) (void)rt_.post(reaper_, Message::u64(kFinishMagic));
 }
 
 void ProcessState::on_pidfd_ready() noexcept {
@@ -168,27 +292,33 @@ void ProcessState::on_pidfd_ready() noexcept {
   if (now_reaped) manager_->reaped(this);
 }
 
+bool ProcessState::finish_locked() noexcept {
+  bool detach_tie = false;
+  if (!exit_posted_ && reaped_ && out_fd_ < 0 && err_fd_ < 0) {
+    exit_posted_ = true;
+    post_event(ProcessEventKind::exit, exit_code_);
+    // Nothing reads the child's stdin any more that we care about.
+    if (stdin_fd_ >= 0) {
+      const int fd = stdin_fd_;
+      stdin_fd_ = -1;
+      stdin_gone_ = true;
+      if (stdin_registered_) {
+        hand_over(fd);
+      } else {
+        ::close(fd);
+      }
+    }
+    detach_tie = tie_attached_;
+    tie_attached_ = false;
+  }
+  return detach_tie;
+}
+
 void ProcessState::maybe_finish(Isolate& self) noexcept {
   bool detach_tie = false;
   {
     std::lock_guard lock(mu_);
-    if (!exit_posted_ && reaped_ && out_fd_ < 0 && err_fd_ < 0) {
-      exit_posted_ = true;
-      post_event(ProcessEventKind::exit, exit_code_);
-      // Nothing reads the child's stdin any more that we care about.
-      if (stdin_fd_ >= 0) {
-        const int fd = stdin_fd_;
-        stdin_fd_ = -1;
-        stdin_gone_ = true;
-        if (stdin_registered_) {
-          hand_over(fd);
-        } else {
-          ::close(fd);
-        }
-      }
-      detach_tie = tie_attached_;
-      tie_attached_ = false;
-    }
+    detach_tie = finish_locked();
     if (exit_posted_ && registrations_ == 0 && !port_closed_) {
       port_closed_ = true;
       // The reaper is done: it ends after this message (its main port is still open, so the
@@ -204,20 +334,14 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
   if (auto ev = decode_io_event(m)) {
     switch (ev->notice) {
       case IoNotice::ready: {
-        int out, err, pidfd, in;
+        // stdout and stderr are read on the driver's holder (on_ready), not here.
+        int pidfd, in;
         {
           std::lock_guard lock(mu_);
-          out = out_fd_;
-          err = err_fd_;
           pidfd = pidfd_;
           in = stdin_fd_;
         }
-        const bool hung_up = any(ev->events & (FdEvents::hang_up | FdEvents::error));
-        if (ev->fd == out && out >= 0) {
-          read_stream(self, kOut, hung_up);
-        } else if (ev->fd == err && err >= 0) {
-          read_stream(self, kErr, hung_up);
-        } else if (ev->fd == pidfd && pidfd >= 0) {
+        if (ev->fd == pidfd && pidfd >= 0) {
           on_pidfd_ready();
           maybe_finish(self);
         } else if (ev->fd == in && in >= 0) {
@@ -241,7 +365,7 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
             if (fd == &pidfd_ && !reaped_) continue;
             if (*fd == ev->fd) {
               ::close(*fd);
-              *fd = -1;
+              end_stream_locked(fd);
             }
           }
           if (std::erase(deferred_close_, ev->fd) != 0) ::close(ev->fd);
@@ -255,7 +379,7 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
         for (int* fd : {&out_fd_, &err_fd_, &stdin_fd_}) {
           if (*fd == ev->fd) {
             ::close(*fd);
-            *fd = -1;
+            end_stream_locked(fd);
             end_registration(ev->fd);
           }
         }
@@ -277,10 +401,7 @@ void ProcessState::on_message(Isolate& self, Message& m) noexcept {
     maybe_finish(self);
     return;
   }
-  const std::uint64_t v = m.as_u64();
-  if ((v & 0xffffffff00000000ull) == kContinueMagic) {
-    read_stream(self, static_cast<Stream>(v & 3), /*hung_up=*/true);  // no shortcut here
-  }
+  if (m.as_u64() == kFinishMagic) maybe_finish(self);
 }
 
 Result<std::size_t> ProcessState::write_stdin(std::span<const std::byte> bytes) noexcept {

@@ -1,8 +1,22 @@
-// ProcessState: one child — its pipes, its pidfd, its exit — and the reaper isolate's handler
-// that turns their readiness into ProcessEvent messages. docs/PROCESSES.md has the why.
+// ProcessState: one child — its pipes, its pidfd, its exit — turned into ProcessEvent messages.
+// docs/PROCESSES.md has the why.
+//
+// Who reads what: the child's stdout and stderr are FdReader registrations (io/commands.h): the
+// thread driving the event handler — the pool worker the kernel woke — reads a ready pipe and
+// posts its data straight to the caller's port. The reaper isolate handles the rest: the pidfd
+// (the exit), stdin's room, and every registration's notices. The exit is posted, under mu_, by
+// whichever of the two finds the child reaped and both streams at their end; a stream's data is
+// posted before its end is recorded under mu_, so the exit comes after it (SEMANTICS 23).
+//
+// Flow control (issue 14, defect 3): each stream has a credit window — bytes of data messages
+// posted and not yet released by whoever received them. A reader with no credit left stops
+// reading; the pipe fills and the child blocks in write(); releasing a data message gives the
+// credit back and re-arms the stream (a re-arm reports data already buffered). Memory held for
+// a stream is at most the window plus one chunk, whatever the child's pace.
 //
 // Threads: the immutable fields are set before the state is shared; everything else is guarded
-// by mu_. on_message runs on the reaper isolate's turn; the rest may be called from any thread.
+// by mu_. on_message runs on the reaper isolate's turn; on_ready on the driver's holder; the rest
+// may be called from any thread.
 #pragma once
 
 #include <errno.h>
@@ -12,13 +26,17 @@
 #include <evh/runtime.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
+
+#include "io/commands.h"
 
 namespace evh::detail {
 
@@ -42,10 +60,51 @@ static_assert(sizeof(EventHeader) <= Message::kInlineBytes);
 // Sends `signal` to the child behind `pidfd` (never to a recycled pid).
 Status pidfd_signal(int pidfd, int signal) noexcept;
 
+// One stream's credit window. Shared by the state and every data message of the stream not yet
+// released (a message may outlive the state).
+class StreamCredit {
+ public:
+  // `manager_open`: false once the manager has shut down (it is destroyed before the runtime
+  // and its handler): a release after that re-arms nothing.
+  StreamCredit(std::size_t window, EventHandler* eh, int fd, PortId port,
+               std::shared_ptr<const std::atomic<bool>> manager_open) noexcept
+      : window_(window), eh_(eh), fd_(fd), port_(port), manager_open_(std::move(manager_open)) {}
+  // The reader, before a read: false when the window is full (the stream is then stalled until
+  // a release re-arms it).
+  bool take_room() noexcept;
+  // The reader: `n` bytes are about to be posted.
+  void add(std::size_t n) noexcept;
+  // Any thread, when a data message is released: gives its bytes back; re-arms the stream if it
+  // was stalled.
+  void release(std::size_t n) noexcept;
+  // The stream is over (end of file, or its registration ended): releases re-arm nothing.
+  void end() noexcept;
+  std::size_t outstanding() const noexcept;
+
+ private:
+  mutable std::mutex mu_;
+  const std::size_t window_;  // 0: unlimited
+  std::size_t outstanding_ = 0;
+  bool stalled_ = false;
+  bool ended_ = false;
+  EventHandler* const eh_;
+  const int fd_;
+  const PortId port_;
+  const std::shared_ptr<const std::atomic<bool>> manager_open_;
+};
+
+// A data message: a native payload (so that its release gives the credit back) holding the
+// header and the bytes, read back by decode_process_event().
+Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
+                          std::span<const std::byte> data);
+// The finalizer of those messages, and the header-and-bytes of one (for the decoder).
+void release_data_message(void* chunk) noexcept;
+std::span<const std::byte> data_message_bytes(const void* chunk) noexcept;
+
 class ProcessManagerImpl;
 
 // One child. Immutable fields are set before the state is shared; the rest is guarded by mu_.
-class ProcessState final : public IsolateResource {
+class ProcessState final : public IsolateResource, public FdReader {
  public:
   ProcessState(Runtime& rt, EventHandler* eh, std::shared_ptr<ProcessManagerImpl> manager)
       : rt_(rt), eh_(eh), manager_(std::move(manager)) {}
@@ -58,6 +117,8 @@ class ProcessState final : public IsolateResource {
 
   // The reaper isolate's handler.
   void on_message(Isolate& self, Message& m) noexcept;
+  // FdReader: stdout or stderr is ready; on the thread driving the event handler.
+  void on_ready(int fd, FdEvents events) noexcept override;
 
   // Any thread.
   Result<std::size_t> write_stdin(std::span<const std::byte> bytes) noexcept;
@@ -88,6 +149,8 @@ class ProcessState final : public IsolateResource {
   SendPort events_;
   PortId reaper_ = PortId::none;
   IsolateRef tie_;  // the isolate the child is tied to, or empty
+  // stdout's and stderr's credit, set with their fds (before the state is shared).
+  std::shared_ptr<StreamCredit> credit_[2];
 
   // Guarded by mu_ from the moment the state is shared.
   int pidfd_ = -1;
@@ -100,9 +163,17 @@ class ProcessState final : public IsolateResource {
   enum Stream : int { kOut = 1, kErr = 2 };
 
   void post_event(ProcessEventKind kind, int exit_code = 0) noexcept;
-  // `hung_up`: the notice said the writer is gone, so no later edge will announce the end of
-  // file; read until read() says so.
-  void read_stream(Isolate& self, Stream stream, bool hung_up) noexcept;
+  // On the driver's holder. `hung_up`: the writer is gone, so no later edge will announce the
+  // end of file; read until read() says so.
+  void read_stream(Stream stream, int fd, bool hung_up) noexcept;
+  // A stream reached its end (on the driver's holder): post the exit if it is the last thing
+  // missing, and have the reaper end if nothing is left for it.
+  void stream_ended() noexcept;
+  // mu_ held: posts the exit once the child is reaped and both streams ended; true when the tie
+  // is to be detached (outside mu_).
+  bool finish_locked() noexcept;
+  // mu_ held: `fd` (stdout's or stderr's) is closed or handed over; its credit ends.
+  void end_stream_locked(int* fd) noexcept;
   void on_pidfd_ready() noexcept;
   void end_registration(int fd) noexcept;  // mu_ held
   void hand_over(int fd) noexcept;         // mu_ held: close_fd(), or close() if refused

@@ -2,15 +2,18 @@
 // and accept under fd exhaustion (EMFILE) in a child process.
 #include <evh/event_handler.h>
 #include <evh/runtime.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <latch>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "io/event_handler.h"
 #include "io/io_test_util.h"
 
 namespace evh {
@@ -36,6 +39,38 @@ TEST(RuntimeEventHandler, LazyStartAndShutdownFirst) {
   EXPECT_EQ(next_event(rx).notice, IoNotice::unregistered);
   EXPECT_EQ(rt.event_handler().error(), Errc::shutting_down);
   EXPECT_EQ((*eh)->add_fd(p.r, rx.id(), FdEvents::readable).error(), Errc::shutting_down);
+}
+
+// A reader registration (what a child's stdout uses): readiness is handed to the reader on the
+// pool worker that drives the handler — no `ready` message reaches the port — while the
+// registration's final notice still does.
+TEST(RuntimeEventHandler, ReaderRunsOnTheDrivingWorkerAndNoticesGoToThePort) {
+  struct Reader final : detail::FdReader {
+    SendPort out;
+    void on_ready(int fd, FdEvents) noexcept override {
+      char name[16] = {};
+      pthread_getname_np(pthread_self(), name, sizeof name);
+      char buf[64];
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      (void)out.post(Message::bytes(std::string(name) + ":" + std::to_string(n)));
+    }
+  };
+  Runtime rt;
+  EventHandler* eh = *rt.event_handler();
+  auto rx = std::move(rt.open_receiver()).value();
+  auto data = std::move(rt.open_receiver()).value();
+  Reader reader;
+  reader.out = std::move(rt.send_port(data.id())).value();
+  Pipe p;
+  auto& impl = detail::EventHandlerAccess::impl(*eh);
+  ASSERT_TRUE(impl.add_reader(p.r, rx.id(), reader, FdEvents::readable, FdMode::edge).ok());
+  p.put();
+  auto m = data.receive(test::kLongWait);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->text(), "evh-worker:1");  // read by a pool worker, not this thread
+  ASSERT_TRUE(eh->remove_fd(p.r, rx.id()).ok());
+  // The first message on the port is the final notice: the readiness went to the reader.
+  EXPECT_EQ(next_event(rx).notice, IoNotice::unregistered);
 }
 
 // An owned fd is closed by the handler however its registration ends: remove_fd reports

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -176,6 +178,125 @@ TEST(Process, HundredMiBThroughCatNothingLostExitLast) {
   EXPECT_EQ(read_at_exit, kTotal);
   EXPECT_FALSE(mismatch);
   EXPECT_EQ(exit_code, 0);
+}
+
+// The peak resident set of this process since `reset_peak_rss()`, in bytes (VmHWM).
+std::int64_t peak_rss() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+// Resets VmHWM to the current RSS (Linux 4.0); false when the kernel refuses.
+bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.flush();
+  return clear.good();
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::int64_t kAllocatorSlack = 320ll
+                                         << 20;  // ASan keeps freed blocks (256 MiB quarantine)
+#else
+constexpr std::int64_t kAllocatorSlack = 0;
+#endif
+
+// Issue 14, defect 3: a fast child into a slow reader. 1 GiB goes through `cat` to a receiver
+// that pauses every few chunks; the stream's credit window keeps evh from reading ahead of it.
+// Checked two ways, neither on time: the feeder can never be further ahead of the reader than
+// the window plus what the pipes and cat hold (a deterministic bound: without the window evh
+// drains cat as fast as it writes and the gap grows to most of the GiB), and the process's peak
+// RSS grows by less than 64 MiB over the run. Every byte arrives, in order, and the exit last.
+TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
+  constexpr std::size_t kTotal = std::size_t{1} << 30;
+  constexpr std::size_t kBlock = std::size_t{1} << 20;
+  constexpr std::size_t kWindow = std::size_t{1} << 20;
+  // Between the feeder's count and the reader's: cat's stdin pipe and stdout pipe (64 KiB each by
+  // default), cat's buffer (128 KiB), the chunk read past the window (120 KiB), the window.
+  constexpr std::size_t kMaxAhead = kWindow + (std::size_t{4} << 20);
+  constexpr std::int64_t kRssBound = 64ll << 20;
+  std::vector<char> block(kBlock);
+  for (std::size_t i = 0; i < kBlock; ++i) block[i] = static_cast<char>((i * 7 + i / 4099) & 0xff);
+
+  Fixture f;
+  int in[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  SpawnOptions o = f.options({"cat"});
+  o.stdin_mode = Stdio::from_fd(in[0]);
+  o.stream_window = kWindow;
+  auto p = f.pm->spawn(o);
+  ::close(in[0]);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+
+  const bool peak_resettable = reset_peak_rss();
+  const std::int64_t rss_before = peak_rss();
+  std::atomic<std::size_t> written{0};
+  std::thread feeder([&] {
+    while (written.load(std::memory_order_relaxed) < kTotal) {
+      std::size_t done = 0;
+      while (done < kBlock) {
+        const ssize_t n = ::write(in[1], block.data() + done, kBlock - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      // release: pairs with the reader's acquire; counted once the bytes are in the pipe.
+      written.fetch_add(done, std::memory_order_release);
+      if (done < kBlock) break;
+    }
+    ::close(in[1]);
+  });
+
+  std::size_t read = 0;
+  std::size_t max_ahead = 0;
+  std::size_t chunks = 0;
+  bool mismatch = false;
+  bool data_after_exit = false;
+  std::optional<int> exit_code;
+  while (!exit_code) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    if (!ev) {
+      ADD_FAILURE() << "not a process event";
+      break;
+    }
+    if (ev->kind == ProcessEventKind::exit) {
+      exit_code = ev->exit_code;
+      continue;
+    }
+    if (ev->kind != ProcessEventKind::stdout_data) continue;
+    data_after_exit = data_after_exit || exit_code.has_value();
+    // acquire: the feeder's count covers only bytes already in the pipe. It lags behind a write
+    // in progress, whose first bytes may be read before it returns: then nobody is ahead.
+    const std::size_t fed = written.load(std::memory_order_acquire);
+    const std::size_t ahead = fed > read ? fed - read : 0;
+    max_ahead = std::max(max_ahead, ahead);
+    const std::string_view text = ev->text();
+    for (std::size_t i = 0; i < text.size(); i += 4093) {
+      mismatch = mismatch || text[i] != block[(read + i) % kBlock];
+    }
+    read += text.size();
+    // The slow part: a pause every 8 chunks (pacing, not synchronisation: nothing waits for it).
+    if (++chunks % 8 == 0) std::this_thread::sleep_for(1ms);
+  }
+  feeder.join();
+  const std::int64_t rss_peak = peak_rss();
+
+  EXPECT_EQ(read, kTotal);
+  EXPECT_FALSE(mismatch);
+  EXPECT_FALSE(data_after_exit);
+  EXPECT_EQ(exit_code, 0);
+  EXPECT_LE(max_ahead, kMaxAhead) << "evh read ahead of its reader past the window";
+  if (peak_resettable) {
+    EXPECT_LT(rss_peak - rss_before, kRssBound + kAllocatorSlack)
+        << "peak RSS grew by " << (rss_peak - rss_before) / (1 << 20) << " MiB";
+  }
+  std::printf("1 GiB through cat: peak RSS +%lld MiB, feeder at most %zu KiB ahead\n",
+              static_cast<long long>((rss_peak - rss_before) >> 20), max_ahead >> 10);
 }
 
 // Children that exit before the spawn call returns are never missed.
