@@ -458,8 +458,10 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
       // -ETIME when it fired, -ECANCELED when removed; the wait checks the clock.
       if (cqe.user_data == timeout_ud(timeout_seq_)) timeout_armed_ = false;
       return true;
-    default:
+    case kKindPoll:
       break;
+    default:
+      return true;  // no other kind is ever submitted
   }
   const int fd = static_cast<int>(static_cast<std::uint32_t>(cqe.user_data));
   const auto gen = static_cast<std::uint32_t>(cqe.user_data >> 32);
