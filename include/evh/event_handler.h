@@ -1,12 +1,16 @@
 // evh/event_handler.h — the event handler: fd readiness and port timeouts, delivered as messages.
 //
-// What it is: one I/O thread per EventHandler, owning a kernel poller (epoll + one timerfd + one
-// eventfd on Linux). Other threads never touch the poller: they send commands — watch an fd,
-// change its interest, stop watching it, close it, return flow-control tokens, set or clear a
-// port's timeout — through one lock-free queue, and the I/O thread executes them in the order
-// each thread sent them. Readiness, timeouts and the end of a registration reach the destination
-// port as ordinary messages (`Runtime::post`), carrying an `IoEvent` as their bytes; decode them
-// with `decode_io_event()`. The destination may be an isolate's port or a `Receiver`'s.
+// What it is: a kernel poller (epoll + one timerfd + one eventfd, or an io_uring: see
+// docs/EVENT_HANDLER.md for the backends) waited on by one thread at a time, called "the I/O
+// thread" below. The runtime's own handler (`Runtime::event_handler()`) has no thread of its
+// own: an idle worker of the runtime's pool parks in the poller, so the thread the kernel wakes
+// runs the handler's turn (one wakeup from the kernel to the handler). A handler made with
+// `create()` has a thread of its own. Other threads never touch the poller: they send commands —
+// watch an fd, change its interest, stop watching it, close it, return flow-control tokens, set
+// or clear a port's timeout — through one lock-free queue, and the waiting thread executes them
+// in the order each thread sent them. Readiness, timeouts and the end of a registration reach the
+// destination port as ordinary messages (`Runtime::post`), carrying an `IoEvent` as their bytes;
+// decode them with `decode_io_event()`. The destination may be an isolate's port or a `Receiver`'s.
 //
 // Threads: every method may be called from any thread, concurrently, and never blocks
 // (SEMANTICS 20) — except `shutdown()` and the destructor, which join the I/O thread and must not
