@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "measure.h"
 #include "options.h"
 #include "plot.h"
 #include "report.h"
@@ -158,6 +159,7 @@ int run(int argc, char** argv) {
     }
   }
 
+  set_thread_pinning(o.pin_threads);
   SuiteResult result = run_suite(plan);
   result.skipped_impls = std::move(skipped);
   result.size = o.size == Size::quick ? "quick" : o.size == Size::full ? "full" : "standard";

@@ -89,4 +89,32 @@ ScopedCpuPin::~ScopedCpuPin() {
   if (cpu_ >= 0) sched_setaffinity(0, sizeof saved_, &saved_);
 }
 
+namespace {
+// Written once by main() before the suite starts any thread; read-only afterwards.
+bool g_thread_pinning = false;
+}  // namespace
+
+void set_thread_pinning(bool on) noexcept {
+  g_thread_pinning = on;
+}
+
+bool thread_pinning() noexcept {
+  return g_thread_pinning;
+}
+
+ScopedPlacement::ScopedPlacement(ThreadRole role) noexcept {
+  if (!g_thread_pinning) return;
+  if (sched_getaffinity(0, sizeof saved_, &saved_) != 0) return;
+  // The harness's kCpuPeer and kCpuLoop.
+  const int cpu = role == ThreadRole::sender ? 0 : 1;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  pinned_ = sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
+ScopedPlacement::~ScopedPlacement() {
+  if (pinned_) sched_setaffinity(0, sizeof saved_, &saved_);
+}
+
 }  // namespace evh::bench

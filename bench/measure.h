@@ -93,4 +93,34 @@ class ScopedCpuPin {
   int cpu_ = -1;
 };
 
+// Thread placement of the cross-thread workloads (thread_pingpong, thread_pingpong_block,
+// port_flood, port_flood_batch) under `--pin-threads`: the peer harness's placement
+// (../shared/peer-harness, `pin_to_cpu`), the sending / measuring thread on CPU 0 and the
+// consuming loop on CPU 1, for every impl alike. Off by default: the scheduler places threads.
+enum class ThreadRole {
+  sender,  // CPU 0: the thread that posts and measures
+  loop,    // CPU 1: the consumer, echo or event loop (threads created while here inherit it)
+};
+
+// Process-wide, set once by main() before any cell runs; read by ScopedPlacement.
+void set_thread_pinning(bool on) noexcept;
+bool thread_pinning() noexcept;
+
+// With thread pinning on, pins the calling thread to its role's CPU for the object's lifetime
+// and restores the previous mask afterwards (they nest); threads the caller creates meanwhile
+// inherit the CPU, which is how the consumers of every impl are placed (evh's pool workers
+// included: those started while the creating thread sits on the loop's CPU). Does nothing with
+// pinning off, or when the kernel refuses the CPU (a machine without a CPU 1).
+class ScopedPlacement {
+ public:
+  explicit ScopedPlacement(ThreadRole role) noexcept;
+  ~ScopedPlacement();
+  ScopedPlacement(const ScopedPlacement&) = delete;
+  ScopedPlacement& operator=(const ScopedPlacement&) = delete;
+
+ private:
+  cpu_set_t saved_{};
+  bool pinned_ = false;
+};
+
 }  // namespace evh::bench

@@ -116,7 +116,12 @@ class RawEchoThread {
   std::thread thread_;
 };
 
+// Thread placement (--pin-threads, measure.h), the same for every impl of the cross-thread
+// workloads: the echo or consumer side is set up from the loop's CPU (every thread it starts
+// inherits it; evh's pool starts its worker at a ping sent from there), then the measuring
+// thread moves to the sender's CPU for the measured exchange.
 RunResult thread_pingpong(std::string_view impl, PingpongSize size, Wait receiver) {
+  const ScopedPlacement at_loop(ThreadRole::loop);
   EventfdQueue replies(receiver);
   std::vector<std::int64_t> samples;
   double cpu_ms = 0;
@@ -127,16 +132,24 @@ RunResult thread_pingpong(std::string_view impl, PingpongSize size, Wait receive
         take(rt.spawn(make_handler([&replies](Isolate&, Message& m) { replies.push(m.as_u64()); })),
              "spawn");
     SendPort to_echo = take(rt.send_port(echo->main_port()), "send_port(isolate)");
-    samples = pingpong_loop(
-        [&](std::uint64_t v) { check(to_echo.post(Message::u64(v)), "post to isolate"); }, replies,
-        size, cpu_ms);
+    // One round trip from here starts the pool's worker (on the loop's CPU when pinned).
+    check(to_echo.post(Message::u64(kPing)), "post ping");
+    check_echo(replies.pop(), kPing);
+    {
+      const ScopedPlacement at_sender(ThreadRole::sender);
+      samples = pingpong_loop(
+          [&](std::uint64_t v) { check(to_echo.post(Message::u64(v)), "post to isolate"); },
+          replies, size, cpu_ms);
+    }
     echo->destroy();
   } else if (impl == "raw" || impl == "raw-spin") {
     EventfdQueue to_echo(raw_wait(impl));
     RawEchoThread echo(to_echo, replies);
+    const ScopedPlacement at_sender(ThreadRole::sender);
     samples = pingpong_loop([&](std::uint64_t v) { to_echo.push(v); }, replies, size, cpu_ms);
   } else if (const PeerImpl* p = find_peer(impl)) {
     auto loop = p->start_message_loop([&replies](std::uint64_t v) { replies.push(v); });
+    const ScopedPlacement at_sender(ThreadRole::sender);
     samples = pingpong_loop([&](std::uint64_t v) { loop->post(v); }, replies, size, cpu_ms);
   } else {
     throw BenchError("thread_pingpong has no impl " + std::string(impl));
@@ -151,6 +164,7 @@ RunResult thread_pingpong(std::string_view impl, PingpongSize size, Wait receive
 // raw: a consumer thread that swaps the producer's vector for its own empty one (both keep their
 // capacity: nothing is allocated once warm).
 RunResult raw_port_flood(std::uint64_t n, Wait wait) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the consumer thread inherits it
   EventfdQueue inbox(wait);
   EventfdQueue done;
   std::thread consumer([&] {
@@ -170,6 +184,7 @@ RunResult raw_port_flood(std::uint64_t n, Wait wait) {
   });
   inbox.push(kPing);
   (void)done.pop();
+  const ScopedPlacement at_sender(ThreadRole::sender);
   const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) inbox.push(i);
   const std::uint64_t counted = done.pop();
@@ -200,6 +215,7 @@ struct FloodSink {
 };
 
 RunResult evh_port_flood(std::uint64_t n) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the pool's threads, started below, inherit it
   EventfdQueue done;
   Runtime rt;
   ShutdownAtExit stop_first(rt);  // the sink borrows `done`
@@ -212,11 +228,13 @@ RunResult evh_port_flood(std::uint64_t n) {
   check_echo(done.pop(), kPing);
   const std::uint64_t wakeups_before = sink->stats().wakeups;
 
+  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) check(to_sink.post(Message::u64(i)), "post");
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
+  at_sender.reset();
   check_echo(counted, n);
 
   sink->destroy();
@@ -240,6 +258,7 @@ RunResult evh_port_flood(std::uint64_t n) {
 }
 
 RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the loop's thread inherits it
   EventfdQueue done;
   std::uint64_t count = 0;  // owned by the loop's thread
   auto loop = p.start_message_loop([&](std::uint64_t v) {
@@ -253,12 +272,14 @@ RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
   loop->post(kPing);
   check_echo(done.pop(), kPing);
   loop->reset_wakeups();
+  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
   for (std::uint64_t i = 0; i < n; ++i) loop->post(i);
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
   const std::optional<std::uint64_t> wakeups = loop->wakeups();
+  at_sender.reset();
   loop.reset();
   check_echo(counted, n);
   RunResult out;
@@ -296,6 +317,7 @@ void send_batches(std::uint64_t n, Send&& send) {
 // raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch), the consumer
 // as in raw_port_flood.
 RunResult raw_port_flood_batch(std::uint64_t n, Wait wait) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the consumer thread inherits it
   EventfdQueue inbox(wait);
   EventfdQueue done;
   std::thread consumer([&] {
@@ -313,6 +335,7 @@ RunResult raw_port_flood_batch(std::uint64_t n, Wait wait) {
   });
   inbox.push(kPing);
   (void)done.pop();
+  const ScopedPlacement at_sender(ThreadRole::sender);
   const PhaseMeter phase;
   send_batches(n, [&](std::span<const std::uint64_t> v) { inbox.push_batch(v); });
   const std::uint64_t counted = done.pop();
@@ -329,6 +352,7 @@ RunResult raw_port_flood_batch(std::uint64_t n, Wait wait) {
 // evh: SendPort::post_batch, one claim of mailbox space per batch (the batch's Messages are
 // built in place each time; u64 messages own nothing).
 RunResult evh_port_flood_batch(std::uint64_t n) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the pool's threads, started below, inherit it
   EventfdQueue done;
   Runtime rt;
   ShutdownAtExit stop_first(rt);  // the sink borrows `done`
@@ -339,6 +363,7 @@ RunResult evh_port_flood_batch(std::uint64_t n) {
   const std::uint64_t wakeups_before = sink->stats().wakeups;
 
   Message batch[kFloodBatch];
+  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
   send_batches(n, [&](std::span<const std::uint64_t> v) {
     for (std::size_t j = 0; j < v.size(); ++j) batch[j] = Message::u64(v[j]);
@@ -347,6 +372,7 @@ RunResult evh_port_flood_batch(std::uint64_t n) {
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
+  at_sender.reset();
   check_echo(counted, n);
 
   sink->destroy();
@@ -364,6 +390,7 @@ RunResult evh_port_flood_batch(std::uint64_t n) {
 }
 
 RunResult peer_port_flood_batch(const PeerImpl& p, std::uint64_t n) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // the loop's thread inherits it
   EventfdQueue done;
   std::uint64_t count = 0;  // owned by the loop's thread
   auto loop = p.start_message_loop([&](std::uint64_t v) {
@@ -376,12 +403,14 @@ RunResult peer_port_flood_batch(const PeerImpl& p, std::uint64_t n) {
   loop->post(kPing);
   check_echo(done.pop(), kPing);
   loop->reset_wakeups();
+  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
   send_batches(n, [&](std::span<const std::uint64_t> v) { loop->post_batch(v); });
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
   const std::optional<std::uint64_t> wakeups = loop->wakeups();
+  at_sender.reset();
   loop.reset();
   check_echo(counted, n);
   RunResult out;

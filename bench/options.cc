@@ -77,6 +77,9 @@ std::unique_ptr<CLI::App> make_app(Options& o, RawArgs& raw) {
   app->add_flag_callback(
       "--no-syscalls", [&o] { o.count_syscalls = false; },
       "skip the syscall-count child runs (the syscalls_per_* metrics)");
+  app->add_flag("--pin-threads", o.pin_threads,
+                "cross-thread workloads: the sending thread on CPU 0, the consumer on CPU 1, "
+                "for every impl (the peer harness's placement)");
   app->add_flag("--list", o.list, "print the workloads and impls of this build");
   // Hidden (no group): the syscall counter re-runs this binary in this mode (syscalls.h).
   app->add_option("--syscall-child", raw.child)->expected(3)->group("");

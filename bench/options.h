@@ -37,6 +37,7 @@ struct Options {
   std::string markdown_path;   // empty: no markdown
   std::string plot_path;       // empty: no SVG
   bool count_syscalls = true;  // --no-syscalls: skip the syscall-count child runs
+  bool pin_threads = false;    // --pin-threads: the peer harness's thread placement (measure.h)
   bool list = false;
   bool help = false;
   std::optional<SyscallChildArgs> syscall_child;

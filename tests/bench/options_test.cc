@@ -47,6 +47,8 @@ TEST(Options, StableInterfaceParses) {
   EXPECT_TRUE(parse({"--list"}).list);
   EXPECT_TRUE(parse({}).count_syscalls);
   EXPECT_FALSE(parse({"--no-syscalls"}).count_syscalls);
+  EXPECT_FALSE(parse({}).pin_threads);
+  EXPECT_TRUE(parse({"--pin-threads"}).pin_threads);
   EXPECT_TRUE(parse({"--help"}).help);
   EXPECT_TRUE(parse({"-h"}).help);
 }
@@ -76,7 +78,7 @@ TEST(Options, UsageNamesEveryFlag) {
   std::ostringstream out;
   print_usage(out);
   for (const char* flag : {"--workload", "--impl", "--quick", "--full", "--reps", "--json",
-                           "--markdown", "--plot", "--no-syscalls", "--list"}) {
+                           "--markdown", "--plot", "--no-syscalls", "--pin-threads", "--list"}) {
     EXPECT_NE(out.str().find(flag), std::string::npos) << flag;
   }
   EXPECT_EQ(out.str().find("--syscall-child"), std::string::npos);
