@@ -24,7 +24,7 @@ constexpr int kKindShift = 62;
 constexpr std::uint64_t kKindPoll = 0;
 constexpr std::uint64_t kKindTimeout = 1;
 constexpr std::uint64_t kKindWake = 2;
-constexpr std::uint64_t kKindIgnore = 3;  // the results of POLL_REMOVE and TIMEOUT_REMOVE
+constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL and TIMEOUT_REMOVE
 constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
 
 constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
@@ -199,11 +199,11 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
     say(why, "io_uring: IORING_REGISTER_PROBE refused", errno);
     return errno_code(errno);
   }
-  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_TIMEOUT,
+  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT,
                             IORING_OP_TIMEOUT_REMOVE, IORING_OP_READ}) {
     if (op > probe->last_op || (probe->ops[op].flags & IO_URING_OP_SUPPORTED) == 0) {
       say(why,
-          "io_uring: an opcode this backend needs is missing (POLL_ADD, POLL_REMOVE, "
+          "io_uring: an opcode this backend needs is missing (POLL_ADD, ASYNC_CANCEL, "
           "TIMEOUT, TIMEOUT_REMOVE, READ)",
           0);
       return errno_code(ENOSYS);
@@ -336,7 +336,12 @@ void UringPoller::arm_poll(int fd, Watch& w) noexcept {
 void UringPoller::cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return;
-  sqe->opcode = opcode;  // POLL_REMOVE or TIMEOUT_REMOVE, naming the request by user_data
+  // ASYNC_CANCEL (a poll) or TIMEOUT_REMOVE, naming the request by its user_data. Not
+  // POLL_REMOVE for a poll: it fails with -EALREADY while a wake-up of the poll has its
+  // completion queued as task work (io_poll_disarm; seen on 6.18), and then leaves the poll armed —
+  // holding its file — for the ring's life. ASYNC_CANCEL marks the poll cancelled instead, and the
+  // queued task work completes it with -ECANCELED.
+  sqe->opcode = opcode;
   sqe->fd = -1;
   sqe->addr = user_data;
   sqe->user_data = kIgnoreUd;
@@ -406,7 +411,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
   // Cancel and re-arm: the new poll looks at the file when it is armed, so a condition that
   // already holds is reported after the modify, in every mode (as EPOLL_CTL_MOD does). A
   // completion of the old request still in the ring carries the old generation: dropped.
-  if (w.gen != 0) cancel(poll_ud(fd, w.gen), IORING_OP_POLL_REMOVE);
+  if (w.gen != 0) cancel(poll_ud(fd, w.gen), IORING_OP_ASYNC_CANCEL);
   w.gen = 0;
   w.token = token;
   w.interest = interest;
@@ -419,7 +424,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
 Status UringPoller::remove(int fd) noexcept {
   auto it = watches_.find(fd);
   if (it == watches_.end()) return errno_code(ENOENT);
-  if (it->second.gen != 0) cancel(poll_ud(fd, it->second.gen), IORING_OP_POLL_REMOVE);
+  if (it->second.gen != 0) cancel(poll_ud(fd, it->second.gen), IORING_OP_ASYNC_CANCEL);
   watches_.erase(it);
   return {};
 }

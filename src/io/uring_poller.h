@@ -16,10 +16,11 @@
 //     thread, most of which own no ring, so IORING_OP_MSG_RING (which needs a ring to send from)
 //     is not an option without a ring per waking thread; the eventfd costs the waker one write
 //     and the waiter nothing (the read completes inside the wait's own io_uring_enter).
-//   - removal: IORING_OP_POLL_REMOVE naming the poll's user_data. Every request carries a
-//     generation in its user_data, so a completion that raced a remove or a modify (the kernel
-//     had posted it before the cancel) is recognised as stale and dropped: the event handler
-//     sees each registration end exactly once.
+//   - removal: IORING_OP_ASYNC_CANCEL naming the poll's user_data (not POLL_REMOVE, which the
+//     kernel refuses with -EALREADY while a wake-up's completion is queued, leaving the poll
+//     armed and its file held). Every request carries a generation in its user_data, so a
+//     completion that raced a remove or a modify (the kernel had posted it before the cancel) is
+//     recognised as stale and dropped: the event handler sees each registration end exactly once.
 //
 // Ring flags: `UringIssuer::single` (one thread submits for the ring's whole life: the event
 // handler's own thread) sets IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, the ring
