@@ -441,6 +441,12 @@ Status UringPoller::clear_deadline() noexcept {
   return {};
 }
 
+void UringPoller::submit() noexcept {
+  // One io_uring_enter for every command of the pass; POLL_ADD arms inside it (the poll is on
+  // the file's wait queue when it returns), so a write after a later notice is reported once.
+  if (to_submit_ > 0) flush();
+}
+
 void UringPoller::wake() noexcept {
   const std::uint64_t one = 1;
   while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {

@@ -75,6 +75,7 @@ class UringPoller final : public Poller {
   Status remove(int fd) noexcept override;
   Status set_deadline(MonoTime deadline) noexcept override;
   Status clear_deadline() noexcept override;
+  void submit() noexcept override;
   void wake() noexcept override;
   Result<PollResult> wait(std::span<PollEvent> out, MonoTime until) noexcept override;
 
