@@ -26,11 +26,12 @@
 // handler's own thread) sets IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, the ring
 // created disabled and enabled by the first thread that submits (IORING_SETUP_R_DISABLED), so
 // that completions are run only inside that thread's waits. `UringIssuer::shared` (a pool's idle
-// workers take turns driving, so submitters change) sets neither, and not COOP_TASKRUN either: a
-// poll's completion runs as task work of the thread that armed it, and with COOP_TASKRUN that
-// thread is not woken to run it — a worker parked on its condition variable would sit on an
-// event that the worker waiting in the ring never sees. The default notification interrupts the
-// arming thread instead: correct, at the price of that thread's wakeup.
+// workers take turns driving, so submitters change) can have neither, and sets
+// IORING_SETUP_COOP_TASKRUN: a poll's completion runs as task work of the thread that armed it,
+// which COOP_TASKRUN notifies without an IPI — still waking it if it sleeps (on its condition
+// variable, say), but leaving it to run the work at its next kernel entry if it is running user
+// code (at the latest its next timer tick). Both set IORING_SETUP_TASKRUN_FLAG, so a wait that
+// only looks enters the kernel only when the CQ has something or task work waits to post.
 // SQ full: flush and take the slot (never drop). CQ overflow: IORING_FEAT_NODROP is required; an
 // io_uring_enter refused with EBUSY moves the ring's completions to a backlog and retries.
 // EINTR: retried.
