@@ -254,6 +254,7 @@ int UringPoller::enter(unsigned wait_for, bool get_events) noexcept {
   const long r = ::syscall(__NR_io_uring_enter, ring_fd_, to_submit_, wait_for, flags, nullptr, 0);
   if (r < 0) return -errno;
   to_submit_ -= std::min(static_cast<unsigned>(r), to_submit_);
+  if (to_submit_ == 0) caller_sqes_ = false;
   return static_cast<int>(r);
 }
 
@@ -407,6 +408,7 @@ Status UringPoller::add(int fd, FdEvents interest, FdMode mode, std::uint64_t to
   w->token = token;
   w->interest = interest;
   w->mode = mode;
+  caller_sqes_ = true;
   arm_poll(fd, *w);
   if (w->gen == 0) {
     watches_.erase(fd);
@@ -423,6 +425,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
   // Cancel and re-arm: the new poll looks at the file when it is armed, so a condition that
   // already holds is reported after the modify, in every mode (as EPOLL_CTL_MOD does). A
   // completion of the old request still in the ring carries the old generation: dropped.
+  caller_sqes_ = true;
   if (w.gen != 0) cancel(poll_ud(fd, w.gen), IORING_OP_ASYNC_CANCEL);
   w.gen = 0;
   w.token = token;
@@ -436,6 +439,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
 Status UringPoller::remove(int fd) noexcept {
   auto it = watches_.find(fd);
   if (it == watches_.end()) return errno_code(ENOENT);
+  caller_sqes_ = true;
   if (it->second.gen != 0) cancel(poll_ud(fd, it->second.gen), IORING_OP_ASYNC_CANCEL);
   watches_.erase(it);
   return {};
@@ -456,7 +460,9 @@ Status UringPoller::clear_deadline() noexcept {
 void UringPoller::submit() noexcept {
   // One io_uring_enter for every command of the pass; POLL_ADD arms inside it (the poll is on
   // the file's wait queue when it returns), so a write after a later notice is reported once.
-  if (to_submit_ > 0) flush();
+  // Only for what add/modify/remove queued: the re-arms wait() queued itself (level polls,
+  // ended multishots) keep riding the next wait's io_uring_enter.
+  if (caller_sqes_ && to_submit_ > 0) flush();
 }
 
 void UringPoller::wake() noexcept {

@@ -137,6 +137,7 @@ class UringPoller final : public Poller {
   unsigned sq_entries_ = 0;
   unsigned sq_local_tail_ = 0;
   unsigned to_submit_ = 0;
+  bool caller_sqes_ = false;  // add/modify/remove queued SQEs that no io_uring_enter took yet
   // The CQ: our head, the kernel's tail.
   unsigned* cq_head_ = nullptr;
   unsigned* cq_tail_ = nullptr;
