@@ -314,6 +314,9 @@ void EventHandlerImpl::drive(MonoTime until) noexcept {
   channel_.awake();
   passes_.fetch_add(1, std::memory_order_relaxed);
   more_ = channel_.drain(options_.commands_per_pass, [this](const Command& c) { execute(c); });
+  // The kernel sees the commands before anything of this pass is posted: a port that hears a
+  // later notice (a fence) knows its registration is armed (see Poller::submit).
+  poller_->submit();
   // acquire: pairs with shutdown()'s release store; the rest is finish()'s.
   if (stop_.load(std::memory_order_acquire)) return;
   if (!r) {

@@ -58,6 +58,12 @@ class Poller {
   virtual Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept = 0;
   // Stops watching. Events already collected for it may still be returned by the next wait().
   virtual Status remove(int fd) noexcept = 0;
+  // Hands the kernel what add/modify/remove asked for, if the backend queued it (io_uring: the
+  // SQEs otherwise wait for the next wait()'s io_uring_enter). The event handler calls it after
+  // a pass's commands and before the pass posts anything, so a notice that follows a command
+  // also follows the kernel's part of it — as on epoll, whose epoll_ctl is immediate. Never
+  // blocks.
+  virtual void submit() noexcept {}
 
   // Arms the one deadline (replacing any earlier one). A deadline in the past fires at once.
   virtual Status set_deadline(MonoTime deadline) noexcept = 0;

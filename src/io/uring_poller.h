@@ -16,20 +16,22 @@
 //     thread, most of which own no ring, so IORING_OP_MSG_RING (which needs a ring to send from)
 //     is not an option without a ring per waking thread; the eventfd costs the waker one write
 //     and the waiter nothing (the read completes inside the wait's own io_uring_enter).
-//   - removal: IORING_OP_POLL_REMOVE naming the poll's user_data. Every request carries a
-//     generation in its user_data, so a completion that raced a remove or a modify (the kernel
-//     had posted it before the cancel) is recognised as stale and dropped: the event handler
-//     sees each registration end exactly once.
+//   - removal: IORING_OP_ASYNC_CANCEL naming the poll's user_data (not POLL_REMOVE, which the
+//     kernel refuses with -EALREADY while a wake-up's completion is queued, leaving the poll
+//     armed and its file held). Every request carries a generation in its user_data, so a
+//     completion that raced a remove or a modify (the kernel had posted it before the cancel) is
+//     recognised as stale and dropped: the event handler sees each registration end exactly once.
 //
 // Ring flags: `UringIssuer::single` (one thread submits for the ring's whole life: the event
 // handler's own thread) sets IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, the ring
 // created disabled and enabled by the first thread that submits (IORING_SETUP_R_DISABLED), so
 // that completions are run only inside that thread's waits. `UringIssuer::shared` (a pool's idle
-// workers take turns driving, so submitters change) sets neither, and not COOP_TASKRUN either: a
-// poll's completion runs as task work of the thread that armed it, and with COOP_TASKRUN that
-// thread is not woken to run it — a worker parked on its condition variable would sit on an
-// event that the worker waiting in the ring never sees. The default notification interrupts the
-// arming thread instead: correct, at the price of that thread's wakeup.
+// workers take turns driving, so submitters change) can have neither, and sets
+// IORING_SETUP_COOP_TASKRUN: a poll's completion runs as task work of the thread that armed it,
+// which COOP_TASKRUN notifies without an IPI — still waking it if it sleeps (on its condition
+// variable, say), but leaving it to run the work at its next kernel entry if it is running user
+// code (at the latest its next timer tick). Both set IORING_SETUP_TASKRUN_FLAG, so a wait that
+// only looks enters the kernel only when the CQ has something or task work waits to post.
 // SQ full: flush and take the slot (never drop). CQ overflow: IORING_FEAT_NODROP is required; an
 // io_uring_enter refused with EBUSY moves the ring's completions to a backlog and retries.
 // EINTR: retried.
@@ -74,6 +76,7 @@ class UringPoller final : public Poller {
   Status remove(int fd) noexcept override;
   Status set_deadline(MonoTime deadline) noexcept override;
   Status clear_deadline() noexcept override;
+  void submit() noexcept override;
   void wake() noexcept override;
   Result<PollResult> wait(std::span<PollEvent> out, MonoTime until) noexcept override;
 
@@ -134,6 +137,7 @@ class UringPoller final : public Poller {
   unsigned sq_entries_ = 0;
   unsigned sq_local_tail_ = 0;
   unsigned to_submit_ = 0;
+  bool caller_sqes_ = false;  // add/modify/remove queued SQEs that no io_uring_enter took yet
   // The CQ: our head, the kernel's tail.
   unsigned* cq_head_ = nullptr;
   unsigned* cq_tail_ = nullptr;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -133,6 +134,34 @@ TEST(UringPoller, CompletionRacingARemoveIsDropped) {
     auto seen = collect(*p, {2});
     EXPECT_EQ(seen.count(1), 0u) << round;
     ASSERT_TRUE(p->remove(a.r).ok());
+  }
+}
+
+// Regression: remove() used IORING_OP_POLL_REMOVE, which the kernel refuses with -EALREADY while
+// a wake-up of the poll has its completion queued as task work — and then leaves the poll armed,
+// holding the file, for the ring's whole life (a closed pipe end that never closes, a writer that
+// never sees EPIPE). Here the wake-up is pending for sure: a single-issuer ring defers task work
+// to its issuer's next io_uring_enter, which is the one that submits the removal.
+TEST(UringPoller, RemoveWhileAWakeupIsPendingReleasesTheFile) {
+  UringOptions o;
+  o.issuer = UringIssuer::single;
+  auto p = make_uring(o);
+  REQUIRE_URING(p);
+  for (FdMode mode : {FdMode::edge, FdMode::level}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    Pipe a;
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, mode, 1).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // armed; nothing to read yet
+    a.put();  // the poll's wake-up: its completion waits as this thread's task work
+    ASSERT_TRUE(p->remove(a.r).ok());
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // submits the removal, then the task work
+    ::close(a.r);
+    a.r = -1;
+    // The ring no longer holds the read end, so the pipe has no reader left.
+    pollfd w{a.w, POLLOUT, 0};
+    ASSERT_EQ(::poll(&w, 1, 0), 1);
+    EXPECT_NE(w.revents & POLLERR, 0) << "the removed poll still holds the pipe's read end";
   }
 }
 
