@@ -159,11 +159,31 @@ RunResult thread_pingpong(std::string_view impl, PingpongSize size, Wait receive
   return out;
 }
 
-// ---- port_flood ---------------------------------------------------------------------------
+// ---- port_flood and port_flood_batch --------------------------------------------------------
+//
+// One runner per kind of impl, shared by the two workloads: `send(target, n)` is the timed
+// flood of values 0..n-1 (one post each, or batches of kFloodBatch), everything around it —
+// the consumer, the ping before the clock, the end of the window — is the same for both.
+
+constexpr std::size_t kFloodBatch = 64;
+
+// Calls `send(values)` with consecutive values 0..n-1 in batches of kFloodBatch (the last one
+// shorter when n is not a multiple).
+template <class Send>
+void send_batches(std::uint64_t n, Send&& send) {
+  std::uint64_t values[kFloodBatch];
+  for (std::uint64_t i = 0; i < n;) {
+    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(kFloodBatch, n - i));
+    for (std::size_t j = 0; j < k; ++j) values[j] = i + j;
+    send(std::span<const std::uint64_t>(values, k));
+    i += k;
+  }
+}
 
 // raw: a consumer thread that swaps the producer's vector for its own empty one (both keep their
-// capacity: nothing is allocated once warm).
-RunResult raw_port_flood(std::uint64_t n, Wait wait) {
+// capacity: nothing is allocated once warm). `send(inbox, n)` floods it.
+template <class Send>
+RunResult raw_flood(std::uint64_t n, Wait wait, Send&& send) {
   const ScopedPlacement at_loop(ThreadRole::loop);  // the consumer thread inherits it
   EventfdQueue inbox(wait);
   EventfdQueue done;
@@ -186,7 +206,7 @@ RunResult raw_port_flood(std::uint64_t n, Wait wait) {
   (void)done.pop();
   const ScopedPlacement at_sender(ThreadRole::sender);
   const PhaseMeter phase;
-  for (std::uint64_t i = 0; i < n; ++i) inbox.push(i);
+  send(inbox, n);
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
@@ -214,7 +234,9 @@ struct FloodSink {
   }
 };
 
-RunResult evh_port_flood(std::uint64_t n) {
+// evh: `send(to_sink, n)` floods the sink isolate through a SendPort.
+template <class Send>
+RunResult evh_flood(std::uint64_t n, Send&& send) {
   const ScopedPlacement at_loop(ThreadRole::loop);  // the pool's threads, started below, inherit it
   EventfdQueue done;
   Runtime rt;
@@ -230,7 +252,7 @@ RunResult evh_port_flood(std::uint64_t n) {
 
   std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
-  for (std::uint64_t i = 0; i < n; ++i) check(to_sink.post(Message::u64(i)), "post");
+  send(to_sink, n);
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
@@ -257,7 +279,9 @@ RunResult evh_port_flood(std::uint64_t n) {
   return out;
 }
 
-RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
+// A peer: `send(loop, n)` floods the peer's message loop.
+template <class Send>
+RunResult peer_flood(const PeerImpl& p, std::uint64_t n, Send&& send) {
   const ScopedPlacement at_loop(ThreadRole::loop);  // the loop's thread inherits it
   EventfdQueue done;
   std::uint64_t count = 0;  // owned by the loop's thread
@@ -274,7 +298,7 @@ RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
   loop->reset_wakeups();
   std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
   const PhaseMeter phase;
-  for (std::uint64_t i = 0; i < n; ++i) loop->post(i);
+  send(*loop, n);
   const std::uint64_t counted = done.pop();
   const std::int64_t wall = phase.wall_ns();
   const double cpu = phase.cpu_ms();
@@ -290,141 +314,50 @@ RunResult peer_port_flood(const PeerImpl& p, std::uint64_t n) {
   return out;
 }
 
+// port_flood: one post per value.
 RunResult port_flood(std::string_view impl, std::uint64_t n) {
-  if (impl == "evh") return evh_port_flood(n);
-  if (impl == "raw" || impl == "raw-spin") return raw_port_flood(n, raw_wait(impl));
-  if (const PeerImpl* p = find_peer(impl)) return peer_port_flood(*p, n);
+  if (impl == "evh") {
+    return evh_flood(n, [](SendPort& to, std::uint64_t count) {
+      for (std::uint64_t i = 0; i < count; ++i) check(to.post(Message::u64(i)), "post");
+    });
+  }
+  if (impl == "raw" || impl == "raw-spin") {
+    return raw_flood(n, raw_wait(impl), [](EventfdQueue& inbox, std::uint64_t count) {
+      for (std::uint64_t i = 0; i < count; ++i) inbox.push(i);
+    });
+  }
+  if (const PeerImpl* p = find_peer(impl)) {
+    return peer_flood(*p, n, [](PeerMessageLoop& loop, std::uint64_t count) {
+      for (std::uint64_t i = 0; i < count; ++i) loop.post(i);
+    });
+  }
   throw BenchError("port_flood has no impl " + std::string(impl));
 }
 
-// ---- port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send
-
-constexpr std::size_t kFloodBatch = 64;
-
-// Calls `send(values)` with consecutive values 0..n-1 in batches of kFloodBatch (the last one
-// shorter when n is not a multiple).
-template <class Send>
-void send_batches(std::uint64_t n, Send&& send) {
-  std::uint64_t values[kFloodBatch];
-  for (std::uint64_t i = 0; i < n;) {
-    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(kFloodBatch, n - i));
-    for (std::size_t j = 0; j < k; ++j) values[j] = i + j;
-    send(std::span<const std::uint64_t>(values, k));
-    i += k;
-  }
-}
-
-// raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch), the consumer
-// as in raw_port_flood.
-RunResult raw_port_flood_batch(std::uint64_t n, Wait wait) {
-  const ScopedPlacement at_loop(ThreadRole::loop);  // the consumer thread inherits it
-  EventfdQueue inbox(wait);
-  EventfdQueue done;
-  std::thread consumer([&] {
-    (void)inbox.pop();
-    inbox.reset_wakeups();
-    done.push(kPing);
-    std::vector<std::uint64_t> batch;
-    std::uint64_t count = 0;
-    while (count < n) {
-      inbox.pop_all(batch);
-      count += batch.size();
-      batch.clear();
-    }
-    done.push(count);
-  });
-  inbox.push(kPing);
-  (void)done.pop();
-  const ScopedPlacement at_sender(ThreadRole::sender);
-  const PhaseMeter phase;
-  send_batches(n, [&](std::span<const std::uint64_t> v) { inbox.push_batch(v); });
-  const std::uint64_t counted = done.pop();
-  const std::int64_t wall = phase.wall_ns();
-  const double cpu = phase.cpu_ms();
-  consumer.join();
-  check_echo(counted, n);
-  RunResult out;
-  flood_metrics(out, n, wall, cpu);
-  out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(inbox.wakeups())});
-  return out;
-}
-
-// evh: SendPort::post_batch, one claim of mailbox space per batch (the batch's Messages are
-// built in place each time; u64 messages own nothing).
-RunResult evh_port_flood_batch(std::uint64_t n) {
-  const ScopedPlacement at_loop(ThreadRole::loop);  // the pool's threads, started below, inherit it
-  EventfdQueue done;
-  Runtime rt;
-  ShutdownAtExit stop_first(rt);  // the sink borrows `done`
-  IsolateRef sink = take(rt.spawn(make_handler(FloodSink{n, &done})), "spawn");
-  SendPort to_sink = take(rt.send_port(sink->main_port()), "send_port(isolate)");
-  check(to_sink.post(Message::u64(kPing)), "post ping");
-  check_echo(done.pop(), kPing);
-  const std::uint64_t wakeups_before = sink->stats().wakeups;
-
-  Message batch[kFloodBatch];
-  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
-  const PhaseMeter phase;
-  send_batches(n, [&](std::span<const std::uint64_t> v) {
-    for (std::size_t j = 0; j < v.size(); ++j) batch[j] = Message::u64(v[j]);
-    check(to_sink.post_batch(std::span<Message>(batch, v.size())), "post_batch");
-  });
-  const std::uint64_t counted = done.pop();
-  const std::int64_t wall = phase.wall_ns();
-  const double cpu = phase.cpu_ms();
-  at_sender.reset();
-  check_echo(counted, n);
-
-  sink->destroy();
-  rt.shutdown();
-  const IsolateStats stats = sink->stats();
-  if (stats.handled < n) {
-    throw BenchError("isolate stats count " + std::to_string(stats.handled) +
-                     " messages handled of " + std::to_string(n));
-  }
-  RunResult out;
-  flood_metrics(out, n, wall, cpu);
-  out.metrics.push_back(
-      {"consumer_wakeups", "count", static_cast<double>(stats.wakeups - wakeups_before)});
-  return out;
-}
-
-RunResult peer_port_flood_batch(const PeerImpl& p, std::uint64_t n) {
-  const ScopedPlacement at_loop(ThreadRole::loop);  // the loop's thread inherits it
-  EventfdQueue done;
-  std::uint64_t count = 0;  // owned by the loop's thread
-  auto loop = p.start_message_loop([&](std::uint64_t v) {
-    if (v == kPing) {
-      done.push(kPing);
-    } else if (++count == n) {
-      done.push(count);
-    }
-  });
-  loop->post(kPing);
-  check_echo(done.pop(), kPing);
-  loop->reset_wakeups();
-  std::optional<ScopedPlacement> at_sender(std::in_place, ThreadRole::sender);
-  const PhaseMeter phase;
-  send_batches(n, [&](std::span<const std::uint64_t> v) { loop->post_batch(v); });
-  const std::uint64_t counted = done.pop();
-  const std::int64_t wall = phase.wall_ns();
-  const double cpu = phase.cpu_ms();
-  const std::optional<std::uint64_t> wakeups = loop->wakeups();
-  at_sender.reset();
-  loop.reset();
-  check_echo(counted, n);
-  RunResult out;
-  flood_metrics(out, n, wall, cpu);
-  if (wakeups) {
-    out.metrics.push_back({"consumer_wakeups", "count", static_cast<double>(*wakeups)});
-  }
-  return out;
-}
-
+// port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send.
+// raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch). evh:
+// SendPort::post_batch, one claim of mailbox space per batch (the batch's Messages are built in
+// place each time; u64 messages own nothing). A peer: its own post_batch.
 RunResult port_flood_batch(std::string_view impl, std::uint64_t n) {
-  if (impl == "evh") return evh_port_flood_batch(n);
-  if (impl == "raw" || impl == "raw-spin") return raw_port_flood_batch(n, raw_wait(impl));
-  if (const PeerImpl* p = find_peer(impl)) return peer_port_flood_batch(*p, n);
+  if (impl == "evh") {
+    Message batch[kFloodBatch];  // made (and destroyed) outside the window
+    return evh_flood(n, [&batch](SendPort& to, std::uint64_t count) {
+      send_batches(count, [&](std::span<const std::uint64_t> v) {
+        for (std::size_t j = 0; j < v.size(); ++j) batch[j] = Message::u64(v[j]);
+        check(to.post_batch(std::span<Message>(batch, v.size())), "post_batch");
+      });
+    });
+  }
+  if (impl == "raw" || impl == "raw-spin") {
+    return raw_flood(n, raw_wait(impl), [](EventfdQueue& inbox, std::uint64_t count) {
+      send_batches(count, [&](std::span<const std::uint64_t> v) { inbox.push_batch(v); });
+    });
+  }
+  if (const PeerImpl* p = find_peer(impl)) {
+    return peer_flood(*p, n, [](PeerMessageLoop& loop, std::uint64_t count) {
+      send_batches(count, [&](std::span<const std::uint64_t> v) { loop.post_batch(v); });
+    });
+  }
   throw BenchError("port_flood_batch has no impl " + std::string(impl));
 }
 

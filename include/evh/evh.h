@@ -253,10 +253,21 @@ EVH_API void evh_message_destroy(evh_message* message);
  * `user` is the spawn's. */
 typedef void (*evh_message_fn)(evh_isolate* self, evh_message* message, void* user);
 
+/* Told when the isolate's mailbox reaches the depth set in evh_isolate_options. Runs on the
+ * isolate's own turn (own-turn calls work), before the message that was taken when the depth was
+ * seen; `depth` counts the normal messages queued then, that one included. Told again only after
+ * the depth fell to half the mark or the mailbox emptied. Nothing is dropped or refused: a
+ * mailbox has no limit. An error it reports (evh_isolate_report_error) is handled as a message
+ * handler's. `user` is the spawn's. */
+typedef void (*evh_mailbox_high_water_fn)(evh_isolate* self, uint64_t depth, void* user);
+
 typedef struct evh_isolate_options {
   evh_runner* runner;   /* NULL: the runtime's thread pool */
   uint32_t budget;      /* messages per turn before giving way; 0: the runtime's default */
   int errors_are_fatal; /* nonzero: an escaped error ends the isolate (EVH_EXIT_ERROR) */
+  /* The depth at which on_mailbox_high_water is called; 0 (or no callback): never. */
+  uint64_t mailbox_high_water;
+  evh_mailbox_high_water_fn on_mailbox_high_water;
 } evh_isolate_options;
 
 /* Spawns an isolate with one open port, its main port. `user` is handed to every call of

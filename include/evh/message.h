@@ -82,14 +82,14 @@ class EVH_API Message {
   Message(Message&& other) noexcept { steal(other); }
   Message& operator=(Message&& other) noexcept {
     if (this != &other) {
-      release();
+      release_if_owning();
       steal(other);
     }
     return *this;
   }
   Message(const Message&) = delete;
   Message& operator=(const Message&) = delete;
-  ~Message() { release(); }
+  ~Message() { release_if_owning(); }
 
   Kind kind() const noexcept { return kind_; }
   // The port it was posted to; set by evh when the message is accepted.
@@ -132,6 +132,10 @@ class EVH_API Message {
  private:
   friend struct detail::MessageAccess;
   void release() noexcept;
+  // Inline, so that a payload owning nothing (inline bytes, the common case) costs no call.
+  void release_if_owning() noexcept {
+    if (kind_ == Kind::heap_bytes || kind_ == Kind::native) release();
+  }
   void steal(Message& other) noexcept {
     port_ = other.port_;
     size_ = other.size_;

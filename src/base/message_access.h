@@ -17,7 +17,7 @@ struct MessageAccess {
   // Moves a Message between a queue slot and a Message object without writing the source: a
   // slot is raw storage that the consumer abandons after reading (no destructor runs on it).
   static void relocate(Message& to, const Message& from) noexcept {
-    to.release();
+    to.release_if_owning();
     to.port_ = from.port_;
     to.size_ = from.size_;
     to.kind_ = from.kind_;
@@ -50,7 +50,7 @@ struct MessageAccess {
   // `to` (empty) takes the payload of a record.
   static void assemble(Message& to, PortId port, Message::Kind kind, std::uint32_t size,
                        const std::uint64_t* words, std::uint32_t n) noexcept {
-    to.release();
+    to.release_if_owning();
     to.port_ = port;
     to.size_ = size;
     std::memcpy(&to.u_, words, std::size_t{n} * 8);

@@ -9,11 +9,13 @@ namespace evh::detail {
 namespace {
 
 // A record's header word: the tag (kind + 1, never 0) in bits 0-7, kPortWord when the port word
-// follows, the byte size in bits 32-63. A skip record (the rest of the block is unused) is the
-// tag alone.
+// follows, kHomePort when the message is to the queue's home port (no port word), the byte size
+// in bits 32-63. Neither bit: the port is none. A skip record (the rest of the block is unused)
+// is the tag alone.
 constexpr std::uint64_t kTagMask = 0xFF;
 constexpr std::uint64_t kSkip = 0xFF;
 constexpr std::uint64_t kPortWord = 0x100;
+constexpr std::uint64_t kHomePort = 0x200;
 
 std::atomic_ref<std::uint64_t> header_at(QueueBlock* block, std::uint32_t offset) noexcept {
   return std::atomic_ref<std::uint64_t>(block->words[offset]);
@@ -30,13 +32,14 @@ struct Record {
   std::uint32_t payload_words;
 };
 
-Record encode(const Message& m) noexcept {
+Record encode(const Message& m, PortId home) noexcept {
   const Message::Kind kind = MessageAccess::kind(m);
   const std::uint32_t size = MessageAccess::size(m);
-  const bool port_word = MessageAccess::port(m) != PortId::none;
+  const PortId port = MessageAccess::port(m);
+  const bool port_word = port != PortId::none && port != home;
+  const std::uint64_t port_bits = port_word ? kPortWord : port != PortId::none ? kHomePort : 0;
   const std::uint32_t payload = MessageAccess::payload_words(kind, size);
-  return {(std::uint64_t{size} << 32) | (port_word ? kPortWord : 0) |
-              (static_cast<std::uint64_t>(kind) + 1),
+  return {(std::uint64_t{size} << 32) | port_bits | (static_cast<std::uint64_t>(kind) + 1),
           1 + (port_word ? 1u : 0u) + payload, payload};
 }
 
@@ -57,6 +60,13 @@ std::atomic_ref<std::uint64_t> free_depth(QueueBlock* block) noexcept {
   return std::atomic_ref<std::uint64_t>(block->words[0]);
 }
 
+QueueBlock* block_of(std::uintptr_t word) noexcept {
+  return reinterpret_cast<QueueBlock*>(word & ~kQueueTagMask);
+}
+std::uintptr_t list_word(QueueBlock* top) noexcept {
+  return reinterpret_cast<std::uintptr_t>(top) | kFreeListTag;
+}
+
 // A zeroed block (every header "not written"), unlinked, that nobody else can reach.
 QueueBlock* new_block() {
   return new QueueBlock{};
@@ -67,10 +77,13 @@ QueueBlock* new_block() {
 QueueBlock* take_block(QueueTail& tail) {
   // acquire: pairs with the release CAS in recycle_block, so the block's `next` and the
   // consumer's last reads of it are ordered before we zero it.
-  QueueBlock* top = tail.free.load(std::memory_order_acquire);
-  while (top != nullptr) {
+  // Only a free list with a block on it is popped: the first block, before the consumer's first
+  // look, is not free.
+  std::uintptr_t word = tail.free.load(std::memory_order_acquire);
+  while ((word & kFreeListTag) != 0 && block_of(word) != nullptr) {
+    QueueBlock* top = block_of(word);
     QueueBlock* next = top->next.load(std::memory_order_relaxed);
-    if (tail.free.compare_exchange_weak(top, next, std::memory_order_acquire,
+    if (tail.free.compare_exchange_weak(word, list_word(next), std::memory_order_acquire,
                                         std::memory_order_acquire)) {
       top->next.store(nullptr, std::memory_order_relaxed);
       free_depth(top).store(0, std::memory_order_relaxed);
@@ -81,11 +94,13 @@ QueueBlock* take_block(QueueTail& tail) {
   return new_block();
 }
 
-// The consumer only: keeps a block it has read to the end, up to kMaxFreeBlocks.
+// The consumer only, after its first look (the word is a free list): keeps a block it has read
+// to the end, up to kMaxFreeBlocks.
 void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
   // acquire: pairs with the release CAS below of an earlier push (the top's depth is visible).
-  QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  std::uintptr_t word = tail.free.load(std::memory_order_acquire);
   for (;;) {
+    QueueBlock* top = block_of(word);
     const std::uint64_t depth =
         top == nullptr ? 1 : free_depth(top).load(std::memory_order_relaxed) + 1;
     if (depth > kMaxFreeBlocks) {
@@ -96,7 +111,7 @@ void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
     free_depth(block).store(depth, std::memory_order_relaxed);
     // release: pairs with the acquire loads in take_block; a failure means the installing
     // producer popped the top meanwhile: look again.
-    if (tail.free.compare_exchange_weak(top, block, std::memory_order_release,
+    if (tail.free.compare_exchange_weak(word, list_word(block), std::memory_order_release,
                                         std::memory_order_acquire)) {
       return;
     }
@@ -106,17 +121,23 @@ void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
 // The very first push: installs the first block (whoever gets there first) and makes it the
 // tail block. `fresh` may be left holding a block that lost the race, for the caller to use.
 void install_first(QueueTail& tail, QueueBlock*& fresh) {
-  QueueBlock* first = tail.first.load(std::memory_order_acquire);
-  if (first == nullptr) {
+  std::uintptr_t word = tail.free.load(std::memory_order_acquire);
+  if (word == 0) {
     // Not from the free list: producers racing here would pop it concurrently. Once per queue
     // (or per queue_destroy).
     if (fresh == nullptr) fresh = new_block();
     // acq_rel: publishes the zeroed block (release) or sees the winner's (acquire).
-    if (tail.first.compare_exchange_strong(first, fresh, std::memory_order_acq_rel)) {
-      first = fresh;
+    if (tail.free.compare_exchange_strong(word,
+                                          reinterpret_cast<std::uintptr_t>(fresh) | kFirstBlockTag,
+                                          std::memory_order_acq_rel)) {
+      word = reinterpret_cast<std::uintptr_t>(fresh) | kFirstBlockTag;
       fresh = nullptr;
     }
   }
+  // A free list: the consumer has taken the first block already, so its installer is between
+  // the two CASes here and `block` is about to be set; the caller looks again.
+  if ((word & kFirstBlockTag) == 0) return;
+  QueueBlock* first = block_of(word);
   QueueBlock* expected = nullptr;
   tail.block.compare_exchange_strong(expected, first, std::memory_order_acq_rel);
 }
@@ -143,8 +164,8 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
 
 }  // namespace
 
-void queue_push(QueueTail& tail, Message&& message) noexcept {
-  const Record r = encode(message);
+void queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
+  const Record r = encode(message, home);
   QueueBlock* fresh = nullptr;
   Backoff backoff;
   for (;;) {
@@ -190,7 +211,7 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
   }
 }
 
-void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
+void queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home) noexcept {
   std::size_t done = 0;
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -211,7 +232,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     std::uint32_t words = 0;
     std::size_t n = 0;
     while (done + n < messages.size()) {
-      const std::uint32_t w = encode(messages[done + n]).words;
+      const std::uint32_t w = encode(messages[done + n], home).words;
       if (words + w > room) break;
       words += w;
       ++n;
@@ -236,7 +257,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     std::uint32_t at = offset;
     for (std::size_t i = 0; i < n; ++i) {
       Message& m = messages[done + i];
-      const Record r = encode(m);
+      const Record r = encode(m, home);
       write_record(block, at, m, r);
       at += r.words;
     }
@@ -245,10 +266,18 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
   delete fresh;
 }
 
-PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
+PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
   if (head.block == nullptr) {
-    head.block = tail.first.load(std::memory_order_acquire);
-    if (head.block == nullptr) return PopResult::empty;
+    // The first look: take the first block (acquire: pairs with install_first's acq_rel CAS,
+    // the block's zeroing before it) and turn the word into the (empty) free list. Producers
+    // only read a first-block word, so a store would do; nothing else writes it now.
+    const std::uintptr_t word = tail.free.load(std::memory_order_acquire);
+    if ((word & kFirstBlockTag) == 0) {
+      // Nothing installed yet, or (with a claim racing) not yet visible here.
+      return queue_has_claimed(tail, head) ? PopResult::pending : PopResult::empty;
+    }
+    head.block = block_of(word);
+    tail.free.store(kFreeListTag, std::memory_order_release);
   }
   for (;;) {
     const std::uint32_t offset = offset_of(head.pos);
@@ -270,7 +299,11 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {
     const std::uint64_t* w = &head.block->words[offset];
     std::uint32_t i = 1;
     PortId port = PortId::none;
-    if ((header & kPortWord) != 0) port = static_cast<PortId>(w[i++]);
+    if ((header & kPortWord) != 0) {
+      port = static_cast<PortId>(w[i++]);
+    } else if ((header & kHomePort) != 0) {
+      port = home;
+    }
     const std::uint32_t payload = MessageAccess::payload_words(kind, size);
     MessageAccess::assemble(out, port, kind, size, w + i, payload);
     const std::uint32_t end = offset + i + payload;
@@ -299,7 +332,8 @@ std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept {
 }
 
 std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept {
-  QueueBlock* top = tail.free.load(std::memory_order_acquire);
+  const std::uintptr_t word = tail.free.load(std::memory_order_acquire);
+  QueueBlock* top = (word & kFreeListTag) != 0 ? block_of(word) : nullptr;
   return top == nullptr
              ? 0
              : static_cast<std::uint32_t>(free_depth(top).load(std::memory_order_relaxed));
@@ -307,20 +341,24 @@ std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept {
 
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept {
   const std::uint64_t released = queue_drain(tail, head);
-  QueueBlock* b = head.block != nullptr ? head.block : tail.first.load(std::memory_order_acquire);
+  std::uintptr_t word = tail.free.exchange(0, std::memory_order_acquire);
+  QueueBlock* b = head.block;
+  if ((word & kFirstBlockTag) != 0) {
+    b = block_of(word);  // never looked at: the chain starts at the first block
+    word = 0;
+  }
   while (b != nullptr) {
     QueueBlock* next = b->next.load(std::memory_order_acquire);
     delete b;
     b = next;
   }
-  for (QueueBlock* f = tail.free.exchange(nullptr, std::memory_order_acquire); f != nullptr;) {
+  for (QueueBlock* f = block_of(word); f != nullptr;) {
     QueueBlock* next = f->next.load(std::memory_order_relaxed);
     delete f;
     f = next;
   }
   head = QueueHead{};
   tail.block.store(nullptr, std::memory_order_relaxed);
-  tail.first.store(nullptr, std::memory_order_relaxed);
   tail.pos.store(0, std::memory_order_relaxed);
   return released;
 }

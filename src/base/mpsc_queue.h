@@ -7,9 +7,9 @@
 // what crosses between the producer's and the consumer's cores, twice (the producer takes the
 // line back to write it, the consumer reads it). A record takes only what its message needs:
 // a header word, the port word unless the port is none (control messages), and the payload
-// (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). An
-// 8-byte message is 24 bytes. (Leaving out the port word of the isolate's main port would make it
-// 16, but the home port's copies grew the isolate past its four cache lines: not done yet.)
+// (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). The
+// port word is left out also for the queue's home port (an isolate's main port, which its owner
+// passes to both ends: the header says "home"), so an 8-byte message to it is 16 bytes.
 //
 // Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
 // word offset in the current block (low 13 bits). A producer claims a record's words with one
@@ -74,11 +74,16 @@ static_assert(sizeof(QueueBlock) == 2048);
 struct QueueTail {
   std::atomic<std::uint64_t> pos{0};  // claimed messages << kOffsetBits | offset
   std::atomic<QueueBlock*> block{nullptr};
-  std::atomic<QueueBlock*> first{nullptr};  // the first block ever installed: the consumer's start
-  // Recycled blocks, consumer → the installing producer, linked through `next`. (The tail stays
-  // 32 bytes: it sits in an isolate's producer line.)
-  std::atomic<QueueBlock*> free{nullptr};
+  // One word, two uses in turn (the tail is 24 bytes: it shares an isolate's producer line).
+  // Until the consumer's first look it holds the first block ever installed, tagged
+  // kFirstBlockTag: where the consumer starts. The consumer's first look turns it into the free
+  // list (kFreeListTag, with the top block or none): recycled blocks, consumer → the installing
+  // producer, linked through `next`. 0 only before the first install.
+  std::atomic<std::uintptr_t> free{0};
 };
+inline constexpr std::uintptr_t kFirstBlockTag = 1;
+inline constexpr std::uintptr_t kFreeListTag = 2;
+inline constexpr std::uintptr_t kQueueTagMask = 3;
 
 struct QueueHead {
   std::uint64_t pos = 0;  // as QueueTail::pos, at the next record to read
@@ -113,13 +118,17 @@ enum class PopResult { item, empty, pending };
 
 // Producer side; any thread; never blocks for longer than another producer's block install.
 // Allocation failure of a new block terminates (as std::bad_alloc from a noexcept function).
-void queue_push(QueueTail& tail, Message&& message) noexcept;
+// `home`: a port whose messages are stored without their port word (none: no such port); the
+// consumer passes the same to queue_pop.
+void queue_push(QueueTail& tail, Message&& message, PortId home = PortId::none) noexcept;
 // Pushes every message of `messages` (leaving each empty), in order, claiming space for as many
 // as fit in the current block with one CAS.
-void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept;
+void queue_push_batch(QueueTail& tail, std::span<Message> messages,
+                      PortId home = PortId::none) noexcept;
 
-// Consumer side. On `item`, `out` holds the message.
-PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept;
+// Consumer side. On `item`, `out` holds the message (its port `home` when stored as home's).
+PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out,
+                    PortId home = PortId::none) noexcept;
 
 // Consumer side: true when a position has been claimed that the consumer has not read (the
 // message may still be being written). The load is seq_cst: it pairs with the producers' CAS on

@@ -1,6 +1,6 @@
 // Slab: fixed-size, aligned blocks carved from 64 KiB chunks, with a free list.
 //
-// Isolates (256 bytes, 64-byte aligned) and port records are allocated here rather than with
+// Isolates (192 bytes, 64-byte aligned) and port records are allocated here rather than with
 // operator new: an aligned malloc of 256 bytes costs glibc a header plus alignment slack (about
 // 100 bytes per idle isolate, measured), and a runtime may hold hundreds of thousands of idle
 // isolates. Chunks are returned to the system when the slab (its runtime) is destroyed; every

@@ -66,6 +66,7 @@ struct evh_isolate {
   evh_message_fn on_message = nullptr;
   void* user = nullptr;
   evh_finalizer destroy_user = nullptr;
+  evh_mailbox_high_water_fn on_high_water = nullptr;  // set at spawn, then read only
   // Own turn only: an error reported with evh_isolate_report_error, raised when the callback
   // returns.
   bool error_pending = false;

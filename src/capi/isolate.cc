@@ -20,6 +20,14 @@ void on_message(Isolate& self, Message& message, void* user) {
   TurnScope::raise_reported(handle);
 }
 
+// The C callback, reached through the isolate's data (the handle).
+void on_high_water(Isolate& self, std::uint64_t depth) {
+  auto* handle = static_cast<evh_isolate*>(self.data());
+  TurnScope turn(handle, self);
+  handle->on_high_water(handle, depth, handle->user);
+  TurnScope::raise_reported(handle);
+}
+
 // The isolate exited (or never started): the embedder's user data goes, then the isolate's own
 // reference to its handle.
 void on_exit(void* user) noexcept {
@@ -86,6 +94,7 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   handle->on_message = on_message_fn;
   handle->user = user;
   handle->destroy_user = destroy_user;
+  handle->on_high_water = o.on_mailbox_high_water;
   // From here the handle's on_exit releases `user`, also when spawn() fails.
   evh::IsolateHandler h{&on_message, handle, &on_exit};
   evh::IsolateOptions io;
@@ -93,6 +102,10 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   io.budget = o.budget;
   io.data = handle;
   io.errors_are_fatal = o.errors_are_fatal != 0 ? evh::ErrorsFatal::yes : evh::ErrorsFatal::no;
+  if (o.mailbox_high_water != 0 && o.on_mailbox_high_water != nullptr) {
+    io.mailbox_high_water = o.mailbox_high_water;
+    io.on_mailbox_high_water = &on_high_water;
+  }
   int error = EVH_OK;
   try {
     auto spawned = rt->rt->spawn(h, io);

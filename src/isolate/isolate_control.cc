@@ -107,7 +107,7 @@ void IsolateImpl::answer_immediate_pings() noexcept {
 Status IsolateImpl::handle_interrupts() noexcept {
   if (!owns_turn()) return Errc::wrong_thread;
   // A safe point of a long message: what this thread queued to run after it runs elsewhere.
-  runner_->share_local_work();
+  runner().share_local_work();
   if (kill_requested()) return Errc::isolate_dead;
   if ((interrupt_.load(std::memory_order_acquire) & kInterruptPing) != 0) answer_immediate_pings();
   return kill_requested() ? Status{Errc::isolate_dead} : Status{};
@@ -115,14 +115,14 @@ Status IsolateImpl::handle_interrupts() noexcept {
 
 PauseCapability IsolateImpl::pause(PauseCapability capability) noexcept {
   if (!capability) capability.value = static_cast<std::uint64_t>(host_->next_id());
-  (void)life().add_pause(capability.value, pause_count_);
+  (void)life().add_pause(capability.value, paused_);
   return capability;
 }
 
 Status IsolateImpl::resume(PauseCapability capability) noexcept {
   IsolateLife* l = life_if_any();
   if (l == nullptr || !capability) return Errc::invalid_argument;
-  const std::optional<std::uint32_t> before = l->remove_pause(capability.value, pause_count_);
+  const std::optional<std::uint32_t> before = l->remove_pause(capability.value, paused_);
   if (!before) return Errc::invalid_argument;
   // The last resume: a turn that went idle while paused may have left normal messages queued.
   // Only the consumer may read the queue's head, so schedule a turn and let it look.

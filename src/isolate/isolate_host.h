@@ -57,8 +57,21 @@ class IsolateHost : public PortDirectory {
   // The isolate's last reference went and it has been destroyed: take its memory back.
   virtual void free(void* isolate_memory) noexcept = 0;
 
+  // The runner and the budget of an isolate spawned without its own: kept here once rather than
+  // in every isolate (an idle isolate's bytes). Set by the runtime's constructor, then read only.
+  TaskRunner& default_runner() const noexcept { return *default_runner_; }
+  std::uint32_t default_budget() const noexcept { return default_budget_; }
+
  protected:
   ~IsolateHost() = default;
+  void set_defaults(TaskRunner& runner, std::uint32_t budget) noexcept {
+    default_runner_ = &runner;
+    default_budget_ = budget;
+  }
+
+ private:
+  TaskRunner* default_runner_ = nullptr;
+  std::uint32_t default_budget_ = 0;
 };
 
 }  // namespace evh::detail

@@ -18,7 +18,7 @@
 // the finishing turn does store(state_, idle) [seq_cst] then load(tail.pos) [seq_cst]. In the
 // single total order of seq_cst operations one of the two loads sees the other's write, so
 // either the producer sees idle and schedules, or the turn sees the message and carries on.
-// pause/resume and destroy use the same pattern with `pause_count_` and `dead_requested_`.
+// pause/resume and destroy use the same pattern with `paused_` and `dead_requested_`.
 //
 // References (`refs_`): one for the runtime's registry until destroy(), one per PortState
 // naming it (ports retain their target; a closed port lives on while SendPorts name it), one per
@@ -35,6 +35,7 @@
 #include <boost/intrusive/list.hpp>
 #include <chrono>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "base/mpsc_queue.h"
@@ -123,8 +124,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // The turn should stop before its next callback: the isolate was killed.
   bool stop_requested() const noexcept { return dead_requested_.load(std::memory_order_acquire); }
   // Another task waits for this isolate's runner: a long timer loop should give way.
-  bool runner_busy() const noexcept { return runner_->work_is_waiting(); }
-  std::uint32_t budget() const noexcept { return budget_; }  // messages per turn
+  bool runner_busy() const noexcept { return runner().work_is_waiting(); }
   // A message (or control request) waits that this turn could handle now.
   bool has_work() noexcept;
   // An exception escaped a callback of this isolate (call from inside the catch).
@@ -140,25 +140,24 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // Wakes this isolate's turn if it sleeps on an IsolateMutex (an immediate kill).
   void wake_lock_waiter() noexcept;
 
-  // The runtime's registry of live isolates (a list through this hook, guarded by the
-  // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.
-  using RegistryHook =
-      boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>;
-  RegistryHook registry_hook;
+  // The runner and budget (messages per turn) the isolate was spawned with.
+  TaskRunner& runner() const noexcept;
+  std::uint32_t budget() const noexcept;
 
  private:
   enum : std::uint32_t { kIdle = 0, kScheduled = 1, kDead = 2 };
+  // spawn_bits_: the isolate has a runner, a budget, of its own (in the life record), or a
+  // high-water mark to watch.
+  static constexpr std::uint8_t kOwnRunner = 1;
+  static constexpr std::uint8_t kOwnBudget = 2;
+  static constexpr std::uint8_t kWatchDepth = 4;
   static constexpr std::uint8_t kInterruptKill = 1;
   static constexpr std::uint8_t kInterruptPing = 2;
-  struct Microtask {
-    MicrotaskFn fn;
-    void* arg;
-    DropFn drop;
-  };
-
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
   bool try_schedule() noexcept;
-  MpscQueue* oob_queue() noexcept;
+  MpscQueue* oob_queue() noexcept;  // creates it (and the life record) on first use
+  MpscQueue* oob_if_any() const noexcept;
+  IsolateTimers* timers_if_any() const noexcept;
   // After the turn has stored kIdle it no longer owns the heads (another thread may already be
   // running the next turn), so it compares the tails with head positions it noted before.
   bool has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept;
@@ -184,53 +183,63 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void release_held_locks() noexcept;  // isolate_mutex.cc
   void close_all_ports() noexcept;
   bool close_main_port() noexcept;
-  void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
+  template <class T>
+  static void bump(std::atomic<T>& counter, std::type_identity_t<T> by = 1) noexcept {
     // Only the thread running the turn writes the counters; others read them.
     counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
 
-  // Layout, one 64-byte line per group (the class is 64-byte aligned):
-  //  0: the bases' vptrs (read by every post) and runner_link, the registry hook above, and
-  //     fields written at most once per turn (refs_) or never.
-  //  1: what producers write on every post (the normal queue's tail) and the state they read.
-  //  2-3: the consumer's: its queue head, the flags and handler it reads per message, stats.
+  // Layout: 192 bytes, one 64-byte line per group (the class is 64-byte aligned). An idle
+  // isolate holds only these three lines (and its main port): what it never needs until it is
+  // used — an OOB queue, microtasks, timers, the dropped and exception counts, a runner or budget
+  // of its own — is in the life record, created on first use.
+  //  0: the bases (the PortTarget vptr is read by every post), and what the turn reads per
+  //     message and nobody writes after spawn.
+  //  1: what producers write on every post (the normal queue's tail, the state, the wakeups), and
+  //     fields that nobody reads per message.
+  //  2: the consumer's: its queue head, its flags and counters.
   // A field the consumer reads per message on line 1 would move that line between cores on every
-  // post (measured: it halved port_flood).
-  std::atomic<std::uint32_t> refs_{1};  // the registry's reference
-  std::uint32_t budget_;
+  // post (measured: it halved port_flood); the turn reads the runner and the budget from the
+  // host (or the life record) once per turn.
   IsolateHost* host_;
-  TaskRunner* runner_;
+  MessageFn on_message_;
+  void* user_;
+  PortId main_port_id_ = PortId::none;
+  void* data_;  // never written after spawn
 
   alignas(64) QueueTail normal_tail_;
   std::atomic<std::uint32_t> state_{kIdle};
-  std::atomic<std::uint32_t> exceptions_{0};  // rare writes: harmless here
-  std::atomic<std::uint64_t> wakeups_{0};     // written by the producer that wakes the isolate
-  void* data_;                                // never written after spawn
-  IsolateTimers* timers_ = nullptr;           // written once; read only on timer paths
+  std::atomic<std::uint32_t> refs_{1};     // the registry's reference; changes once per turn
+  std::atomic<std::uint64_t> wakeups_{0};  // written by the producer that wakes the isolate
+ public:
+  // The runtime's registry of live isolates (a list through this hook, guarded by the
+  // runtime's registry mutex). safe_link: is_linked() tells whether it is still registered.
+  using RegistryHook =
+      boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>;
+  RegistryHook registry_hook;
+
+ private:
+  DropFn destroy_user_;  // the handler's; called once, at the exit or when the memory goes
 
   alignas(64) QueueHead normal_head_;
-  std::atomic<MpscQueue*> oob_{nullptr};  // created on the first OOB post; read per message
-  std::atomic<std::uint32_t> pause_count_{0};
-  std::atomic<bool> closing_{false};         // destroy() has begun: its ports are closing
-  std::atomic<bool> dead_requested_{false};  // ports closed; the next turn boundary drains
-  std::atomic<bool> main_closed_{false};
-  bool timers_dirty_ = false;  // a timer changed this message: hand the next wakeup over
-  std::atomic<std::uint8_t> interrupt_{0};    // kInterrupt* bits: what handle_interrupts() does
-  std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
-  bool watch_depth_ = false;  // a high-water mark is set (in the life record); set at spawn
+  std::atomic<std::uint64_t> handled_{0};
+  std::atomic<IsolateLife*> life_{nullptr};  // created on first use
   // The deepest the mailbox was seen by a turn (saturates at 2^32 - 1); written by the turn.
   std::atomic<std::uint32_t> mailbox_peak_{0};
-  IsolateHandler handler_;
-  PortId main_port_id_ = PortId::none;
-  std::atomic<IsolateLife*> life_{nullptr};       // created on first use; holds the extra ports
-  std::vector<Microtask>* microtasks_ = nullptr;  // created by the first microtask
-  std::atomic<std::uint64_t> handled_{0};
-  std::atomic<std::uint64_t> dropped_{0};
-  std::atomic<std::uint64_t> turns_{0};
-  std::atomic<std::uint32_t> yields_{0};
   // The thread id (sync/thread_id.h) of the thread running the turn, 0 between turns: written
   // at the start and end of each turn, read by owns_turn().
   std::atomic<std::int32_t> running_on_{0};
+  // Turns that ended with work left. The turns are the wakeups plus the yields: each turn is
+  // queued by one or the other (or run by a kill of an idle isolate, counted as a wakeup).
+  std::atomic<std::uint32_t> yields_{0};
+  std::atomic<bool> paused_{false};           // a pause capability is held (the life record's)
+  std::atomic<bool> closing_{false};          // destroy() has begun: its ports are closing
+  std::atomic<std::uint8_t> exit_reason_{0};  // ExitReason, set by the first kill
+  std::atomic<bool> dead_requested_{false};   // ports closed; the next turn boundary drains
+  std::atomic<bool> main_closed_{false};
+  std::atomic<std::uint8_t> interrupt_{0};  // kInterrupt* bits: what handle_interrupts() does
+  bool timers_dirty_ = false;    // a timer changed this message: hand the next wakeup over
+  std::uint8_t spawn_bits_ = 0;  // kOwn* bits: set at spawn, then only read
 };
 
 }  // namespace evh::detail

@@ -146,26 +146,29 @@ void IsolateLife::set_errors_fatal(ErrorsFatal fatal) noexcept {
   errors_fatal_ = fatal;
 }
 
-bool IsolateLife::add_pause(std::uint64_t capability, std::atomic<std::uint32_t>& count) {
+bool IsolateLife::add_pause(std::uint64_t capability, std::atomic<bool>& paused) {
   std::lock_guard lock(mu_);
   for (std::uint64_t held : pauses_) {
     if (held == capability) return false;
   }
   pauses_.push_back(capability);
   // seq_cst: pairs with the turn's seq_cst reads (see isolate_impl.h's lost-wakeup argument).
-  count.fetch_add(1, std::memory_order_seq_cst);
+  paused.store(true, std::memory_order_seq_cst);
   return true;
 }
 
 std::optional<std::uint32_t> IsolateLife::remove_pause(std::uint64_t capability,
-                                                       std::atomic<std::uint32_t>& count) noexcept {
+                                                       std::atomic<bool>& paused) noexcept {
   std::lock_guard lock(mu_);
   std::size_t i = 0;
   while (i < pauses_.size() && pauses_[i] != capability) ++i;
   if (i == pauses_.size()) return std::nullopt;
+  const auto before = static_cast<std::uint32_t>(pauses_.size());
   pauses_[i] = pauses_.back();
   pauses_.pop_back();
-  return count.fetch_sub(1, std::memory_order_seq_cst);
+  // seq_cst: as in add_pause; the resume then schedules a turn (isolate_control.cc).
+  if (pauses_.empty()) paused.store(false, std::memory_order_seq_cst);
+  return before;
 }
 
 bool IsolateLife::queue_ping(PortId reply, Message& response, std::atomic<std::uint8_t>& interrupt,
@@ -270,6 +273,7 @@ void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
   // Idle: claim the mailbox and drain it here, now. Otherwise the current or queued turn sees
   // dead_requested_ at its next message boundary and drains it on the runner.
   if (state_.compare_exchange_strong(expected, kScheduled, std::memory_order_acq_rel)) {
+    wakeups_.fetch_add(1, std::memory_order_relaxed);  // a turn: the stats count it as one
     retain();
     run();
   }
@@ -278,11 +282,11 @@ void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
 
 void IsolateImpl::finish_dead() noexcept {
   std::uint64_t released = queue_drain(normal_tail_, normal_head_);
-  if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) released += q->drain();
-  bump(dropped_, released);
+  if (MpscQueue* q = oob_if_any(); q != nullptr) released += q->drain();
+  if (released != 0) bump(life().dropped, released);
   // Every timer is disarmed without running; the keeper forgets the deadline (its timeout
   // message, if already posted, is dropped with the closed port).
-  if (timers_ != nullptr) timers_->finish();
+  if (IsolateTimers* timers = timers_if_any(); timers != nullptr) timers->finish();
   const auto reason = static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire));
   release_held_locks();
   if (IsolateLife* l = life_if_any()) l->release_resources(*this, reason);
@@ -290,8 +294,8 @@ void IsolateImpl::finish_dead() noexcept {
   // No message will be delivered again: release the handler's state now rather than when the
   // memory goes. Handlers that hold SendPorts to each other would otherwise keep each other's
   // memory (and so their state) alive for as long as the runtime lives.
-  if (DropFn drop = std::exchange(handler_.destroy_user, nullptr); drop != nullptr) {
-    drop(handler_.user);
+  if (DropFn drop = std::exchange(destroy_user_, nullptr); drop != nullptr) {
+    drop(user_);
   }
   // seq_cst: a producer that loads kDead after this does not schedule; what it pushes later is
   // released by the destructor.
@@ -313,9 +317,10 @@ void IsolateImpl::exit_if_unreachable() noexcept {
   if (closing_.load(std::memory_order_acquire) || !main_closed_.load(std::memory_order_acquire)) {
     return;
   }
-  const PortId timer_port = timers_ != nullptr ? timers_->port() : PortId::none;
+  IsolateTimers* timers = timers_if_any();
+  const PortId timer_port = timers != nullptr ? timers->port() : PortId::none;
   if (IsolateLife* l = life_if_any(); l != nullptr && l->has_port_other_than(timer_port)) return;
-  if (timers_ != nullptr && timers_->holds_timers()) return;
+  if (timers != nullptr && timers->holds_timers()) return;
   kill(KillPriority::before_next_event, ExitReason::normal);
 }
 

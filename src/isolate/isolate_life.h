@@ -1,10 +1,10 @@
-// IsolateLife: the rarely used parts of an isolate's life, kept out of the isolate's four cache
+// IsolateLife: the rarely used parts of an isolate's life, kept out of the isolate's three cache
 // lines and created on first use — its ports other than the main one, the resources attached
 // to it, its exit and error listeners, its pause capabilities, its pending immediate pings, and
 // the IsolateMutexes it holds.
 //
 // Each group comes with the operations on it; IsolateImpl sequences them (kill, the drain at
-// the next boundary) and keeps the hot atomics some of them update (`pause_count_`,
+// the next boundary) and keeps the hot atomics some of them update (`paused_`,
 // `interrupt_`), which are passed in so that they change under the same lock as the record.
 //
 // Threads: the extra ports are guarded by their own spin lock (delivery to an extra port reads
@@ -32,6 +32,7 @@
 namespace evh::detail {
 
 class PortState;
+class IsolateTimers;
 
 // Tiny spin lock on an atomic<bool>: guards the rarely changed list of extra ports.
 class FlagLock {
@@ -116,12 +117,14 @@ class IsolateLife {
   std::vector<PortId> error_listeners(ErrorsFatal& fatal);
   void set_errors_fatal(ErrorsFatal fatal) noexcept;
 
-  // ---- pause capabilities; `count` is the isolate's pause count, changed under the lock
+  // ---- pause capabilities; `paused` is the isolate's flag (some capability pauses it),
+  // changed under the lock
   // False when `capability` already pauses the isolate.
-  bool add_pause(std::uint64_t capability, std::atomic<std::uint32_t>& count);
-  // The count before the removal, or nothing when `capability` pauses nothing.
+  bool add_pause(std::uint64_t capability, std::atomic<bool>& paused);
+  // How many capabilities paused the isolate before the removal, or nothing when `capability`
+  // pauses nothing.
   std::optional<std::uint32_t> remove_pause(std::uint64_t capability,
-                                            std::atomic<std::uint32_t>& count) noexcept;
+                                            std::atomic<bool>& paused) noexcept;
 
   // ---- immediate pings; `interrupt` is the isolate's interrupt word, `bit` the ping's
   // False once the exit began (the response is released by the caller's copy).
@@ -144,6 +147,22 @@ class IsolateLife {
     bool armed = true;  // false from a call until the depth fell to half the mark
   };
   HighWater& high_water() noexcept { return high_water_; }
+
+  // ---- what the isolate keeps here because an idle isolate never needs it (the layout in
+  // isolate_impl.h). The isolate uses them directly; each says who writes it.
+  struct Microtask {
+    MicrotaskFn fn;
+    void* arg;
+    DropFn drop;
+  };
+  std::atomic<MpscQueue*> oob{nullptr};  // created by the first OOB post (any thread, a CAS)
+  std::vector<Microtask> microtasks;     // own turn
+  // Created by the turn's first timer start (release), read by timer paths and stats (acquire).
+  std::atomic<IsolateTimers*> timers{nullptr};
+  std::atomic<std::uint64_t> dropped{0};     // written by the turn or the drain, read by stats
+  std::atomic<std::uint32_t> exceptions{0};  // written by the turn, read by stats
+  TaskRunner* runner = nullptr;  // the isolate's own runner (set at spawn, then read only)
+  std::uint32_t budget = 0;      // its own budget (likewise)
 
  private:
   std::atomic<bool> ports_lock_{false};

@@ -9,6 +9,7 @@
 #include "base/message_access.h"
 #include "base/mono_time.h"
 #include "isolate/isolate_impl.h"
+#include "isolate/isolate_life.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
@@ -23,22 +24,30 @@ constexpr std::int64_t kTimerSpinNs = 20'000;
 
 // ---- the isolate's side: created on the first start --------------------------------------------
 
+IsolateTimers* IsolateImpl::timers_if_any() const noexcept {
+  const IsolateLife* l = life_if_any();
+  // acquire: pairs with the release store in timers_or_create (stats from another thread).
+  return l != nullptr ? l->timers.load(std::memory_order_acquire) : nullptr;
+}
+
 Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
-  if (timers_ != nullptr) return timers_;
+  if (IsolateTimers* timers = timers_if_any(); timers != nullptr) return timers;
   // The keeper (the event handler, for an embedder's runner) must be there before the first
   // deadline is handed to it.
-  auto keeper = host_->deadline_keeper(*runner_);
+  TaskRunner& runner = this->runner();
+  auto keeper = host_->deadline_keeper(runner);
   if (!keeper.ok()) return keeper.error();
-  auto port = open_port();
+  auto port = open_port();  // creates the life record
   if (!port.ok()) return port.error();
+  IsolateTimers* timers = nullptr;
   try {
-    timers_ =
-        new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(*runner_));
+    timers = new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(runner));
   } catch (const std::bad_alloc&) {
     (void)close_port(*port);
     return std::make_error_code(std::errc::not_enough_memory);
   }
-  return timers_;
+  life().timers.store(timers, std::memory_order_release);
+  return timers;
 }
 
 Result<IsolateTimers*> IsolateImpl::timers_for_start(TimerFn fn) noexcept {
@@ -80,23 +89,25 @@ std::int64_t IsolateImpl::cached_now_ns() noexcept {
 
 Status IsolateImpl::cancel_timer(Timer& t) noexcept {
   if (!owns_turn()) return Errc::wrong_thread;
-  if (timers_ == nullptr) {
+  IsolateTimers* timers = timers_if_any();
+  if (timers == nullptr) {
     // No timer was ever armed here: an armed `t` is another isolate's.
     return TimerSet::owner_of(t) == 0 ? Status{} : Status{Errc::wrong_thread};
   }
   if (TimerSet::owner_of(t) == 0) return {};  // not armed: a no-op (SEMANTICS 14)
-  if (!timers_->cancel(t)) return Errc::wrong_thread;
+  if (!timers->cancel(t)) return Errc::wrong_thread;
   timers_dirty_ = true;
   return {};
 }
 
 TimerStats IsolateImpl::timer_stats() const noexcept {
-  return timers_ != nullptr ? timers_->stats() : TimerStats{};
+  IsolateTimers* timers = timers_if_any();
+  return timers != nullptr ? timers->stats() : TimerStats{};
 }
 
 void IsolateImpl::after_timers_changed() noexcept {
   timers_dirty_ = false;
-  timers_->hand_over();
+  timers_if_any()->hand_over();
 }
 
 // ---- IsolateTimers -----------------------------------------------------------------------------

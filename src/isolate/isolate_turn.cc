@@ -40,32 +40,53 @@ void linger() noexcept {
 
 IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
                          const IsolateOptions& options, std::uint32_t budget)
-    : budget_(budget), host_(&host), runner_(&runner), data_(options.data), handler_(handler) {
+    : host_(&host),
+      on_message_(handler.on_message),
+      user_(handler.user),
+      data_(options.data),
+      destroy_user_(handler.destroy_user) {
+  // What most isolates share stays in the host; the rest goes into the life record.
+  if (&runner != &host.default_runner()) {
+    life().runner = &runner;
+    spawn_bits_ |= kOwnRunner;
+  }
+  if (budget != host.default_budget()) {
+    life().budget = budget;
+    spawn_bits_ |= kOwnBudget;
+  }
   if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
   if (options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr) {
     IsolateLife::HighWater& hw = life().high_water();
     hw.mark = options.mailbox_high_water;
     hw.fn = options.on_mailbox_high_water;
-    watch_depth_ = true;
+    spawn_bits_ |= kWatchDepth;
   }
 #if !defined(EVH_DEBUG_CHECKS)
-  static_assert(sizeof(IsolateImpl) == 256, "an idle isolate should stay within four lines");
+  static_assert(sizeof(IsolateImpl) == 192, "an idle isolate should stay within three lines");
 #endif
+}
+
+TaskRunner& IsolateImpl::runner() const noexcept {
+  return (spawn_bits_ & kOwnRunner) != 0 ? *life_if_any()->runner : host_->default_runner();
+}
+
+std::uint32_t IsolateImpl::budget() const noexcept {
+  return (spawn_bits_ & kOwnBudget) != 0 ? life_if_any()->budget : host_->default_budget();
 }
 
 IsolateImpl::~IsolateImpl() {
   // No reference is left, so no producer can reach the queues: release what is in them.
   queue_destroy(normal_tail_, normal_head_);
-  delete oob_.load(std::memory_order_acquire);
-  if (microtasks_ != nullptr) {
-    for (const Microtask& t : *microtasks_) {
+  if (IsolateLife* l = life_.load(std::memory_order_acquire); l != nullptr) {
+    delete l->oob.load(std::memory_order_acquire);
+    for (const IsolateLife::Microtask& t : l->microtasks) {
       if (t.drop != nullptr) t.drop(t.arg);
     }
-    delete microtasks_;
+    // Its set has been emptied at death; any timer left is disarmed here.
+    delete l->timers.load(std::memory_order_acquire);
+    delete l;
   }
-  delete timers_;  // its set has been emptied at death; any timer left is disarmed here
-  delete life_.load(std::memory_order_acquire);
-  if (handler_.destroy_user != nullptr) handler_.destroy_user(handler_.user);
+  if (destroy_user_ != nullptr) destroy_user_(user_);
 }
 
 void IsolateImpl::release() noexcept {
@@ -82,12 +103,18 @@ void IsolateImpl::post_to_self(PortId port, Message message, Priority priority) 
   enqueue(std::move(message), priority);
 }
 
+MpscQueue* IsolateImpl::oob_if_any() const noexcept {
+  const IsolateLife* l = life_if_any();
+  return l != nullptr ? l->oob.load(std::memory_order_acquire) : nullptr;
+}
+
 MpscQueue* IsolateImpl::oob_queue() noexcept {
-  MpscQueue* q = oob_.load(std::memory_order_acquire);
+  std::atomic<MpscQueue*>& oob = life().oob;
+  MpscQueue* q = oob.load(std::memory_order_acquire);
   if (q != nullptr) return q;
   auto* fresh = new MpscQueue;
   // acq_rel: publishes the new queue (release) or sees the winner's (acquire).
-  if (oob_.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
+  if (oob.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
   delete fresh;
   return q;
 }
@@ -96,7 +123,7 @@ void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
   if (priority == Priority::oob) {
     oob_queue()->push(std::move(message));
   } else {
-    queue_push(normal_tail_, std::move(message));
+    queue_push(normal_tail_, std::move(message), main_port_id_);
   }
   // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
   if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
@@ -107,7 +134,7 @@ void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) 
   if (priority == Priority::oob) {
     oob_queue()->push_batch(messages);
   } else {
-    queue_push_batch(normal_tail_, messages);
+    queue_push_batch(normal_tail_, messages, main_port_id_);
   }
   // seq_cst: as in enqueue.
   if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
@@ -122,28 +149,25 @@ bool IsolateImpl::try_schedule() noexcept {
   }
   wakeups_.fetch_add(1, std::memory_order_relaxed);
   retain();  // the turn's reference
-  runner_->post(*this);
+  runner().post(*this);
   return true;
 }
 
 bool IsolateImpl::has_work() noexcept {
   // seq_cst loads: the other half of the lost-wakeup argument in the header.
   if (dead_requested_.load(std::memory_order_seq_cst)) return true;
-  if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr && q->has_claimed()) {
-    return true;
-  }
-  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
-         queue_has_claimed(normal_tail_, normal_head_);
+  if (MpscQueue* q = oob_if_any(); q != nullptr && q->has_claimed()) return true;
+  return !paused_.load(std::memory_order_seq_cst) && queue_has_claimed(normal_tail_, normal_head_);
 }
 
 bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept {
   // seq_cst loads: the other half of the lost-wakeup argument in the header.
   if (dead_requested_.load(std::memory_order_seq_cst)) return true;
-  if (MpscQueue* q = oob_.load(std::memory_order_acquire);
+  if (MpscQueue* q = oob_if_any();
       q != nullptr && q->tail.pos.load(std::memory_order_seq_cst) != oob_head) {
     return true;
   }
-  return pause_count_.load(std::memory_order_seq_cst) == 0 &&
+  return !paused_.load(std::memory_order_seq_cst) &&
          normal_tail_.pos.load(std::memory_order_seq_cst) != normal_head;
 }
 
@@ -161,7 +185,9 @@ void IsolateImpl::run() noexcept {
 #endif
   };
   enter();
-  bump(turns_);
+  // Read once per turn: neither changes after spawn.
+  TaskRunner& runner = this->runner();
+  const std::uint32_t budget = this->budget();
   std::uint32_t handled = 0;
   std::uint32_t lingers = 0;
   int pending_snoozes = 0;
@@ -176,9 +202,11 @@ void IsolateImpl::run() noexcept {
     }
     Message message;
     PopResult got = PopResult::empty;
-    if (MpscQueue* q = oob_.load(std::memory_order_acquire); q != nullptr) got = q->pop(message);
-    if (got != PopResult::item && pause_count_.load(std::memory_order_acquire) == 0) {
-      PopResult normal = queue_pop(normal_tail_, normal_head_, message);
+    if (MpscQueue* q = oob_if_any(); q != nullptr) [[unlikely]] {
+      got = q->pop(message);
+    }
+    if (got != PopResult::item && !paused_.load(std::memory_order_acquire)) {
+      PopResult normal = queue_pop(normal_tail_, normal_head_, message, main_port_id_);
       if (normal != PopResult::empty) got = normal;
       if (normal == PopResult::item) {
         note_depth(!took_normal);
@@ -190,7 +218,7 @@ void IsolateImpl::run() noexcept {
       lingers = 0;
       deliver(message);
       ++handled;
-      bool give_way = handled >= budget_ || runner_->work_is_waiting();
+      bool give_way = handled >= budget || runner.work_is_waiting();
       // The clock is read every 16 messages only: a turn of a few messages (the ping-pong case)
       // costs no clock read, and a flood pays one read per 16 messages. The slice is counted from
       // the 16th message.
@@ -206,9 +234,9 @@ void IsolateImpl::run() noexcept {
       // than giving way: finishing only releases what it holds, and queued behind fresh work it
       // would hold it (a language runtime's whole heap) until the fresh work is done.
       if (give_way && !dead_requested_.load(std::memory_order_acquire) && has_work()) {
-        yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        bump(yields_);
         leave();
-        runner_->post_yielded(*this);  // keeps the turn's reference
+        runner.post_yielded(*this);  // keeps the turn's reference
         return;
       }
       continue;
@@ -219,9 +247,9 @@ void IsolateImpl::run() noexcept {
         backoff.snooze();
         continue;
       }
-      yields_.store(yields_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      bump(yields_);
       leave();
-      runner_->post_yielded(*this);
+      runner.post_yielded(*this);
       return;
     }
     // Empty. In the middle of a stream (this turn has handled several messages), wait a moment
@@ -229,17 +257,17 @@ void IsolateImpl::run() noexcept {
     // and the turn then reads a batch of finished slots, instead of chasing the producer slot by
     // slot (each look at a slot being written costs the producer a cache-line transfer) or
     // going idle and costing the producer a reschedule per handful of messages.
-    if (handled >= kLingerAfter && lingers < kMaxLingers && !runner_->work_is_waiting()) {
+    if (handled >= kLingerAfter && lingers < kMaxLingers && !runner.work_is_waiting()) {
       ++lingers;
       linger();
       continue;
     }
-    if (watch_depth_) [[unlikely]] {
+    if ((spawn_bits_ & kWatchDepth) != 0) [[unlikely]] {
       rearm_high_water();
     }
     // Empty: go idle, then re-check (see the header for why this cannot lose a wakeup).
     const std::uint64_t normal_seen = normal_head_.pos;
-    MpscQueue* oob = oob_.load(std::memory_order_acquire);
+    MpscQueue* oob = oob_if_any();
     const std::uint64_t oob_seen = oob != nullptr ? oob->head.pos : 0;
     leave();
     state_.store(kIdle, std::memory_order_seq_cst);
@@ -262,19 +290,20 @@ void IsolateImpl::deliver(Message& message) noexcept {
       on_control_message(message);
       return;
     }
-    if (timers_ != nullptr && message.port() == timers_->port()) {
-      timers_->on_wakeup(message);  // hands the next wakeup over itself
+    if (IsolateTimers* timers = timers_if_any();
+        timers != nullptr && message.port() == timers->port()) {
+      timers->on_wakeup(message);  // hands the next wakeup over itself
       timers_dirty_ = false;
       exit_if_unreachable();
       return;
     }
   }
   if (!is_open_port(message.port())) {
-    bump(dropped_);
+    bump(life().dropped);
     return;  // the caller's `message` releases the payload on this thread
   }
   try {
-    handler_.on_message(*this, message, handler_.user);
+    on_message_(*this, message, user_);
   } catch (...) {
     report_exception();
   }
@@ -293,21 +322,23 @@ bool IsolateImpl::is_open_port(PortId id) noexcept {
 }
 
 void IsolateImpl::run_microtasks() noexcept {
-  if (microtasks_ == nullptr) return;
+  IsolateLife* l = life_if_any();
+  if (l == nullptr || l->microtasks.empty()) return;
+  std::vector<IsolateLife::Microtask>& microtasks = l->microtasks;
   // A microtask may schedule more: index, do not iterate, and copy each entry out first.
-  for (std::size_t i = 0; i < microtasks_->size(); ++i) {
-    Microtask t = (*microtasks_)[i];
+  for (std::size_t i = 0; i < microtasks.size(); ++i) {
+    IsolateLife::Microtask t = microtasks[i];
     try {
       t.fn(*this, t.arg);
     } catch (...) {
       report_exception();
     }
   }
-  microtasks_->clear();
+  microtasks.clear();
 }
 
 void IsolateImpl::report_exception() noexcept {
-  exceptions_.store(exceptions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  bump(life().exceptions);
   std::exception_ptr error = std::current_exception();
   host_->report_exception(*this, error);
   tell_error_listeners(error);
@@ -331,7 +362,7 @@ void IsolateImpl::note_depth(bool first_of_turn) noexcept {
     const std::uint64_t capped = std::min<std::uint64_t>(depth, UINT32_MAX);
     mailbox_peak_.store(static_cast<std::uint32_t>(capped), std::memory_order_relaxed);
   }
-  if (watch_depth_) [[unlikely]] {
+  if ((spawn_bits_ & kWatchDepth) != 0) [[unlikely]] {
     check_high_water(depth);
   }
 }
@@ -358,11 +389,13 @@ void IsolateImpl::rearm_high_water() noexcept {
 IsolateStats IsolateImpl::stats() const noexcept {
   IsolateStats s;
   s.handled = handled_.load(std::memory_order_relaxed);
-  s.dropped = dropped_.load(std::memory_order_relaxed);
-  s.exceptions = exceptions_.load(std::memory_order_relaxed);
-  s.turns = turns_.load(std::memory_order_relaxed);
+  if (const IsolateLife* l = life_if_any(); l != nullptr) {
+    s.dropped = l->dropped.load(std::memory_order_relaxed);
+    s.exceptions = l->exceptions.load(std::memory_order_relaxed);
+  }
   s.wakeups = wakeups_.load(std::memory_order_relaxed);
   s.yields = yields_.load(std::memory_order_relaxed);
+  s.turns = s.wakeups + s.yields;
   s.mailbox_depth = queue_depth(normal_tail_, normal_head_);
   s.mailbox_peak =
       std::max<std::uint64_t>(mailbox_peak_.load(std::memory_order_relaxed), s.mailbox_depth);
@@ -372,8 +405,7 @@ IsolateStats IsolateImpl::stats() const noexcept {
 Status IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
   if (fn == nullptr) return Errc::invalid_argument;
   if (!owns_turn()) return Errc::wrong_thread;
-  if (microtasks_ == nullptr) microtasks_ = new std::vector<Microtask>;
-  microtasks_->push_back(Microtask{fn, arg, drop});
+  life().microtasks.push_back(IsolateLife::Microtask{fn, arg, drop});
   return {};
 }
 

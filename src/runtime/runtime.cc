@@ -67,7 +67,9 @@ RuntimeImpl::RuntimeImpl(Runtime& owner, RuntimeOptions options)
       backend_(choose_backend(options.io_backend)),
       clock_(options.clock),
       time_slice_(saturating_ns(options.time_slice)),
-      pool_(pool_options(options_, this, clock_)) {}
+      pool_(pool_options(options_, this, clock_)) {
+  set_defaults(pool_, options_.default_budget);
+}
 
 RuntimeImpl::~RuntimeImpl() {
   shutdown();

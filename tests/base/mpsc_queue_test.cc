@@ -27,6 +27,52 @@ TEST(MpscQueue, FifoAcrossBlocks) {
   EXPECT_FALSE(q.has_claimed());
 }
 
+// Records to the queue's home port leave the port word out (2 words for a u64, 3 with a port, 2
+// with none), and every message comes out with the port it was pushed with, batches included.
+TEST(MpscQueue, HomePortRecordsAreSmallerAndKeepTheirPort) {
+  constexpr PortId kHome{77};
+  MpscQueue q;
+  auto with_port = [](std::uint64_t v, PortId p) {
+    Message m = Message::u64(v);
+    MessageAccess::set_port(m, p);
+    return m;
+  };
+  queue_push(q.tail, with_port(1, kHome), kHome);
+  EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 2u);
+  queue_push(q.tail, with_port(2, PortId{5}), kHome);
+  EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 5u);
+  queue_push(q.tail, Message::u64(3), kHome);  // port none: a control message's
+  EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 7u);
+  std::vector<Message> batch;
+  batch.push_back(with_port(4, kHome));
+  batch.push_back(with_port(5, PortId{6}));
+  queue_push_batch(q.tail, batch, kHome);
+  EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 12u);
+  const PortId want[] = {kHome, PortId{5}, PortId::none, kHome, PortId{6}};
+  for (std::uint64_t i = 0; i < 5; ++i) {
+    Message m;
+    ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+    EXPECT_EQ(m.as_u64(), i + 1);
+    EXPECT_EQ(m.port(), want[i]);
+  }
+  Message m;
+  EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
+}
+
+// A queue its consumer never looked at still owns its first block (the tagged word): destroying
+// it releases the messages and frees the block (LeakSanitizer checks the block).
+TEST(MpscQueue, NeverReadQueueReleasesAndFreesItsFirstBlock) {
+  int finalized = 0;
+  {
+    MpscQueue q;
+    for (int i = 0; i < 3; ++i) {
+      q.push(Message::native(&finalized, [](void* p) noexcept { ++*static_cast<int*>(p); }));
+    }
+    EXPECT_EQ(q.free_blocks(), 0u);  // the word holds the first block, not a free list
+  }
+  EXPECT_EQ(finalized, 3);
+}
+
 // Interleaved push/pop keeps the block recycling path busy.
 TEST(MpscQueue, InterleavedPushPop) {
   MpscQueue q;

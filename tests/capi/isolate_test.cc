@@ -207,6 +207,87 @@ TEST(CapiIsolate, PauseHoldsNormalMessagesNotOob) {
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
 }
 
+// What the mailbox high-water test's isolate saw: messages counted by its handler, and each call
+// of its high-water callback (all on its turn; the test reads them after a reply).
+struct HighWaterCtx {
+  evh_runtime* rt = nullptr;
+  evh_port_id reply = 0;
+  uint64_t seen = 0;
+  std::atomic<int> calls{0};
+  std::atomic<uint64_t> last_depth{0};
+  std::atomic<int> own_turn_result{-1};
+};
+
+// Replies with the count after every 30th message.
+void count_thirty(evh_isolate*, evh_message*, void* user) {
+  auto* c = static_cast<HighWaterCtx*>(user);
+  if (++c->seen % 30 == 0) {
+    EXPECT_EQ(post_text(c->rt, c->reply, std::to_string(c->seen)), EVH_OK);
+  }
+}
+
+void note_high_water(evh_isolate* self, uint64_t depth, void* user) {
+  auto* c = static_cast<HighWaterCtx*>(user);
+  // The callback runs on the isolate's turn: an own-turn call succeeds.
+  c->own_turn_result.store(evh_isolate_handle_interrupts(self));
+  c->last_depth.store(depth);
+  c->calls.fetch_add(1);
+}
+
+// The C form of the mailbox high-water mark: told once per excursion past the mark, on the
+// isolate's turn, with the depth its turn saw; nothing is dropped.
+TEST(CapiIsolate, MailboxHighWaterCallbackOncePerExcursion) {
+  Runtime rt;
+  Receiver rx(rt);
+  HighWaterCtx ctx;
+  ctx.rt = rt;
+  ctx.reply = rx.port();
+  evh_isolate_options o{};
+  o.mailbox_high_water = 10;
+  o.on_mailbox_high_water = &note_high_water;
+  evh_isolate* iso = nullptr;
+  ASSERT_EQ(evh_isolate_spawn(rt, &count_thirty, &ctx, nullptr, &o, &iso), EVH_OK);
+  const evh_port_id port = evh_isolate_main_port(iso);
+  for (int round = 1; round <= 2; ++round) {
+    uint64_t cap = 0;
+    ASSERT_EQ(evh_isolate_pause(iso, 0, &cap), EVH_OK);
+    for (int n = 0; n < 30; ++n) ASSERT_EQ(post_text(rt, port, "m"), EVH_OK);
+    ASSERT_EQ(evh_isolate_resume(iso, cap), EVH_OK);
+    EXPECT_EQ(rx.text(), std::to_string(30 * round));  // every message delivered
+    EXPECT_EQ(ctx.calls.load(), round);
+    EXPECT_EQ(ctx.last_depth.load(), 30u);
+    EXPECT_EQ(ctx.own_turn_result.load(), EVH_OK);
+  }
+  evh_isolate_stats st{};
+  ASSERT_EQ(evh_isolate_stats_get(iso, &st), EVH_OK);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(evh_isolate_kill(iso, EVH_IMMEDIATE), EVH_OK);
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+}
+
+// Without a callback (or with a zero mark) nothing is called: the options' zeroes are "off".
+TEST(CapiIsolate, MailboxHighWaterOffWithoutCallbackOrMark) {
+  Runtime rt;
+  Receiver rx(rt);
+  HighWaterCtx ctx;
+  ctx.rt = rt;
+  ctx.reply = rx.port();
+  evh_isolate_options o{};
+  o.on_mailbox_high_water = &note_high_water;  // mark 0: off
+  evh_isolate* iso = nullptr;
+  ASSERT_EQ(evh_isolate_spawn(rt, &count_thirty, &ctx, nullptr, &o, &iso), EVH_OK);
+  uint64_t cap = 0;
+  ASSERT_EQ(evh_isolate_pause(iso, 0, &cap), EVH_OK);
+  for (int n = 0; n < 30; ++n) {
+    ASSERT_EQ(post_text(rt, evh_isolate_main_port(iso), "m"), EVH_OK);
+  }
+  ASSERT_EQ(evh_isolate_resume(iso, cap), EVH_OK);
+  EXPECT_EQ(rx.text(), "30");
+  EXPECT_EQ(ctx.calls.load(), 0);
+  EXPECT_EQ(evh_isolate_kill(iso, EVH_IMMEDIATE), EVH_OK);
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+}
+
 void record_uncaught(evh_isolate* iso, const char* what, void* user) noexcept {
   auto* c = static_cast<Ctx*>(user);
   c->last_uncaught = what;

@@ -57,7 +57,7 @@ TEST(ReceiverPending, TimeoutHoldsWhileASlotIsClaimedButNotWritten) {
   MpscQueue scratch;
   scratch.push(Message::u64(2));
   const std::uint32_t words = static_cast<std::uint32_t>(scratch.tail.pos.load() & kOffsetMask);
-  const std::uint64_t* record = scratch.tail.first.load()->words;
+  const std::uint64_t* record = scratch.tail.block.load()->words;
   // The stalled producer: the next record's words claimed (one message counted), not written.
   const std::uint64_t pos = q.tail.pos.load(std::memory_order_seq_cst);
   ASSERT_EQ(queue_count(pos), 1u);
