@@ -68,6 +68,10 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void release() noexcept override;
   void enqueue(Message&& message, Priority priority) noexcept override;
   void enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
+  // The push, and the claim of the turn when the isolate was idle (its reference taken); the
+  // runner's post() is left to finish_enqueue(), outside the caller's lock.
+  bool enqueue_under_lock(Message&& message, Priority priority) noexcept override;
+  void finish_enqueue() noexcept override;
 
   // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
   // reference to the main port's PortState (that would be a cycle: ports retain their target);
@@ -158,6 +162,9 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
 
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
   bool try_schedule() noexcept;
+  // The first half of try_schedule(): idle → scheduled, and the turn's reference; the caller
+  // then posts the isolate to its runner.
+  bool claim_turn() noexcept;
   MpscQueue* oob_queue() noexcept;
   // After the turn has stored kIdle it no longer owns the heads (another thread may already be
   // running the next turn), so it compares the tails with head positions it noted before.

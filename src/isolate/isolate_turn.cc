@@ -93,13 +93,21 @@ MpscQueue* IsolateImpl::oob_queue() noexcept {
 }
 
 void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
+  if (enqueue_under_lock(std::move(message), priority)) finish_enqueue();
+}
+
+bool IsolateImpl::enqueue_under_lock(Message&& message, Priority priority) noexcept {
   if (priority == Priority::oob) {
     oob_queue()->push(std::move(message));
   } else {
     queue_push(normal_tail_, std::move(message));
   }
   // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
-  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  return state_.load(std::memory_order_seq_cst) == kIdle && claim_turn();
+}
+
+void IsolateImpl::finish_enqueue() noexcept {
+  runner_->post(*this);  // the turn's reference, taken by claim_turn(), keeps us alive
 }
 
 void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
@@ -114,6 +122,12 @@ void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) 
 }
 
 bool IsolateImpl::try_schedule() noexcept {
+  if (!claim_turn()) return false;
+  runner_->post(*this);
+  return true;
+}
+
+bool IsolateImpl::claim_turn() noexcept {
   std::uint32_t expected = kIdle;
   // acq_rel: acquire pairs with the previous turn's store of kIdle, so the next turn sees what
   // the previous one did; release publishes our push to whoever runs the turn.
@@ -122,7 +136,6 @@ bool IsolateImpl::try_schedule() noexcept {
   }
   wakeups_.fetch_add(1, std::memory_order_relaxed);
   retain();  // the turn's reference
-  runner_->post(*this);
   return true;
 }
 

@@ -29,6 +29,17 @@ class PortTarget {
   // Queues every message of `messages` in order (each left empty), as one claim of queue space
   // where they fit together.
   virtual void enqueue_batch(std::span<Message> messages, Priority priority) noexcept = 0;
+  // enqueue() for a caller inside a lock (the port map's shard lock): queues the message, but
+  // leaves handing the target to its runner — which may be an embedder's `TaskRunner::post()`,
+  // free to call back into the runtime — to finish_enqueue(), which the caller must call once
+  // it has let go of its lock. Returns true when it must; the target then stays alive until
+  // finish_enqueue() returns (an isolate: by the reference its turn holds). The default does the
+  // whole enqueue here, for targets whose wake-up runs no code but evh's (a Receiver's futex).
+  virtual bool enqueue_under_lock(Message&& message, Priority priority) noexcept {
+    enqueue(std::move(message), priority);
+    return false;
+  }
+  virtual void finish_enqueue() noexcept {}
 
  protected:
   ~PortTarget() = default;
@@ -69,6 +80,15 @@ class PortState {
     if (is_closed()) return Errc::port_closed;
     MessageAccess::set_port(message, id_);
     target_->enqueue(std::move(message), priority);
+    return {};
+  }
+
+  // post() for the port map, under its shard lock: when `finish` is set (to the target), the
+  // caller calls finish->finish_enqueue() once it has let go of the lock (PortMap::post).
+  Status post_under_lock(Message&& message, Priority priority, PortTarget*& finish) noexcept {
+    if (is_closed()) return Errc::port_closed;
+    MessageAccess::set_port(message, id_);
+    if (target_->enqueue_under_lock(std::move(message), priority)) finish = target_;
     return {};
   }
 

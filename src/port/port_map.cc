@@ -91,10 +91,18 @@ PortState* PortMap::erase(PortId id) noexcept {
 
 Status PortMap::post(PortId id, Message&& message, Priority priority) noexcept {
   Shard& s = shard_for(id);
-  std::shared_lock guard(s.lock);
-  PortState* port = s.find(static_cast<std::uint64_t>(id));
-  if (port == nullptr) return Errc::unknown_port;
-  return port->post(std::move(message), priority);
+  PortTarget* finish = nullptr;
+  Status st;
+  {
+    std::shared_lock guard(s.lock);
+    PortState* port = s.find(static_cast<std::uint64_t>(id));
+    if (port == nullptr) return Errc::unknown_port;
+    st = port->post_under_lock(std::move(message), priority, finish);
+  }
+  // The lock is let go: an embedder's runner may now call back into this shard. `finish` is
+  // alive until finish_enqueue() returns (PortTarget::enqueue_under_lock).
+  if (finish != nullptr) finish->finish_enqueue();
+  return st;
 }
 
 PortState* PortMap::acquire(PortId id) noexcept {
