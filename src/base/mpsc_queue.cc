@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "base/alloc_fault.h"
+#include "base/assert.h"
 #include "base/message_access.h"
 #include "sync/spin.h"
 
@@ -57,14 +59,28 @@ std::atomic_ref<std::uint64_t> free_depth(QueueBlock* block) noexcept {
   return std::atomic_ref<std::uint64_t>(block->words[0]);
 }
 
-// A zeroed block (every header "not written"), unlinked, that nobody else can reach.
-QueueBlock* new_block() {
-  return new QueueBlock{};
+// A zeroed block (every header "not written"), unlinked, that nobody else can reach; null when
+// the heap (or the allocation-failure seam) says no.
+QueueBlock* new_block() noexcept {
+  if (alloc_site_fails()) return nullptr;
+  return new (std::nothrow) QueueBlock{};
+}
+
+// Before a claim that will reach the end of the block: the installing producer must not fail
+// once it has claimed (others wait for its install), so a block is allocated before the claim
+// unless the free list has one. Only the installer pops the list and the consumer only pushes
+// onto it, so a list seen non-empty here is still non-empty when this producer, having won the
+// claim, pops it; a claim lost to another producer keeps `fresh` for the next try. False when
+// the allocation failed: nothing has been claimed.
+bool ready_to_install(QueueTail& tail, QueueBlock*& fresh) noexcept {
+  if (fresh != nullptr || tail.free.load(std::memory_order_acquire) != nullptr) return true;
+  fresh = new_block();
+  return fresh != nullptr;
 }
 
 // A block for the installing producer (one at a time: see the header), zeroed and unlinked: from
-// the free list, or allocated past the high-water mark.
-QueueBlock* take_block(QueueTail& tail) {
+// the free list (which ready_to_install() saw non-empty).
+QueueBlock* take_block(QueueTail& tail) noexcept {
   // acquire: pairs with the release CAS in recycle_block, so the block's `next` and the
   // consumer's last reads of it are ordered before we zero it.
   QueueBlock* top = tail.free.load(std::memory_order_acquire);
@@ -78,6 +94,7 @@ QueueBlock* take_block(QueueTail& tail) {
       return top;
     }
   }
+  EVH_ASSERT(false, "the free list emptied between ready_to_install and the install");
   return new_block();
 }
 
@@ -105,12 +122,14 @@ void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
 
 // The very first push: installs the first block (whoever gets there first) and makes it the
 // tail block. `fresh` may be left holding a block that lost the race, for the caller to use.
-void install_first(QueueTail& tail, QueueBlock*& fresh) {
+// False when the block could not be allocated (nothing changed).
+bool install_first(QueueTail& tail, QueueBlock*& fresh) noexcept {
   QueueBlock* first = tail.first.load(std::memory_order_acquire);
   if (first == nullptr) {
     // Not from the free list: producers racing here would pop it concurrently. Once per queue
     // (or per queue_destroy).
     if (fresh == nullptr) fresh = new_block();
+    if (fresh == nullptr) return false;
     // acq_rel: publishes the zeroed block (release) or sees the winner's (acquire).
     if (tail.first.compare_exchange_strong(first, fresh, std::memory_order_acq_rel)) {
       first = fresh;
@@ -119,6 +138,7 @@ void install_first(QueueTail& tail, QueueBlock*& fresh) {
   }
   QueueBlock* expected = nullptr;
   tail.block.compare_exchange_strong(expected, first, std::memory_order_acq_rel);
+  return true;
 }
 
 // The producer whose claim reached the end of `block` links `fresh` after it and makes it the
@@ -143,7 +163,7 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
 
 }  // namespace
 
-void queue_push(QueueTail& tail, Message&& message) noexcept {
+bool queue_push(QueueTail& tail, Message&& message) noexcept {
   const Record r = encode(message);
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -158,11 +178,12 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
     if (block == nullptr) {
-      install_first(tail, fresh);
+      if (!install_first(tail, fresh)) return false;
       continue;
     }
     const bool fits = offset + r.words <= kBlockWords;
-    const bool ends = offset + r.words >= kBlockWords;  // this claim reaches the block's end
+    const bool ends = offset + r.words >= kBlockWords;         // this claim reaches the block's end
+    if (ends && !ready_to_install(tail, fresh)) return false;  // `message` untouched
     const std::uint64_t count = queue_count(pos) + (fits ? 1 : 0);
     const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + r.words : kBlockWords);
     // seq_cst: the mailbox owners' idle protocol pairs this with their seq_cst load of `pos`.
@@ -185,12 +206,14 @@ void queue_push(QueueTail& tail, Message&& message) noexcept {
       continue;
     }
     write_record(block, offset, message, r);
-    delete fresh;  // (only producers' lost install_first races leave one; never onto the list)
-    return;
+    // Left from a lost install_first race, or a claim that ended the block lost to another
+    // producer; never onto the list (only the consumer pushes there).
+    delete fresh;
+    return true;
   }
 }
 
-void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
+std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
   std::size_t done = 0;
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -203,7 +226,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
     if (block == nullptr) {
-      install_first(tail, fresh);
+      if (!install_first(tail, fresh)) break;
       continue;
     }
     // As many of the remaining messages as fit in the rest of the block, in one claim.
@@ -218,6 +241,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     }
     const bool fits = n > 0;
     const bool ends = !fits || words == room;
+    if (ends && !ready_to_install(tail, fresh)) break;  // messages from `done` on untouched
     const std::uint64_t count = queue_count(pos) + n;
     const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + words : kBlockWords);
     // seq_cst, and a stale view fails: as in queue_push.
@@ -243,6 +267,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept {
     done += n;
   }
   delete fresh;
+  return done;
 }
 
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept {

@@ -50,6 +50,7 @@
 #include <evh/message.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -112,11 +113,14 @@ inline std::uint64_t queue_depth(const QueueTail& tail, const QueueHead& head) n
 enum class PopResult { item, empty, pending };
 
 // Producer side; any thread; never blocks for longer than another producer's block install.
-// Allocation failure of a new block terminates (as std::bad_alloc from a noexcept function).
-void queue_push(QueueTail& tail, Message&& message) noexcept;
-// Pushes every message of `messages` (leaving each empty), in order, claiming space for as many
-// as fit in the current block with one CAS.
-void queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept;
+// False when a new block was needed and could not be allocated: then nothing was claimed and
+// `message` is untouched (the caller releases it). The block is allocated before the claim that
+// needs it, so a producer never fails half-way with others waiting for its install.
+[[nodiscard]] bool queue_push(QueueTail& tail, Message&& message) noexcept;
+// Pushes the messages of `messages` (leaving each empty), in order, claiming space for as many as
+// fit in the current block with one CAS. Returns how many were pushed: all of them, or those
+// before the one that needed a block that could not be allocated (the rest are untouched).
+[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages) noexcept;
 
 // Consumer side. On `item`, `out` holds the message.
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out) noexcept;
@@ -149,8 +153,10 @@ struct MpscQueue {
   MpscQueue& operator=(const MpscQueue&) = delete;
   ~MpscQueue() { queue_destroy(tail, head); }
 
-  void push(Message&& m) noexcept { queue_push(tail, std::move(m)); }
-  void push_batch(std::span<Message> ms) noexcept { queue_push_batch(tail, ms); }
+  // As queue_push / queue_push_batch (not [[nodiscard]] here: tests of the queue alone push
+  // without a failure seam armed).
+  bool push(Message&& m) noexcept { return queue_push(tail, std::move(m)); }
+  std::size_t push_batch(std::span<Message> ms) noexcept { return queue_push_batch(tail, ms); }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }

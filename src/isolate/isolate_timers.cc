@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/message_access.h"
 #include "base/mono_time.h"
@@ -32,6 +33,7 @@ Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
   auto port = open_port();
   if (!port.ok()) return port.error();
   try {
+    alloc_site();
     timers_ =
         new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(*runner_));
   } catch (const std::bad_alloc&) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/message_access.h"
 #include "base/mono_time.h"
@@ -41,6 +42,10 @@ void linger() noexcept {
 IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
                          const IsolateOptions& options, std::uint32_t budget)
     : budget_(budget), host_(&host), runner_(&runner), data_(options.data), handler_(handler) {
+  // spawn() unmakes an isolate whose constructor throws.
+  if (options.errors_are_fatal == ErrorsFatal::yes || options.mailbox_high_water != 0) {
+    if (try_life() == nullptr) throw std::bad_alloc();
+  }
   if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
   if (options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr) {
     IsolateLife::HighWater& hw = life().high_water();
@@ -79,46 +84,56 @@ void IsolateImpl::release() noexcept {
 
 void IsolateImpl::post_to_self(PortId port, Message message, Priority priority) noexcept {
   MessageAccess::set_port(message, port);
-  enqueue(std::move(message), priority);
+  // The zero-delay timers' self-post has nobody to report to (README, "Guarantees and limits").
+  if (!enqueue(std::move(message), priority)) fatal_out_of_memory("an isolate's self-post");
 }
 
 MpscQueue* IsolateImpl::oob_queue() noexcept {
   MpscQueue* q = oob_.load(std::memory_order_acquire);
   if (q != nullptr) return q;
-  auto* fresh = new MpscQueue;
+  if (alloc_site_fails()) return nullptr;
+  auto* fresh = new (std::nothrow) MpscQueue;
+  if (fresh == nullptr) return nullptr;
   // acq_rel: publishes the new queue (release) or sees the winner's (acquire).
   if (oob_.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
   delete fresh;
   return q;
 }
 
-void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
-  if (enqueue_under_lock(std::move(message), priority)) finish_enqueue();
+bool IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
+  const Enqueued e = enqueue_under_lock(std::move(message), priority);
+  if (e == Enqueued::finish) finish_enqueue();
+  return e != Enqueued::failed;
 }
 
-bool IsolateImpl::enqueue_under_lock(Message&& message, Priority priority) noexcept {
+PortTarget::Enqueued IsolateImpl::enqueue_under_lock(Message&& message,
+                                                     Priority priority) noexcept {
   if (priority == Priority::oob) {
-    oob_queue()->push(std::move(message));
-  } else {
-    queue_push(normal_tail_, std::move(message));
+    MpscQueue* q = oob_queue();
+    if (q == nullptr || !q->push(std::move(message))) return Enqueued::failed;
+  } else if (!queue_push(normal_tail_, std::move(message))) {
+    return Enqueued::failed;
   }
   // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
-  return state_.load(std::memory_order_seq_cst) == kIdle && claim_turn();
+  return state_.load(std::memory_order_seq_cst) == kIdle && claim_turn() ? Enqueued::finish
+                                                                         : Enqueued::done;
 }
 
 void IsolateImpl::finish_enqueue() noexcept {
   runner_->post(*this);  // the turn's reference, taken by claim_turn(), keeps us alive
 }
 
-void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
-  if (messages.empty()) return;
+std::size_t IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return 0;
+  std::size_t queued = 0;
   if (priority == Priority::oob) {
-    oob_queue()->push_batch(messages);
+    if (MpscQueue* q = oob_queue(); q != nullptr) queued = q->push_batch(messages);
   } else {
-    queue_push_batch(normal_tail_, messages);
+    queued = queue_push_batch(normal_tail_, messages);
   }
   // seq_cst: as in enqueue.
-  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  if (queued != 0 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  return queued;
 }
 
 bool IsolateImpl::try_schedule() noexcept {

@@ -32,7 +32,8 @@ class PortMap {
   PortMap& operator=(const PortMap&) = delete;
   ~PortMap();  // releases the map's references to any ports still present
 
-  // Inserts `port` and takes a reference to it. The id must not be present.
+  // Inserts `port` and takes a reference to it. The id must not be present. Throws
+  // std::bad_alloc when the shard's table cannot grow; nothing has changed then.
   void insert(PortState* port);
   // Removes `id`; returns the removed port (the map's reference passes to the caller), or null.
   PortState* erase(PortId id) noexcept;
