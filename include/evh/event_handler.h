@@ -21,8 +21,9 @@
 // returned at once — an invalid fd (EBADF), an fd epoll cannot watch (a regular file or a
 // directory: EPERM), an unknown or closed destination port (`Errc::unknown_port`), an argument
 // out of range (`Errc::invalid_argument`), a handler that is shutting down
-// (`Errc::shutting_down`). What only the I/O thread can find out — a duplicate registration
-// (EEXIST), the kernel refusing the watch (e.g. ENOMEM, ENOSPC), a modify/close/unregister for a
+// (`Errc::shutting_down`), no memory for the command (ENOMEM). What only the I/O thread can find
+// out — a duplicate registration (EEXIST), the kernel refusing the watch (e.g. ENOMEM, ENOSPC),
+// no memory for the registration's records (ENOMEM), a modify/close/unregister for a
 // registration that does not exist (ENOENT) — is posted to the port as an `IoNotice::error`
 // message carrying the errno; a failed registration never produces any other message.
 //

@@ -244,7 +244,7 @@ class EVH_API Isolate {
   // (released) when reached. `Errc::unknown_port` when the isolate has no open port with that id.
   Status close_port(PortId port) noexcept;
 
-  // Own turn only (`Errc::wrong_thread` elsewhere).
+  // Own turn only (`Errc::wrong_thread` elsewhere). ENOMEM when out of memory (nothing opened).
   Result<PortId> open_port();
   // Runs `fn(self, arg)` after the current message (or microtask) and before the next message.
   // `Errc::invalid_argument` for a null `fn` (nothing is queued; `drop` is not called).
@@ -258,7 +258,8 @@ class EVH_API Isolate {
   // `Errc::invalid_argument` for a negative delay or a null fn; `Errc::isolate_dead` after
   // destroy(); `Errc::wrong_thread` off the isolate's own turn, or when `timer` is armed by
   // another isolate (see evh/timer.h). The first timer of an isolate starts the runtime's event
-  // handler if needed (its error is returned).
+  // handler if needed (its error is returned) and makes the isolate's timer record (ENOMEM when
+  // that cannot be allocated; the timer is then not armed).
   Status start_timer(Timer& timer, std::chrono::nanoseconds delay, TimerFn fn,
                      Slack slack = Slack::coarse());
   // As start_timer, then every `period` on a fixed schedule (`period` > 0).

@@ -36,12 +36,16 @@ class EVH_API SendPort {
 
   // Queues `message` for the port's isolate. On error the message is released before this
   // returns (its finalizer runs on this thread): `Errc::port_closed` when the port was closed
-  // or its isolate destroyed, `Errc::unknown_port` for an empty SendPort.
+  // or its isolate destroyed, `Errc::unknown_port` for an empty SendPort, ENOMEM
+  // (`std::errc::not_enough_memory`) when the mailbox needed a new block and none could be
+  // allocated (the mailbox is as it was: a later post may succeed).
   Status post(Message message, Priority priority = Priority::normal) const noexcept;
   // Queues every message of `messages`, in order, with the guarantees of `post` for each (FIFO
   // behind this thread's earlier posts, finalizer exactly once, never blocks), claiming mailbox
   // space once for as many as fit together. Each message is left empty: queued, or on error
-  // released before this returns (the errors of `post`; all or none are queued).
+  // released before this returns (the errors of `post`; all or none are queued — except on
+  // ENOMEM, where the messages before the one that needed the missing block are queued, in
+  // order, and the rest released).
   Status post_batch(std::span<Message> messages,
                     Priority priority = Priority::normal) const noexcept;
 

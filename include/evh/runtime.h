@@ -109,13 +109,15 @@ class EVH_API Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   // Creates an isolate with one open port (its main port). The handler's `destroy_user` runs
-  // when the isolate is freed — also when spawning fails.
+  // when the isolate is freed — also when spawning fails, once. ENOMEM when a record could not
+  // be allocated (nothing is left behind), `Errc::shutting_down`, `Errc::invalid_argument`.
   Result<IsolateRef> spawn(IsolateHandler handler, IsolateOptions options = {});
 
   // Posts by id. Looks the id up in the port map (sharded; no global lock). On error the message
   // is released before this returns: `Errc::unknown_port`, `Errc::port_closed` (a closed port
-  // whose id is still known is reported as unknown: ids are forgotten on close) or
-  // `Errc::shutting_down`.
+  // whose id is still known is reported as unknown: ids are forgotten on close),
+  // `Errc::shutting_down`, or ENOMEM as SendPort::post. When the post makes an isolate runnable,
+  // its runner's `post()` is called with no evh lock held (evh/task_runner.h).
   Status post(PortId port, Message message, Priority priority = Priority::normal) noexcept;
   // Posts every message of `messages` to `port` in order, as SendPort::post_batch (one look-up,
   // queue space claimed once for as many as fit together); each is left empty. The errors of
@@ -126,7 +128,7 @@ class EVH_API Runtime {
   // A SendPort for `port`, for repeated posts without map look-ups.
   Result<SendPort> send_port(PortId port) noexcept;
 
-  // Opens a port for a plain thread to receive on.
+  // Opens a port for a plain thread to receive on. ENOMEM when out of memory (nothing opened).
   Result<Receiver> open_receiver();
 
   // A runner with one thread of its own (a "UI" or "platform" thread): isolates spawned with it

@@ -5,7 +5,9 @@
 // implement its own — e.g. to run an isolate on its UI thread — by implementing `post()`.
 //
 // Contract for implementers:
-//   - `post()` may be called from any thread, concurrently, and must not block.
+//   - `post()` may be called from any thread, concurrently, and must not block. When a post to
+//     a port makes an isolate runnable, evh calls it holding none of its locks, so it may call
+//     back into the runtime: post, open or close ports (issue 14, defect 7).
 //   - Each posted task must be run exactly once, by calling `task.run()` on the runner's thread,
 //     and never on two threads at once. A task may post itself again from inside `run()`.
 //   - While the runner holds a task, it may use `task.runner_link` to queue it; the link is the

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "base/alloc_fault.h"
+#include "base/assert.h"
 #include "base/message_access.h"
 #include "sync/spin.h"
 
@@ -66,21 +68,42 @@ QueueBlock* block_of(std::uintptr_t word) noexcept {
 std::uintptr_t list_word(QueueBlock* top) noexcept {
   return reinterpret_cast<std::uintptr_t>(top) | kFreeListTag;
 }
+// The word is the free list (the consumer has looked) with a block on it.
+bool list_has_block(std::uintptr_t word) noexcept {
+  return (word & kFreeListTag) != 0 && block_of(word) != nullptr;
+}
 
-// A zeroed block (every header "not written"), unlinked, that nobody else can reach.
-QueueBlock* new_block() {
-  return new QueueBlock{};
+// A zeroed block (every header "not written"), unlinked, that nobody else can reach; null when
+// the heap (or the allocation-failure seam) says no.
+QueueBlock* new_block() noexcept {
+  if (alloc_site_fails()) return nullptr;
+  return new (std::nothrow) QueueBlock{};
+}
+
+// Before a claim that will reach the end of the block: the installing producer must not fail
+// once it has claimed (others wait for its install), so a block is allocated before the claim
+// unless the free list has one. Only the installer pops the list and the consumer only pushes
+// onto it (its first look turns a first-block word, which is no list, into an empty list), so a
+// list seen with a block here still has one when this producer, having won the claim, pops it:
+// the claim succeeds only if `pos` did not move since this producer loaded it, so no install
+// (no pop) came between, and an earlier install's pop is ordered before its release store of
+// `pos`, which that load saw. A claim lost to another producer keeps `fresh` for the next try.
+// False when the allocation failed: nothing has been claimed.
+bool ready_to_install(QueueTail& tail, QueueBlock*& fresh) noexcept {
+  if (fresh != nullptr || list_has_block(tail.free.load(std::memory_order_acquire))) return true;
+  fresh = new_block();
+  return fresh != nullptr;
 }
 
 // A block for the installing producer (one at a time: see the header), zeroed and unlinked: from
-// the free list, or allocated past the high-water mark.
-QueueBlock* take_block(QueueTail& tail) {
+// the free list (which ready_to_install() saw non-empty).
+QueueBlock* take_block(QueueTail& tail) noexcept {
   // acquire: pairs with the release CAS in recycle_block, so the block's `next` and the
   // consumer's last reads of it are ordered before we zero it.
   // Only a free list with a block on it is popped: the first block, before the consumer's first
   // look, is not free.
   std::uintptr_t word = tail.free.load(std::memory_order_acquire);
-  while ((word & kFreeListTag) != 0 && block_of(word) != nullptr) {
+  while (list_has_block(word)) {
     QueueBlock* top = block_of(word);
     QueueBlock* next = top->next.load(std::memory_order_relaxed);
     if (tail.free.compare_exchange_weak(word, list_word(next), std::memory_order_acquire,
@@ -91,6 +114,7 @@ QueueBlock* take_block(QueueTail& tail) {
       return top;
     }
   }
+  EVH_ASSERT(false, "the free list emptied between ready_to_install and the install");
   return new_block();
 }
 
@@ -120,12 +144,14 @@ void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
 
 // The very first push: installs the first block (whoever gets there first) and makes it the
 // tail block. `fresh` may be left holding a block that lost the race, for the caller to use.
-void install_first(QueueTail& tail, QueueBlock*& fresh) {
+// False when the block could not be allocated (nothing changed).
+bool install_first(QueueTail& tail, QueueBlock*& fresh) noexcept {
   std::uintptr_t word = tail.free.load(std::memory_order_acquire);
   if (word == 0) {
     // Not from the free list: producers racing here would pop it concurrently. Once per queue
     // (or per queue_destroy).
     if (fresh == nullptr) fresh = new_block();
+    if (fresh == nullptr) return false;
     // acq_rel: publishes the zeroed block (release) or sees the winner's (acquire).
     if (tail.free.compare_exchange_strong(word,
                                           reinterpret_cast<std::uintptr_t>(fresh) | kFirstBlockTag,
@@ -136,10 +162,11 @@ void install_first(QueueTail& tail, QueueBlock*& fresh) {
   }
   // A free list: the consumer has taken the first block already, so its installer is between
   // the two CASes here and `block` is about to be set; the caller looks again.
-  if ((word & kFirstBlockTag) == 0) return;
+  if ((word & kFirstBlockTag) == 0) return true;
   QueueBlock* first = block_of(word);
   QueueBlock* expected = nullptr;
   tail.block.compare_exchange_strong(expected, first, std::memory_order_acq_rel);
+  return true;
 }
 
 // The producer whose claim reached the end of `block` links `fresh` after it and makes it the
@@ -164,7 +191,7 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
 
 }  // namespace
 
-void queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
+bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
   const Record r = encode(message, home);
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -179,11 +206,12 @@ void queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
     if (block == nullptr) {
-      install_first(tail, fresh);
+      if (!install_first(tail, fresh)) return false;
       continue;
     }
     const bool fits = offset + r.words <= kBlockWords;
-    const bool ends = offset + r.words >= kBlockWords;  // this claim reaches the block's end
+    const bool ends = offset + r.words >= kBlockWords;         // this claim reaches the block's end
+    if (ends && !ready_to_install(tail, fresh)) return false;  // `message` untouched
     const std::uint64_t count = queue_count(pos) + (fits ? 1 : 0);
     const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + r.words : kBlockWords);
     // seq_cst: the mailbox owners' idle protocol pairs this with their seq_cst load of `pos`.
@@ -194,9 +222,10 @@ void queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
       continue;
     }
     if (ends) {
-      // The block comes after the claim, so that one producer at a time pops the free list;
-      // the install window is a pop and a 2 KB clear (an allocation only past the high-water
-      // mark). A block left from a lost install_first race is used first.
+      // The block is popped after the claim, so that one producer at a time pops the free list;
+      // one that had to be allocated was allocated before it (ready_to_install), so the install
+      // window is a pop and a 2 KB clear at most, and cannot fail. A block allocated before the
+      // claim, or left from a lost install_first race, is used first.
       install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), count);
       fresh = nullptr;
     }
@@ -206,12 +235,14 @@ void queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
       continue;
     }
     write_record(block, offset, message, r);
-    delete fresh;  // (only producers' lost install_first races leave one; never onto the list)
-    return;
+    // Left from a lost install_first race, or a claim that ended the block lost to another
+    // producer; never onto the list (only the consumer pushes there).
+    delete fresh;
+    return true;
   }
 }
 
-void queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home) noexcept {
+std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home) noexcept {
   std::size_t done = 0;
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -224,7 +255,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home)
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
     if (block == nullptr) {
-      install_first(tail, fresh);
+      if (!install_first(tail, fresh)) break;
       continue;
     }
     // As many of the remaining messages as fit in the rest of the block, in one claim.
@@ -239,6 +270,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home)
     }
     const bool fits = n > 0;
     const bool ends = !fits || words == room;
+    if (ends && !ready_to_install(tail, fresh)) break;  // messages from `done` on untouched
     const std::uint64_t count = queue_count(pos) + n;
     const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + words : kBlockWords);
     // seq_cst, and a stale view fails: as in queue_push.
@@ -264,6 +296,7 @@ void queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home)
     done += n;
   }
   delete fresh;
+  return done;
 }
 
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {

@@ -38,7 +38,10 @@
 // rest are freed. Only the consumer frees a block, and never one on the list, so a block the
 // popper reads through `free` is alive even if the consumer has pushed over it meanwhile (the
 // CAS then fails). While a block is on the list its first data word holds the list's depth from
-// it down; the installer zeroes the block after popping it.
+// it down; the installer zeroes the block after popping it. A producer whose claim will reach
+// the end of the block allocates the next block before that claim unless the list has one
+// (issue 14: a failed allocation then leaves nothing claimed, and the push reports it); the list
+// cannot empty between that look and the pop, the installer being its only popper.
 //
 // The consumer (one thread at a time; the caller guarantees it) reads records in order. A record
 // whose words were claimed but whose header is not yet written is reported as `pending`.
@@ -50,6 +53,7 @@
 #include <evh/message.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -117,14 +121,18 @@ inline std::uint64_t queue_depth(const QueueTail& tail, const QueueHead& head) n
 enum class PopResult { item, empty, pending };
 
 // Producer side; any thread; never blocks for longer than another producer's block install.
-// Allocation failure of a new block terminates (as std::bad_alloc from a noexcept function).
+// False when a new block was needed and could not be allocated: then nothing was claimed and
+// `message` is untouched (the caller releases it). The block is allocated before the claim that
+// needs it, so a producer never fails half-way with others waiting for its install.
 // `home`: a port whose messages are stored without their port word (none: no such port); the
 // consumer passes the same to queue_pop.
-void queue_push(QueueTail& tail, Message&& message, PortId home = PortId::none) noexcept;
-// Pushes every message of `messages` (leaving each empty), in order, claiming space for as many
-// as fit in the current block with one CAS.
-void queue_push_batch(QueueTail& tail, std::span<Message> messages,
-                      PortId home = PortId::none) noexcept;
+[[nodiscard]] bool queue_push(QueueTail& tail, Message&& message,
+                              PortId home = PortId::none) noexcept;
+// Pushes the messages of `messages` (leaving each empty), in order, claiming space for as many as
+// fit in the current block with one CAS. Returns how many were pushed: all of them, or those
+// before the one that needed a block that could not be allocated (the rest are untouched).
+[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages,
+                                           PortId home = PortId::none) noexcept;
 
 // Consumer side. On `item`, `out` holds the message (its port `home` when stored as home's).
 PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out,
@@ -158,8 +166,10 @@ struct MpscQueue {
   MpscQueue& operator=(const MpscQueue&) = delete;
   ~MpscQueue() { queue_destroy(tail, head); }
 
-  void push(Message&& m) noexcept { queue_push(tail, std::move(m)); }
-  void push_batch(std::span<Message> ms) noexcept { queue_push_batch(tail, ms); }
+  // As queue_push / queue_push_batch (not [[nodiscard]] here: tests of the queue alone push
+  // without a failure seam armed).
+  bool push(Message&& m) noexcept { return queue_push(tail, std::move(m)); }
+  std::size_t push_batch(std::span<Message> ms) noexcept { return queue_push_batch(tail, ms); }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }

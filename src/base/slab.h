@@ -16,6 +16,8 @@
 #include <new>
 #include <vector>
 
+#include "base/alloc_fault.h"
+
 namespace evh::detail {
 
 template <std::size_t kSize, std::size_t kAlign>
@@ -30,7 +32,9 @@ class Slab {
     for (void* c : chunks_) std::free(c);
   }
 
+  // Throws std::bad_alloc when out of memory (also when the allocation-failure seam says so).
   void* allocate() {
+    alloc_site();
     std::lock_guard lock(mu_);
     if (free_ != nullptr) {
       FreeBlock* b = free_;

@@ -93,7 +93,10 @@ class CommandChannel {
       senders_.fetch_sub(1, std::memory_order_release);
       return Errc::shutting_down;
     }
-    queue_.push(Message::bytes(std::as_bytes(std::span<const Command, 1>(&c, 1))));
+    if (!queue_.push(Message::bytes(std::as_bytes(std::span<const Command, 1>(&c, 1))))) {
+      senders_.fetch_sub(1, std::memory_order_release);
+      return std::make_error_code(std::errc::not_enough_memory);  // the queue could not grow
+    }
     // seq_cst load after the push's seq_cst CAS: pairs with the loop's sleeping() then
     // pending(). The plain load keeps the common case — the loop is awake or already being
     // woken — free of a read-modify-write on a shared line.

@@ -18,16 +18,20 @@ class Delivery {
  public:
   explicit Delivery(PortDirectory& ports) noexcept : ports_(ports) {}
 
-  // Posts `event` to `port`. False when the port is gone for good (closed or unknown); a
+  // What became of a posted event. `gone`: the port is gone for good (closed or unknown); a
   // runtime that is shutting down does not count as gone — it shuts the handler down, which
-  // ends the registration then.
-  bool post(PortId port, const IoEvent& event) noexcept {
+  // ends the registration then. `dropped`: the port's queue could not grow (out of memory); the
+  // notice is lost and nobody can be told (README, "Guarantees and limits").
+  enum class Posted : std::uint8_t { delivered, gone, dropped };
+  Posted post(PortId port, const IoEvent& event) noexcept {
     const Status s = ports_.post(port, to_message(event));
     if (s) {
       if (event.notice == IoNotice::ready) notifications_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return Posted::delivered;
     }
-    return s.error() == Errc::shutting_down;
+    if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
+    // Shutting down: counted as delivered, as ever (the handler ends every registration next).
+    return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
   }
   // A readiness handed to a reader (FdReader) rather than posted: counted all the same.
   void count_ready() noexcept { notifications_.fetch_add(1, std::memory_order_relaxed); }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/mono_time.h"
 
@@ -93,9 +94,22 @@ void Registrations::add(const Command& c) noexcept {
       delivery_.post_error(c.port, c.fd, EEXIST);
       return;
     }
-    e.regs.push_back(reg);
+    try {
+      alloc_site();
+      e.regs.push_back(reg);
+    } catch (const std::bad_alloc&) {
+      delivery_.post_error(c.port, c.fd, ENOMEM);  // the fd stays with its other registrations
+      return;
+    }
+    try {
+      alloc_site();
+      index_add(c.port, c.fd);
+    } catch (const std::bad_alloc&) {
+      e.regs.pop_back();
+      delivery_.post_error(c.port, c.fd, ENOMEM);
+      return;
+    }
     if (c.ownership == FdOwnership::owned) e.ownership = FdOwnership::owned;
-    index_add(c.port, c.fd);
     sync_kernel(e);
     return;
   }
@@ -115,8 +129,24 @@ void Registrations::add(const Command& c) noexcept {
     if (c.ownership == FdOwnership::owned) close_owned(c.fd);
     return;
   }
-  fds_.emplace(c.fd, std::move(e));
-  index_add(c.port, c.fd);
+  // Out of memory for the records: the watch is undone and the port hears ENOMEM, like any
+  // other refused registration (no other message follows); an owned fd is closed.
+  try {
+    alloc_site();
+    auto added = fds_.emplace(c.fd, std::move(e)).first;
+    try {
+      alloc_site();
+      index_add(c.port, c.fd);
+    } catch (const std::bad_alloc&) {
+      fds_.erase(added);
+      throw;
+    }
+  } catch (const std::bad_alloc&) {
+    (void)poller_.remove(c.fd);
+    delivery_.post_error(c.port, c.fd, ENOMEM);
+    if (c.ownership == FdOwnership::owned) close_owned(c.fd);
+    return;
+  }
   update_size();
 }
 
@@ -266,11 +296,15 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
     ev.notice = IoNotice::ready;
     ev.fd = fd;
     ev.events = events;
-    if (!delivery_.post(r.port, ev)) {
+    const Delivery::Posted posted = delivery_.post(r.port, ev);
+    if (posted == Delivery::Posted::gone) {
       // The destination is gone: drop its registration quietly (an owned fd is closed).
       (void)remove_registration(e, i);
       return;
     }
+    // Not queued (out of memory): no token is spent, and a condition that still holds is
+    // reported again once the fd is re-armed below (an edge is lost).
+    if (posted == Delivery::Posted::dropped) break;
     if (r.window != 0) ++r.outstanding;
     if (e.mode == FdMode::oneshot) r.armed = false;
     e.next = i + 1;

@@ -10,7 +10,7 @@ void IoTimeouts::expire_timeouts(std::int64_t now_ns, Delivery& delivery) noexce
     IoEvent ev;
     ev.notice = IoNotice::timeout;
     ev.deadline_ns = entry.deadline;
-    if (delivery.post(static_cast<PortId>(entry.key), ev)) {
+    if (delivery.post(static_cast<PortId>(entry.key), ev) == Delivery::Posted::delivered) {
       fired_.fetch_add(1, std::memory_order_relaxed);
     }
   }

@@ -63,7 +63,9 @@ void IsolateImpl::send_control(int kind, PortId reply, Message response) noexcep
   auto* request = new ControlRequest{kind, reply, std::move(response)};
   Message m = Message::native(request, drop_request);
   MessageAccess::set_port(m, PortId::none);
-  enqueue(std::move(m), Priority::oob);
+  // Control messages (kill, exit checks, pings) have nobody to report to (README, "Guarantees
+  // and limits"); the allocation above ends the process the same way.
+  if (!enqueue(std::move(m), Priority::oob)) fatal_out_of_memory("an isolate's control message");
 }
 
 void IsolateImpl::on_control_message(Message& message) noexcept {

@@ -67,8 +67,12 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // PortTarget
   void retain() noexcept override { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept override;
-  void enqueue(Message&& message, Priority priority) noexcept override;
-  void enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
+  bool enqueue(Message&& message, Priority priority) noexcept override;
+  std::size_t enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
+  // The push, and the claim of the turn when the isolate was idle (its reference taken); the
+  // runner's post() is left to finish_enqueue(), outside the caller's lock.
+  Enqueued enqueue_under_lock(Message&& message, Priority priority) noexcept override;
+  void finish_enqueue() noexcept override;
 
   // Sets the main port's id (once, by spawn, before anyone can post). The isolate holds no
   // reference to the main port's PortState (that would be a cycle: ports retain their target);
@@ -135,7 +139,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // Queues a message to one of this isolate's own ports (a self-post), bypassing the map.
   void post_to_self(PortId port, Message message, Priority priority) noexcept;
   // The rarely used record, created on first use; null until then (life_if_any).
-  IsolateLife& life() noexcept;
+  IsolateLife& life() noexcept;      // made on first use; out of memory ends the process
+  IsolateLife* try_life() noexcept;  // the same, or null when out of memory
   IsolateLife* life_if_any() const noexcept { return life_.load(std::memory_order_acquire); }
   // Wakes this isolate's turn if it sleeps on an IsolateMutex (an immediate kill).
   void wake_lock_waiter() noexcept;
@@ -155,7 +160,11 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   static constexpr std::uint8_t kInterruptPing = 2;
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
   bool try_schedule() noexcept;
-  MpscQueue* oob_queue() noexcept;  // creates it (and the life record) on first use
+  // The first half of try_schedule(): idle → scheduled, and the turn's reference; the caller
+  // then posts the isolate to its runner.
+  bool claim_turn() noexcept;
+  // Creates it (and the life record) on first use; null when either cannot be allocated.
+  MpscQueue* oob_queue() noexcept;
   MpscQueue* oob_if_any() const noexcept;
   IsolateTimers* timers_if_any() const noexcept;
   // After the turn has stored kIdle it no longer owns the heads (another thread may already be

@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "isolate/isolate_impl.h"
 #include "isolate/isolate_timers.h"
@@ -24,7 +25,8 @@ IsolateLife::~IsolateLife() {
 bool IsolateLife::add_port(PortState* port, const std::atomic<bool>& closing) {
   FlagLock lock(ports_lock_);
   if (closing.load(std::memory_order_seq_cst)) return false;
-  extra_ports_.push_back(port);
+  alloc_site();
+  extra_ports_.push_back(port);  // may throw std::bad_alloc, changing nothing
   return true;
 }
 
@@ -195,13 +197,23 @@ std::vector<IsolateLife::Ping> IsolateLife::take_pings(std::atomic<std::uint8_t>
 // -------------------------------------------------------------
 
 IsolateLife& IsolateImpl::life() noexcept {
-  IsolateLife* l = life_.load(std::memory_order_acquire);
-  if (l != nullptr) return *l;
-  auto* fresh = new IsolateLife(ErrorsFatal::no);
-  // acq_rel: publishes the new record (release) or sees the winner's (acquire).
-  if (life_.compare_exchange_strong(l, fresh, std::memory_order_acq_rel)) return *fresh;
-  delete fresh;
+  IsolateLife* l = try_life();
+  // Kill, pauses, listeners, resources and held locks keep their state here and have no way to
+  // report (README, "Guarantees and limits"); open_port() and spawn() check try_life() first.
+  if (l == nullptr) fatal_out_of_memory("an isolate's life record");
   return *l;
+}
+
+IsolateLife* IsolateImpl::try_life() noexcept {
+  IsolateLife* l = life_.load(std::memory_order_acquire);
+  if (l != nullptr) return l;
+  if (alloc_site_fails()) return nullptr;
+  auto* fresh = new (std::nothrow) IsolateLife(ErrorsFatal::no);
+  if (fresh == nullptr) return nullptr;
+  // acq_rel: publishes the new record (release) or sees the winner's (acquire).
+  if (life_.compare_exchange_strong(l, fresh, std::memory_order_acq_rel)) return fresh;
+  delete fresh;
+  return l;
 }
 
 bool IsolateImpl::close_main_port() noexcept {
@@ -224,12 +236,25 @@ void IsolateImpl::close_all_ports() noexcept {
 Result<PortId> IsolateImpl::open_port() {
   if (!owns_turn()) return Errc::wrong_thread;
   if (is_dead()) return Errc::isolate_dead;
-  PortState* port = host_->open(*this);  // our reference
+  const auto out_of_memory = std::make_error_code(std::errc::not_enough_memory);
+  IsolateLife* l = try_life();
+  if (l == nullptr) return out_of_memory;
+  PortState* port;
+  try {
+    port = host_->open(*this);  // our reference
+  } catch (const std::bad_alloc&) {
+    return out_of_memory;
+  }
   const PortId id = port->id();
-  if (life().add_port(port, closing_)) return id;
+  Status added = Errc::isolate_dead;
+  try {
+    if (l->add_port(port, closing_)) return id;
+  } catch (const std::bad_alloc&) {
+    added = out_of_memory;
+  }
   host_->close(id);
   port->release();
-  return Errc::isolate_dead;
+  return added.error();
 }
 
 Status IsolateImpl::close_port(PortId id) noexcept {

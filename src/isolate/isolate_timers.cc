@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/message_access.h"
 #include "base/mono_time.h"
@@ -41,6 +42,7 @@ Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
   if (!port.ok()) return port.error();
   IsolateTimers* timers = nullptr;
   try {
+    alloc_site();
     timers = new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(runner));
   } catch (const std::bad_alloc&) {
     (void)close_port(*port);

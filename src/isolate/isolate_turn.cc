@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/message_access.h"
 #include "base/mono_time.h"
@@ -46,16 +47,24 @@ IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler h
       data_(options.data),
       destroy_user_(handler.destroy_user) {
   // What most isolates share stays in the host; the rest goes into the life record.
-  if (&runner != &host.default_runner()) {
+  const bool own_runner = &runner != &host.default_runner();
+  const bool own_budget = budget != host.default_budget();
+  const bool watch_depth =
+      options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr;
+  // spawn() unmakes an isolate whose constructor throws (nothing is made yet to undo).
+  if (own_runner || own_budget || watch_depth || options.errors_are_fatal == ErrorsFatal::yes) {
+    if (try_life() == nullptr) throw std::bad_alloc();
+  }
+  if (own_runner) {
     life().runner = &runner;
     spawn_bits_ |= kOwnRunner;
   }
-  if (budget != host.default_budget()) {
+  if (own_budget) {
     life().budget = budget;
     spawn_bits_ |= kOwnBudget;
   }
   if (options.errors_are_fatal == ErrorsFatal::yes) life().set_errors_fatal(ErrorsFatal::yes);
-  if (options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr) {
+  if (watch_depth) {
     IsolateLife::HighWater& hw = life().high_water();
     hw.mark = options.mailbox_high_water;
     hw.fn = options.on_mailbox_high_water;
@@ -100,7 +109,8 @@ void IsolateImpl::release() noexcept {
 
 void IsolateImpl::post_to_self(PortId port, Message message, Priority priority) noexcept {
   MessageAccess::set_port(message, port);
-  enqueue(std::move(message), priority);
+  // The zero-delay timers' self-post has nobody to report to (README, "Guarantees and limits").
+  if (!enqueue(std::move(message), priority)) fatal_out_of_memory("an isolate's self-post");
 }
 
 MpscQueue* IsolateImpl::oob_if_any() const noexcept {
@@ -109,38 +119,63 @@ MpscQueue* IsolateImpl::oob_if_any() const noexcept {
 }
 
 MpscQueue* IsolateImpl::oob_queue() noexcept {
-  std::atomic<MpscQueue*>& oob = life().oob;
+  IsolateLife* l = try_life();
+  if (l == nullptr) return nullptr;
+  std::atomic<MpscQueue*>& oob = l->oob;
   MpscQueue* q = oob.load(std::memory_order_acquire);
   if (q != nullptr) return q;
-  auto* fresh = new MpscQueue;
+  if (alloc_site_fails()) return nullptr;
+  auto* fresh = new (std::nothrow) MpscQueue;
+  if (fresh == nullptr) return nullptr;
   // acq_rel: publishes the new queue (release) or sees the winner's (acquire).
   if (oob.compare_exchange_strong(q, fresh, std::memory_order_acq_rel)) return fresh;
   delete fresh;
   return q;
 }
 
-void IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
-  if (priority == Priority::oob) {
-    oob_queue()->push(std::move(message));
-  } else {
-    queue_push(normal_tail_, std::move(message), main_port_id_);
-  }
-  // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
-  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+bool IsolateImpl::enqueue(Message&& message, Priority priority) noexcept {
+  const Enqueued e = enqueue_under_lock(std::move(message), priority);
+  if (e == Enqueued::finish) finish_enqueue();
+  return e != Enqueued::failed;
 }
 
-void IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
-  if (messages.empty()) return;
+PortTarget::Enqueued IsolateImpl::enqueue_under_lock(Message&& message,
+                                                     Priority priority) noexcept {
   if (priority == Priority::oob) {
-    oob_queue()->push_batch(messages);
+    MpscQueue* q = oob_queue();
+    if (q == nullptr || !q->push(std::move(message))) return Enqueued::failed;
+  } else if (!queue_push(normal_tail_, std::move(message), main_port_id_)) {
+    return Enqueued::failed;
+  }
+  // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
+  return state_.load(std::memory_order_seq_cst) == kIdle && claim_turn() ? Enqueued::finish
+                                                                         : Enqueued::done;
+}
+
+void IsolateImpl::finish_enqueue() noexcept {
+  runner().post(*this);  // the turn's reference, taken by claim_turn(), keeps us alive
+}
+
+std::size_t IsolateImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return 0;
+  std::size_t queued = 0;
+  if (priority == Priority::oob) {
+    if (MpscQueue* q = oob_queue(); q != nullptr) queued = q->push_batch(messages);
   } else {
-    queue_push_batch(normal_tail_, messages, main_port_id_);
+    queued = queue_push_batch(normal_tail_, messages, main_port_id_);
   }
   // seq_cst: as in enqueue.
-  if (state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  if (queued != 0 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  return queued;
 }
 
 bool IsolateImpl::try_schedule() noexcept {
+  if (!claim_turn()) return false;
+  runner().post(*this);
+  return true;
+}
+
+bool IsolateImpl::claim_turn() noexcept {
   std::uint32_t expected = kIdle;
   // acq_rel: acquire pairs with the previous turn's store of kIdle, so the next turn sees what
   // the previous one did; release publishes our push to whoever runs the turn.
@@ -149,7 +184,6 @@ bool IsolateImpl::try_schedule() noexcept {
   }
   wakeups_.fetch_add(1, std::memory_order_relaxed);
   retain();  // the turn's reference
-  runner().post(*this);
   return true;
 }
 
@@ -405,7 +439,10 @@ IsolateStats IsolateImpl::stats() const noexcept {
 Status IsolateImpl::schedule_microtask(MicrotaskFn fn, void* arg, DropFn drop) {
   if (fn == nullptr) return Errc::invalid_argument;
   if (!owns_turn()) return Errc::wrong_thread;
-  life().microtasks.push_back(IsolateLife::Microtask{fn, arg, drop});
+  // Out of memory throws std::bad_alloc, for the record as for the push (nothing queued).
+  IsolateLife* l = try_life();
+  if (l == nullptr) throw std::bad_alloc();
+  l->microtasks.push_back(IsolateLife::Microtask{fn, arg, drop});
   return {};
 }
 

@@ -17,15 +17,17 @@ ReceiverImpl::ReceiverImpl(PortDirectory& ports, RuntimeClock clock, std::chrono
   port->release();  // the directory owns the port
 }
 
-void ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
-  (priority == Priority::oob ? oob_ : normal_).push(std::move(message));
+bool ReceiverImpl::enqueue(Message&& message, Priority priority) noexcept {
+  if (!(priority == Priority::oob ? oob_ : normal_).push(std::move(message))) return false;
   wake_sleeper();
+  return true;
 }
 
-void ReceiverImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
-  if (messages.empty()) return;
-  (priority == Priority::oob ? oob_ : normal_).push_batch(messages);
-  wake_sleeper();
+std::size_t ReceiverImpl::enqueue_batch(std::span<Message> messages, Priority priority) noexcept {
+  if (messages.empty()) return 0;
+  const std::size_t queued = (priority == Priority::oob ? oob_ : normal_).push_batch(messages);
+  if (queued != 0) wake_sleeper();
+  return queued;
 }
 
 void ReceiverImpl::wake_sleeper() noexcept {

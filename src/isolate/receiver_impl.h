@@ -35,8 +35,8 @@ class ReceiverImpl final : public PortTarget, private ClockWaiter {
     // acq_rel: the last releaser sees every other holder's writes before destroying.
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
-  void enqueue(Message&& message, Priority priority) noexcept override;
-  void enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
+  bool enqueue(Message&& message, Priority priority) noexcept override;
+  std::size_t enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
 
   PortId id() const noexcept { return id_; }
   Result<Message> receive(std::chrono::nanoseconds timeout);

@@ -14,6 +14,7 @@
 #include <new>
 #include <span>
 
+#include "base/alloc_fault.h"
 #include "base/message_access.h"
 #include "base/slab.h"
 
@@ -24,11 +25,25 @@ class PortTarget {
  public:
   virtual void retain() noexcept = 0;
   virtual void release() noexcept = 0;
-  // Queues a message whose port has been checked open. Never blocks.
-  virtual void enqueue(Message&& message, Priority priority) noexcept = 0;
-  // Queues every message of `messages` in order (each left empty), as one claim of queue space
-  // where they fit together.
-  virtual void enqueue_batch(std::span<Message> messages, Priority priority) noexcept = 0;
+  // Queues a message whose port has been checked open. Never blocks. False when the queue needed
+  // a block it could not allocate: the message is untouched, for the caller to release.
+  [[nodiscard]] virtual bool enqueue(Message&& message, Priority priority) noexcept = 0;
+  // Queues the messages of `messages` in order (each left empty), as one claim of queue space
+  // where they fit together. Returns how many: all, or those before the one that needed a block
+  // that could not be allocated (the rest untouched).
+  [[nodiscard]] virtual std::size_t enqueue_batch(std::span<Message> messages,
+                                                  Priority priority) noexcept = 0;
+  // enqueue() for a caller inside a lock (the port map's shard lock): queues the message, but
+  // leaves handing the target to its runner — which may be an embedder's `TaskRunner::post()`,
+  // free to call back into the runtime — to finish_enqueue(), which the caller must call once
+  // it has let go of its lock (`Enqueued::finish`); the target then stays alive until
+  // finish_enqueue() returns (an isolate: by the reference its turn holds). The default does the
+  // whole enqueue here, for targets whose wake-up runs no code but evh's (a Receiver's futex).
+  enum class Enqueued : std::uint8_t { failed, done, finish };
+  [[nodiscard]] virtual Enqueued enqueue_under_lock(Message&& message, Priority priority) noexcept {
+    return enqueue(std::move(message), priority) ? Enqueued::done : Enqueued::failed;
+  }
+  virtual void finish_enqueue() noexcept {}
 
  protected:
   ~PortTarget() = default;
@@ -43,7 +58,9 @@ class PortState {
  public:
   // Starts with one reference, owned by the caller. Retains `target`. From `slab` when given,
   // else from the heap.
+  // Throws std::bad_alloc when out of memory.
   static PortState* make(PortId id, PortTarget* target, PortSlab* slab) {
+    if (slab == nullptr) alloc_site();
     void* mem = slab != nullptr ? slab->allocate() : ::operator new(sizeof(PortState));
     return new (mem) PortState(id, target, slab);
   }
@@ -65,22 +82,43 @@ class PortState {
   bool has_io() const noexcept { return has_io_.load(std::memory_order_seq_cst); }
   bool is_closed_seq_cst() const noexcept { return closed_.load(std::memory_order_seq_cst); }
 
+  // ENOMEM (the queue could not grow): the message is untouched, for the caller to release.
   Status post(Message&& message, Priority priority) noexcept {
     if (is_closed()) return Errc::port_closed;
     MessageAccess::set_port(message, id_);
-    target_->enqueue(std::move(message), priority);
+    if (!target_->enqueue(std::move(message), priority)) return out_of_memory();
     return {};
   }
 
-  // On port_closed every message is released here.
+  // post() for the port map, under its shard lock: when `finish` is set (to the target), the
+  // caller calls finish->finish_enqueue() once it has let go of the lock (PortMap::post).
+  Status post_under_lock(Message&& message, Priority priority, PortTarget*& finish) noexcept {
+    if (is_closed()) return Errc::port_closed;
+    MessageAccess::set_port(message, id_);
+    switch (target_->enqueue_under_lock(std::move(message), priority)) {
+      case PortTarget::Enqueued::failed:
+        return out_of_memory();
+      case PortTarget::Enqueued::finish:
+        finish = target_;
+        break;
+      case PortTarget::Enqueued::done:
+        break;
+    }
+    return {};
+  }
+
+  // On port_closed every message is released here; on ENOMEM those that were not queued (the
+  // queued ones, a prefix, are delivered).
   Status post_batch(std::span<Message> messages, Priority priority) noexcept {
     if (is_closed()) {
       for (Message& m : messages) m = Message{};
       return Errc::port_closed;
     }
     for (Message& m : messages) MessageAccess::set_port(m, id_);
-    target_->enqueue_batch(messages, priority);
-    return {};
+    const std::size_t queued = target_->enqueue_batch(messages, priority);
+    if (queued == messages.size()) return {};
+    for (Message& m : messages.subspan(queued)) m = Message{};
+    return out_of_memory();
   }
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -104,6 +142,9 @@ class PortState {
     target_->retain();
   }
   ~PortState() = default;
+  static std::error_code out_of_memory() noexcept {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
 
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};

@@ -3,6 +3,8 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "base/alloc_fault.h"
+
 namespace evh::detail {
 namespace {
 
@@ -28,6 +30,8 @@ PortState* PortMap::Shard::find(std::uint64_t id) const noexcept {
 
 void PortMap::Shard::insert(PortState* port) {
   if ((count + 1) * 4 > table.size() * 3) {  // keep the load at most 3/4
+    // The new table is allocated before anything changes: a failure leaves the shard as it was.
+    alloc_site();
     std::vector<PortState*> old(std::max<std::size_t>(16, table.size() * 2), nullptr);
     old.swap(table);
     count = 0;
@@ -77,10 +81,10 @@ PortMap::~PortMap() {
 }
 
 void PortMap::insert(PortState* port) {
-  port->retain();
   Shard& s = shard_for(port->id());
   std::lock_guard guard(s.lock);
-  s.insert(port);
+  s.insert(port);  // may throw std::bad_alloc, changing nothing
+  port->retain();
 }
 
 PortState* PortMap::erase(PortId id) noexcept {
@@ -91,10 +95,18 @@ PortState* PortMap::erase(PortId id) noexcept {
 
 Status PortMap::post(PortId id, Message&& message, Priority priority) noexcept {
   Shard& s = shard_for(id);
-  std::shared_lock guard(s.lock);
-  PortState* port = s.find(static_cast<std::uint64_t>(id));
-  if (port == nullptr) return Errc::unknown_port;
-  return port->post(std::move(message), priority);
+  PortTarget* finish = nullptr;
+  Status st;
+  {
+    std::shared_lock guard(s.lock);
+    PortState* port = s.find(static_cast<std::uint64_t>(id));
+    if (port == nullptr) return Errc::unknown_port;
+    st = port->post_under_lock(std::move(message), priority, finish);
+  }
+  // The lock is let go: an embedder's runner may now call back into this shard. `finish` is
+  // alive until finish_enqueue() returns (PortTarget::enqueue_under_lock).
+  if (finish != nullptr) finish->finish_enqueue();
+  return st;
 }
 
 PortState* PortMap::acquire(PortId id) noexcept {

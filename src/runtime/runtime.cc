@@ -86,15 +86,46 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
 
   std::lock_guard lock(mu_);
   if (shutting_down()) return fail(Errc::shutting_down);
-  // registry reference
   TaskRunner& runner = options.runner != nullptr ? *options.runner : pool_;
-  auto* isolate =
-      new (isolate_slab_.allocate()) IsolateImpl(*this, runner, handler, options, budget);
+  // Out of memory at any step: what was made is unmade and the handler's user data released
+  // once — by the isolate's destructor once it exists, else by fail().
+  const auto out_of_memory = std::make_error_code(std::errc::not_enough_memory);
+  void* memory;
+  try {
+    memory = isolate_slab_.allocate();
+  } catch (const std::bad_alloc&) {
+    if (handler.destroy_user != nullptr) handler.destroy_user(handler.user);
+    return out_of_memory;
+  }
+  IsolateImpl* isolate;
+  try {
+    isolate = new (memory) IsolateImpl(*this, runner, handler, options, budget);  // registry ref
+  } catch (const std::bad_alloc&) {
+    isolate_slab_.deallocate(memory);
+    if (handler.destroy_user != nullptr) handler.destroy_user(handler.user);
+    return out_of_memory;
+  }
+  auto unmake = [&] {
+    isolate->~IsolateImpl();  // releases the user data
+    isolate_slab_.deallocate(memory);
+  };
   const PortId id = ids_.next();
-  auto* port = PortState::make(id, isolate, &port_slab_);  // retains the isolate
+  PortState* port;
+  try {
+    port = PortState::make(id, isolate, &port_slab_);  // retains the isolate
+  } catch (const std::bad_alloc&) {
+    unmake();
+    return out_of_memory;
+  }
   isolate->set_main_port(id);
-  map_.insert(port);  // the map's reference
-  port->release();    // ours: the map now owns the port
+  try {
+    map_.insert(port);  // the map's reference
+  } catch (const std::bad_alloc&) {
+    port->release();  // frees the record and drops its reference to the isolate
+    unmake();
+    return out_of_memory;
+  }
+  port->release();  // ours: the map now owns the port
   registry_.push_front(*isolate);
   isolates_live_.fetch_add(1, std::memory_order_relaxed);
   isolates_spawned_.fetch_add(1, std::memory_order_relaxed);
@@ -124,7 +155,12 @@ PortState* RuntimeImpl::acquire(PortId port) noexcept {
 
 PortState* RuntimeImpl::open(PortTarget& target) {
   auto* port = PortState::make(ids_.next(), &target, &port_slab_);  // the caller's reference
-  map_.insert(port);                                                // the map's
+  try {
+    map_.insert(port);  // the map's
+  } catch (...) {
+    port->release();
+    throw;
+  }
   return port;
 }
 
@@ -170,7 +206,12 @@ void RuntimeImpl::report_exception(Isolate& isolate, std::exception_ptr error) n
 
 Result<ReceiverImpl*> RuntimeImpl::open_receiver() {
   if (shutting_down()) return Errc::shutting_down;
-  return new ReceiverImpl(*this, clock_, spin_of(options_));
+  try {
+    alloc_site();
+    return new ReceiverImpl(*this, clock_, spin_of(options_));  // its constructor opens the port
+  } catch (const std::bad_alloc&) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
 }
 
 TaskRunner& RuntimeImpl::create_dedicated_runner(std::string name) {

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/alloc_fault.h"
 #include "base/message_access.h"
 #include "test_util.h"
 
@@ -37,16 +38,16 @@ TEST(MpscQueue, HomePortRecordsAreSmallerAndKeepTheirPort) {
     MessageAccess::set_port(m, p);
     return m;
   };
-  queue_push(q.tail, with_port(1, kHome), kHome);
+  EXPECT_TRUE(queue_push(q.tail, with_port(1, kHome), kHome));
   EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 2u);
-  queue_push(q.tail, with_port(2, PortId{5}), kHome);
+  EXPECT_TRUE(queue_push(q.tail, with_port(2, PortId{5}), kHome));
   EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 5u);
-  queue_push(q.tail, Message::u64(3), kHome);  // port none: a control message's
+  EXPECT_TRUE(queue_push(q.tail, Message::u64(3), kHome));  // port none: a control message's
   EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 7u);
   std::vector<Message> batch;
   batch.push_back(with_port(4, kHome));
   batch.push_back(with_port(5, PortId{6}));
-  queue_push_batch(q.tail, batch, kHome);
+  EXPECT_EQ(queue_push_batch(q.tail, batch, kHome), 2u);
   EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 12u);
   const PortId want[] = {kHome, PortId{5}, PortId::none, kHome, PortId{6}};
   for (std::uint64_t i = 0; i < 5; ++i) {
@@ -57,6 +58,43 @@ TEST(MpscQueue, HomePortRecordsAreSmallerAndKeepTheirPort) {
   }
   Message m;
   EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
+}
+
+// A push whose claim would end the block allocates the next block before claiming: while the
+// tagged word still holds the first block (the consumer never looked) that word is no free list,
+// so the push allocates, and a failure leaves nothing claimed and the message untouched. Once
+// the consumer has recycled a block onto the list, the same push takes it and allocates nothing.
+TEST(MpscQueue, BlockIsAllocatedBeforeTheClaimUnlessTheFreeListHasOne) {
+  MpscQueue q;
+  constexpr std::uint64_t kPerBlock = kBlockWords / 2;  // u64 records without a port: 2 words
+  for (std::uint64_t i = 0; i < kPerBlock; ++i) ASSERT_TRUE(q.push(Message::u64(i)));
+  const std::uint64_t before = q.tail.pos.load();
+  Message m = Message::u64(kPerBlock);
+  arm_alloc_fault(1);
+  EXPECT_FALSE(q.push(std::move(m)));
+  EXPECT_TRUE(disarm_alloc_fault());
+  EXPECT_EQ(q.tail.pos.load(), before) << "a failed push claimed nothing";
+  ASSERT_EQ(m.as_u64(), kPerBlock) << "the message is untouched";
+  ASSERT_TRUE(q.push(std::move(m)));  // the retry allocates the second block
+  for (std::uint64_t i = 0; i <= kPerBlock; ++i) {
+    Message out;
+    ASSERT_EQ(q.pop(out), PopResult::item);
+    ASSERT_EQ(out.as_u64(), i);
+  }
+  EXPECT_EQ(q.free_blocks(), 1u);  // the first block, read to its end
+  // Fill the second block up to the claim that ends it (one record is in it already).
+  for (std::uint64_t i = 1; i < kPerBlock; ++i) ASSERT_TRUE(q.push(Message::u64(i)));
+  arm_alloc_fault(1);
+  EXPECT_TRUE(q.push(Message::u64(kPerBlock)));
+  EXPECT_FALSE(disarm_alloc_fault()) << "the push allocated although the free list had a block";
+  EXPECT_EQ(q.free_blocks(), 0u);
+  for (std::uint64_t i = 1; i <= kPerBlock; ++i) {
+    Message out;
+    ASSERT_EQ(q.pop(out), PopResult::item);
+    ASSERT_EQ(out.as_u64(), i);
+  }
+  Message out;
+  EXPECT_EQ(q.pop(out), PopResult::empty);
 }
 
 // A queue its consumer never looked at still owns its first block (the tagged word): destroying

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -119,6 +120,7 @@ class FakePoller final : public detail::Poller {
 
   Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override {
     std::lock_guard lock(mu_);
+    if (on_add_) on_add_();
     if (int e = plan_.next(Op::add)) return errno_error(e);
     if (watches_.count(fd) != 0) return std::error_code(EEXIST, std::generic_category());
     watches_[fd] = Watch{interest, mode, token, true, FdEvents::none};
@@ -169,6 +171,7 @@ class FakePoller final : public detail::Poller {
   Result<detail::PollResult> wait(std::span<detail::PollEvent> out,
                                   detail::MonoTime until) noexcept override {
     std::unique_lock lock(mu_);
+    if (on_wait_) on_wait_();
     ++waits_;
     if (int e = plan_.next(Op::wait)) return errno_error(e);
     in_wait_ = true;
@@ -219,6 +222,13 @@ class FakePoller final : public detail::Poller {
   int calls(Op op) {
     std::lock_guard lock(mu_);
     return plan_.calls(op);
+  }
+  // Code run on the handler's thread at the start of each add() and wait() (null: none), e.g. to
+  // arm and disarm the allocation-failure seam there.
+  void set_hooks(std::function<void()> on_add, std::function<void()> on_wait) {
+    std::lock_guard lock(mu_);
+    on_add_ = std::move(on_add);
+    on_wait_ = std::move(on_wait);
   }
   // Every successful modify of `fd`, in order: (interest, mode).
   std::vector<std::pair<FdEvents, FdMode>> modifies_of(int fd) {
@@ -328,6 +338,8 @@ class FakePoller final : public detail::Poller {
   std::map<int, FdEvents> ready_;
   std::vector<detail::PollEvent> injected_;
   std::optional<detail::MonoTime> deadline_;
+  std::function<void()> on_add_;
+  std::function<void()> on_wait_;
   bool woken_ = false;
   bool held_ = false;
   bool in_wait_ = false;

@@ -15,9 +15,13 @@ class CountingTarget final : public PortTarget {
  public:
   void retain() noexcept override { ++refs; }
   void release() noexcept override { --refs; }
-  void enqueue(Message&&, Priority) noexcept override { ++enqueued; }
-  void enqueue_batch(std::span<Message> messages, Priority) noexcept override {
+  bool enqueue(Message&&, Priority) noexcept override {
+    ++enqueued;
+    return true;
+  }
+  std::size_t enqueue_batch(std::span<Message> messages, Priority) noexcept override {
     enqueued += static_cast<int>(messages.size());
+    return messages.size();
   }
   int refs = 0;
   int enqueued = 0;
