@@ -17,7 +17,6 @@
 // second is posted in a later pass than everything the first pass posted), so the model knows
 // exactly which messages the command caused. Either way of driving the handler is fuzzed: the
 // runtime's pool, or a thread of its own.
-#include <dirent.h>
 #include <errno.h>
 #include <evh/event_handler.h>
 #include <evh/runtime.h>
@@ -35,6 +34,7 @@
 #include <optional>
 #include <vector>
 
+#include "fd_count.h"
 #include "io/fake_poller.h"
 #include "runtime/runtime_impl.h"
 
@@ -57,17 +57,6 @@ constexpr FdEvents kAlways = FdEvents::error | FdEvents::hang_up;
 }
 void check(bool ok, const char* what) {
   if (!ok) fail(what);
-}
-
-int count_open_fds() {
-  int n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(d);
-  return n;
 }
 
 std::int64_t ns_of(EventHandler::Clock::time_point t) {
@@ -466,12 +455,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return true;
   }();
   (void)warm;
-  const int fds_at_start = count_open_fds();
+  const int fds_at_start = test::count_open_fds();
   FuzzedDataProvider in(data, size);
   {
     Harness h(in.ConsumeBool(), in);
     h.run();
   }
-  check(count_open_fds() == fds_at_start, "an fd leaked");
+  check(test::count_open_fds() == fds_at_start, "an fd leaked");
   return 0;
 }

@@ -2,7 +2,6 @@
 // messages from a Receiver, fences, and the backends the typed suites run on.
 #pragma once
 
-#include <dirent.h>
 #include <errno.h>
 #include <evh/event_handler.h>
 #include <evh/runtime.h>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fd_count.h"
 #include "io/epoll_poller.h"
 #include "io/uring_poller.h"
 #include "runtime/runtime_impl.h"
@@ -60,17 +60,6 @@ struct Pipe {
 
 inline bool fd_is_open(int fd) {
   return ::fcntl(fd, F_GETFD) >= 0;
-}
-
-inline int count_open_fds() {
-  int n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(d);
-  return n;
 }
 
 // A TCP listener on 127.0.0.1 (an ephemeral port), non-blocking.
