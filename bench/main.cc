@@ -2,16 +2,22 @@
 // process and prints one table. This file resolves the command line against the workload
 // registry and sends the results to their outputs; suite.cc runs the cells.
 
+#include <evh/runtime.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "evh_support.h"
 #include "measure.h"
 #include "options.h"
 #include "plot.h"
@@ -65,9 +71,43 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
+bool contains(const std::vector<SkippedImpl>& skipped, const std::string& name) {
+  return std::any_of(skipped.begin(), skipped.end(),
+                     [&](const SkippedImpl& s) { return s.impl == name; });
+}
+
+// Why an impl that forces a backend ("evh-epoll", "evh-uring") cannot run here, or nothing.
+// EVH_BACKEND, the operator's switch, overrides RuntimeOptions::io_backend, so under it a row
+// forcing the other backend would measure the wrong one under its name; and io_uring may be
+// forbidden (containers, kernel.io_uring_disabled). Either leaves the row out with the reason
+// instead of failing every one of its cells. The probe is the runtime's own: a Runtime asked for
+// the backend, whose constructor throws the reason.
+std::optional<std::string> backend_unavailable(const std::string& impl) {
+  const std::optional<IoBackend> forced = forced_backend(impl);
+  if (!forced) return std::nullopt;
+  const char* env = std::getenv("EVH_BACKEND");
+  const std::string_view op = env != nullptr ? env : "";
+  if (!op.empty() && op != "auto") {
+    const bool wants_uring = op == "uring" || op == "io_uring";
+    if (wants_uring != (*forced == IoBackend::uring)) {
+      return "EVH_BACKEND=" + std::string(op) + " overrides the backend this row forces";
+    }
+  }
+  try {
+    RuntimeOptions ro;
+    ro.io_backend = *forced;
+    ro.max_workers = 1;
+    Runtime probe(ro);
+    probe.shutdown();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return std::nullopt;
+}
+
 // Throws UsageError for a name this build does not have. Impls of the contract that this build
 // lacks go to `skipped`.
-SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
+SuitePlan make_plan(const Options& o, std::vector<SkippedImpl>& skipped) {
   SuitePlan plan;
   plan.size = o.size;
   plan.reps = o.reps;
@@ -89,13 +129,19 @@ SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
     if (std::find(std::begin(kContractImpls), std::end(kContractImpls), name) !=
         std::end(kContractImpls)) {
       std::fprintf(stderr, "evh-bench: impl %s is not built; skipped\n", name.c_str());
-      if (!contains(skipped, name)) skipped.push_back(name);
+      if (!contains(skipped, name)) skipped.push_back({name, "not built"});
       continue;
     }
     throw UsageError("unknown impl '" + name + "' (this build has: " + joined(impls) + ")");
   }
   for (const std::string& impl : impls) {
-    if (o.impls.empty() || contains(o.impls, impl)) plan.impls.push_back(impl);
+    if (!o.impls.empty() && !contains(o.impls, impl)) continue;
+    if (const std::optional<std::string> why = backend_unavailable(impl)) {
+      std::fprintf(stderr, "evh-bench: impl %s skipped: %s\n", impl.c_str(), why->c_str());
+      skipped.push_back({impl, *why});
+      continue;
+    }
+    plan.impls.push_back(impl);
   }
   // A default run names the peers this build lacks too, so a table without them says why.
   if (o.impls.empty()) {
@@ -104,7 +150,7 @@ SuitePlan make_plan(const Options& o, std::vector<std::string>& skipped) {
       if (contains(impls, name) || contains(skipped, name)) continue;
       std::fprintf(stderr, "evh-bench: impl %s is not built (its package was missing); skipped\n",
                    name.c_str());
-      skipped.push_back(name);
+      skipped.push_back({name, "not built: its package was missing"});
     }
   }
   return plan;
@@ -130,7 +176,7 @@ bool write_file(const std::string& path, const std::function<void(std::ostream&)
 int run(int argc, char** argv) {
   Options o;
   SuitePlan plan;
-  std::vector<std::string> skipped;
+  std::vector<SkippedImpl> skipped;
   try {
     o = parse_options(argc, argv);
     if (o.help) {

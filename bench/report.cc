@@ -150,12 +150,13 @@ std::string legend(const Table& t) {
   return text;
 }
 
-// BENCHMARKS.md: an impl that is not built is listed as skipped, not failed.
+// BENCHMARKS.md: an impl that is not built (or whose backend this machine cannot give) is listed
+// as skipped, with the reason, not failed.
 std::string skipped_note(const SuiteResult& r) {
-  if (r.skipped_impls.empty()) return {};
-  std::string note = "skipped (not built):";
-  for (const std::string& impl : r.skipped_impls) note += " " + impl;
-  return note + "\n";
+  std::string note;
+  for (const SkippedImpl& s : r.skipped_impls)
+    note += "skipped: " + s.impl + " (" + s.reason + ")\n";
+  return note;
 }
 
 }  // namespace
@@ -247,6 +248,11 @@ void write_json(std::ostream& out, const SuiteResult& result, const MachineInfo&
                     {"reps", s.count}});
   }
   doc["results"] = std::move(rows);
+  Json skipped = Json::array();
+  for (const SkippedImpl& s : result.skipped_impls) {
+    skipped.push_back({{"impl", s.impl}, {"reason", s.reason}});
+  }
+  doc["skipped"] = std::move(skipped);
   write_json_document(out, doc);
   out << '\n';
 }

@@ -44,11 +44,18 @@ struct CurveRow {
   std::vector<CurvePoint> points;
 };
 
+// An impl asked for (or part of a default run) that this run leaves out, and why: not built, or
+// a forced backend the kernel or the operator's EVH_BACKEND rules out.
+struct SkippedImpl {
+  std::string impl;
+  std::string reason;
+};
+
 struct SuiteResult {
   std::vector<std::string> impls;  // the columns: impls that produced at least one row
   std::vector<ResultRow> rows;     // grouped by workload, then metric, then impl
   std::vector<CurveRow> curves;
-  std::vector<std::string> skipped_impls;  // asked for but not built (set by the caller)
+  std::vector<SkippedImpl> skipped_impls;  // asked for but left out (set by the caller)
   // The kernel backends evh's event handlers reported in this run's cells (RunResult::backend),
   // in order of first appearance; empty when no evh cell started one.
   std::vector<std::string> backends;

@@ -20,6 +20,7 @@ SuiteResult sample_result() {
   r.rows.push_back({"thread_pingpong", "raw", "rtt_p50_us", "us", {49.4, 45.9, 52.2, 3}});
   r.rows.push_back({"port_flood", "evh", "msgs_per_s", "msgs/s", {2.4e7, 2.08e7, 2.42e7, 3}});
   r.rows.push_back({"odd \"name\"\\", "raw", "x", "count", {0.1, 0.1, 0.30000000000000004, 1}});
+  r.skipped_impls.push_back({"evh-uring", "io_uring unavailable"});
   return r;
 }
 
@@ -40,6 +41,9 @@ TEST(BenchJson, WriterReaderRoundTrip) {
   EXPECT_EQ(doc["machine"]["cpu"], m.cpu);
   EXPECT_EQ(doc["machine"]["nproc"], 2);
   EXPECT_EQ(doc["machine"]["backend"], "epoll");
+  ASSERT_EQ(doc["skipped"].size(), 1u);
+  EXPECT_EQ(doc["skipped"][0]["impl"], "evh-uring");
+  EXPECT_EQ(doc["skipped"][0]["reason"], "io_uring unavailable");
   const BenchRun run = bench_run_from_json(doc);
   EXPECT_EQ(run.size, "quick");
   ASSERT_EQ(run.rows.size(), r.rows.size());
