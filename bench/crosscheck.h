@@ -29,9 +29,17 @@ struct CrossRow {
   std::string metric;
   std::string harness;  // the harness's "W1 n=1000000 libuv create_ns_per_timer"
   double harness_median = 0;
+  double harness_min = 0;  // over the harness's repetitions
+  double harness_max = 0;
   double bench_median = 0;
+  double bench_min = 0;  // evh-bench's row: over its repetitions (or merged runs' medians)
+  double bench_max = 0;
   double ratio = 0;  // evh-bench / harness; 1 when both are 0
   bool within = false;
+  // The two sides' ranges share a value: a gap between medians that each side's own
+  // run-to-run spread covers, which more rounds may close. Beyond 15% either way; the table
+  // says which.
+  bool ranges_overlap = false;
 };
 
 // Parses the harness's raw.jsonl (blank and non-object lines are skipped). Throws JsonError.

@@ -91,8 +91,41 @@ TEST(Crosscheck, ZerosAgreeAndZeroAgainstACountDoesNot) {
   EXPECT_FALSE(find(rows, "timer_batch", "libuv", "early_fires")->within);
   std::ostringstream out;
   write_crosscheck(out, rows, kCrosscheckTolerance);
-  EXPECT_NE(out.str().find("2 figures compared, 1 within 15%, 1 beyond"), std::string::npos)
+  EXPECT_NE(out.str().find("2 figures compared, 1 within 15%, 1 beyond (0 of them"),
+            std::string::npos)
       << out.str();
+}
+
+// A gap beyond 15% is told apart by whether the two sides' ranges meet: the harness's
+// repetitions 0.36–1.44 M against evh-bench's 0.75–1.90 M overlap (the medians differ by 1.9×),
+// 2.0–2.2 against 3.0 do not.
+TEST(Crosscheck, RangesOverlapWhenTheRepetitionsShareValues) {
+  const std::vector<Json> harness = parse_harness_lines(
+      R"({"w":"W3","impl":"asio","rep":1,"flood_mmsg_s":1.44}
+{"w":"W3","impl":"asio","rep":2,"flood_mmsg_s":0.36}
+{"w":"W3","impl":"asio","rep":3,"flood_mmsg_s":0.82}
+{"w":"W3","impl":"libuv","rep":1,"flood_mmsg_s":2.0}
+{"w":"W3","impl":"libuv","rep":2,"flood_mmsg_s":2.2})");
+  BenchRun bench;
+  bench.rows = {{"port_flood", "asio", "msgs_per_s", "msgs/s", 1.54e6, 0.75e6, 1.90e6, 3},
+                row("port_flood", "libuv", "msgs_per_s", 3.0e6)};
+  const std::vector<CrossRow> rows = crosscheck(harness, bench);
+  const CrossRow* asio = find(rows, "port_flood", "asio", "msgs_per_s");
+  ASSERT_NE(asio, nullptr);
+  EXPECT_FALSE(asio->within);
+  EXPECT_TRUE(asio->ranges_overlap);
+  EXPECT_DOUBLE_EQ(asio->harness_min, 0.36e6);
+  EXPECT_DOUBLE_EQ(asio->harness_max, 1.44e6);
+  const CrossRow* libuv = find(rows, "port_flood", "libuv", "msgs_per_s");
+  ASSERT_NE(libuv, nullptr);
+  EXPECT_FALSE(libuv->within);
+  EXPECT_FALSE(libuv->ranges_overlap);
+  std::ostringstream out;
+  write_crosscheck(out, rows, kCrosscheckTolerance);
+  EXPECT_NE(out.str().find("2 figures compared, 0 within 15%, 2 beyond (1 of them"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("**beyond**, ranges overlap"), std::string::npos) << out.str();
 }
 
 // The cells of an interleaved cross-check are separate runs: their medians are merged by median.
