@@ -1,6 +1,5 @@
 // Child processes with real children: stdio as messages, exit last, exec errors, signals,
 // ties, fd hygiene, bad input.
-#include <dirent.h>
 #include <evh/process.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
@@ -21,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "fd_count.h"
 #include "test_util.h"
 
 namespace evh {
@@ -73,15 +73,7 @@ void expect_no_children() {
   EXPECT_EQ(errno, ECHILD) << "a child (pid " << info.si_pid << ") is left";
 }
 
-int count_open_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n - 1;  // the directory's own fd
-}
+using test::count_open_fds;
 
 struct Fixture {
   Runtime rt;
