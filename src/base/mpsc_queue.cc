@@ -45,8 +45,7 @@ Record encode(const Message& m, PortId home) noexcept {
 // Whether a message whose record is `r` continues the run of `length` messages with header
 // `run_header` (mpsc_queue.h): the same header, no port word, and room in the count.
 bool joins_run(const Record& r, std::uint64_t run_header, std::uint32_t length) noexcept {
-  return length != 0 && r.header == run_header && (r.header & kPortWord) == 0 &&
-         length <= kMaxRunExtra;
+  return r.header == run_header && (r.header & kPortWord) == 0 && length <= kMaxRunExtra;
 }
 
 // Writes `m`'s record at `offset` (its words were claimed, and those of any run after it are
@@ -269,19 +268,22 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
     std::uint32_t words = 0;
     std::size_t n = 0;
     std::uint64_t run_header = 0;
-    std::uint32_t run_length = 0;
+    // The runs of this claim, by length (a record takes at least one word: no more runs than
+    // words), so that the writing below need not encode each message again.
+    std::uint32_t runs[kBlockWords];
+    std::uint32_t run_count = 0;
     while (done + n < messages.size()) {
       const Record r = encode(messages[done + n], home);
-      const bool joins = joins_run(r, run_header, run_length);
+      const bool joins = run_count != 0 && joins_run(r, run_header, runs[run_count - 1]);
       const std::uint32_t w = joins ? r.payload_words : r.words;
       if (words + w > room) break;
       words += w;
       ++n;
       if (joins) {
-        ++run_length;
+        ++runs[run_count - 1];
       } else {
         run_header = r.header;
-        run_length = 1;
+        runs[run_count++] = 1;
       }
     }
     const bool fits = n > 0;
@@ -302,26 +304,29 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
       header_at(block, offset).store(kSkip, std::memory_order_release);
       continue;
     }
-    // The same grouping as the sizing above, each run published by its header, in order.
+    // Run by run, each published by its header (written last), in order.
     std::uint32_t at = offset;
-    for (std::size_t i = 0; i < n;) {
-      const Record r = encode(messages[done + i], home);
-      std::uint32_t end = at + r.words;
-      std::uint32_t length = 1;
-      while (i + length < n) {
-        Message& m = messages[done + i + length];
-        const Record next = encode(m, home);
-        if (!joins_run(next, r.header, length)) break;
-        MessageAccess::write_payload(m, &block->words[end], next.payload_words);
-        MessageAccess::forget(m);
-        end += next.payload_words;
-        ++length;
+    Message* m = &messages[done];
+    for (std::uint32_t k = 0; k < run_count; ++k) {
+      const Record r = encode(*m, home);
+      const std::uint32_t length = runs[k];
+      std::uint64_t* w = &block->words[at + r.words];
+      if (r.payload_words == 1) {  // the common run: one word a message (a u64, a heap pointer)
+        for (std::uint32_t j = 1; j < length; ++j, ++w) {
+          MessageAccess::write_payload(m[j], w, 1);
+          MessageAccess::forget(m[j]);
+        }
+      } else {
+        for (std::uint32_t j = 1; j < length; ++j, w += r.payload_words) {
+          MessageAccess::write_payload(m[j], w, r.payload_words);
+          MessageAccess::forget(m[j]);
+        }
       }
-      write_record(block, at, messages[done + i],
+      write_record(block, at, *m,
                    Record{r.header | (std::uint64_t{length - 1} << kRecordRunShift), r.words,
                           r.payload_words});
-      at = end;
-      i += length;
+      at += r.words + (length - 1) * r.payload_words;
+      m += length;
     }
     done += n;
   }
