@@ -73,11 +73,7 @@ inline constexpr unsigned kOffsetBits = 13;
 inline constexpr std::uint64_t kOffsetMask = (std::uint64_t{1} << kOffsetBits) - 1;
 static_assert(kBlockWords < kOffsetMask);
 
-// Not over-aligned: an aligned `new` goes through glibc's memalign, which carves every block out
-// of a larger chunk and leaves the rest in the bins; a flood's producer then spent a tenth of
-// its time in _int_malloc (issue 19, port_flood_batch). With malloc's 16-byte alignment a block
-// starts 16 bytes into a cache line; records are words, and a line still holds 8 of them.
-struct QueueBlock {
+struct alignas(64) QueueBlock {
   std::atomic<QueueBlock*> next{nullptr};
   std::uint64_t words[kBlockWords];
 };
