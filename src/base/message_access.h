@@ -43,7 +43,7 @@ struct MessageAccess {
     }
   }
   static void write_payload(const Message& m, std::uint64_t* words, std::uint32_t n) noexcept {
-    std::memcpy(words, &m.u_, std::size_t{n} * 8);
+    copy_words(words, &m.u_, n);
   }
   // Gives up the payload without releasing it: it now belongs to a queue record.
   static void forget(Message& m) noexcept { m.kind_ = Message::Kind::empty; }
@@ -53,8 +53,40 @@ struct MessageAccess {
     to.release_if_owning();
     to.port_ = port;
     to.size_ = size;
-    std::memcpy(&to.u_, words, std::size_t{n} * 8);
+    copy_words(&to.u_, words, n);
     to.kind_ = kind;
+  }
+
+  // Copies `n` (at most 5: kInlineBytes) whole words. Fixed-size copies, so that the one word of
+  // a u64 message is a move, not a call to memcpy with a length known only at run time (the
+  // flood's records are one payload word each; measured in port_flood_batch, issue 19).
+  static void copy_words(void* to, const void* from, std::uint32_t n) noexcept {
+    static_assert(Message::kInlineBytes == 5 * 8, "copy_words copies at most five words");
+    auto* d = static_cast<std::byte*>(to);
+    const auto* s = static_cast<const std::byte*>(from);
+    if (n == 1) [[likely]] {  // a u64, a heap pointer: no jump through the switch's table
+      std::memcpy(d, s, 8);
+      return;
+    }
+    switch (n) {
+      case 5:
+        std::memcpy(d + 32, s + 32, 8);
+        [[fallthrough]];
+      case 4:
+        std::memcpy(d + 24, s + 24, 8);
+        [[fallthrough]];
+      case 3:
+        std::memcpy(d + 16, s + 16, 8);
+        [[fallthrough]];
+      case 2:
+        std::memcpy(d + 8, s + 8, 8);
+        [[fallthrough]];
+      case 1:
+        std::memcpy(d, s, 8);
+        [[fallthrough]];
+      default:
+        break;
+    }
   }
 
   // A native payload's finalizer (null for other kinds): tells evh's own native payloads apart.

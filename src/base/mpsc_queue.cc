@@ -10,14 +10,11 @@
 namespace evh::detail {
 namespace {
 
-// A record's header word: the tag (kind + 1, never 0) in bits 0-7, kPortWord when the port word
-// follows, kHomePort when the message is to the queue's home port (no port word), the byte size
-// in bits 32-63. Neither bit: the port is none. A skip record (the rest of the block is unused)
-// is the tag alone.
-constexpr std::uint64_t kTagMask = 0xFF;
-constexpr std::uint64_t kSkip = 0xFF;
-constexpr std::uint64_t kPortWord = 0x100;
-constexpr std::uint64_t kHomePort = 0x200;
+// The header's bits: mpsc_queue.h (the inline pop reads them too).
+constexpr std::uint64_t kTagMask = kRecordTagMask;
+constexpr std::uint64_t kSkip = kRecordSkip;
+constexpr std::uint64_t kPortWord = kRecordPortWord;
+constexpr std::uint64_t kHomePort = kRecordHomePort;
 
 std::atomic_ref<std::uint64_t> header_at(QueueBlock* block, std::uint32_t offset) noexcept {
   return std::atomic_ref<std::uint64_t>(block->words[offset]);
@@ -45,7 +42,14 @@ Record encode(const Message& m, PortId home) noexcept {
           1 + (port_word ? 1u : 0u) + payload, payload};
 }
 
-// Writes `m`'s record at `offset` (its words were claimed) and publishes it; `m` is left empty.
+// Whether a message whose record is `r` continues the run of `length` messages with header
+// `run_header` (mpsc_queue.h): the same header, no port word, and room in the count.
+bool joins_run(const Record& r, std::uint64_t run_header, std::uint32_t length) noexcept {
+  return r.header == run_header && (r.header & kPortWord) == 0 && length <= kMaxRunExtra;
+}
+
+// Writes `m`'s record at `offset` (its words were claimed, and those of any run after it are
+// written) and publishes it; `m` is left empty.
 void write_record(QueueBlock* block, std::uint32_t offset, Message& m, const Record& r) noexcept {
   std::uint64_t* w = &block->words[offset];
   std::uint32_t i = 1;
@@ -258,15 +262,29 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
       if (!install_first(tail, fresh)) break;
       continue;
     }
-    // As many of the remaining messages as fit in the rest of the block, in one claim.
+    // As many of the remaining messages as fit in the rest of the block, in one claim; a message
+    // that continues a run (mpsc_queue.h) takes only its payload words.
     const std::uint32_t room = kBlockWords - offset;
     std::uint32_t words = 0;
     std::size_t n = 0;
+    std::uint64_t run_header = 0;
+    // The runs of this claim, by length (a record takes at least one word: no more runs than
+    // words), so that the writing below need not encode each message again.
+    std::uint32_t runs[kBlockWords];
+    std::uint32_t run_count = 0;
     while (done + n < messages.size()) {
-      const std::uint32_t w = encode(messages[done + n], home).words;
+      const Record r = encode(messages[done + n], home);
+      const bool joins = run_count != 0 && joins_run(r, run_header, runs[run_count - 1]);
+      const std::uint32_t w = joins ? r.payload_words : r.words;
       if (words + w > room) break;
       words += w;
       ++n;
+      if (joins) {
+        ++runs[run_count - 1];
+      } else {
+        run_header = r.header;
+        runs[run_count++] = 1;
+      }
     }
     const bool fits = n > 0;
     const bool ends = !fits || words == room;
@@ -286,12 +304,29 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
       header_at(block, offset).store(kSkip, std::memory_order_release);
       continue;
     }
+    // Run by run, each published by its header (written last), in order.
     std::uint32_t at = offset;
-    for (std::size_t i = 0; i < n; ++i) {
-      Message& m = messages[done + i];
-      const Record r = encode(m, home);
-      write_record(block, at, m, r);
-      at += r.words;
+    Message* m = &messages[done];
+    for (std::uint32_t k = 0; k < run_count; ++k) {
+      const Record r = encode(*m, home);
+      const std::uint32_t length = runs[k];
+      std::uint64_t* w = &block->words[at + r.words];
+      if (r.payload_words == 1) {  // the common run: one word a message (a u64, a heap pointer)
+        for (std::uint32_t j = 1; j < length; ++j, ++w) {
+          MessageAccess::write_payload(m[j], w, 1);
+          MessageAccess::forget(m[j]);
+        }
+      } else {
+        for (std::uint32_t j = 1; j < length; ++j, w += r.payload_words) {
+          MessageAccess::write_payload(m[j], w, r.payload_words);
+          MessageAccess::forget(m[j]);
+        }
+      }
+      write_record(block, at, *m,
+                   Record{r.header | (std::uint64_t{length - 1} << kRecordRunShift), r.words,
+                          r.payload_words});
+      at += r.words + (length - 1) * r.payload_words;
+      m += length;
     }
     done += n;
   }
@@ -299,7 +334,7 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
   return done;
 }
 
-PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
+PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
   if (head.block == nullptr) {
     // The first look: take the first block (acquire: pairs with install_first's acq_rel CAS,
     // the block's zeroing before it) and turn the word into the (empty) free list. Producers
@@ -328,20 +363,11 @@ PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home)
       continue;
     }
     const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
-    const auto size = static_cast<std::uint32_t>(header >> 32);
-    const std::uint64_t* w = &head.block->words[offset];
-    std::uint32_t i = 1;
-    PortId port = PortId::none;
-    if ((header & kPortWord) != 0) {
-      port = static_cast<PortId>(w[i++]);
-    } else if ((header & kHomePort) != 0) {
-      port = home;
-    }
-    const std::uint32_t payload = MessageAccess::payload_words(kind, size);
-    MessageAccess::assemble(out, port, kind, size, w + i, payload);
-    const std::uint32_t end = offset + i + payload;
-    set_head_pos(head, ((queue_count(head.pos) + 1) << kOffsetBits) | end);
-    if (end == kBlockWords) advance_block(tail, head);
+    const std::uint32_t next =
+        record_next(header, offset,
+                    MessageAccess::payload_words(kind, static_cast<std::uint32_t>(header >> 32)));
+    take_record(head, header, next, out, home);
+    if (next == kBlockWords) advance_block(tail, head);
     return PopResult::item;
   }
 }

@@ -9,7 +9,9 @@
 // a header word, the port word unless the port is none (control messages), and the payload
 // (inline bytes rounded up to words, a heap pointer, or a native object and its finalizer). The
 // port word is left out also for the queue's home port (an isolate's main port, which its owner
-// passes to both ends: the header says "home"), so an 8-byte message to it is 16 bytes.
+// passes to both ends: the header says "home"), so an 8-byte message to it is 16 bytes. Like
+// messages of one batch share a header (a run, below), so in a batch of them an 8-byte message
+// takes about 8 bytes, as in a vector of values.
 //
 // Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
 // word offset in the current block (low 13 bits). A producer claims a record's words with one
@@ -56,6 +58,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+#include "base/message_access.h"
 
 namespace evh::detail {
 
@@ -120,6 +124,58 @@ inline std::uint64_t queue_depth(const QueueTail& tail, const QueueHead& head) n
 
 enum class PopResult { item, empty, pending };
 
+// A record's header word: the tag (kind + 1, never 0) in bits 0-7, kRecordPortWord when the port
+// word follows, kRecordHomePort when the message is to the queue's home port (no port word), the
+// run's further messages in bits 16-31 (below), the byte size in bits 32-63. Neither port bit:
+// the port is none. A skip record (the rest of the block is unused) is the tag alone.
+//
+// Runs (issue 19): consecutive messages of one batch with the same header and no port word —
+// the same kind, byte size and port (home or none), a flood's common case — are one record: the
+// header, then each message's payload words in order (a batch of 64 u64 messages to an isolate is
+// 65 words, not 128). The header counts the messages after the first. The consumer takes one
+// message at a time: it copies out the first message's payload and writes the run's header,
+// counting one fewer, over that payload's last word (or over the header itself for an empty
+// payload), which it has read and no producer touches again; its position then points there. So
+// the head needs no state of its own for a run, and a turn may stop anywhere in one.
+inline constexpr std::uint64_t kRecordTagMask = 0xFF;
+inline constexpr std::uint64_t kRecordSkip = 0xFF;
+inline constexpr std::uint64_t kRecordPortWord = 0x100;
+inline constexpr std::uint64_t kRecordHomePort = 0x200;
+inline constexpr unsigned kRecordRunShift = 16;
+inline constexpr std::uint64_t kRecordRunMask = std::uint64_t{0xFFFF} << kRecordRunShift;
+inline constexpr std::uint64_t kRecordRunOne = std::uint64_t{1} << kRecordRunShift;
+inline constexpr std::uint32_t kMaxRunExtra = 0xFFFF;
+
+// Where the head goes after taking one message of the record (or run) at `offset`: past the
+// record, or, inside a run, to the last payload word of the message taken.
+inline std::uint32_t record_next(std::uint64_t header, std::uint32_t offset,
+                                 std::uint32_t payload) noexcept {
+  if ((header & kRecordRunMask) != 0) return offset + payload;
+  return offset + 1 + ((header & kRecordPortWord) != 0 ? 1 : 0) + payload;
+}
+
+// Consumer side: takes the message of the written record (or the next of the run) whose header
+// is `header`, at the head's offset, into `out`; moves the head to `next` (record_next()).
+inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t next, Message& out,
+                        PortId home) noexcept {
+  const auto offset = static_cast<std::uint32_t>(head.pos & kOffsetMask);
+  std::uint64_t* w = &head.block->words[offset];
+  const auto kind = static_cast<Message::Kind>((header & kRecordTagMask) - 1);
+  const auto size = static_cast<std::uint32_t>(header >> 32);
+  const std::uint32_t port_words = (header & kRecordPortWord) != 0 ? 1 : 0;
+  const PortId port = port_words != 0                   ? static_cast<PortId>(w[1])
+                      : (header & kRecordHomePort) != 0 ? home
+                                                        : PortId::none;
+  MessageAccess::assemble(out, port, kind, size, w + 1 + port_words,
+                          MessageAccess::payload_words(kind, size));
+  if ((header & kRecordRunMask) != 0) {
+    // The rest of the run, after the payload just read (relaxed: only this consumer reads it).
+    std::atomic_ref<std::uint64_t>(head.block->words[next])
+        .store(header - kRecordRunOne, std::memory_order_relaxed);
+  }
+  set_head_pos(head, ((queue_count(head.pos) + 1) << kOffsetBits) | next);
+}
+
 // Producer side; any thread; never blocks for longer than another producer's block install.
 // False when a new block was needed and could not be allocated: then nothing was claimed and
 // `message` is untouched (the caller releases it). The block is allocated before the claim that
@@ -135,8 +191,32 @@ enum class PopResult { item, empty, pending };
                                            PortId home = PortId::none) noexcept;
 
 // Consumer side. On `item`, `out` holds the message (its port `home` when stored as home's).
-PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out,
-                    PortId home = PortId::none) noexcept;
+// Inline for the common case — a written record that does not end its block — which is most of
+// a flood's pops (issue 19: an out-of-line pop was a call and a variable-length memcpy per
+// message); the first look, a skip, a block's end and "nothing written" go to queue_pop_slow.
+inline PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out,
+                           PortId home = PortId::none) noexcept;
+PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept;
+
+inline PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
+  if (QueueBlock* block = head.block; block != nullptr) [[likely]] {
+    const auto offset = static_cast<std::uint32_t>(head.pos & kOffsetMask);
+    // acquire: pairs with the producer's release store of the header (queue_push).
+    const std::uint64_t header =
+        std::atomic_ref<std::uint64_t>(block->words[offset]).load(std::memory_order_acquire);
+    if (header != 0 && (header & kRecordTagMask) != kRecordSkip) [[likely]] {
+      const auto kind = static_cast<Message::Kind>((header & kRecordTagMask) - 1);
+      const std::uint32_t next =
+          record_next(header, offset,
+                      MessageAccess::payload_words(kind, static_cast<std::uint32_t>(header >> 32)));
+      if (next != kBlockWords) [[likely]] {
+        take_record(head, header, next, out, home);
+        return PopResult::item;
+      }
+    }
+  }
+  return queue_pop_slow(tail, head, out, home);
+}
 
 // Consumer side: true when a position has been claimed that the consumer has not read (the
 // message may still be being written). The load is seq_cst: it pairs with the producers' CAS on

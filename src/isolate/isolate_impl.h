@@ -170,7 +170,11 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // After the turn has stored kIdle it no longer owns the heads (another thread may already be
   // running the next turn), so it compares the tails with head positions it noted before.
   bool has_work_since(std::uint64_t normal_head, std::uint64_t oob_head) const noexcept;
+  // A message taken from a queue, to the handler (the main port) or where it goes.
   void deliver(Message& message) noexcept;
+  void deliver_other(Message& message) noexcept;  // not to the open main port
+  // The handler, then the microtasks and what the message changed (timers, the exit rule).
+  void handle(Message& message) noexcept;
   // After a turn took a normal message: the depth it saw, for the peak and the high-water mark.
   void note_depth(bool first_of_turn) noexcept;
   void check_high_water(std::uint64_t depth) noexcept;

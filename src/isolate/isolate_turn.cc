@@ -205,6 +205,59 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
          normal_tail_.pos.load(std::memory_order_seq_cst) != normal_head;
 }
 
+// The turn's per-message path, inline in run() (issue 19: deliver, the microtask check and the
+// depth were three calls per message in a flood).
+[[gnu::always_inline]] inline void IsolateImpl::handle(Message& message) noexcept {
+  try {
+    on_message_(*this, message, user_);
+  } catch (...) {
+    report_exception();
+  }
+  bump(handled_);
+  if (life_if_any() != nullptr) [[unlikely]] {
+    run_microtasks();
+  }
+  if (timers_dirty_) [[unlikely]] {
+    after_timers_changed();
+  }
+  // The exit rule looks only when the main port is closed (it is on this line already).
+  if (main_closed_.load(std::memory_order_relaxed)) [[unlikely]] {
+    exit_if_unreachable();
+  }
+}
+
+[[gnu::always_inline]] inline void IsolateImpl::deliver(Message& message) noexcept {
+  // The main port, open: the fast path.
+  if (message.port() == main_port_id_ && !main_closed_.load(std::memory_order_acquire)) [[likely]] {
+    handle(message);
+    return;
+  }
+  deliver_other(message);
+}
+
+[[gnu::always_inline]] inline void IsolateImpl::note_depth(bool first_of_turn) noexcept {
+  const std::uint64_t read = queue_count(normal_head_.pos);
+  // queue_pop reads the producers' tail only when it finds no record written; in a flood that
+  // keeps ahead of it, it would never look. The depth looks at a turn's first message (the line
+  // moves between the cores once per turn anyway) and when the turn has taken a record written
+  // after its last look: one look then reveals every record claimed since, so a flood pays one
+  // look per run of messages that arrived together, not one per message.
+  if (first_of_turn || read > queue_count(normal_head_.known_tail)) {
+    normal_head_.known_tail = normal_tail_.pos.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t known = queue_count(normal_head_.known_tail);
+  // The one just taken, and those known to be claimed behind it (the turn may have read records
+  // written after its last look at the tail: then it knows of none).
+  const std::uint64_t depth = 1 + (known > read ? known - read : 0);
+  if (depth > mailbox_peak_.load(std::memory_order_relaxed)) {
+    const std::uint64_t capped = std::min<std::uint64_t>(depth, UINT32_MAX);
+    mailbox_peak_.store(static_cast<std::uint32_t>(capped), std::memory_order_relaxed);
+  }
+  if ((spawn_bits_ & kWatchDepth) != 0) [[unlikely]] {
+    check_high_water(depth);
+  }
+}
+
 void IsolateImpl::run() noexcept {
   // Who runs the turn: what owns_turn() checks. Debug builds also check that no other thread
   // is in the turn (an exchange instead of a store).
@@ -317,36 +370,24 @@ void IsolateImpl::run() noexcept {
   }
 }
 
-void IsolateImpl::deliver(Message& message) noexcept {
-  // The main port is the fast path; timer wakeups come to an extra port (the slow path).
-  if (message.port() != main_port_id_) [[unlikely]] {
-    if (message.port() == PortId::none) {
-      on_control_message(message);
-      return;
-    }
-    if (IsolateTimers* timers = timers_if_any();
-        timers != nullptr && message.port() == timers->port()) {
-      timers->on_wakeup(message);  // hands the next wakeup over itself
-      timers_dirty_ = false;
-      exit_if_unreachable();
-      return;
-    }
+void IsolateImpl::deliver_other(Message& message) noexcept {
+  // Timer wakeups come to an extra port, control messages to none.
+  if (message.port() == PortId::none) {
+    on_control_message(message);
+    return;
+  }
+  if (IsolateTimers* timers = timers_if_any();
+      timers != nullptr && message.port() == timers->port()) {
+    timers->on_wakeup(message);  // hands the next wakeup over itself
+    timers_dirty_ = false;
+    exit_if_unreachable();
+    return;
   }
   if (!is_open_port(message.port())) {
     bump(life().dropped);
     return;  // the caller's `message` releases the payload on this thread
   }
-  try {
-    on_message_(*this, message, user_);
-  } catch (...) {
-    report_exception();
-  }
-  bump(handled_);
-  run_microtasks();
-  if (timers_dirty_) after_timers_changed();
-  // The exit rule looks only when the main port is closed (it is on this line already).
-  if (main_closed_.load(std::memory_order_relaxed)) [[unlikely]]
-    exit_if_unreachable();
+  handle(message);
 }
 
 bool IsolateImpl::is_open_port(PortId id) noexcept {
@@ -376,29 +417,6 @@ void IsolateImpl::report_exception() noexcept {
   std::exception_ptr error = std::current_exception();
   host_->report_exception(*this, error);
   tell_error_listeners(error);
-}
-
-void IsolateImpl::note_depth(bool first_of_turn) noexcept {
-  const std::uint64_t read = queue_count(normal_head_.pos);
-  // queue_pop reads the producers' tail only when it finds no record written; in a flood that
-  // keeps ahead of it, it would never look. The depth looks at a turn's first message (the line
-  // moves between the cores once per turn anyway) and when the turn has taken a record written
-  // after its last look: one look then reveals every record claimed since, so a flood pays one
-  // look per run of messages that arrived together, not one per message.
-  if (first_of_turn || read > queue_count(normal_head_.known_tail)) {
-    normal_head_.known_tail = normal_tail_.pos.load(std::memory_order_relaxed);
-  }
-  const std::uint64_t known = queue_count(normal_head_.known_tail);
-  // The one just taken, and those known to be claimed behind it (the turn may have read records
-  // written after its last look at the tail: then it knows of none).
-  const std::uint64_t depth = 1 + (known > read ? known - read : 0);
-  if (depth > mailbox_peak_.load(std::memory_order_relaxed)) {
-    const std::uint64_t capped = std::min<std::uint64_t>(depth, UINT32_MAX);
-    mailbox_peak_.store(static_cast<std::uint32_t>(capped), std::memory_order_relaxed);
-  }
-  if ((spawn_bits_ & kWatchDepth) != 0) [[unlikely]] {
-    check_high_water(depth);
-  }
 }
 
 void IsolateImpl::check_high_water(std::uint64_t depth) noexcept {

@@ -65,6 +65,19 @@ void ThreadPool::share_local_work() noexcept {
 }
 
 void ThreadPool::post_yielded(Task& task) noexcept {
+  // A task giving way on a worker of this pool while no other task is queued and the worker's
+  // LIFO slot is free goes into the slot: the worker still looks at due deadlines and the poller
+  // before it runs it again (worker_main), which is all that giving way would have let happen,
+  // without two trips through mu_ (a flooded isolate gives way every `budget` messages: issue 19,
+  // port_flood_batch). A task queued by another thread after the relaxed look below waits at
+  // most for the slot task's next message: it makes work_is_waiting() true (or wakes a worker
+  // for itself), and the slot task then gives way to the queue. The slot counts towards
+  // kMaxLifoStreak as any other slot run does.
+  if (Worker* w = tls_worker_; w != nullptr && w->pool == this && w->lifo == nullptr &&
+                               queued_.load(std::memory_order_relaxed) == 0) {
+    w->lifo = &task;
+    return;
+  }
   enqueue(task, true);
 }
 

@@ -10,7 +10,10 @@
 // LIFO slot: a task posted from a worker of this pool (an isolate messaging another) goes into
 // that worker's slot and runs right after the current task, without a cross-thread wakeup. A
 // displaced slot task moves to the fresh queue; after kMaxLifoStreak slot runs in a row the slot
-// task goes to the fresh queue too, so a ping-pong pair cannot starve other work.
+// task goes to the fresh queue too, so a ping-pong pair cannot starve other work. A task that
+// gives way (post_yielded) from a worker while nothing is queued takes the free slot too: there
+// is nobody to give way to, and the worker's look at deadlines and the poller between tasks
+// happens all the same.
 //
 // Preemption on demand: a running isolate asks `work_is_waiting()` after each message and gives
 // way when a fresh task waits with no free worker to take it, so a message to an idle isolate

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -361,6 +362,129 @@ TEST(MpscQueue, ProducersMixingBatchesAndSinglesKeepTheirOrder) {
     EXPECT_EQ(q.pop(m), PopResult::empty);
   }
   EXPECT_EQ(c.finalized, kProducers * kPer / 4);
+}
+
+// Consecutive messages of a batch with the same kind, size and port (home or none) are one
+// record, a header and their payloads (issue 19). The consumer takes them one at a time and may
+// stop anywhere in a run: every message comes out once, in order, with its port and payload, and
+// what is left when the queue goes is released once.
+TEST(MpscQueue, LikeMessagesOfABatchAreOneRunTakenOneAtATime) {
+  constexpr PortId kHome{77};
+  test::ReleaseCounter c;
+  {
+    MpscQueue q;
+    std::vector<Message> batch;
+    for (std::uint64_t i = 0; i < 10; ++i) {
+      batch.push_back(Message::u64(i));
+      MessageAccess::set_port(batch.back(), kHome);
+    }
+    ASSERT_EQ(queue_push_batch(q.tail, batch, kHome), 10u);
+    EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 11u);  // one header, ten payload words
+    for (std::uint64_t i = 0; i < 3; ++i) {
+      Message m;
+      ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+      EXPECT_EQ(m.as_u64(), i);
+      EXPECT_EQ(m.port(), kHome);
+    }
+    // Behind it, mid-run: three natives (2 payload words each) and four empties (none), port none.
+    batch.clear();
+    for (int i = 0; i < 3; ++i) batch.push_back(c.make());
+    for (int i = 0; i < 4; ++i) batch.emplace_back();
+    ASSERT_EQ(queue_push_batch(q.tail, batch, kHome), 7u);
+    EXPECT_EQ(q.tail.pos.load() & kOffsetMask, 11u + 1 + 3 * 2 + 1);
+    for (std::uint64_t i = 3; i < 10; ++i) {
+      Message m;
+      ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+      EXPECT_EQ(m.as_u64(), i);
+      EXPECT_EQ(m.port(), kHome);
+    }
+    {
+      Message m;
+      ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+      EXPECT_EQ(m.kind(), Message::Kind::native);
+      EXPECT_EQ(m.port(), PortId::none);
+    }  // finalized here
+    EXPECT_EQ(c.finalized.load(), 1u);
+    EXPECT_EQ(queue_depth(q.tail, q.head), 6u);
+  }  // two natives and four empties left in their runs
+  EXPECT_EQ(c.finalized.load(), 3u);
+}
+
+// Runs end where a block ends (the rest goes on in the next block) and where the header's count
+// ends: a batch of 1,000 u64 messages crosses blocks in order, and 70,000 empty messages (no
+// payload words) are two records.
+TEST(MpscQueue, RunsEndAtBlockEndsAndAtTheirCountsLimit) {
+  MpscQueue q;
+  std::vector<Message> batch;
+  for (std::uint64_t i = 0; i < 1000; ++i) batch.push_back(Message::u64(i));
+  ASSERT_EQ(q.push_batch(batch), 1000u);
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    Message m;
+    ASSERT_EQ(q.pop(m), PopResult::item);
+    ASSERT_EQ(m.as_u64(), i);
+  }
+  Message m;
+  ASSERT_EQ(q.pop(m), PopResult::empty);
+  const std::uint64_t start = q.tail.pos.load() & kOffsetMask;
+  ASSERT_LE(start + 2, kBlockWords);  // both records fit in this block
+  std::vector<Message> empties(kMaxRunExtra + 1 + 4464);
+  ASSERT_EQ(q.push_batch(empties), empties.size());
+  EXPECT_EQ((q.tail.pos.load() & kOffsetMask) - start, 2u);
+  for (std::size_t i = 0; i < empties.size(); ++i) {
+    ASSERT_EQ(q.pop(m), PopResult::item);
+    ASSERT_EQ(m.kind(), Message::Kind::empty);
+  }
+  EXPECT_EQ(q.pop(m), PopResult::empty);
+}
+
+// Producers posting runs (batches of 1 to 64 like messages, u64s and natives in turn, no port)
+// while the consumer takes them: each producer's u64s arrive in its order, every message once,
+// every native payload finalized once.
+TEST(MpscQueue, ProducersPostingRunsKeepTheirOrder) {
+  test::ReleaseCounter c;
+  constexpr int kProducers = 4;
+  constexpr std::uint64_t kPer = 20'000;
+  std::uint64_t natives = 0;
+  {
+    MpscQueue q;
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&q, &c, p] {
+        std::vector<Message> batch;
+        std::uint64_t i = 0;
+        for (std::uint64_t flush = 0; i < kPer; ++flush) {
+          batch.clear();
+          const std::uint64_t k = std::min<std::uint64_t>(1 + flush % 64, kPer - i);
+          for (std::uint64_t j = 0; j < k; ++j, ++i) {
+            batch.push_back(flush % 2 == 0 ? Message::u64((std::uint64_t(p) << 32) | i) : c.make());
+          }
+          ASSERT_EQ(q.push_batch(batch), k);
+        }
+      });
+    }
+    std::uint64_t got = 0;
+    std::vector<std::uint64_t> next(kProducers, 0);
+    while (got < kProducers * kPer) {
+      Message m;
+      if (q.pop(m) != PopResult::item) continue;
+      ++got;
+      if (m.kind() == Message::Kind::native) {
+        ++natives;
+        continue;
+      }
+      const std::uint64_t v = m.as_u64();
+      const auto p = static_cast<std::size_t>(v >> 32);
+      ASSERT_LT(p, static_cast<std::size_t>(kProducers));
+      ASSERT_GE(v & 0xFFFFFFFF, next[p]) << "producer " << p;
+      next[p] = (v & 0xFFFFFFFF) + 1;
+    }
+    for (auto& t : producers) t.join();
+    Message m;
+    EXPECT_EQ(q.pop(m), PopResult::empty);
+    EXPECT_EQ(c.finalized.load(), natives);
+  }
+  EXPECT_EQ(c.finalized.load(), natives);
+  EXPECT_GT(natives, 0u);
 }
 
 }  // namespace

@@ -44,6 +44,63 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
   EXPECT_EQ(runs.load(), 2000);
 }
 
+// A task that gives way (post_yielded) while another task waits in the queue goes behind it:
+// giving way from a worker keeps the worker's LIFO slot only when nothing is queued (issue 19),
+// so the waiting task runs before the yielding one's second run.
+TEST(ThreadPool, YieldingTaskGoesBehindAQueuedTask) {
+  struct Yielder final : Task {
+    ThreadPool* pool = nullptr;
+    std::atomic<int> runs{0};
+    std::atomic<bool> running{false};
+    std::atomic<bool> other_posted{false};
+    void run() noexcept override {
+      if (runs.fetch_add(1) == 0) {
+        running.store(true);
+        // The other task is queued while this one runs (a flag, not a sleep).
+        while (!other_posted.load()) std::this_thread::yield();
+      }
+      if (runs.load() < 10) pool->post_yielded(*this);
+    }
+  } a;
+  struct Other final : Task {
+    Yielder* a = nullptr;
+    std::atomic<int> a_runs_seen{-1};
+    void run() noexcept override { a_runs_seen.store(a->runs.load()); }
+  } b;
+  b.a = &a;
+  ThreadPool pool(ThreadPoolOptions{.max_threads = 1});
+  a.pool = &pool;
+  pool.post(a);
+  while (!a.running.load()) std::this_thread::yield();
+  pool.post(b);
+  a.other_posted.store(true);
+  pool.shutdown();
+  EXPECT_EQ(a.runs.load(), 10);
+  EXPECT_EQ(b.a_runs_seen.load(), 1);
+}
+
+// A task that gives way with nothing else queued runs again, every time, exactly once per
+// give-way (through the worker's LIFO slot, and through the queue after kMaxLifoStreak).
+TEST(ThreadPool, YieldingTaskAloneRunsOncePerGiveWay) {
+  struct Yielder final : Task {
+    ThreadPool* pool = nullptr;
+    std::atomic<int> runs{0};
+    void run() noexcept override {
+      if (runs.fetch_add(1) + 1 < 1000) pool->post_yielded(*this);
+    }
+  } a;
+  ThreadPool pool(ThreadPoolOptions{.max_threads = 2});
+  a.pool = &pool;
+  pool.post(a);
+  // Waiting for a condition: 60 s means hung.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (a.runs.load() < 1000 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  pool.shutdown();
+  EXPECT_EQ(a.runs.load(), 1000);
+}
+
 // Workers idle out after the timeout and the pool grows again on the next post.
 TEST(ThreadPool, IdleWorkersExitAndPoolGrowsAgain) {
   std::atomic<int> runs{0};
