@@ -28,8 +28,7 @@ Registrations::Registration* Registrations::find(FdEntry& e, PortId port) noexce
 
 void Registrations::RegList::push_back(const Registration& r) {
   if (size_ == cap_) {
-    EVH_ASSERT(cap_ < 0x8000, "registrations of one fd beyond 32,767");
-    const auto cap = static_cast<std::uint16_t>(cap_ * 2);
+    const std::uint32_t cap = cap_ * 2;   // a shared socket's registrations: one per port
     auto* grown = new Registration[cap];  // std::bad_alloc: nothing has changed
     std::copy(begin(), end(), grown);
     if (cap_ != 1) delete[] heap_;

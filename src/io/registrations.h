@@ -130,8 +130,8 @@ class Registrations {
       o.size_ = 0;
       o.cap_ = 1;
     }
-    std::uint16_t size_ = 0;
-    std::uint16_t cap_ = 1;  // 1: the one inline slot; else heap_'s capacity
+    std::uint32_t size_ = 0;
+    std::uint32_t cap_ = 1;  // 1: the one inline slot; else heap_'s capacity
     Registration one_{};
     Registration* heap_ = nullptr;
   };
@@ -156,6 +156,7 @@ class Registrations {
       return (std::uint64_t{generation} << 32) | static_cast<std::uint32_t>(fd);
     }
   };
+  static_assert(sizeof(FdEntry) == 128, "the hot line and the cold tail of an fd's entry");
   // When sync_kernel() tells the kernel: only on a change, or always (modify_fd's re-check of
   // conditions that already hold).
   enum class Rearm : std::uint8_t { if_changed, always };
