@@ -330,7 +330,16 @@ void EventHandlerImpl::drive(MonoTime until) noexcept {
   }
   // Commands ran first, so a registration closed in this pass gets nothing from this batch:
   // its entry is gone, or its token's generation no longer matches.
-  for (std::size_t i = 0; i < r->count; ++i) registrations_.dispatch(events_[i]);
+  // Each event's entry is a cache miss when many fds are watched: ask for the entries a few
+  // events ahead, so that the misses overlap with the posting of the events before them.
+  constexpr std::size_t kPrefetchAhead = 4;
+  for (std::size_t i = 0; i < r->count && i < kPrefetchAhead; ++i) {
+    registrations_.prefetch(events_[i]);
+  }
+  for (std::size_t i = 0; i < r->count; ++i) {
+    if (i + kPrefetchAhead < r->count) registrations_.prefetch(events_[i + kPrefetchAhead]);
+    registrations_.dispatch(events_[i]);
+  }
   if (r->deadline_reached) {
     timeouts_.native_fired();
     expire();

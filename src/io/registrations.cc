@@ -26,6 +26,37 @@ Registrations::Registration* Registrations::find(FdEntry& e, PortId port) noexce
   return nullptr;
 }
 
+void Registrations::RegList::push_back(const Registration& r) {
+  if (size_ == cap_) {
+    const std::uint32_t cap = cap_ * 2;   // a shared socket's registrations: one per port
+    auto* grown = new Registration[cap];  // std::bad_alloc: nothing has changed
+    std::copy(begin(), end(), grown);
+    if (cap_ != 1) delete[] heap_;
+    heap_ = grown;
+    cap_ = cap;
+  }
+  data()[size_++] = r;
+}
+
+Registrations::FdEntry& Registrations::FdTable::insert(FdEntry&& entry) {
+  const auto fd = static_cast<std::size_t>(static_cast<unsigned>(entry.fd));
+  const std::size_t i = fd / kChunk;
+  if (i >= chunks_.size()) chunks_.resize(i + 1);  // may throw: nothing changed yet
+  if (!chunks_[i]) chunks_[i] = std::make_unique<Chunk>();
+  FdEntry& slot = chunks_[i]->at[fd % kChunk];
+  EVH_ASSERT(slot.fd < 0, "an fd registered twice");
+  slot = std::move(entry);
+  ++size_;
+  return slot;
+}
+
+void Registrations::FdTable::erase(int fd) noexcept {
+  FdEntry* e = find(fd);
+  if (e == nullptr) return;
+  *e = FdEntry{};  // fd -1: free; its registrations' memory is released
+  --size_;
+}
+
 void Registrations::index_add(PortId port, int fd) {
   port_fds_[port].push_back(fd);
 }
@@ -63,10 +94,10 @@ void Registrations::drop_port(PortId port) noexcept {
   if (it == port_fds_.end()) return;
   const std::vector<int> fds = it->second;  // a copy: remove_registration edits the index
   for (int fd : fds) {
-    auto e = fds_.find(fd);
-    if (e == fds_.end()) continue;
-    if (Registration* r = find(e->second, port)) {
-      (void)remove_registration(e->second, static_cast<std::size_t>(r - e->second.regs.data()));
+    FdEntry* e = fds_.find(fd);
+    if (e == nullptr) continue;
+    if (Registration* r = find(*e, port)) {
+      (void)remove_registration(*e, static_cast<std::size_t>(r - e->regs.data()));
     }
   }
   port_fds_.erase(port);
@@ -85,9 +116,8 @@ void Registrations::add(const Command& c) noexcept {
   reg.interest = c.interest;
   reg.window = c.count;
   reg.reader = c.reader;
-  auto it = fds_.find(c.fd);
-  if (it != fds_.end()) {
-    FdEntry& e = it->second;
+  if (FdEntry* existing = fds_.find(c.fd); existing != nullptr) {
+    FdEntry& e = *existing;
     const bool shared =
         e.sharing == FdSharing::accept_round_robin && c.sharing == FdSharing::accept_round_robin;
     if (!shared || find(e, c.port) != nullptr) {
@@ -133,12 +163,12 @@ void Registrations::add(const Command& c) noexcept {
   // other refused registration (no other message follows); an owned fd is closed.
   try {
     alloc_site();
-    auto added = fds_.emplace(c.fd, std::move(e)).first;
+    (void)fds_.insert(std::move(e));
     try {
       alloc_site();
       index_add(c.port, c.fd);
     } catch (const std::bad_alloc&) {
-      fds_.erase(added);
+      fds_.erase(c.fd);
       throw;
     }
   } catch (const std::bad_alloc&) {
@@ -151,26 +181,26 @@ void Registrations::add(const Command& c) noexcept {
 }
 
 void Registrations::modify(const Command& c) noexcept {
-  auto it = fds_.find(c.fd);
-  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  FdEntry* entry = fds_.find(c.fd);
+  Registration* r = entry == nullptr ? nullptr : find(*entry, c.port);
   if (r == nullptr) {
     delivery_.post_error(c.port, c.fd, ENOENT);
     return;
   }
   r->interest = c.interest;
   r->armed = true;
-  sync_kernel(it->second, Rearm::always);
+  sync_kernel(*entry, Rearm::always);
 }
 
 void Registrations::end(const Command& c, IoNotice final_notice) noexcept {
-  auto it = fds_.find(c.fd);
-  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  FdEntry* entry = fds_.find(c.fd);
+  Registration* r = entry == nullptr ? nullptr : find(*entry, c.port);
   if (r == nullptr) {
     // Not this port's registration, so not its fd to close either.
     delivery_.post_error(c.port, c.fd, ENOENT);
     return;
   }
-  FdEntry& e = it->second;
+  FdEntry& e = *entry;
   // An owned fd is the handler's to close, whichever way its registration ends.
   if (e.ownership == FdOwnership::owned) final_notice = IoNotice::closed;
   index_remove(c.port, c.fd);
@@ -186,18 +216,18 @@ void Registrations::end(const Command& c, IoNotice final_notice) noexcept {
 }
 
 void Registrations::return_tokens(const Command& c) noexcept {
-  auto it = fds_.find(c.fd);
-  Registration* r = it == fds_.end() ? nullptr : find(it->second, c.port);
+  FdEntry* entry = fds_.find(c.fd);
+  Registration* r = entry == nullptr ? nullptr : find(*entry, c.port);
   // Tokens for a registration that has ended are normal (they crossed its final notice).
   if (r == nullptr) return;
   r->outstanding -= std::min(r->outstanding, c.count);
-  sync_kernel(it->second);
+  sync_kernel(*entry);
 }
 
 void Registrations::back_off(const Command& c) noexcept {
-  auto it = fds_.find(c.fd);
-  if (it == fds_.end() || find(it->second, c.port) == nullptr) return;
-  FdEntry& e = it->second;
+  FdEntry* entry = fds_.find(c.fd);
+  if (entry == nullptr || find(*entry, c.port) == nullptr) return;
+  FdEntry& e = *entry;
   // Back-offs are about the kernel's resources, so they run on the kernel's clock whatever
   // clock the runtime's timers use.
   const std::int64_t now = mono_now_ns();
@@ -214,10 +244,10 @@ void Registrations::back_off(const Command& c) noexcept {
 }
 
 void Registrations::end_backoff(int fd) noexcept {
-  auto it = fds_.find(fd);
-  if (it == fds_.end()) return;
-  it->second.backing_off = false;
-  sync_kernel(it->second);
+  FdEntry* e = fds_.find(fd);
+  if (e == nullptr) return;
+  e->backing_off = false;
+  sync_kernel(*e);
 }
 
 void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
@@ -243,7 +273,7 @@ void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
     // then end them.
     const int error = s.error().value();
     const int fd = e.fd;
-    std::vector<Registration> regs = std::move(e.regs);
+    RegList regs = std::move(e.regs);
     drop_entry(fd);
     for (const auto& r : regs) {
       index_remove(r.port, fd);
@@ -265,10 +295,10 @@ void Registrations::drop_entry(int fd) noexcept {
 
 void Registrations::dispatch(const PollEvent& pe) noexcept {
   const int fd = static_cast<int>(static_cast<std::uint32_t>(pe.token));
-  auto it = fds_.find(fd);
+  FdEntry* found = fds_.find(fd);
   // Stale: the registration ended (or was replaced) earlier in this pass.
-  if (it == fds_.end() || it->second.token() != pe.token) return;
-  FdEntry& e = it->second;
+  if (found == nullptr || found->token() != pe.token) return;
+  FdEntry& e = *found;
   // Parked in this pass (a back-off): the kernel reports the condition again on the re-arm.
   if (!e.kernel_armed && e.mode != FdMode::oneshot) return;
   if (e.mode == FdMode::oneshot) {
@@ -277,7 +307,7 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
   }
   const std::size_t n = e.regs.size();
   for (std::size_t tried = 0; tried < n; ++tried) {
-    const std::size_t i = (e.next + tried) % n;
+    const std::size_t i = n == 1 ? 0 : (e.next + tried) % n;  // one registration: no division
     Registration& r = e.regs[i];
     if (!r.armed || !r.has_room()) continue;
     const FdEvents events = pe.events & (r.interest | kAlwaysReported);
@@ -287,7 +317,7 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
       // and `r` stay valid across the call.
       if (r.window != 0) ++r.outstanding;
       if (e.mode == FdMode::oneshot) r.armed = false;
-      e.next = i + 1;
+      e.next = static_cast<std::uint32_t>(i + 1);
       delivery_.count_ready();
       r.reader->on_ready(fd, events);
       break;
@@ -307,7 +337,7 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
     if (posted == Delivery::Posted::dropped) break;
     if (r.window != 0) ++r.outstanding;
     if (e.mode == FdMode::oneshot) r.armed = false;
-    e.next = i + 1;
+    e.next = static_cast<std::uint32_t>(i + 1);
     break;
   }
   sync_kernel(e);
@@ -317,12 +347,12 @@ void Registrations::teardown() noexcept {
   struct Ended {
     int fd;
     FdOwnership ownership;
-    std::vector<Registration> regs;
+    RegList regs;
   };
   std::vector<Ended> ended;
-  for (auto& [fd, e] : fds_) ended.push_back(Ended{fd, e.ownership, std::move(e.regs)});
+  fds_.for_each([&](FdEntry& e) { ended.push_back(Ended{e.fd, e.ownership, std::move(e.regs)}); });
   port_fds_.clear();
-  for (const auto& [fd, ownership, regs] : ended) {
+  for (auto& [fd, ownership, regs] : ended) {
     drop_entry(fd);
     const bool owned = ownership == FdOwnership::owned;
     if (owned) close_owned(fd);

@@ -286,6 +286,10 @@ IoDriver* ThreadPool::take_driver_locked() noexcept {
 
 void ThreadPool::release_driver_for_work(IoDriver& driver) noexcept {
   std::lock_guard lock(mu_);
+  release_driver_for_work_locked(driver);
+}
+
+void ThreadPool::release_driver_for_work_locked(IoDriver& driver) noexcept {
   driver.release();
   driver_held_ = false;
   if (driver_ != &driver) return;  // detached meanwhile
@@ -366,8 +370,15 @@ void ThreadPool::drive_between_tasks() noexcept {
   release_driver_for_work(*d);
 }
 
-void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
+void ThreadPool::drive_idle(Worker* self, IoDriver& d,
+                            std::unique_lock<std::mutex>& lock) noexcept {
   const bool manual = clock_.manual();
+  // mu_ is taken twice per event: here, where the worker that found no task (worker_main, same
+  // hold) marks itself parked, and once after the wait, where it stops being the keeper and — for
+  // the event's turn — gives the driver up. Every look at the queues and every change of the
+  // marks is under it as before; only the separate takes between them are gone (five per event
+  // before: after the wait, at the top of the loop, to give the driver up, in worker_main to pop,
+  // and here again).
   for (;;) {
     // No spin first: the holder waits in the poller at once, and another idle worker, if any,
     // spins on the queues (one spinner at a time). Polling the poller for the adaptive window
@@ -378,7 +389,6 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
     // reads every spin as a hit in a ping-pong.
     // Park in the poller, as the keeper of the pool's deadlines. Marked parked under mu_ after
     // the queues were found empty: see the header for why no post is missed.
-    std::unique_lock lock(mu_);
     std::int64_t until = kNever;
     bool exact = false;
     if (!manual && !timed_.empty()) {
@@ -387,8 +397,8 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
     }
     if (self->lifo != nullptr || !fresh_.empty() || !yielded_.empty() || stopping_ ||
         driver_ != &d || d.release_requested() || (until != kNever && until <= mono_now_ns())) {
+      release_driver_for_work_locked(d);
       lock.unlock();
-      release_driver_for_work(d);
       return;
     }
     EVH_ASSERT(keeper_ == nullptr, "a second keeper while the driver is attached");
@@ -408,17 +418,17 @@ void ThreadPool::drive_idle(Worker* self, IoDriver& d) noexcept {
       keeper_until_ = kNever;
     }
     self->driving = false;
-    const bool rearm = self->rearm;
-    lock.unlock();
-    if (exact && !rearm) {
+    if (exact && !self->rearm) {
+      lock.unlock();
       // Woken ahead of an exact deadline: poll the clock up to it unless work comes.
       poll_until(from_ns(until), [&] {
         return self->lifo != nullptr || queued_.load(std::memory_order_relaxed) != 0 ||
                earliest_ns_.load(std::memory_order_relaxed) < until;
       });
+      lock.lock();
     }
     // Readiness for other runners (a Receiver, another pool) leaves no work here: keep the
-    // driver and go round again.
+    // driver and go round again (mu_ held, as at the first look).
   }
 }
 
@@ -454,17 +464,18 @@ void ThreadPool::worker_main(Worker* self) noexcept {
 
     lock.lock();
     Task* t = pop_locked();
-    // Nothing to run: take the event handler's driver if nobody holds it, and wait in the poller.
-    IoDriver* d = t == nullptr ? take_driver_locked() : nullptr;
-    lock.unlock();
     if (t != nullptr) {
+      lock.unlock();
       t->run();
       continue;
     }
-    if (d != nullptr) {
-      drive_idle(self, *d);
+    // Nothing to run: take the event handler's driver if nobody holds it, and wait in the poller
+    // (mu_ still held: the queues drive_idle looks at again are the ones just found empty).
+    if (IoDriver* d = take_driver_locked()) {
+      drive_idle(self, *d, lock);
       continue;
     }
+    lock.unlock();
 
     // Poll for a while before sleeping: a task that arrives now costs its poster no syscall.
     // Only one worker polls at a time, so idle workers do not crowd out busy threads.
@@ -507,8 +518,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       break;
     }
     if (IoDriver* driver = take_driver_locked()) {  // released while this worker polled
-      lock.unlock();
-      drive_idle(self, *driver);
+      drive_idle(self, *driver, lock);
       continue;
     }
     self->wake = false;

@@ -183,15 +183,17 @@ class ThreadPool final : public TaskRunner,
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
 
   void worker_main(Worker* self) noexcept;
-  // Idle, holding `driver`: waits in it until work comes. Returns having released it.
-  void drive_idle(Worker* self, IoDriver& driver) noexcept;
+  // Idle, holding `driver`, `lock` (on mu_) held: waits in the driver until work comes. Returns
+  // having released the driver and `lock`.
+  void drive_idle(Worker* self, IoDriver& driver, std::unique_lock<std::mutex>& lock) noexcept;
   // Busy, between tasks: one non-blocking pass when nobody drives and one is due.
   void drive_between_tasks() noexcept;
   // Takes the driver if it is attached and free. mu_ held.
   IoDriver* take_driver_locked() noexcept;
   // Gives the driver up to run work; a worker parked on its condition variable is woken to take
-  // it only for a deadline due within io_interval.
+  // it only for a deadline due within io_interval. The _locked form with mu_ held.
   void release_driver_for_work(IoDriver& driver) noexcept;
+  void release_driver_for_work_locked(IoDriver& driver) noexcept;
   // Wakes the worker waiting in the poller, if one is. mu_ held.
   bool unpark_driver_locked() noexcept;
   Task* pop_locked() noexcept;

@@ -2,6 +2,7 @@
 // as a typed suite over every backend (a backend this build or kernel lacks is skipped).
 #include <evh/event_handler.h>
 #include <evh/runtime.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -411,6 +412,56 @@ TYPED_TEST(EventHandlerTest, AcceptRoundRobinAmongThreePorts) {
   }
   l.fd = -1;
   for (int c : clients) ::close(c);
+}
+
+// The handler finds an fd's registration in a table indexed by the fd number, in chunks: a low
+// fd and one several chunks above it each hear only their own readiness, and the high number
+// closed and registered again is a fresh registration that hears its new pipe.
+TYPED_TEST(EventHandlerTest, FdsFarApartEachHearTheirOwn) {
+  Pipe low;
+  Pipe high_src;
+  const int high = ::fcntl(high_src.r, F_DUPFD_CLOEXEC, 900);
+  if (high < 0) GTEST_SKIP() << "no fd at or above 900 (RLIMIT_NOFILE): errno " << errno;
+  ASSERT_TRUE(
+      this->eh().add_fd(low.r, this->port(), FdEvents::readable, {.mode = FdMode::edge}).ok());
+  ASSERT_TRUE(
+      this->eh()
+          .add_fd(high, this->port(), FdEvents::readable, {.mode = FdMode::edge, .owned = true})
+          .ok());
+  high_src.put();
+  IoEvent ev = next_event(this->rx_);
+  EXPECT_EQ(ev.notice, IoNotice::ready);
+  EXPECT_EQ(ev.fd, high);
+  EXPECT_TRUE(events_until_fence(this->eh(), this->rx_).empty());
+  low.put();
+  ev = next_event(this->rx_);
+  EXPECT_EQ(ev.notice, IoNotice::ready);
+  EXPECT_EQ(ev.fd, low.r);
+  ASSERT_TRUE(this->eh().close_fd(high, this->port()).ok());
+  std::vector<IoEvent> closing = events_until_fence(this->eh(), this->rx_);
+  ASSERT_EQ(closing.size(), 1u);
+  EXPECT_EQ(closing[0].notice, IoNotice::closed);
+  EXPECT_FALSE(test::fd_is_open(high));
+  // The same number again, now for another pipe.
+  Pipe again;
+  const int reused = ::fcntl(again.r, F_DUPFD_CLOEXEC, 900);
+  ASSERT_GE(reused, 900);
+  ASSERT_TRUE(
+      this->eh()
+          .add_fd(reused, this->port(), FdEvents::readable, {.mode = FdMode::edge, .owned = true})
+          .ok());
+  high_src.put();  // the old pipe: nobody watches it now
+  again.put();
+  std::vector<IoEvent> after = events_until_fence(this->eh(), this->rx_);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].notice, IoNotice::ready);
+  EXPECT_EQ(after[0].fd, reused);
+  ASSERT_TRUE(this->eh().close_fd(reused, this->port()).ok());
+  ASSERT_TRUE(this->eh().remove_fd(low.r, this->port()).ok());
+  std::vector<IoEvent> last = events_until_fence(this->eh(), this->rx_);
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(last[0].notice, IoNotice::closed);
+  EXPECT_EQ(last[1].notice, IoNotice::unregistered);
 }
 
 }  // namespace
