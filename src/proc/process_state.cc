@@ -12,6 +12,7 @@
 #include <new>
 
 #include "base/assert.h"
+#include "io/event_handler.h"
 #include "proc/process_manager.h"
 #include "proc/spawn.h"
 
@@ -278,7 +279,8 @@ void ProcessState::on_pidfd_ready() noexcept {
     if (!reaped_) {
       auto r = reap_if_exited(pidfd_);
       if (r.ok() && !r->has_value()) {
-        (void)eh_->modify_fd(pidfd_, reaper_, FdEvents::readable);  // not yet: re-arm
+        // Not yet (a poll's report can come early): re-arm.
+        (void)EventHandlerAccess::impl(*eh_).watch_child_exit(pidfd_, reaper_, CommandKind::modify);
         return;
       }
       // ECHILD: someone else reaped it (an embedder's waitpid(-1)); the code is lost.
