@@ -286,8 +286,8 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   for (int i = 0; i < 2; ++i) {
     const int fd = i == 0 ? state->out_fd_ : state->err_fd_;
     if (fd >= 0) {
-      state->credit_[i] =
-          std::make_shared<StreamCredit>(o.stream_window, eh, fd, state->reaper_, open_);
+      state->credit_[i] = std::make_shared<StreamCredit>(o.stream_window, stream_read_size(fd), eh,
+                                                         fd, state->reaper_, open_);
     }
   }
   {
