@@ -16,6 +16,12 @@ namespace {
 
 constexpr FdEvents kInterestBits = FdEvents::readable | FdEvents::writable | FdEvents::read_closed;
 
+// Only bits a caller may ask for. Not `any(interest & ~kInterestBits)`: FdEvents' operator~ keeps
+// only the five public bits, so that would let a higher one — kChildExit, evh's own — through.
+bool valid_interest(FdEvents interest) noexcept {
+  return (static_cast<std::uint32_t>(interest) & ~static_cast<std::uint32_t>(kInterestBits)) == 0;
+}
+
 std::error_code errno_code(int e) noexcept {
   return {e, std::generic_category()};
 }
@@ -124,7 +130,7 @@ Status EventHandlerImpl::check_fd(int fd) noexcept {
 Status EventHandlerImpl::add_fd(int fd, PortId port, FdEvents interest,
                                 FdOptions options) noexcept {
   if (auto s = check_fd(fd); !s) return s;
-  if (any(interest & ~kInterestBits)) return Errc::invalid_argument;
+  if (!valid_interest(interest)) return Errc::invalid_argument;
   if (options.sharing == FdSharing::accept_round_robin && options.mode == FdMode::oneshot) {
     return Errc::invalid_argument;
   }
@@ -148,7 +154,7 @@ Status EventHandlerImpl::add_fd(int fd, PortId port, FdEvents interest,
 Status EventHandlerImpl::add_reader(int fd, PortId port, FdReader& reader, FdEvents interest,
                                     FdMode mode) noexcept {
   if (auto s = check_fd(fd); !s) return s;
-  if (any(interest & ~kInterestBits)) return Errc::invalid_argument;
+  if (!valid_interest(interest)) return Errc::invalid_argument;
   if (port == PortId::none) return Errc::unknown_port;
   if (auto s = delivery_.ports().note_io(port); !s) return s;
   Command c;
@@ -161,11 +167,32 @@ Status EventHandlerImpl::add_reader(int fd, PortId port, FdReader& reader, FdEve
   return channel_.submit(c);
 }
 
+Status EventHandlerImpl::watch_child_exit(int pidfd, PortId port, CommandKind kind) noexcept {
+  EVH_ASSERT(kind == CommandKind::add || kind == CommandKind::modify, "add or modify");
+  if (kind == CommandKind::add) {
+    if (auto s = check_fd(pidfd); !s) return s;
+  } else if (pidfd < 0) {
+    return errno_code(EBADF);
+  }
+  if (port == PortId::none) return Errc::unknown_port;
+  if (kind == CommandKind::add) {
+    if (auto s = delivery_.ports().note_io(port); !s) return s;
+  }
+  Command c;
+  c.kind = kind;
+  c.fd = pidfd;
+  c.port = port;
+  c.interest = FdEvents::readable | kChildExit;
+  c.mode = FdMode::oneshot;
+  c.count = 0;  // oneshot: no window
+  return channel_.submit(c);
+}
+
 Status EventHandlerImpl::command(CommandKind kind, int fd, PortId port, FdEvents interest,
                                  std::uint32_t count) noexcept {
   if (fd < 0) return errno_code(EBADF);
   if (port == PortId::none) return Errc::unknown_port;
-  if (any(interest & ~kInterestBits)) return Errc::invalid_argument;
+  if (!valid_interest(interest)) return Errc::invalid_argument;
   Command c;
   c.kind = kind;
   c.fd = fd;

@@ -79,6 +79,11 @@ class EventHandlerImpl final : public DeadlineKeeper, public IoDriver, private C
   // modified and closed through `port` like any other. `reader` must outlive the registration:
   // until its final notice has reached `port`, or the port has closed.
   Status add_reader(int fd, PortId port, FdReader& reader, FdEvents interest, FdMode mode) noexcept;
+  // evh's own processes: watches `pidfd` (oneshot) for its child's exit, reported to `port` as
+  // readable — through IORING_OP_WAITID on an io_uring that has it, else the pidfd's poll (io/
+  // poller.h, kChildExit); the child is not reaped. `kind`: add, or modify to re-arm after a
+  // report. Ended, closed and reported on like any registration of `port`.
+  Status watch_child_exit(int pidfd, PortId port, CommandKind kind) noexcept;
   // modify, remove, close, tokens: a command naming a registration.
   Status command(CommandKind kind, int fd, PortId port, FdEvents interest,
                  std::uint32_t count) noexcept;

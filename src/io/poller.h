@@ -24,6 +24,14 @@
 
 namespace evh::detail {
 
+// An interest bit of evh's own, never a user's (the event handler's public entry points refuse
+// it): `fd` is a pidfd of one of this process's children, and "readable" is to mean "the child
+// has exited". A backend that can wait for the exit itself does — io_uring's IORING_OP_WAITID
+// (Linux 6.7), with WNOWAIT, so that the child is still reaped by whoever reaps it now (the
+// process code, with its exit status); the others watch the pidfd like any fd, and its poll says
+// the same thing. Either way the report is `readable`; the bit is never reported.
+inline constexpr FdEvents kChildExit = static_cast<FdEvents>(1u << 8);
+
 struct PollEvent {
   std::uint64_t token = 0;
   FdEvents events = FdEvents::none;
@@ -48,9 +56,10 @@ class Poller {
   virtual ~Poller() = default;
   virtual const char* name() const noexcept = 0;
 
-  // Starts watching `fd`. `interest` may include readable, writable and read_closed; error and
-  // hang_up are always reported. oneshot disarms after one report until `modify()`. Errors are
-  // the kernel's: EEXIST, EBADF, EPERM (a regular file), ENOMEM, ENOSPC.
+  // Starts watching `fd`. `interest` may include readable, writable and read_closed (and
+  // kChildExit, above); error and hang_up are always reported. oneshot disarms after one report
+  // until `modify()`. Errors are the kernel's: EEXIST, EBADF, EPERM (a regular file), ENOMEM,
+  // ENOSPC.
   virtual Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept = 0;
   // Replaces interest, mode and token in place (EPOLL_CTL_MOD: never delete-then-add). A
   // condition that already holds is reported after it, whatever the mode. `FdEvents::none` with

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +39,14 @@ constexpr std::uint64_t timeout_ud(std::uint64_t seq) noexcept {
 }
 constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
 constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
+
+// IORING_OP_WAITID (Linux 6.7). Debian 12's <linux/io_uring.h> (linux-libc-dev 6.1) and its
+// liburing 2.3 predate it, so the number is the kernel's uapi one — after SENDMSG_ZC (48) and
+// READ_MULTISHOT (49) — and the SQE is filled by hand in arm_waitid(). The probe at setup says
+// whether this kernel has it.
+constexpr std::uint8_t kOpWaitid = 50;
+static_assert(IORING_OP_SENDMSG_ZC == 48, "the uapi's opcode numbering, which WAITID follows");
+constexpr std::uint32_t kPidfdIdType = 3;  // P_PIDFD (Linux 5.4), waitid's idtype for a pidfd
 
 std::error_code errno_code(int e) noexcept {
   return {e, std::generic_category()};
@@ -222,6 +231,10 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
     }
   }
 
+  // Optional: without WAITID an exit watch is the pidfd's poll.
+  has_waitid_ =
+      kOpWaitid <= probe->last_op && (probe->ops[kOpWaitid].flags & IO_URING_OP_SUPPORTED) != 0;
+
   // Blocking on purpose: a READ on an O_NONBLOCK file completes at once with EAGAIN, where on
   // a blocking one io_uring waits for the data. wake()'s write cannot block: it would take
   // 2^64 - 2 wakes without a read.
@@ -331,7 +344,15 @@ void UringPoller::pop_cqe() noexcept {
 
 // ---- requests ---------------------------------------------------------------------------------
 
+bool UringPoller::wants_waitid(FdEvents interest) const noexcept {
+  return has_waitid_ && any(interest & kChildExit);
+}
+
 void UringPoller::arm_poll(int fd, Watch& w) noexcept {
+  if (w.exit_wait) {
+    arm_waitid(fd, w);
+    return;
+  }
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return;  // w.gen stays 0: not armed
   w.gen = next_gen_;
@@ -344,6 +365,27 @@ void UringPoller::arm_poll(int fd, Watch& w) noexcept {
   sqe->len = w.mode == FdMode::edge ? IORING_POLL_ADD_MULTI : 0;
   sqe->user_data = poll_ud(fd, w.gen);
   commit_sqe();
+}
+
+void UringPoller::arm_waitid(int fd, Watch& w) noexcept {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return;  // w.gen stays 0: not armed
+  w.gen = next_gen_;
+  next_gen_ = next_gen_ == kMaxGen ? 1 : next_gen_ + 1;
+  // The one place WAITID's SQE is filled (liburing 2.5's io_uring_prep_waitid does the same).
+  // io_uring/waitid.c reads: len = the idtype, fd = the id (here the pidfd, resolved to its
+  // process when the request is issued), file_index = waitid's options, addr2 = the siginfo to
+  // fill (null: none); addr, buf_index, addr3 and waitid_flags (the union of poll32_events) must
+  // be 0, as next_sqe() left them. The result is 0 once the child has exited — WNOWAIT leaves it
+  // unreaped — or -errno.
+  sqe->opcode = kOpWaitid;
+  sqe->fd = fd;
+  sqe->len = kPidfdIdType;
+  sqe->file_index = WEXITED | WNOWAIT;
+  sqe->addr2 = 0;
+  sqe->user_data = poll_ud(fd, w.gen);
+  commit_sqe();
+  ++exit_waits_;
 }
 
 void UringPoller::cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept {
@@ -408,6 +450,7 @@ Status UringPoller::add(int fd, FdEvents interest, FdMode mode, std::uint64_t to
   w->token = token;
   w->interest = interest;
   w->mode = mode;
+  w->exit_wait = wants_waitid(interest);
   caller_sqes_ = true;
   arm_poll(fd, *w);
   if (w->gen == 0) {
@@ -431,6 +474,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
   w.token = token;
   w.interest = interest;
   w.mode = mode;
+  w.exit_wait = wants_waitid(interest);
   arm_poll(fd, w);
   if (w.gen == 0) return errno_code(ENOMEM);
   return {};
@@ -497,12 +541,27 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
   auto it = watches_.find(fd);
   if (it == watches_.end() || it->second.gen != gen) return true;  // stale
   Watch& w = it->second;
-  const bool failed = cqe.res < 0 && cqe.res != -ECANCELED;
-  const FdEvents events =
-      failed        ? FdEvents::error | FdEvents::hang_up  // the kernel refused to poll the fd
-      : cqe.res < 0 ? FdEvents::none
-                    : from_poll(static_cast<std::uint32_t>(cqe.res)) &
-                          (w.interest | FdEvents::error | FdEvents::hang_up);
+  if (w.exit_wait && cqe.res < 0 && cqe.res != -ECANCELED && cqe.res != -ECHILD) {
+    // The kernel would not wait for this child (EINVAL, ENOMEM, ...): watch its pidfd's poll
+    // instead, which says the same thing. Nothing is reported for the refusal.
+    w.exit_wait = false;
+    w.gen = 0;
+    arm_poll(fd, w);
+    return true;
+  }
+  const bool failed = !w.exit_wait && cqe.res < 0 && cqe.res != -ECANCELED;
+  FdEvents events;
+  if (w.exit_wait) {
+    // 0: the child has exited (not reaped: WNOWAIT). -ECHILD: it is no child of ours any more
+    // (someone reaped it) — its pidfd's poll says readable then too, and the reaper's own
+    // waitid() tells the two apart.
+    events = cqe.res == -ECANCELED ? FdEvents::none : FdEvents::readable & w.interest;
+  } else {
+    events = failed        ? FdEvents::error | FdEvents::hang_up  // the kernel refused the poll
+             : cqe.res < 0 ? FdEvents::none
+                           : from_poll(static_cast<std::uint32_t>(cqe.res)) &
+                                 (w.interest | FdEvents::error | FdEvents::hang_up);
+  }
   // No room for a new entry: leave the completion (and the watch) untouched for the next wait.
   if (any(events) && w.reported_in != wait_seq_ && r.count >= max) return false;
   if (cqe.res == -ECANCELED) {
@@ -517,7 +576,10 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
     w.gen = 0;
   } else if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
     w.gen = 0;
-    if (w.mode == FdMode::edge) {
+    // An exit watch is single-shot: the exit happens once, and a WAITID armed again would
+    // complete at once (the child is still unreaped). Only level mode re-arms it, as a level
+    // poll of the pidfd would report it again.
+    if (w.mode == FdMode::edge && !w.exit_wait) {
       // The kernel ended the multishot (a CQ overflow, ...): arm a new one, which looks at the
       // file first, so nothing that happened in between is lost.
       ++rearms_;

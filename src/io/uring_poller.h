@@ -16,6 +16,11 @@
 //     thread, most of which own no ring, so IORING_OP_MSG_RING (which needs a ring to send from)
 //     is not an option without a ring per waking thread; the eventfd costs the waker one write
 //     and the waiter nothing (the read completes inside the wait's own io_uring_enter).
+//   - a child's exit (a pidfd added with kChildExit, io/poller.h): IORING_OP_WAITID (Linux 6.7)
+//     with WEXITED | WNOWAIT, single-shot, where the probe finds the opcode; else, and for a
+//     pidfd whose WAITID the kernel refuses, the pidfd's POLL_ADD. WNOWAIT: the ring only says
+//     that the child has exited; the process code reaps it as it does on epoll, so a cancel that
+//     races the completion can never have reaped a child whose status nobody then reads.
 //   - removal: IORING_OP_ASYNC_CANCEL naming the poll's user_data (not POLL_REMOVE, which the
 //     kernel refuses with -EALREADY while a wake-up's completion is queued, leaving the poll
 //     armed and its file held). Every request carries a generation in its user_data, so a
@@ -82,6 +87,9 @@ class UringPoller final : public Poller {
 
   // Polls the kernel ended (or cancelled) that were armed again: for tests.
   std::uint64_t rearms() const noexcept { return rearms_; }
+  // Whether the kernel has IORING_OP_WAITID, and how many were armed: for tests.
+  bool has_waitid() const noexcept { return has_waitid_; }
+  std::uint64_t exit_waits() const noexcept { return exit_waits_; }
 
  private:
   struct Watch {
@@ -89,6 +97,7 @@ class UringPoller final : public Poller {
     FdEvents interest = FdEvents::none;
     FdMode mode = FdMode::level;
     std::uint32_t gen = 0;          // the poll in flight; 0: none
+    bool exit_wait = false;         // kChildExit: armed as a WAITID, not a poll
     std::uint64_t reported_in = 0;  // the wait that last put it in the caller's span
     std::size_t out_index = 0;      // where, in that wait
   };
@@ -109,7 +118,11 @@ class UringPoller final : public Poller {
   const io_uring_cqe* peek_cqe() noexcept;
   void pop_cqe() noexcept;
 
+  // The watch's request: a POLL_ADD, or a WAITID for an exit watch.
   void arm_poll(int fd, Watch& w) noexcept;
+  void arm_waitid(int fd, Watch& w) noexcept;
+  // add/modify: `interest` asks for the child's exit and the kernel can wait for it.
+  bool wants_waitid(FdEvents interest) const noexcept;
   void cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept;
   void arm_wake() noexcept;
   void arm_timeout(std::int64_t at_ns) noexcept;
@@ -150,6 +163,8 @@ class UringPoller final : public Poller {
   std::uint32_t next_gen_ = 1;
   std::uint64_t wait_seq_ = 0;
   std::uint64_t rearms_ = 0;
+  bool has_waitid_ = false;  // the probe found IORING_OP_WAITID
+  std::uint64_t exit_waits_ = 0;
 
   bool wake_armed_ = false;
   std::uint64_t wake_buf_ = 0;  // the eventfd read's target; the kernel writes it

@@ -286,8 +286,8 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   for (int i = 0; i < 2; ++i) {
     const int fd = i == 0 ? state->out_fd_ : state->err_fd_;
     if (fd >= 0) {
-      state->credit_[i] =
-          std::make_shared<StreamCredit>(o.stream_window, eh, fd, state->reaper_, open_);
+      state->credit_[i] = std::make_shared<StreamCredit>(o.stream_window, stream_read_size(fd), eh,
+                                                         fd, state->reaper_, open_);
     }
   }
   {
@@ -301,12 +301,13 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   // Registered last: a child that already exited, or already wrote, is reported at once.
   {
     std::lock_guard lock(state->mu_);
-    Status s =
-        eh->add_fd(state->pidfd_, state->reaper_, FdEvents::readable, {.mode = FdMode::oneshot});
+    EventHandlerImpl& impl = EventHandlerAccess::impl(*eh);
+    // The exit: oneshot, readable once the child has exited — through IORING_OP_WAITID where
+    // the backend and the kernel have it, else the pidfd's poll; the reaper reaps it.
+    Status s = impl.watch_child_exit(state->pidfd_, state->reaper_, CommandKind::add);
     if (s) ++state->registrations_;
     // stdout and stderr are read by the thread that drives the handler, straight to `events`
     // (the state is their FdReader; the reaper hears only their notices).
-    EventHandlerImpl& impl = EventHandlerAccess::impl(*eh);
     for (int fd : {state->out_fd_, state->err_fd_}) {
       if (s && fd >= 0) {
         s = impl.add_reader(fd, state->reaper_, *state, FdEvents::readable, FdMode::edge);

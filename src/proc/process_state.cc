@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "base/assert.h"
+#include "io/event_handler.h"
 #include "proc/process_manager.h"
 #include "proc/spawn.h"
 
@@ -19,11 +21,12 @@ namespace evh {
 namespace detail {
 namespace {
 
-// Bytes asked for per read(); one message each. More than a default pipe holds (64 KiB), so
-// one read drains it and a short read says so without an extra EAGAIN read; less than
-// malloc's mmap threshold (128 KiB), so a message's copy stays off the mmap path. Pipes are
-// not grown: a 1 MiB pipe ring pushed the data out of the caches and measured no faster.
-constexpr std::size_t kChunk = 120 * 1024;
+// Bytes asked for per read(), above what the pipe holds (F_GETPIPE_SZ, taken at the spawn): a
+// read returns at most what the pipe holds, so a short read says the pipe is drained, without an
+// extra EAGAIN read. Pipes are left at the kernel's default size (64 KiB).
+constexpr std::size_t kReadSlack = 1;
+constexpr std::size_t kDefaultPipeSize =
+    64 * 1024;  // if F_GETPIPE_SZ fails (it does not on a pipe)
 // Reads per stream per readiness, so that a child writing without pause cannot keep the
 // driver's holder (and so every other fd) to itself; the stream is then re-armed, and the next
 // pass reads on.
@@ -34,14 +37,34 @@ constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;  // PIDFD_SIGNAL_PROCESS_
 // whether to end (maybe_finish).
 constexpr std::uint64_t kFinishMagic = 0x6576706600000000ull;  // "evpf"
 
-// A data message's payload: the credit it holds, then the header and the bytes.
+}  // namespace
+
+// A data message's payload: the credit it holds, then the header and the bytes. A spare (kept
+// by its stream for the next read) holds no credit.
 struct DataChunk {
   std::shared_ptr<StreamCredit> credit;
-  std::size_t size = 0;  // header + data
+  std::size_t size = 0;      // header + data
+  std::size_t capacity = 0;  // data bytes it has room for
   std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+  std::byte* data() noexcept { return bytes() + sizeof(EventHeader); }
 };
 static_assert(alignof(DataChunk) >= alignof(EventHeader));
 static_assert(sizeof(DataChunk) % alignof(EventHeader) == 0);
+
+namespace {
+
+// Throws std::bad_alloc.
+DataChunk* new_chunk(std::size_t capacity) {
+  void* raw = ::operator new(sizeof(DataChunk) + sizeof(EventHeader) + capacity);
+  auto* chunk = new (raw) DataChunk;
+  chunk->capacity = capacity;
+  return chunk;
+}
+
+void free_chunk(DataChunk* chunk) noexcept {
+  chunk->~DataChunk();
+  ::operator delete(chunk);
+}
 
 // write() that turns a vanished reader into EPIPE without SIGPIPE, whose default disposition
 // would end the process: SIGPIPE is blocked in this thread for the call, and the one the write
@@ -69,6 +92,10 @@ ssize_t write_no_sigpipe(int fd, const std::byte* data, std::size_t size) noexce
 
 }  // namespace
 
+StreamCredit::~StreamCredit() {
+  for (int i = 0; i < spare_count_; ++i) free_chunk(spares_[i]);
+}
+
 bool StreamCredit::take_room() noexcept {
   std::lock_guard lock(mu_);
   if (window_ == 0 || outstanding_ < window_) return true;
@@ -81,7 +108,24 @@ void StreamCredit::add(std::size_t n) noexcept {
   outstanding_ += n;
 }
 
-void StreamCredit::release(std::size_t n) noexcept {
+DataChunk* StreamCredit::take_spare() noexcept {
+  std::lock_guard lock(mu_);
+  return spare_count_ == 0 ? nullptr : spares_[--spare_count_];
+}
+
+void StreamCredit::put_spare(DataChunk* chunk) noexcept {
+  EVH_ASSERT(chunk->capacity == read_size_ && !chunk->credit, "a spare is a bare read buffer");
+  {
+    std::lock_guard lock(mu_);
+    if (!ended_ && spare_count_ < kMaxSpares) {
+      spares_[spare_count_++] = chunk;
+      return;
+    }
+  }
+  free_chunk(chunk);
+}
+
+void StreamCredit::release(std::size_t n, DataChunk* chunk) noexcept {
   bool rearm = false;
   {
     std::lock_guard lock(mu_);
@@ -90,7 +134,12 @@ void StreamCredit::release(std::size_t n) noexcept {
       stalled_ = false;
       rearm = true;
     }
+    if (chunk != nullptr && !ended_ && spare_count_ < kMaxSpares) {
+      spares_[spare_count_++] = chunk;
+      chunk = nullptr;
+    }
   }
+  if (chunk != nullptr) free_chunk(chunk);
   // Re-arming reports the data the pipe already holds (SEMANTICS 17): the reader reads on. A
   // handler shutting down refuses; its teardown ends the stream anyway.
   // acquire: pairs with the manager's shutdown (its children are killed then; the stream ends).
@@ -100,8 +149,16 @@ void StreamCredit::release(std::size_t n) noexcept {
 }
 
 void StreamCredit::end() noexcept {
-  std::lock_guard lock(mu_);
-  ended_ = true;
+  DataChunk* spares[kMaxSpares];
+  int count;
+  {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+    count = spare_count_;
+    std::copy(spares_, spares_ + count, spares);
+    spare_count_ = 0;
+  }
+  for (int i = 0; i < count; ++i) free_chunk(spares[i]);
 }
 
 std::size_t StreamCredit::outstanding() const noexcept {
@@ -111,24 +168,40 @@ std::size_t StreamCredit::outstanding() const noexcept {
 
 Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
                           std::span<const std::byte> data) {
-  const std::size_t size = sizeof header + data.size();
-  void* raw = ::operator new(sizeof(DataChunk) + size);
-  auto* chunk = new (raw) DataChunk{std::move(credit), size};
+  DataChunk* chunk = new_chunk(data.size());
+  chunk->credit = std::move(credit);
+  chunk->size = sizeof header + data.size();
   std::memcpy(chunk->bytes(), &header, sizeof header);
-  if (!data.empty()) std::memcpy(chunk->bytes() + sizeof header, data.data(), data.size());
+  if (!data.empty()) std::memcpy(chunk->data(), data.data(), data.size());
   return Message::native(chunk, &release_data_message);
 }
 
 void release_data_message(void* p) noexcept {
   auto* chunk = static_cast<DataChunk*>(p);
-  if (chunk->credit) chunk->credit->release(chunk->size - sizeof(EventHeader));
-  chunk->~DataChunk();
-  ::operator delete(p);
+  // Moved out first: the chunk may become a spare of the credit (which must not hold itself),
+  // and this may be the credit's last holder.
+  std::shared_ptr<StreamCredit> credit = std::move(chunk->credit);
+  if (!credit) {
+    free_chunk(chunk);
+    return;
+  }
+  const std::size_t n = chunk->size - sizeof(EventHeader);
+  if (chunk->capacity == credit->read_size()) {
+    credit->release(n, chunk);  // kept as a spare, or freed
+  } else {
+    credit->release(n, nullptr);
+    free_chunk(chunk);
+  }
 }
 
 std::span<const std::byte> data_message_bytes(const void* p) noexcept {
   auto* chunk = const_cast<DataChunk*>(static_cast<const DataChunk*>(p));
   return {chunk->bytes(), chunk->size};
+}
+
+std::size_t stream_read_size(int fd) noexcept {
+  const int pipe_size = ::fcntl(fd, F_GETPIPE_SZ);
+  return (pipe_size > 0 ? static_cast<std::size_t>(pipe_size) : kDefaultPipeSize) + kReadSlack;
 }
 
 Status pidfd_signal(int pidfd, int signal) noexcept {
@@ -209,36 +282,57 @@ void ProcessState::on_ready(int fd, FdEvents events) noexcept {
 }
 
 void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
-  std::byte buf[kChunk];
   EventHeader h;
   h.kind = stream == kOut ? ProcessEventKind::stdout_data : ProcessEventKind::stderr_data;
   h.pid = pid_;
   h.tag = tag_;
   const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
+  const std::size_t want = credit->read_size();
+  DataChunk* chunk = nullptr;  // the buffer of the next read, kept across this pass's reads
   bool eof = false;
+  bool rearm = false;
   for (int i = 0;; ++i) {
     if (i == kReadsPerTurn) {
       // More may be waiting: re-arm, and the next pass reads on (after other fds had a turn).
-      (void)eh_->modify_fd(fd, reaper_, FdEvents::readable);
-      return;
+      rearm = true;
+      break;
     }
     // No credit: leave the rest in the pipe (the child blocks once it is full); the release
     // that makes room re-arms the stream.
-    if (!credit->take_room()) return;
-    const ssize_t n = ::read(fd, buf, kChunk);
+    if (!credit->take_room()) break;
+    if (chunk == nullptr) chunk = credit->take_spare();
+    try {
+      if (chunk == nullptr) chunk = new_chunk(want);
+    } catch (const std::bad_alloc&) {
+      // Nothing to read into: the data would be lost, and so the order of what follows. End
+      // the stream here.
+      eof = true;
+      break;
+    }
+    const ssize_t n = ::read(fd, chunk->data(), want);
     if (n > 0) {
-      const auto data = std::span<const std::byte>(buf, static_cast<std::size_t>(n));
-      credit->add(data.size());
-      try {
-        (void)events_.post(make_data_message(credit, h, data));
-      } catch (const std::bad_alloc&) {
-        // The chunk is lost, and so would be the order of what follows: end the stream here.
-        credit->release(data.size());
-        eof = true;
-        break;
+      const auto size = static_cast<std::size_t>(n);
+      Message m;
+      if (size >= want / 2) {
+        // Posted in the buffer it was read into.
+        chunk->credit = credit;
+        chunk->size = sizeof h + size;
+        std::memcpy(chunk->bytes(), &h, sizeof h);
+        m = Message::native(std::exchange(chunk, nullptr), &release_data_message);
+      } else {
+        // A small read is copied into a chunk of its size (a chatty child's messages hold
+        // about their bytes, not a read buffer each); the buffer serves the next read.
+        try {
+          m = make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
+        } catch (const std::bad_alloc&) {
+          eof = true;  // as above: the chunk is lost, and so would be the order
+          break;
+        }
       }
+      credit->add(size);
+      (void)events_.post(std::move(m));
       // Drained, and the writer is still there: its next write or close is a new edge.
-      if (static_cast<std::size_t>(n) < kChunk && !hung_up) break;
+      if (size < want && !hung_up) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -246,6 +340,8 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
     eof = true;  // 0, or an error that ends the stream (EIO)
     break;
   }
+  if (chunk != nullptr) credit->put_spare(chunk);
+  if (rearm) (void)eh_->modify_fd(fd, reaper_, FdEvents::readable);
   if (!eof) return;
   {
     std::lock_guard lock(mu_);
@@ -278,7 +374,8 @@ void ProcessState::on_pidfd_ready() noexcept {
     if (!reaped_) {
       auto r = reap_if_exited(pidfd_);
       if (r.ok() && !r->has_value()) {
-        (void)eh_->modify_fd(pidfd_, reaper_, FdEvents::readable);  // not yet: re-arm
+        // Not yet (a poll's report can come early): re-arm.
+        (void)EventHandlerAccess::impl(*eh_).watch_child_exit(pidfd_, reaper_, CommandKind::modify);
         return;
       }
       // ECHILD: someone else reaped it (an embedder's waitpid(-1)); the code is lost.

@@ -11,8 +11,9 @@
 // Flow control (issue 14, defect 3): each stream has a credit window — bytes of data messages
 // posted and not yet released by whoever received them. A reader with no credit left stops
 // reading; the pipe fills and the child blocks in write(); releasing a data message gives the
-// credit back and re-arms the stream (a re-arm reports data already buffered). Memory held for
-// a stream is at most the window plus one chunk, whatever the child's pace.
+// credit back and re-arms the stream (a re-arm reports data already buffered). Data held for a
+// stream is at most the window plus one read, whatever the child's pace; the memory that holds
+// it at most about twice that, plus a few spare read buffers (StreamCredit).
 //
 // Threads: the immutable fields are set before the state is shared; everything else is guarded
 // by mu_. on_message runs on the reaper isolate's turn; on_ready on the driver's holder; the rest
@@ -60,41 +61,73 @@ static_assert(sizeof(EventHeader) <= Message::kInlineBytes);
 // Sends `signal` to the child behind `pidfd` (never to a recycled pid).
 Status pidfd_signal(int pidfd, int signal) noexcept;
 
-// One stream's credit window. Shared by the state and every data message of the stream not yet
-// released (a message may outlive the state).
+struct DataChunk;  // a data message's payload (process_state.cc)
+
+// One stream's credit window, and the buffers its reads go into. Shared by the state and every
+// data message of the stream not yet released (a message may outlive the state).
+//
+// Buffers: a read goes straight into a chunk of read_size() bytes, and a read that filled at
+// least half of it is posted in it, with no copy; a smaller one is copied into a chunk of its own
+// size, so that a message holds at most about twice its bytes. Released chunks of read_size() are
+// kept as spares (at most kMaxSpares, until the stream ends) and read into again, so that a busy
+// stream allocates, faults in and frees no memory per message.
 class StreamCredit {
  public:
-  // `manager_open`: false once the manager has shut down (it is destroyed before the runtime
-  // and its handler): a release after that re-arms nothing.
-  StreamCredit(std::size_t window, EventHandler* eh, int fd, PortId port,
+  // `read_size`: bytes asked for per read(). `manager_open`: false once the manager has shut
+  // down (it is destroyed before the runtime and its handler): a release after that re-arms
+  // nothing.
+  StreamCredit(std::size_t window, std::size_t read_size, EventHandler* eh, int fd, PortId port,
                std::shared_ptr<const std::atomic<bool>> manager_open) noexcept
-      : window_(window), eh_(eh), fd_(fd), port_(port), manager_open_(std::move(manager_open)) {}
+      : window_(window),
+        read_size_(read_size),
+        eh_(eh),
+        fd_(fd),
+        port_(port),
+        manager_open_(std::move(manager_open)) {}
+  ~StreamCredit();
+  StreamCredit(const StreamCredit&) = delete;
+  StreamCredit& operator=(const StreamCredit&) = delete;
+
+  std::size_t read_size() const noexcept { return read_size_; }
   // The reader, before a read: false when the window is full (the stream is then stalled until
   // a release re-arms it).
   bool take_room() noexcept;
   // The reader: `n` bytes are about to be posted.
   void add(std::size_t n) noexcept;
-  // Any thread, when a data message is released: gives its bytes back; re-arms the stream if it
-  // was stalled.
-  void release(std::size_t n) noexcept;
-  // The stream is over (end of file, or its registration ended): releases re-arm nothing.
+  // The reader: a spare chunk of read_size() to read into, or null (then it makes one).
+  DataChunk* take_spare() noexcept;
+  // Any thread: `chunk` (of read_size(), not in a message) is kept as a spare, or freed.
+  void put_spare(DataChunk* chunk) noexcept;
+  // Any thread, when a data message is released: gives its `n` bytes back, and its chunk to the
+  // spares (`chunk` of read_size()) or null; re-arms the stream if it was stalled.
+  void release(std::size_t n, DataChunk* chunk) noexcept;
+  // The stream is over (end of file, or its registration ended): releases re-arm nothing, and
+  // no spare is kept.
   void end() noexcept;
   std::size_t outstanding() const noexcept;
 
  private:
+  static constexpr int kMaxSpares = 4;
+
   mutable std::mutex mu_;
   const std::size_t window_;  // 0: unlimited
+  const std::size_t read_size_;
   std::size_t outstanding_ = 0;
   bool stalled_ = false;
   bool ended_ = false;
+  DataChunk* spares_[kMaxSpares] = {};  // guarded by mu_
+  int spare_count_ = 0;                 // guarded by mu_
   EventHandler* const eh_;
   const int fd_;
   const PortId port_;
   const std::shared_ptr<const std::atomic<bool>> manager_open_;
 };
 
+// The bytes one read of the pipe `fd` asks for: more than the pipe holds.
+std::size_t stream_read_size(int fd) noexcept;
+
 // A data message: a native payload (so that its release gives the credit back) holding the
-// header and the bytes, read back by decode_process_event().
+// header and a copy of the bytes, read back by decode_process_event().
 Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
                           std::span<const std::byte> data);
 // The finalizer of those messages, and the header-and-bytes of one (for the decoder).

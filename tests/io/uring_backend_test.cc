@@ -205,6 +205,136 @@ TEST(UringPoller, DeadlineNeverEarlyAndWakeEndsAWait) {
   EXPECT_TRUE(r->woken);
 }
 
+// ---- a child's exit: IORING_OP_WAITID
+// ------------------------------------------------------------
+
+// A child that waits until killed (tests/proc/helper_main.cc), and its pidfd.
+struct Sleeper {
+  pid_t pid = -1;
+  int pidfd = -1;
+  Sleeper() {
+    char* argv[] = {const_cast<char*>(EVH_PROC_HELPER), const_cast<char*>("sleep"), nullptr};
+    if (::posix_spawn(&pid, EVH_PROC_HELPER, nullptr, nullptr, argv, environ) != 0) {
+      ADD_FAILURE() << "posix_spawn";
+      return;
+    }
+    pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) ADD_FAILURE() << "pidfd_open: " << errno;
+  }
+  ~Sleeper() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);  // ECHILD when the test reaped it
+    }
+    if (pidfd >= 0) ::close(pidfd);
+  }
+  // Reaps it: waitid's siginfo.
+  siginfo_t reap(int options = WEXITED) {
+    siginfo_t info{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, options) != 0) {
+      ADD_FAILURE() << "waitid: " << errno;
+    }
+    if (info.si_pid == pid) pid = -1;
+    return info;
+  }
+};
+
+#define REQUIRE_WAITID(p) \
+  if (!(p)->has_waitid()) GTEST_SKIP() << "this kernel has no IORING_OP_WAITID (Linux 6.7)";
+
+// An exit watch is a WAITID: nothing while the child runs, readable once it has died — and the
+// ring leaves it unreaped (WNOWAIT), so its reaper still gets the status.
+TEST(UringPoller, ChildExitIsAWaitidThatLeavesTheChildUnreaped) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  REQUIRE_WAITID(p);
+  Sleeper child;
+  ASSERT_GE(child.pidfd, 0);
+  ASSERT_TRUE(
+      p->add(child.pidfd, FdEvents::readable | detail::kChildExit, FdMode::oneshot, 7).ok());
+  EXPECT_EQ(p->exit_waits(), 1u);
+  PollEvent events[4];
+  auto running = p->wait(events, Poller::kNoWait);  // submits the WAITID; the child is running
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->count, 0u);
+  ASSERT_EQ(::kill(child.pid, SIGKILL), 0);
+  auto died = p->wait(events, Poller::kForever);
+  ASSERT_TRUE(died.ok());
+  ASSERT_EQ(died->count, 1u);
+  EXPECT_EQ(events[0].token, 7u);
+  EXPECT_TRUE(events[0].events == FdEvents::readable);
+  const siginfo_t info = child.reap(WEXITED | WNOHANG);
+  EXPECT_EQ(info.si_code, CLD_KILLED) << "the ring reaped the child";
+  EXPECT_EQ(info.si_status, SIGKILL);
+  // Oneshot: nothing more until modified.
+  auto after = p->wait(events, Poller::kNoWait);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->count, 0u);
+  EXPECT_TRUE(p->remove(child.pidfd).ok());
+}
+
+// An exit watch removed while its WAITID is in flight is cancelled: nothing is reported, and the
+// child is left to whoever reaps it.
+TEST(UringPoller, ExitWatchRemovedBeforeTheExitLeavesTheChildToItsReaper) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  REQUIRE_WAITID(p);
+  Sleeper child;
+  ASSERT_GE(child.pidfd, 0);
+  ASSERT_TRUE(
+      p->add(child.pidfd, FdEvents::readable | detail::kChildExit, FdMode::oneshot, 7).ok());
+  PollEvent events[4];
+  ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // in flight
+  ASSERT_TRUE(p->remove(child.pidfd).ok());
+  ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // the cancel is submitted
+  ASSERT_EQ(::kill(child.pid, SIGTERM), 0);
+  const siginfo_t info = child.reap();  // blocks until it has died
+  EXPECT_EQ(info.si_code, CLD_KILLED);
+  EXPECT_EQ(info.si_status, SIGTERM);
+  auto r = p->wait(events, Poller::kNoWait);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->count, 0u) << "a removed exit watch reported";
+}
+
+// The thread that armed a WAITID exits (a pool worker idling out): the exit is still reported,
+// and the child is still left unreaped. (On 6.18 the kernel does not cancel the WAITID at the
+// thread's exit; the wake-up's task work then runs without the thread and completes it, with 0 or
+// -ECHILD — both reported as readable, and the reaper's own waitid() says which.)
+TEST(UringPoller, ExitWatchOfAnExitedThreadStillReports) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  REQUIRE_WAITID(p);
+  Sleeper child;
+  ASSERT_GE(child.pidfd, 0);
+  std::thread([&] {
+    ASSERT_TRUE(
+        p->add(child.pidfd, FdEvents::readable | detail::kChildExit, FdMode::oneshot, 7).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());
+  }).join();
+  ASSERT_EQ(::kill(child.pid, SIGKILL), 0);
+  EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  const siginfo_t info = child.reap(WEXITED | WNOHANG);
+  EXPECT_EQ(info.si_code, CLD_KILLED) << "the ring reaped the child";
+  EXPECT_EQ(info.si_status, SIGKILL);
+}
+
+// An exit watch on an fd the kernel will not wait on (a pipe: no pidfd) falls back to the fd's
+// poll, which reports as any poll does.
+TEST(UringPoller, ExitWatchTheKernelRefusesFallsBackToThePoll) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  REQUIRE_WAITID(p);
+  Pipe a;
+  ASSERT_TRUE(p->add(a.r, FdEvents::readable | detail::kChildExit, FdMode::oneshot, 9).ok());
+  PollEvent events[4];
+  auto r = p->wait(events, Poller::kNoWait);  // the WAITID is refused; the poll is armed
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->count, 0u);
+  a.put();
+  EXPECT_EQ(collect(*p, {9}).count(9), 1u);
+}
+
 // ---- the choice of backend, in a child process --------------------------------------------------
 
 // Makes io_uring_setup fail with EPERM in this process, as a container's seccomp profile does.

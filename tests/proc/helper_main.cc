@@ -3,6 +3,8 @@
 //   exit N           exits with code N at once
 //   sleep            waits until killed
 //   echo-stderr TXT  writes TXT to stderr, then exits 0
+//   both THEN        writes "out" to stdout and "err" to stderr, then exits 3 (THEN = exit) or
+//                    waits until killed (THEN = sleep)
 //   tied-parent      starts `evh_proc_helper sleep` tied to this process (ParentDeath), prints
 //                    the child's pid and a newline, then waits until killed
 #include <dirent.h>
@@ -68,6 +70,11 @@ int main(int argc, char** argv) {
   if (mode == "echo-stderr" && argc == 3) {
     const std::size_t n = std::strlen(argv[2]);
     return ::write(2, argv[2], n) == static_cast<ssize_t>(n) ? 0 : 3;
+  }
+  if (mode == "both" && argc == 3) {
+    if (::write(1, "out", 3) != 3 || ::write(2, "err", 3) != 3) return 5;
+    if (std::strcmp(argv[2], "exit") == 0) return 3;
+    wait_forever();
   }
   if (mode == "tied-parent") return tied_parent(argv[0]);
   return 64;

@@ -379,6 +379,65 @@ TEST(Process, SignalDeathIsMinusSignal) {
   }
 }
 
+// The exit comes last, after both streams' data and their ends, whether the child exits, is
+// killed, or dies with the isolate it is tied to — on the backend the runtime picked (io_uring's
+// WAITID where the kernel has it; ctest runs the suite again on epoll) — and no fd is left.
+TEST(Process, ExitLastAfterBothStreamsForEveryEnd) {
+  Fixture f;
+  ASSERT_TRUE(f.rt.event_handler().ok());  // its poller's fds are not the children's
+  const int fds_before = count_open_fds();
+  enum class End { exits, killed, isolate_killed };
+  for (End end : {End::exits, End::killed, End::isolate_killed}) {
+    SCOPED_TRACE(static_cast<int>(end));
+    IsolateRef iso = *f.rt.spawn(make_handler([](Isolate&, Message&) {}));
+    auto o = f.options({kHelper, "both", end == End::exits ? "exit" : "sleep"});
+    o.tie_to = iso.get();
+    auto p = f.pm->spawn(o);
+    ASSERT_TRUE(p.ok()) << p.error().message();
+    std::string out, err;
+    bool ended = false;
+    auto next = [&] {
+      Message m = test::expect_receive(f.rx);
+      auto ev = decode_process_event(m);
+      ASSERT_TRUE(ev.has_value());
+      ASSERT_FALSE(ended) << "a message after the exit";
+      if (ev->kind == ProcessEventKind::stdout_data) out.append(ev->text());
+      if (ev->kind == ProcessEventKind::stderr_data) err.append(ev->text());
+      if (ev->kind == ProcessEventKind::exit) {
+        ended = true;
+        EXPECT_EQ(out, "out") << "the exit came before stdout's data";
+        EXPECT_EQ(err, "err") << "the exit came before stderr's data";
+        EXPECT_EQ(ev->exit_code, end == End::exits ? 3 : end == End::killed ? -SIGTERM : -SIGKILL);
+      }
+    };
+    // The child has written both before it is ended (so the data is there to come first).
+    while (!ended && (out.size() < 3 || err.size() < 3)) {
+      next();
+      if (HasFatalFailure()) return;
+    }
+    if (end == End::killed) {
+      ASSERT_TRUE(p->kill(SIGTERM).ok());
+    }
+    if (end == End::isolate_killed) iso->kill();
+    while (!ended) {
+      next();
+      if (HasFatalFailure()) return;
+    }
+    // Nothing follows the exit.
+    auto late = f.rx.receive(0ms);
+    EXPECT_FALSE(late.ok()) << "a message after the exit";
+  }
+  f.pm.reset();
+  expect_no_children();
+  // The pipes and pidfds are closed by the event handler once their registrations end, which
+  // may be just after the exit was posted.
+  const auto deadline = std::chrono::steady_clock::now() + test::kLongWait;
+  while (count_open_fds() != fds_before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);  // polling a deadline, not synchronising
+  }
+  EXPECT_EQ(count_open_fds(), fds_before);
+}
+
 // 1,000 children alive at once (each blocked reading its stdin), then all released.
 TEST(Process, ThousandChildrenInFlight) {
   constexpr int kChildren = 1000;
