@@ -67,9 +67,12 @@ struct BenchPipe {
   BenchPipe& operator=(const BenchPipe&) = delete;
 };
 
-void write_byte(int fd) {
+// `calls`, when given, counts the system calls made (loop_syscalls_per_event subtracts them).
+void write_byte(int fd, std::uint64_t* calls = nullptr) {
   const char c = 'x';
-  while (::write(fd, &c, 1) != 1) {
+  for (;;) {
+    if (calls != nullptr) ++*calls;
+    if (::write(fd, &c, 1) == 1) return;
     if (errno != EINTR) fail_errno("write");
   }
 }
@@ -82,11 +85,13 @@ void read_byte(int fd) {
   }
 }
 
-// Reads what a non-blocking fd holds; returns the byte count.
-std::size_t drain(int fd) {
+// Reads what a non-blocking fd holds; returns the byte count. `calls`, when given, counts the
+// reads made.
+std::size_t drain(int fd, std::uint64_t* calls = nullptr) {
   char buf[256];
   std::size_t total = 0;
   for (;;) {
+    if (calls != nullptr) ++*calls;
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
       total += static_cast<std::size_t>(n);
@@ -327,7 +332,9 @@ std::vector<BenchPipe> make_pipes(std::size_t n) {
 
 // Writes `writes` bytes to pipes picked at random (fixed seed), kWritesPerSecond on average, in
 // batches every kBatchInterval; sleeps between batches on an absolute schedule (no drift).
-void fanout_writer(const std::vector<BenchPipe>& pipes, std::uint64_t writes) {
+// Returns the system calls it made (writes and sleeps).
+std::uint64_t fanout_writer(const std::vector<BenchPipe>& pipes, std::uint64_t writes) {
+  std::uint64_t calls = 0;
   std::mt19937_64 rng(42);
   const std::uint64_t per_batch =
       kWritesPerSecond *
@@ -337,16 +344,18 @@ void fanout_writer(const std::vector<BenchPipe>& pipes, std::uint64_t writes) {
   std::uint64_t done = 0;
   while (done < writes) {
     for (std::uint64_t i = 0; i < per_batch && done < writes; ++i, ++done) {
-      write_byte(pipes[rng() % pipes.size()].w);
+      write_byte(pipes[rng() % pipes.size()].w, &calls);
     }
     next.tv_nsec += std::chrono::nanoseconds(kBatchInterval).count();
     if (next.tv_nsec >= 1'000'000'000) {
       next.tv_nsec -= 1'000'000'000;
       ++next.tv_sec;
     }
-    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR) {
-    }
+    do {
+      ++calls;
+    } while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR);
   }
+  return calls;
 }
 
 RunResult fanout_result(std::uint64_t events, std::int64_t start, std::int64_t end, double cpu) {
@@ -357,8 +366,12 @@ RunResult fanout_result(std::uint64_t events, std::int64_t start, std::int64_t e
   return out;
 }
 
+// The fan-out runs below add the system calls the benchmark's own code made (the writer's writes
+// and sleeps, the handlers' reads) to `*own_calls` when it is given: what the syscall probe
+// subtracts for loop_syscalls_per_event.
+
 // raw: one thread, one epoll instance, every read end edge-triggered.
-RunResult raw_fanout(std::uint64_t writes, std::uint64_t* events_out = nullptr) {
+RunResult raw_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) fail_errno("epoll_create1");
@@ -369,6 +382,7 @@ RunResult raw_fanout(std::uint64_t writes, std::uint64_t* events_out = nullptr) 
     if (::epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) != 0) fail_errno("epoll_ctl");
   }
   std::uint64_t events = 0;
+  std::uint64_t reads = 0;  // owned by the loop's thread until it is joined
   std::thread loop([&] {
     std::vector<epoll_event> batch(1024);
     std::uint64_t bytes = 0;
@@ -379,20 +393,20 @@ RunResult raw_fanout(std::uint64_t writes, std::uint64_t* events_out = nullptr) 
         return;  // a timeout: lost events; the byte count check below fails the cell
       }
       for (int i = 0; i < n; ++i) {
-        bytes += drain(batch[i].data.fd);
+        bytes += drain(batch[i].data.fd, &reads);
         ++events;
       }
     }
   });
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
-  fanout_writer(pipes, writes);
+  const std::uint64_t writer_calls = fanout_writer(pipes, writes);
   loop.join();
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
   ::close(ep);
   if (events == 0) throw BenchError("raw fan-out loop saw no events");
-  if (events_out != nullptr) *events_out = events;
+  if (own_calls != nullptr) *own_calls += writer_calls + reads;
   return fanout_result(events, start, end, cpu);
 }
 
@@ -402,9 +416,10 @@ struct FanoutSink {
   SendPort done;
   std::uint64_t bytes = 0;
   std::uint64_t events = 0;
+  std::uint64_t reads = 0;
 };
 
-RunResult evh_fanout(std::uint64_t writes) {
+RunResult evh_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
@@ -416,7 +431,7 @@ RunResult evh_fanout(std::uint64_t writes) {
     auto ev = decode_io_event(m);
     if (!ev || ev->notice != IoNotice::ready) return;
     ++sink.events;
-    sink.bytes += drain(ev->fd);
+    sink.bytes += drain(ev->fd, &sink.reads);
     if (sink.bytes == sink.expected_bytes) {
       (void)sink.done.post(Message::u64(sink.events));
     }
@@ -431,24 +446,28 @@ RunResult evh_fanout(std::uint64_t writes) {
 
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
-  fanout_writer(pipes, writes);
+  const std::uint64_t writer_calls = fanout_writer(pipes, writes);
   Message done = take(rx.receive(kPhaseTimeout), "fan-out completion");
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
   rt.shutdown();
+  // After the shutdown: the pool has joined, so no turn of the isolate still reads.
+  if (own_calls != nullptr) *own_calls += writer_calls + sink.reads;
   RunResult out = fanout_result(done.as_u64(), start, end, cpu);
   out.backend = backend;
   return out;
 }
 
 // peers: every read end registered on the peer's loop; each readiness callback is one event.
-RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
+RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   std::vector<int> fds;
   fds.reserve(pipes.size());
   for (const auto& pipe : pipes) fds.push_back(pipe.r);
   std::uint64_t bytes = 0;   // owned by the loop's thread
   std::uint64_t events = 0;  // owned by the loop's thread
+  std::uint64_t reads = 0;   // owned by the loop's thread until serve_fds returns
+  std::uint64_t writer_calls = 0;
   std::promise<std::uint64_t> done;
   std::future<std::uint64_t> finished = done.get_future();
   double cpu = 0;
@@ -459,13 +478,13 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
       fds,
       [&](int fd) {
         ++events;
-        bytes += drain(fd);
+        bytes += drain(fd, &reads);
         if (bytes == writes) done.set_value(events);
       },
       [&] {
         const double cpu0 = process_cpu_ms();
         start = now_ns();
-        fanout_writer(pipes, writes);
+        writer_calls = fanout_writer(pipes, writes);
         if (finished.wait_for(kPhaseTimeout) != std::future_status::ready) {
           throw BenchError("fan-out loop did not see every byte");
         }
@@ -473,17 +492,19 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes) {
         end = now_ns();
         cpu = process_cpu_ms() - cpu0;
       });
+  if (own_calls != nullptr) *own_calls += writer_calls + reads;
   return fanout_result(seen, start, end, cpu);
 }
 
-RunResult fd_fanout(std::string_view impl, std::uint64_t writes) {
+RunResult fd_fanout(std::string_view impl, std::uint64_t writes,
+                    std::uint64_t* own_calls = nullptr) {
   if (auto b = forced_backend(impl)) {
     BackendScope scope(*b);
-    return evh_fanout(writes);
+    return evh_fanout(writes, own_calls);
   }
-  if (impl == "evh") return evh_fanout(writes);
-  if (impl == "raw") return raw_fanout(writes);
-  if (const PeerImpl* p = find_peer(impl)) return peer_fanout(*p, writes);
+  if (impl == "evh") return evh_fanout(writes, own_calls);
+  if (impl == "raw") return raw_fanout(writes, own_calls);
+  if (const PeerImpl* p = find_peer(impl)) return peer_fanout(*p, writes, own_calls);
   throw BenchError("fd_fanout has no impl " + std::string(impl));
 }
 
@@ -504,15 +525,25 @@ std::vector<Workload> fd_workloads() {
                    return fd_event_latency(impl, s);
                  },
                  std::nullopt});
-  // Syscalls per event count the writer's write() too: one per write, the same for both impls.
-  // Units are writes; with 10,000 pipes almost every write is an event of its own.
+  // syscalls_per_event counts every call of the process, the benchmark's own too: the writer's
+  // write() per write and sleep per batch, the handler's read() per event (fewer than one per
+  // write when the loop lags and two writes to one pipe are read together, so not the same for
+  // every impl). loop_syscalls_per_event leaves out those the benchmark's code counted itself:
+  // what is left is the event loop's and its runtime's. Units are writes; with 10,000 pipes
+  // almost every write is an event of its own.
   all.push_back(
       {"fd_fanout", with_peers({"evh", "evh-epoll", "evh-uring", "raw"}), Threading::multi,
        [](std::string_view impl, Size size) { return fd_fanout(impl, fanout_writes(size)); },
        SyscallProbe{
            "syscalls_per_event",
            [](Size size) -> std::uint64_t { return size == Size::quick ? 5'000 : 20'000; },
-           [](std::string_view impl, std::uint64_t units) { (void)fd_fanout(impl, units); }}});
+           [](std::string_view impl, std::uint64_t units) { (void)fd_fanout(impl, units); },
+           "loop_syscalls_per_event",
+           [](std::string_view impl, std::uint64_t units) -> std::uint64_t {
+             std::uint64_t own = 0;
+             (void)fd_fanout(impl, units, &own);
+             return own;
+           }}});
   return all;
 }
 

@@ -18,6 +18,10 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 bool contains(std::string_view s, std::string_view part) {
   return s.find(part) != std::string_view::npos;
 }
+// syscalls_per_* and loop_syscalls_per_* (the same count less the workload's own calls).
+bool is_syscall_count(std::string_view metric) {
+  return metric.starts_with("syscalls_") || metric.starts_with("loop_syscalls_");
+}
 bool is_evh(std::string_view impl) {
   return impl == "evh" || impl.starts_with("evh-");
 }
@@ -85,7 +89,7 @@ double default_tolerance(std::string_view workload, std::string_view metric) {
   // parking depend on timing: three runs in a row read 0.13, 0.16 and 0 per timer (0 is
   // impossible), and a CI run flagged 0.037 -> 0.44. A count that noisy cannot gate; it stays in
   // the tables. The messaging and fd counts are steadier and keep a wide gate.
-  if (metric.starts_with("syscalls_")) return workload.starts_with("timer_") ? 0 : 3;
+  if (is_syscall_count(metric)) return workload.starts_with("timer_") ? 0 : 3;
   if (ends_with(metric, "_ns") || ends_with(metric, "_ms")) return 1.5;
   return 2;
 }
@@ -95,7 +99,7 @@ std::optional<double> default_from_zero(std::string_view, std::string_view metri
   if (metric == "consumer_wakeups" || metric == "wakeups") return std::nullopt;
   // A syscall count of 0 per unit is a property (no syscall on the path); the fixed costs of a
   // counted run add a few calls that the two-run subtraction leaves as ~1e-5 per unit.
-  if (metric.starts_with("syscalls_")) return 0.01;
+  if (is_syscall_count(metric)) return 0.01;
   // Everything else, early_fires first: any move from 0 is a regression.
   return 0.0;
 }

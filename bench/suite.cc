@@ -289,15 +289,25 @@ SuiteResult run_suite(const SuitePlan& plan) {
         collector.add(c, run_timed(c, plan.size));
       } else {
         std::string why;
-        const std::optional<double> per_unit =
+        const SyscallCounter::PerUnit per_unit =
             syscalls->per_unit(*c.workload, c.impl, plan.size, why);
-        if (per_unit) {
-          collector.add_metric(c, c.workload->syscalls->metric, "count", *per_unit);
+        if (per_unit.all) {
+          collector.add_metric(c, c.workload->syscalls->metric, "count", *per_unit.all);
         } else {
           note =
               "not measured: the larger run counted fewer calls, by more than the fixed costs' "
               "jitter (" +
               why + ")";
+        }
+        const std::string& loop_metric = c.workload->syscalls->loop_metric;
+        if (!loop_metric.empty()) {
+          if (per_unit.loop) {
+            collector.add_metric(c, loop_metric, "count", *per_unit.loop);
+          } else if (note.empty()) {
+            note = loop_metric +
+                   " not measured: the workload's own calls were not reported, or "
+                   "the larger run's remainder was smaller";
+          }
         }
       }
     } catch (const std::exception& e) {

@@ -216,7 +216,7 @@ SyscallCounter::SyscallCounter() {
 
 bool SyscallCounter::count_run(Tool tool, const std::string& path,
                                const std::vector<std::string>& child_args, std::string_view expect,
-                               std::uint64_t& calls, std::string& why) {
+                               std::uint64_t& calls, std::string& why, std::string* output) {
   TempFile out;
   std::vector<std::string> args;
   if (tool == Tool::perf) {
@@ -225,7 +225,8 @@ bool SyscallCounter::count_run(Tool tool, const std::string& path,
     args = {path, "-f", "-c", "-o", out.path(), self_};
   }
   args.insert(args.end(), child_args.begin(), child_args.end());
-  const ChildOutput child = run_captured(args);
+  ChildOutput child = run_captured(args);
+  if (output != nullptr) *output = child.output;
   const bool parsed = tool == Tool::perf ? parse_perf_count(out.path(), calls)
                                          : parse_strace_total(out.path(), calls);
   // The child says how much work it did; a child that ran something else must not count.
@@ -245,31 +246,49 @@ bool SyscallCounter::count_run(Tool tool, const std::string& path,
   return true;
 }
 
-std::uint64_t SyscallCounter::traced_calls(std::string_view workload, std::string_view impl,
-                                           std::uint64_t units) {
-  std::uint64_t calls = 0;
+SyscallCounter::Traced SyscallCounter::traced_calls(std::string_view workload,
+                                                    std::string_view impl, std::uint64_t units) {
+  Traced t;
   std::string why;
+  std::string output;
   if (!count_run(
           tool_, tool_path_,
           {"--syscall-child", std::string(workload), std::string(impl), std::to_string(units)},
-          "units " + std::to_string(units) + "\n", calls, why)) {
+          "units " + std::to_string(units) + "\n", t.calls, why, &output)) {
     throw BenchError("counted child run failed: " + why);
   }
-  return calls;
+  constexpr std::string_view kOwn = "own_calls ";
+  if (const std::size_t at = output.find(kOwn); at != std::string::npos) {
+    const std::size_t from = at + kOwn.size();
+    const std::size_t end = output.find('\n', from);
+    std::uint64_t own = 0;
+    if (parse_count(output.substr(from, end == std::string::npos ? end : end - from), own)) {
+      t.own = own;
+    }
+  }
+  return t;
 }
 
-std::optional<double> SyscallCounter::per_unit(const Workload& workload, std::string_view impl,
-                                               Size size, std::string& why) {
+SyscallCounter::PerUnit SyscallCounter::per_unit(const Workload& workload, std::string_view impl,
+                                                 Size size, std::string& why) {
   const std::uint64_t units = workload.syscalls->units(size);
   const std::uint64_t small = std::max<std::uint64_t>(1, units / 10);
-  const std::uint64_t small_calls = traced_calls(workload.name, impl, small);
-  const std::uint64_t calls = traced_calls(workload.name, impl, units);
-  const std::optional<double> per = marginal_per_unit(small_calls, small, calls, units);
-  if (!per) {
-    why = std::to_string(calls) + " calls for " + std::to_string(units) + " units, " +
-          std::to_string(small_calls) + " for " + std::to_string(small);
+  const Traced small_run = traced_calls(workload.name, impl, small);
+  const Traced large_run = traced_calls(workload.name, impl, units);
+  PerUnit out;
+  out.all = marginal_per_unit(small_run.calls, small, large_run.calls, units);
+  if (!out.all) {
+    why = std::to_string(large_run.calls) + " calls for " + std::to_string(units) + " units, " +
+          std::to_string(small_run.calls) + " for " + std::to_string(small);
   }
-  return per;
+  // The loop's calls: the process's minus those the workload counted itself. A count of its
+  // own above the tool's total would mean the tool missed calls: no figure then.
+  if (small_run.own && large_run.own && *small_run.own <= small_run.calls &&
+      *large_run.own <= large_run.calls) {
+    out.loop = marginal_per_unit(small_run.calls - *small_run.own, small,
+                                 large_run.calls - *large_run.own, units);
+  }
+  return out;
 }
 
 int run_syscall_child(std::string_view workload, std::string_view impl, std::uint64_t units) {
@@ -280,7 +299,12 @@ int run_syscall_child(std::string_view workload, std::string_view impl, std::uin
     return 2;
   }
   try {
-    w->syscalls->run(impl, units);
+    if (w->syscalls->run_counting_own != nullptr) {
+      const std::uint64_t own = w->syscalls->run_counting_own(impl, units);
+      std::printf("own_calls %llu\n", static_cast<unsigned long long>(own));
+    } else {
+      w->syscalls->run(impl, units);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "evh-bench: %s\n", e.what());
     return 1;

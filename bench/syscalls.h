@@ -16,6 +16,8 @@
 // sleeps once read less in the larger run and the count was clamped to 0). A larger run that
 // counts fewer calls by no more than the fixed costs' jitter is a real 0 (stats.h); by more, the
 // metric is not reported for that impl — never reported as 0.
+// A workload that counts its own calls (SyscallProbe::run_counting_own) prints them too
+// ("own_calls N"); the same subtraction over the calls minus its own gives the loop's figure.
 //
 // Threads: a SyscallCounter is used by one thread at a time.
 #pragma once
@@ -37,26 +39,37 @@ class SyscallCounter {
   SyscallCounter();
 
   bool available() const noexcept { return tool_ != Tool::none; }
+
+  // Per work unit: every call of the process, and (for a probe that counts its own) every call
+  // but the workload's own. nullopt where the two runs did not measure it.
+  struct PerUnit {
+    std::optional<double> all;
+    std::optional<double> loop;
+  };
   // Which tool counts, or why none can, as a phrase for stderr.
   const std::string& description() const noexcept { return description_; }
 
-  // Syscalls per work unit of `impl` in `workload`, or nullopt (and `why`) when the two runs
-  // did not measure it. Precondition: available() and workload.syscalls. Throws BenchError when
-  // a child run fails.
-  std::optional<double> per_unit(const Workload& workload, std::string_view impl, Size size,
-                                 std::string& why);
+  // Syscalls per work unit of `impl` in `workload`; `why` says why a figure is missing.
+  // Precondition: available() and workload.syscalls. Throws BenchError when a child run fails.
+  PerUnit per_unit(const Workload& workload, std::string_view impl, Size size, std::string& why);
 
  private:
-  // The "total" calls of one traced child run.
-  std::uint64_t traced_calls(std::string_view workload, std::string_view impl, std::uint64_t units);
+  // The "total" calls of one traced child run, and the workload's own when it printed them.
+  struct Traced {
+    std::uint64_t calls = 0;
+    std::optional<std::uint64_t> own;
+  };
+  Traced traced_calls(std::string_view workload, std::string_view impl, std::uint64_t units);
 
   enum class Tool { none, perf, strace };
 
   // Runs this binary with `child_args` under `tool` (found at `path`). False when the child
   // failed, did not print `expect` (if not empty) or the tool produced no count; `why` then
   // holds the last line of their output.
+  // `output`, when given, receives the child's output.
   bool count_run(Tool tool, const std::string& path, const std::vector<std::string>& child_args,
-                 std::string_view expect, std::uint64_t& calls, std::string& why);
+                 std::string_view expect, std::uint64_t& calls, std::string& why,
+                 std::string* output = nullptr);
 
   Tool tool_ = Tool::none;
   std::string tool_path_;
@@ -64,8 +77,8 @@ class SyscallCounter {
   std::string description_;
 };
 
-// The body of the hidden `--syscall-child` mode: runs the probe once and prints "units N".
-// Returns the process exit status.
+// The body of the hidden `--syscall-child` mode: runs the probe once and prints "units N" (and
+// before it "own_calls N" when the probe counts its own). Returns the process exit status.
 int run_syscall_child(std::string_view workload, std::string_view impl, std::uint64_t units);
 
 }  // namespace evh::bench

@@ -58,10 +58,17 @@ class BenchError : public std::runtime_error {
 
 // Syscalls are never counted in a timed run: the suite re-executes the binary under strace and
 // calls `run` there with an explicit number of work units (round trips, messages).
+//
+// `metric` counts every system call of the process. A workload whose own code makes system
+// calls per unit (fd_fanout's writer writes, its handler reads) can also say how many it made:
+// `run_counting_own` runs instead of `run` and returns that count, and `loop_metric` (e.g.
+// "loop_syscalls_per_event") reports the rest — the event loop's and the runtime's own calls.
 struct SyscallProbe {
   std::string metric;                 // e.g. "syscalls_per_rtt"
   std::uint64_t (*units)(Size size);  // work units for one child run at this size
   void (*run)(std::string_view impl, std::uint64_t units);
+  std::string loop_metric = {};  // empty: the workload does not count its own calls
+  std::uint64_t (*run_counting_own)(std::string_view impl, std::uint64_t units) = nullptr;
 };
 
 struct Workload {

@@ -20,12 +20,12 @@ namespace {
 
 // user_data: the top two bits say what a completion is for; a poll's carries the fd (low 32
 // bits) and the generation of the request (30 bits), so a completion of a request that a remove
-// or a modify replaced is recognised as stale.
+// or a modify replaced is recognised as stale. (Kind 1 was the TIMEOUT's, before a wait's limit
+// became the timeout of its io_uring_enter.)
 constexpr int kKindShift = 62;
 constexpr std::uint64_t kKindPoll = 0;
-constexpr std::uint64_t kKindTimeout = 1;
 constexpr std::uint64_t kKindWake = 2;
-constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL and TIMEOUT_REMOVE
+constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL
 constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
 
 constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
@@ -33,9 +33,6 @@ constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
 }
 constexpr std::uint64_t poll_ud(int fd, std::uint32_t gen) noexcept {
   return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
-}
-constexpr std::uint64_t timeout_ud(std::uint64_t seq) noexcept {
-  return (kKindTimeout << kKindShift) | (seq & ((std::uint64_t{1} << kKindShift) - 1));
 }
 constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
 constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
@@ -70,6 +67,14 @@ FdEvents from_poll(std::uint32_t e) noexcept {
   if ((e & EPOLLHUP) != 0) out |= FdEvents::hang_up;
   return out;
 }
+
+// io_uring_enter's flag for an absolute wait timeout, newer (Linux 6.12) than the uapi header of
+// Debian 12 (6.1): the value of include/uapi/linux/io_uring.h.
+#ifdef IORING_ENTER_ABS_TIMER
+constexpr unsigned kEnterAbsTimer = IORING_ENTER_ABS_TIMER;
+#else
+constexpr unsigned kEnterAbsTimer = 1u << 5;
+#endif
 
 unsigned load_acquire(const unsigned* p) noexcept {
   return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire);
@@ -114,6 +119,7 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
   params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
   params.cq_entries = std::max(options.cq_entries, options.sq_entries);
   single_issuer_ = options.issuer == UringIssuer::single;
+  abs_timer_ = options.time_limit == UringTimeLimit::absolute;
   if (single_issuer_) {
     // Enabled by the first thread that submits: the event handler's own thread, not the one
     // that created the handler.
@@ -156,6 +162,11 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
   }
   if ((params.features & IORING_FEAT_NODROP) == 0) {
     say(why, "io_uring without IORING_FEAT_NODROP (Linux 5.5): completions could be lost", 0);
+    return errno_code(ENOSYS);
+  }
+  if ((params.features & IORING_FEAT_EXT_ARG) == 0) {
+    say(why, "io_uring without IORING_FEAT_EXT_ARG (Linux 5.11): a wait cannot have a time limit",
+        0);
     return errno_code(ENOSYS);
   }
 
@@ -220,12 +231,9 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
     say(why, "io_uring: IORING_REGISTER_PROBE refused", errno);
     return errno_code(errno);
   }
-  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT,
-                            IORING_OP_TIMEOUT_REMOVE, IORING_OP_READ}) {
+  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL, IORING_OP_READ}) {
     if (op > probe->last_op || (probe->ops[op].flags & IO_URING_OP_SUPPORTED) == 0) {
-      say(why,
-          "io_uring: an opcode this backend needs is missing (POLL_ADD, ASYNC_CANCEL, "
-          "TIMEOUT, TIMEOUT_REMOVE, READ)",
+      say(why, "io_uring: an opcode this backend needs is missing (POLL_ADD, ASYNC_CANCEL, READ)",
           0);
       return errno_code(ENOSYS);
     }
@@ -257,14 +265,50 @@ UringPoller::~UringPoller() {
 
 // ---- the rings --------------------------------------------------------------------------------
 
-int UringPoller::enter(unsigned wait_for, bool get_events) noexcept {
+int UringPoller::enter(unsigned wait_for, bool get_events, std::int64_t until_ns) noexcept {
   if (!enabled_) {
     // The first submission makes this thread the ring's only issuer.
     if (sys_register(ring_fd_, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0) return -errno;
     enabled_ = true;
   }
-  const unsigned flags = get_events || wait_for > 0 ? IORING_ENTER_GETEVENTS : 0u;
-  const long r = ::syscall(__NR_io_uring_enter, ring_fd_, to_submit_, wait_for, flags, nullptr, 0);
+  unsigned flags = get_events || wait_for > 0 ? IORING_ENTER_GETEVENTS : 0u;
+  // A limited wait: the kernel arms an hrtimer on the waiter's stack for it (io_cqring_wait),
+  // and the call ends with -ETIME when it fires.
+  io_uring_getevents_arg arg{};
+  __kernel_timespec ts{};
+  const void* argp = nullptr;
+  std::size_t argsz = 0;
+  if (wait_for > 0 && until_ns != INT64_MAX) {
+    arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+    argp = &arg;
+    argsz = sizeof arg;
+    flags |= IORING_ENTER_EXT_ARG;
+  }
+  long r;
+  for (;;) {
+    if (argp != nullptr) {
+      std::int64_t at = until_ns;
+      if (abs_timer_) {
+        flags |= kEnterAbsTimer;
+      } else {
+        // Before 6.12: the time left, which the kernel adds to its own reading of the clock
+        // (taken after ours), so the wait never ends before `until_ns`.
+        at = until_ns - mono_now_ns();
+      }
+      at = std::max<std::int64_t>(at, 0);
+      ts.tv_sec = at / 1'000'000'000;
+      ts.tv_nsec = at % 1'000'000'000;
+    }
+    r = ::syscall(__NR_io_uring_enter, ring_fd_, to_submit_, wait_for, flags, argp, argsz);
+    // EINVAL with ABS_TIMER: a kernel that does not know the flag (it checks the flags before
+    // taking any SQE). Every later wait says the time left instead.
+    if (r < 0 && errno == EINVAL && (flags & kEnterAbsTimer) != 0) {
+      abs_timer_ = false;
+      flags &= ~kEnterAbsTimer;
+      continue;
+    }
+    break;
+  }
   if (r < 0) return -errno;
   to_submit_ -= std::min(static_cast<unsigned>(r), to_submit_);
   if (to_submit_ == 0) caller_sqes_ = false;
@@ -391,7 +435,7 @@ void UringPoller::arm_waitid(int fd, Watch& w) noexcept {
 void UringPoller::cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return;
-  // ASYNC_CANCEL (a poll) or TIMEOUT_REMOVE, naming the request by its user_data. Not
+  // ASYNC_CANCEL, naming the request by its user_data. Not
   // POLL_REMOVE for a poll: it fails with -EALREADY while a wake-up of the poll has its
   // completion queued as task work (io_poll_disarm; seen on 6.18), and then leaves the poll armed —
   // holding its file — for the ring's life. ASYNC_CANCEL marks the poll cancelled instead, and the
@@ -414,24 +458,6 @@ void UringPoller::arm_wake() noexcept {
   sqe->user_data = kWakeUd;
   commit_sqe();
   wake_armed_ = true;
-}
-
-void UringPoller::arm_timeout(std::int64_t at_ns) noexcept {
-  io_uring_sqe* sqe = next_sqe();
-  if (sqe == nullptr) return;
-  const std::int64_t at = std::max<std::int64_t>(at_ns, 0);
-  timeout_ts_.tv_sec = at / 1'000'000'000;
-  timeout_ts_.tv_nsec = at % 1'000'000'000;
-  sqe->opcode = IORING_OP_TIMEOUT;
-  sqe->fd = -1;
-  sqe->addr = reinterpret_cast<std::uint64_t>(&timeout_ts_);  // copied at submission
-  sqe->len = 1;
-  sqe->off = 0;                             // a pure timeout: no completion count ends it
-  sqe->timeout_flags = IORING_TIMEOUT_ABS;  // CLOCK_MONOTONIC, absolute
-  sqe->user_data = timeout_ud(++timeout_seq_);
-  commit_sqe();
-  timeout_armed_ = true;
-  timeout_at_ns_ = at_ns;
 }
 
 // ---- the Poller -------------------------------------------------------------------------------
@@ -490,7 +516,7 @@ Status UringPoller::remove(int fd) noexcept {
 }
 
 Status UringPoller::set_deadline(MonoTime deadline) noexcept {
-  // Kept here; the wait that blocks arms the ring's one TIMEOUT for it.
+  // Kept here; the wait that blocks makes it its io_uring_enter's time limit.
   deadline_set_ = true;
   deadline_ns_ = to_ns(deadline);
   return {};
@@ -526,10 +552,6 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
       wake_armed_ = false;
       if (cqe.res > 0) r.woken = true;
       arm_wake();
-      return true;
-    case kKindTimeout:
-      // -ETIME when it fired, -ECANCELED when removed; the wait checks the clock.
-      if (cqe.user_data == timeout_ud(timeout_seq_)) timeout_armed_ = false;
       return true;
     case kKindPoll:
       break;
@@ -617,24 +639,14 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
     }
     const bool block =
         r.count == 0 && !r.deadline_reached && !r.woken && until_ns > now && cq_empty();
-    if (block) {
-      const std::int64_t target = deadline_set_ ? std::min(until_ns, deadline_ns_) : until_ns;
-      if (target == INT64_MAX) {
-        if (timeout_armed_) {
-          cancel(timeout_ud(timeout_seq_), IORING_OP_TIMEOUT_REMOVE);
-          timeout_armed_ = false;
-        }
-      } else if (!timeout_armed_ || timeout_at_ns_ != target) {
-        if (timeout_armed_) cancel(timeout_ud(timeout_seq_), IORING_OP_TIMEOUT_REMOVE);
-        arm_timeout(target);
-      }
-    }
+    // The wait ends at the deadline or the caller's limit, whichever is first.
+    const std::int64_t target = deadline_set_ ? std::min(until_ns, deadline_ns_) : until_ns;
     const unsigned flags = load_acquire(sq_flags_);
     // A look with nothing in the CQ enters the kernel only if task work waits to post.
     const bool look = cq_empty() && (flags & IORING_SQ_TASKRUN) != 0;
     if (block || to_submit_ > 0 || look || (flags & IORING_SQ_CQ_OVERFLOW) != 0) {
-      // Submits the re-arms and the timeout and waits, in one system call.
-      const int rc = enter(block ? 1 : 0, true);
+      // Submits the re-arms and waits, with its time limit, in one system call.
+      const int rc = block ? enter(1, true, target) : enter(0, true);
       if (rc == -EBUSY || rc == -EAGAIN) {
         spill();
       } else if (rc < 0 && rc != -EINTR && rc != -ETIME) {
@@ -652,7 +664,7 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
       r.deadline_reached = true;
     }
     if (r.count > 0 || r.deadline_reached || r.woken || now >= until_ns) return r;
-    // Only stale completions, a re-arm or a timeout that was replaced: wait again.
+    // Only stale completions or a re-arm: wait again.
   }
 }
 

@@ -9,9 +9,13 @@
 //     arming thread's exit, ...). Level fds keep a single-shot poll re-armed after each report,
 //     so a condition that still holds is reported again at the next wait, as epoll's level mode
 //     does. Oneshot fds get a single-shot poll, re-armed only by modify().
-//   - the deadline and a wait's own limit: one IORING_OP_TIMEOUT with an absolute
-//     CLOCK_MONOTONIC time (IORING_TIMEOUT_ABS), replaced (TIMEOUT_REMOVE + TIMEOUT, in the same
-//     submission as the wait) only when the time it should end at changes. No timerfd.
+//   - the deadline and a wait's own limit: not a request at all, but the timeout of the
+//     io_uring_enter that waits (IORING_ENTER_EXT_ARG; an absolute CLOCK_MONOTONIC time with
+//     IORING_ENTER_ABS_TIMER, Linux 6.12, else the time left). The kernel sleeps on an on-stack
+//     hrtimer that wakes the waiter directly, as epoll_pwait2 does; an IORING_OP_TIMEOUT (the
+//     first design) cost a request, its task work and a completion per timer wakeup — not a
+//     difference this VM could measure beside the ~30 us a sleeping wait costs either way
+//     (docs/BENCHMARKS.md, "io_uring, third round"), but a longer path for nothing. No timerfd.
 //   - wake(): an eventfd write, read by an IORING_OP_READ kept in flight. wake() comes from any
 //     thread, most of which own no ring, so IORING_OP_MSG_RING (which needs a ring to send from)
 //     is not an option without a ring per waking thread; the eventfd costs the waker one write
@@ -59,8 +63,14 @@ namespace evh::detail {
 
 enum class UringIssuer : std::uint8_t { single, shared };
 
+// How a wait's time limit reaches the kernel: as an absolute time where the kernel takes one
+// (IORING_ENTER_ABS_TIMER, 6.12; before it, the first wait falls back to `relative`), or always
+// as the time left — the older kernels' path, which tests force to cover it here too.
+enum class UringTimeLimit : std::uint8_t { absolute, relative };
+
 struct UringOptions {
   UringIssuer issuer = UringIssuer::shared;
+  UringTimeLimit time_limit = UringTimeLimit::absolute;
   unsigned sq_entries = 256;
   unsigned cq_entries = 4096;  // multishot polls can post many completions per wait
 };
@@ -108,8 +118,10 @@ class UringPoller final : public Poller {
   // The next free SQE, zeroed; flushes a full SQ first. Null only when the ring is unusable.
   io_uring_sqe* next_sqe() noexcept;
   void commit_sqe() noexcept;
-  // io_uring_enter: submits what is queued; `wait_for` completions waited for. -errno on error.
-  int enter(unsigned wait_for, bool get_events) noexcept;
+  // io_uring_enter: submits what is queued; `wait_for` completions waited for, until
+  // `until_ns` (CLOCK_MONOTONIC; INT64_MAX: no limit) at the latest. -errno on error, -ETIME
+  // when the wait reached `until_ns`.
+  int enter(unsigned wait_for, bool get_events, std::int64_t until_ns = INT64_MAX) noexcept;
   // Submits what is queued without waiting (EINTR retried, EBUSY handled by the backlog).
   void flush() noexcept;
   // Moves the ring's completions to the backlog (the kernel may then flush its overflow list).
@@ -125,7 +137,6 @@ class UringPoller final : public Poller {
   bool wants_waitid(FdEvents interest) const noexcept;
   void cancel(std::uint64_t user_data, std::uint8_t opcode) noexcept;
   void arm_wake() noexcept;
-  void arm_timeout(std::int64_t at_ns) noexcept;
   // One completion; false when it is for a watch that would not fit in the caller's span.
   bool handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
               PollResult& r) noexcept;
@@ -171,10 +182,9 @@ class UringPoller final : public Poller {
 
   bool deadline_set_ = false;
   std::int64_t deadline_ns_ = 0;
-  bool timeout_armed_ = false;  // a TIMEOUT is in flight
-  std::int64_t timeout_at_ns_ = 0;
-  std::uint64_t timeout_seq_ = 0;
-  __kernel_timespec timeout_ts_{};  // read by the kernel when the TIMEOUT is submitted
+  // IORING_ENTER_ABS_TIMER accepted; cleared by the first EINVAL (a kernel before 6.12), after
+  // which a wait's limit goes in as the time left.
+  bool abs_timer_ = true;
 };
 
 }  // namespace evh::detail

@@ -166,6 +166,24 @@ TEST(PerfCompare, DefaultTolerances) {
   EXPECT_EQ(default_tolerance("port_flood", "cpu_ns_per_msg"), 2);
   EXPECT_LE(default_tolerance("timer_batch", "cpu_ms"), 1.5);
   EXPECT_EQ(default_tolerance("isolate_pingpong", "rtt_p999_us"), 0);
+  // The loop's share of a syscall count is gated as the count is.
+  EXPECT_EQ(default_tolerance("fd_fanout", "loop_syscalls_per_event"),
+            default_tolerance("fd_fanout", "syscalls_per_event"));
+  EXPECT_EQ(default_from_zero("fd_fanout", "loop_syscalls_per_event"),
+            default_from_zero("fd_fanout", "syscalls_per_event"));
+}
+
+// A metric the current run has and the baseline does not (one added since) is not judged.
+TEST(PerfCompare, MetricMissingFromTheBaselineIsNotJudged) {
+  BenchRun base;
+  base.rows.push_back({"fd_fanout", "evh", "syscalls_per_event", "count", 2.0, 2.0, 2.0, 1});
+  base.rows.push_back({"fd_fanout", "raw", "syscalls_per_event", "count", 2.0, 2.0, 2.0, 1});
+  BenchRun now = base;
+  now.rows.push_back({"fd_fanout", "evh", "loop_syscalls_per_event", "count", 50, 50, 50, 1});
+  now.rows.push_back({"fd_fanout", "raw", "loop_syscalls_per_event", "count", 0.1, 0.1, 0.1, 1});
+  const Comparison c = compare_runs(base, now);
+  EXPECT_TRUE(c.passed());
+  EXPECT_EQ(c.cells.size(), 1u);
 }
 
 // --update keeps the other size's baseline and replaces this one's.

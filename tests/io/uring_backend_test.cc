@@ -182,27 +182,48 @@ TEST(UringPoller, LevelRepeatsOneshotDoesNot) {
   EXPECT_EQ(collect(*p, {1, 3}).count(3), 1u);
 }
 
-// The deadline is an absolute IORING_OP_TIMEOUT: never early; a wake ends a wait at once.
-TEST(UringPoller, DeadlineNeverEarlyAndWakeEndsAWait) {
-  auto p = make_uring();
-  REQUIRE_URING(p);
-  PollEvent events[4];
-  for (auto d : {std::chrono::microseconds(50), std::chrono::microseconds(2000)}) {
-    const auto at = detail::MonoClock::now() + d;
-    ASSERT_TRUE(p->set_deadline(at).ok());
-    bool reached = false;
-    while (!reached) {
-      auto r = p->wait(events, Poller::kForever);
+// The deadline and a wait's own limit are the time limit of the waiting io_uring_enter, given as
+// an absolute time (6.12) or as the time left: never early either way, the deadline reported and
+// the caller's limit not; a wake ends a wait at once.
+TEST(UringPoller, DeadlineAndLimitNeverEarlyAndWakeEndsAWait) {
+  for (const auto limit : {detail::UringTimeLimit::absolute, detail::UringTimeLimit::relative}) {
+    SCOPED_TRACE(limit == detail::UringTimeLimit::absolute ? "absolute" : "relative");
+    UringOptions o;
+    o.time_limit = limit;
+    auto p = make_uring(o);
+    REQUIRE_URING(p);
+    PollEvent events[4];
+    for (auto d : {std::chrono::microseconds(50), std::chrono::microseconds(2000)}) {
+      const auto at = detail::MonoClock::now() + d;
+      ASSERT_TRUE(p->set_deadline(at).ok());
+      bool reached = false;
+      while (!reached) {
+        auto r = p->wait(events, Poller::kForever);
+        ASSERT_TRUE(r.ok());
+        reached = r->deadline_reached;
+      }
+      EXPECT_GE(detail::MonoClock::now(), at);
+      // The caller's limit alone: the wait returns at or after it, with nothing reported.
+      const auto until = detail::MonoClock::now() + d;
+      auto r = p->wait(events, until);
       ASSERT_TRUE(r.ok());
-      reached = r->deadline_reached;
+      EXPECT_GE(detail::MonoClock::now(), until);
+      EXPECT_EQ(r->count, 0u);
+      EXPECT_FALSE(r->deadline_reached);
     }
-    EXPECT_GE(detail::MonoClock::now(), at);
+    // A deadline before the caller's limit ends the wait first, reported.
+    const auto deadline = detail::MonoClock::now() + std::chrono::microseconds(200);
+    ASSERT_TRUE(p->set_deadline(deadline).ok());
+    auto r = p->wait(events, deadline + std::chrono::seconds(60));
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->deadline_reached);
+    EXPECT_GE(detail::MonoClock::now(), deadline);
+    std::thread waker([&] { p->wake(); });
+    auto woken = p->wait(events, Poller::kForever);
+    waker.join();
+    ASSERT_TRUE(woken.ok());
+    EXPECT_TRUE(woken->woken);
   }
-  std::thread waker([&] { p->wake(); });
-  auto r = p->wait(events, Poller::kForever);
-  waker.join();
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->woken);
 }
 
 // ---- a child's exit: IORING_OP_WAITID
