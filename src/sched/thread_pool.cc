@@ -304,9 +304,14 @@ void ThreadPool::release_driver_for_work_locked(IoDriver& driver) noexcept {
   // 3.3 ms against raw's 74 µs, and 2.3x raw's CPU per round trip). The exception is a deadline
   // due within io_interval, which nobody else would wait for: a sleeping worker takes the driver
   // up to keep it. The cost: readiness and later deadlines wait for a single long handler while a
-  // worker sleeps (docs/EVENT_HANDLER.md).
+  // worker sleeps (docs/EVENT_HANDLER.md). Deadlines already due are not that exception: this
+  // worker hands them over before anything else (worker_main's loop and drive_between_tasks
+  // start with fire_due), so only the first one after now counts. Counting the due one too woke
+  // a second worker at every timer wakeup, and the two then handed the driver back and forth —
+  // a futex wake, an eventfd unpark and a park beside every deadline (+15-25 % CPU in
+  // timer_batch, issue 16).
   if (!driver.release_requested() && !clock_.manual() &&
-      earliest_ns_.load(std::memory_order_relaxed) <= now + options_.io_interval.count() * 1000) {
+      timed_.earliest_after(now, kNever) <= now + options_.io_interval.count() * 1000) {
     (void)wake_parked_locked();
   }
 }
@@ -368,6 +373,7 @@ void ThreadPool::drive_between_tasks() noexcept {
   if (d == nullptr) return;
   d->drive(Poller::kNoWait);
   release_driver_for_work(*d);
+  fire_due();  // what fell due is this worker's to hand over (release_driver_for_work says why)
 }
 
 void ThreadPool::drive_idle(Worker* self, IoDriver& d,

@@ -64,6 +64,33 @@ class DeadlineHeap {
 
   bool contains(std::uint64_t key) const noexcept { return pos_.count(key) != 0; }
 
+  // The earliest deadline later than `now` — the first one not yet due — or `none` when every
+  // deadline is due (or there is none). It looks only at the due entries and their children;
+  // past 16 due entries it stops and returns `now` ("another is due at once"), so its cost stays
+  // bounded whatever the heap holds.
+  std::int64_t earliest_after(std::int64_t now, std::int64_t none) const noexcept {
+    constexpr std::size_t kMaxDue = 16;
+    if (heap_.empty()) return none;
+    if (heap_.front().deadline > now) return heap_.front().deadline;
+    std::int64_t best = none;
+    std::size_t stack[kMaxDue + 2];  // due entries whose children are still to look at
+    std::size_t depth = 0;
+    std::size_t due = 0;
+    stack[depth++] = 0;
+    while (depth > 0) {
+      const std::size_t i = stack[--depth];
+      if (++due > kMaxDue) return now;  // each pop pushes at most 2: depth ≤ kMaxDue + 1
+      for (std::size_t c = 2 * i + 1; c <= 2 * i + 2 && c < heap_.size(); ++c) {
+        if (heap_[c].deadline > now) {
+          if (heap_[c].deadline < best) best = heap_[c].deadline;
+        } else {
+          stack[depth++] = c;  // a due child: its own children may be the earliest after now
+        }
+      }
+    }
+    return best;
+  }
+
   // Removes and returns the earliest entry. Precondition: !empty().
   Entry pop() noexcept {
     Entry e = heap_.front();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <vector>
 
 namespace evh::detail {
 namespace {
@@ -56,6 +57,50 @@ TEST(DeadlineHeap, MatchesReference) {
     EXPECT_GE(e.deadline, last);
     last = e.deadline;
     EXPECT_FALSE(h.contains(e.key));
+  }
+}
+
+// earliest_after: the first deadline past `now`, found among the due entries' children, against
+// a reference over every entry; more than 16 due entries answer `now` (bounded work).
+TEST(DeadlineHeap, EarliestAfterIsTheFirstDeadlineNotYetDue) {
+  constexpr std::int64_t kNone = INT64_MAX;
+  DeadlineHeap h;
+  EXPECT_EQ(h.earliest_after(kT0, kNone), kNone);
+  h.set(1, kT0 + 10);
+  EXPECT_EQ(h.earliest_after(kT0, kNone), kT0 + 10);    // nothing due: the top
+  EXPECT_EQ(h.earliest_after(kT0 + 10, kNone), kNone);  // the only one is due
+  h.set(2, kT0 + 30);
+  h.set(3, kT0 + 20);
+  h.set(4, kT0 + 5);
+  EXPECT_EQ(h.earliest_after(kT0 + 10, kNone), kT0 + 20);  // 5 and 10 due
+  EXPECT_EQ(h.earliest_after(kT0 + 25, kNone), kT0 + 30);
+  EXPECT_EQ(h.earliest_after(kT0 + 30, kNone), kNone);
+
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    DeadlineHeap r;
+    std::vector<std::int64_t> all;
+    const int n = 1 + static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) {
+      const std::int64_t t = kT0 + static_cast<std::int64_t>(rng() % 100);
+      r.set(static_cast<std::uint64_t>(k), t);
+      all.push_back(t);
+    }
+    const std::int64_t now = kT0 + static_cast<std::int64_t>(rng() % 100);
+    std::int64_t want = kNone;
+    int due = 0;
+    for (std::int64_t t : all) {
+      if (t > now)
+        want = std::min(want, t);
+      else
+        ++due;
+    }
+    const std::int64_t got = r.earliest_after(now, kNone);
+    if (due > 16) {
+      EXPECT_TRUE(got == want || got == now) << "round " << round;
+    } else {
+      EXPECT_EQ(got, want) << "round " << round << ", " << due << " due";
+    }
   }
 }
 
