@@ -392,6 +392,12 @@ bool UringPoller::wants_waitid(FdEvents interest) const noexcept {
   return has_waitid_ && any(interest & kChildExit);
 }
 
+std::uint32_t UringPoller::take_gen() noexcept {
+  const std::uint32_t g = next_gen_;
+  next_gen_ = next_gen_ == kMaxGen ? 1 : next_gen_ + 1;
+  return g;
+}
+
 void UringPoller::arm_poll(int fd, Watch& w) noexcept {
   if (w.exit_wait) {
     arm_waitid(fd, w);
@@ -399,8 +405,7 @@ void UringPoller::arm_poll(int fd, Watch& w) noexcept {
   }
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return;  // w.gen stays 0: not armed
-  w.gen = next_gen_;
-  next_gen_ = next_gen_ == kMaxGen ? 1 : next_gen_ + 1;
+  w.gen = take_gen();
   sqe->opcode = IORING_OP_POLL_ADD;
   sqe->fd = fd;
   sqe->poll32_events = to_poll(w.interest);
@@ -414,8 +419,7 @@ void UringPoller::arm_poll(int fd, Watch& w) noexcept {
 void UringPoller::arm_waitid(int fd, Watch& w) noexcept {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return;  // w.gen stays 0: not armed
-  w.gen = next_gen_;
-  next_gen_ = next_gen_ == kMaxGen ? 1 : next_gen_ + 1;
+  w.gen = take_gen();
   // The one place WAITID's SQE is filled (liburing 2.5's io_uring_prep_waitid does the same).
   // io_uring/waitid.c reads: len = the idtype, fd = the id (here the pidfd, resolved to its
   // process when the request is issued), file_index = waitid's options, addr2 = the siginfo to

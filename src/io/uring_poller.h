@@ -172,6 +172,8 @@ class UringPoller final : public Poller {
 
   std::unordered_map<int, Watch> watches_;
   std::uint32_t next_gen_ = 1;
+  // The generation of a new request (a poll or a WAITID), never 0 ("not armed").
+  std::uint32_t take_gen() noexcept;
   std::uint64_t wait_seq_ = 0;
   std::uint64_t rearms_ = 0;
   bool has_waitid_ = false;  // the probe found IORING_OP_WAITID
