@@ -3,7 +3,8 @@
 //
 // Table and markdown show one line per (workload, metric) with a column per impl holding
 // "median (min–max)", a '*' on the best impl of the line (lower is better unless the metric ends
-// in "_per_s"), and "evh/best": evh's median divided by the best other impl's median.
+// in "_per_s"), and "evh/best peer": evh's median divided by the best peer's median (evh's own
+// variants evh-exact, evh-epoll and evh-uring are not peers).
 #pragma once
 
 #include <ostream>

@@ -119,5 +119,26 @@ TEST(BenchJson, WrongShapeThrowsJsonError) {
   }
 }
 
+// The ratio column compares evh with its peers only: a faster evh-epoll row is evh's own
+// variant, not the best peer, and a run of evh's variants alone has no ratio.
+TEST(BenchReport, EvhRatioIsToTheBestPeerNotToEvhVariants) {
+  SuiteResult r;
+  r.impls = {"evh", "evh-epoll", "raw", "libuv"};
+  r.rows = {{"w", "evh", "rtt_p50_us", "us", {10, 10, 10, 1}},
+            {"w", "evh-epoll", "rtt_p50_us", "us", {4, 4, 4, 1}},
+            {"w", "raw", "rtt_p50_us", "us", {5, 5, 5, 1}},
+            {"w", "libuv", "rtt_p50_us", "us", {8, 8, 8, 1}}};
+  std::ostringstream md;
+  write_markdown(md, r);
+  EXPECT_NE(md.str().find("evh/best peer"), std::string::npos);
+  EXPECT_NE(md.str().find("| 2.00 |"), std::string::npos) << md.str();  // 10 / raw's 5
+
+  r.impls = {"evh", "evh-epoll"};
+  r.rows.resize(2);
+  std::ostringstream only_evh;
+  write_markdown(only_evh, r);
+  EXPECT_EQ(only_evh.str().find("evh/best peer"), std::string::npos) << only_evh.str();
+}
+
 }  // namespace
 }  // namespace evh::bench
