@@ -93,6 +93,16 @@ EVH_API const char* evh_version_string(void);
 #define EVH_EWRONGTHREAD (-1007)  /* an own-turn call made outside the isolate's turn */
 #define EVH_EFOREIGN (-1100)      /* a handle of another runtime */
 #define EVH_EUNKNOWN (-1101)      /* an unexpected failure inside evh (a bug: please report) */
+/* An options struct whose `size` is unset or too small, or that sets a field this library does
+ * not know (the caller's evh.h is newer). */
+#define EVH_EOPTIONS (-1102)
+
+/* Every options struct (evh_runtime_options, evh_isolate_options, evh_fd_options,
+ * evh_process_options) starts with `size`: the struct's size as the caller's evh.h declared it,
+ * set by its evh_*_options_init() or EVH_*_OPTIONS_INIT (both inline, so the size is the
+ * caller's). A library newer than the caller's header reads only the fields the caller's struct
+ * has and takes the defaults for the rest; an older one refuses a struct that sets a field it does not know, with EVH_EOPTIONS, rather than
+ * ignoring it. A struct left at {0} (size 0) is refused with EVH_EOPTIONS too. */
 
 /* The code in words, e.g. "port closed" or strerror's text for -errno. Never NULL; the string
  * is static. Any thread. */
@@ -128,6 +138,7 @@ typedef void (*evh_finalizer)(void* object) EVH_NOEXCEPT;
 /* ==== runtime ============================================================================= */
 
 typedef struct evh_runtime_options {
+  size_t size; /* sizeof(evh_runtime_options): set by evh_runtime_options_init */
   /* The shared pool grows on demand up to max_workers threads (0: the number of online CPUs);
    * workers idle for worker_idle_timeout_ns exit, down to min_workers. */
   unsigned max_workers;
@@ -146,13 +157,17 @@ typedef struct evh_runtime_options {
   void* on_uncaught_user;
 } evh_runtime_options;
 
-/* Fills `options` with the defaults (the C++ RuntimeOptions' defaults). */
-EVH_API void evh_runtime_options_init(evh_runtime_options* options);
+/* Fills the first `size` bytes of `options` with the defaults (the C++ RuntimeOptions') and
+ * sets its size: call it through evh_runtime_options_init, which passes the caller's sizeof. */
+EVH_API void evh_runtime_options_init_size(evh_runtime_options* options, size_t size);
+static inline void evh_runtime_options_init(evh_runtime_options* options) {
+  evh_runtime_options_init_size(options, sizeof *options);
+}
 
 /* Creates a runtime: its own pool, ports and ids; nothing is shared between two runtimes.
  * `options` may be NULL (the defaults). Any thread. The caller owns *out and destroys it with
- * evh_runtime_destroy. Errors: EVH_EINVAL (a negative or huge duration, a zero budget), the
- * kernel's when a thread cannot start. */
+ * evh_runtime_destroy. Errors: EVH_EINVAL (a negative or huge duration, a zero budget),
+ * EVH_EOPTIONS (see "options structs" above), the kernel's when a thread cannot start. */
 EVH_API int evh_runtime_create(const evh_runtime_options* options, evh_runtime** out);
 
 /* Orderly shutdown, idempotent: child processes still running are killed and reaped, the event
@@ -262,6 +277,7 @@ typedef void (*evh_message_fn)(evh_isolate* self, evh_message* message, void* us
 typedef void (*evh_mailbox_high_water_fn)(evh_isolate* self, uint64_t depth, void* user);
 
 typedef struct evh_isolate_options {
+  size_t size;          /* sizeof(evh_isolate_options): EVH_ISOLATE_OPTIONS_INIT sets it */
   evh_runner* runner;   /* NULL: the runtime's thread pool */
   uint32_t budget;      /* messages per turn before giving way; 0: the runtime's default */
   int errors_are_fatal; /* nonzero: an escaped error ends the isolate (EVH_EXIT_ERROR) */
@@ -270,12 +286,21 @@ typedef struct evh_isolate_options {
   evh_mailbox_high_water_fn on_mailbox_high_water;
 } evh_isolate_options;
 
+/* The defaults: every field zero but the size. `evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;`
+ * or evh_isolate_options_init(&o). */
+#define EVH_ISOLATE_OPTIONS_INIT \
+  { sizeof(evh_isolate_options), NULL, 0, 0, 0, NULL }
+static inline void evh_isolate_options_init(evh_isolate_options* options) {
+  const evh_isolate_options defaults = EVH_ISOLATE_OPTIONS_INIT;
+  *options = defaults;
+}
+
 /* Spawns an isolate with one open port, its main port. `user` is handed to every call of
  * `on_message`; `destroy_user` (may be NULL) releases it exactly once, when the isolate exits —
  * or before this returns, if it fails. `options` may be NULL. The caller gets a handle in *out
  * (one reference), to release with evh_isolate_release whenever it likes. Any thread. Errors:
- * EVH_EINVAL (NULL runtime or handler, a bad runner), EVH_EFOREIGN (a runner of another runtime),
- * EVH_ESHUTTINGDOWN, EVH_ENOMEM. */
+ * EVH_EINVAL (NULL runtime or handler, a bad runner), EVH_EOPTIONS, EVH_EFOREIGN (a runner of
+ * another runtime), EVH_ESHUTTINGDOWN, EVH_ENOMEM. */
 EVH_API int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message, void* user,
                               evh_finalizer destroy_user, const evh_isolate_options* options,
                               evh_isolate** out);
@@ -541,16 +566,25 @@ enum { EVH_FD_LEVEL = 0, EVH_FD_EDGE = 1, EVH_FD_ONESHOT = 2 };
 enum { EVH_FD_OWNED = 1, EVH_FD_SHARED_ACCEPT = 2 };
 
 typedef struct evh_fd_options {
+  size_t size;              /* sizeof(evh_fd_options): EVH_FD_OPTIONS_INIT sets it */
   int mode;                 /* EVH_FD_LEVEL, EVH_FD_EDGE, EVH_FD_ONESHOT */
   uint32_t max_outstanding; /* notifications not yet returned; 0: the mode's default */
   unsigned flags;           /* EVH_FD_OWNED | EVH_FD_SHARED_ACCEPT */
 } evh_fd_options;
 
+/* The defaults (level, one token, the fd stays the caller's). */
+#define EVH_FD_OPTIONS_INIT \
+  { sizeof(evh_fd_options), EVH_FD_LEVEL, 0, 0 }
+static inline void evh_fd_options_init(evh_fd_options* options) {
+  const evh_fd_options defaults = EVH_FD_OPTIONS_INIT;
+  *options = defaults;
+}
+
 /* Watches `fd` for `events`, reporting to `port` (an isolate's or a receiver's) as messages
  * carrying an evh_io_event. `options` may be NULL (level, one token). Any thread; never blocks
- * (SEMANTICS 20). Checked now: EVH_EINVAL, -EBADF (not an fd), -EPERM (an fd epoll cannot watch:
- * a regular file), EVH_EUNKNOWNPORT; on these errors the fd stays the caller's even with
- * EVH_FD_OWNED. Found later by the I/O thread (a duplicate registration, the kernel refusing):
+ * (SEMANTICS 20). Checked now: EVH_EINVAL, EVH_EOPTIONS, -EBADF (not an fd), -EPERM (an fd epoll
+ * cannot watch: a regular file), EVH_EUNKNOWNPORT; on these errors the fd stays the caller's even
+ * with EVH_FD_OWNED. Found later by the I/O thread (a duplicate registration, the kernel refusing):
  * posted to the port as an EVH_IO_ERROR event. The caller keeps owning the fd (unless OWNED) and
  * must not close it before the registration's final notice. */
 EVH_API int evh_fd_add(evh_runtime* rt, int fd, evh_port_id port, uint32_t events,
@@ -612,6 +646,7 @@ typedef struct evh_stdio {
 enum { EVH_PROCESS_KILL_ON_PARENT_DEATH = 1, EVH_PROCESS_NEW_GROUP = 2, EVH_PROCESS_DETACHED = 4 };
 
 typedef struct evh_process_options {
+  size_t size; /* sizeof(evh_process_options): EVH_PROCESS_OPTIONS_INIT sets it */
   /* The program and its arguments, NULL-terminated; argv[0] without a '/' is looked up in PATH.
    * No shell. */
   const char* const* argv;
@@ -632,13 +667,24 @@ typedef struct evh_process_options {
   size_t error_capacity;
 } evh_process_options;
 
+/* The defaults: three pipes, the parent's environment and directory, no argv (set it). */
+#define EVH_PROCESS_OPTIONS_INIT                                                                  \
+  {                                                                                               \
+    sizeof(evh_process_options), NULL, NULL, NULL, {{0, 0}, {0, 0}, {0, 0}}, 0, 0, 0, NULL, NULL, \
+        0                                                                                         \
+  }
+static inline void evh_process_options_init(evh_process_options* options) {
+  const evh_process_options defaults = EVH_PROCESS_OPTIONS_INIT;
+  *options = defaults;
+}
+
 /* Starts a child (SEMANTICS 21-24). Its stdout and stderr chunks arrive in order, the exit comes
  * last, after both reached end of file. The caller owns *out (evh_process_release; releasing it
  * neither kills nor forgets the child). Any thread; blocks for the few hundred microseconds the
  * kernel takes to start it. Errors, with nothing left behind: EVH_EINVAL (an empty argv, a pipe
- * or tie asked of a detached child, ...), EVH_EFOREIGN (tie_to of another runtime), EVH_EDEAD
- * (tie_to has exited), the failed step's -errno (-ENOENT, -EACCES from execve or chdir; no exit
- * message follows), EVH_ESHUTTINGDOWN. */
+ * or tie asked of a detached child, ...), EVH_EOPTIONS, EVH_EFOREIGN (tie_to of another runtime),
+ * EVH_EDEAD (tie_to has exited), the failed step's -errno (-ENOENT, -EACCES from execve or chdir;
+ * no exit message follows), EVH_ESHUTTINGDOWN. */
 EVH_API int evh_process_spawn(evh_runtime* rt, const evh_process_options* options,
                               evh_process** out);
 /* Its pid (0 for a bad handle). Any thread. */

@@ -143,7 +143,8 @@ int spawn_state(State& parent, std::string source, std::string chunkname, bool e
     return EVH_ENOMEM;
   }
   parent.host.live.fetch_add(1, std::memory_order_relaxed);
-  evh_isolate_options options{nullptr, 0, errors_fatal ? 1 : 0, 0, nullptr};
+  evh_isolate_options options = EVH_ISOLATE_OPTIONS_INIT;
+  options.errors_are_fatal = errors_fatal ? 1 : 0;
   // On failure State::destroy has run (and counted the state out).
   const int rc =
       evh_isolate_spawn(parent.host.rt, &State::on_message, child, &State::destroy, &options, out);

@@ -242,7 +242,7 @@ int l_spawn_process(lua_State* L) {
   lua_getfield(L, 1, "cwd");  // 7
   const char* cwd = lua_isnil(L, 7) ? nullptr : luaL_checkstring(L, 7);
 
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.env = env;
   o.cwd = cwd;

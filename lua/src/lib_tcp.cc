@@ -82,7 +82,9 @@ int register_socket(State& st, lua_State* L, LuaSocket* s, uint32_t interest) {
     luaL_unref(L, LUA_REGISTRYINDEX, object);
     return error;
   }
-  const evh_fd_options options{EVH_FD_EDGE, 0, EVH_FD_OWNED};
+  evh_fd_options options = EVH_FD_OPTIONS_INIT;
+  options.mode = EVH_FD_EDGE;
+  options.flags = EVH_FD_OWNED;
   error = evh_fd_add(st.host.rt, s->fd, port, interest, &options);
   if (error != EVH_OK) {
     st.close_port(port);

@@ -114,7 +114,8 @@ int run(const char* script, std::vector<std::string> args, unsigned workers) {
   host.live.store(1, std::memory_order_relaxed);
   // The main state: an error escaping its callbacks ends it (and the script, with status 1),
   // unless it says otherwise with evh.errors_are_fatal(false).
-  evh_isolate_options iso_options{nullptr, 0, 1, 0, nullptr};
+  evh_isolate_options iso_options = EVH_ISOLATE_OPTIONS_INIT;
+  iso_options.errors_are_fatal = 1;
   evh_isolate* main_isolate = nullptr;
   rc = evh_isolate_spawn(host.rt, &State::on_message, main_state, &State::destroy, &iso_options,
                          &main_isolate);

@@ -98,6 +98,8 @@ const char* evh_strerror(int error) {
       return "handle of another runtime";
     case EVH_EUNKNOWN:
       return "unexpected internal error";
+    case EVH_EOPTIONS:
+      return "options struct not initialised (size), or sets a field this evh does not know";
     default:
       break;
   }

@@ -2,6 +2,7 @@
 #include <evh/event_handler.h>
 
 #include "capi/handles.h"
+#include "capi/options.h"
 
 namespace evh::capi {
 namespace {
@@ -37,7 +38,8 @@ extern "C" {
 
 int evh_fd_add(evh_runtime* rt, int fd, evh_port_id port, uint32_t events,
                const evh_fd_options* options) {
-  const evh_fd_options o = options != nullptr ? *options : evh_fd_options{};
+  evh_fd_options o = EVH_FD_OPTIONS_INIT;
+  if (int e = read_options(options, o); e != EVH_OK) return e;
   if ((events & ~kEventBits) != 0 || o.mode < EVH_FD_LEVEL || o.mode > EVH_FD_ONESHOT ||
       (o.flags & ~static_cast<unsigned>(EVH_FD_OWNED | EVH_FD_SHARED_ACCEPT)) != 0) {
     return EVH_EINVAL;

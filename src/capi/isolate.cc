@@ -1,5 +1,6 @@
 // The C API's isolates: spawn, the control plane, ports, microtasks, reported errors.
 #include "capi/handles.h"
+#include "capi/options.h"
 
 namespace evh::capi {
 
@@ -81,7 +82,8 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   };
   if (out != nullptr) *out = nullptr;
   if (out == nullptr || !valid(rt) || on_message_fn == nullptr) return fail(EVH_EINVAL);
-  const evh_isolate_options o = options != nullptr ? *options : evh_isolate_options{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
+  if (int e = read_options(options, o); e != EVH_OK) return fail(e);
   evh::TaskRunner* runner = nullptr;
   if (o.runner != nullptr) {
     if (!valid(o.runner)) return fail(EVH_EINVAL);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "capi/handles.h"
+#include "capi/options.h"
 
 namespace evh::capi {
 namespace {
@@ -107,15 +108,17 @@ extern "C" {
 int evh_process_spawn(evh_runtime* rt, const evh_process_options* options, evh_process** out) {
   if (out == nullptr) return EVH_EINVAL;
   *out = nullptr;
-  if (!valid(rt) || options == nullptr || options->argv == nullptr || options->argv[0] == nullptr ||
-      (options->flags & ~static_cast<unsigned>(EVH_PROCESS_KILL_ON_PARENT_DEATH |
-                                               EVH_PROCESS_NEW_GROUP | EVH_PROCESS_DETACHED)) !=
-          0 ||
-      (options->error == nullptr && options->error_capacity != 0)) {
+  if (options == nullptr) return EVH_EINVAL;
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
+  if (int e = read_options(options, o); e != EVH_OK) return e;
+  if (!valid(rt) || o.argv == nullptr || o.argv[0] == nullptr ||
+      (o.flags & ~static_cast<unsigned>(EVH_PROCESS_KILL_ON_PARENT_DEATH | EVH_PROCESS_NEW_GROUP |
+                                        EVH_PROCESS_DETACHED)) != 0 ||
+      (o.error == nullptr && o.error_capacity != 0)) {
     return EVH_EINVAL;
   }
-  if (options->error != nullptr && options->error_capacity != 0) options->error[0] = '\0';
-  return guarded([&] { return spawn(rt, *options, out); });
+  if (o.error != nullptr && o.error_capacity != 0) o.error[0] = '\0';
+  return guarded([&] { return spawn(rt, o, out); });
 }
 
 int evh_process_pid(const evh_process* process) {

@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "capi/handles.h"
+#include "capi/options.h"
 
 namespace evh::capi {
 namespace {
@@ -70,27 +71,34 @@ using namespace evh::capi;
 
 extern "C" {
 
-void evh_runtime_options_init(evh_runtime_options* options) {
-  if (options == nullptr) return;
+void evh_runtime_options_init_size(evh_runtime_options* options, size_t size) {
+  // Smaller than the first layout (or garbage): no struct of ours; writing would overrun it.
+  if (options == nullptr || size < kFirstLayoutEnd<evh_runtime_options> || size > kMaxOptionsSize) {
+    return;
+  }
   const evh::RuntimeOptions d;
-  *options = evh_runtime_options{};
-  options->max_workers = d.max_workers;
-  options->min_workers = d.min_workers;
-  options->worker_idle_timeout_ns =
+  evh_runtime_options ours{};
+  ours.max_workers = d.max_workers;
+  ours.min_workers = d.min_workers;
+  ours.worker_idle_timeout_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(d.worker_idle_timeout).count();
-  options->spin_before_park_ns =
+  ours.spin_before_park_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(d.spin_before_park).count();
-  options->default_budget = d.default_budget;
-  options->time_slice_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(d.time_slice).count();
+  ours.default_budget = d.default_budget;
+  ours.time_slice_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d.time_slice).count();
+  // A caller's struct of another version: only its own bytes are written (a bigger one's fields
+  // this library does not know are zero, which read_options accepts).
+  std::memset(static_cast<void*>(options), 0, size);
+  std::memcpy(static_cast<void*>(options), &ours, std::min(size, sizeof ours));
+  options->size = size;
 }
 
 int evh_runtime_create(const evh_runtime_options* options, evh_runtime** out) {
   if (out == nullptr) return EVH_EINVAL;
   *out = nullptr;
   evh_runtime_options c;
-  evh_runtime_options_init(&c);
-  if (options != nullptr) c = *options;
+  evh_runtime_options_init_size(&c, sizeof c);
+  if (int e = read_options(options, c); e != EVH_OK) return e;
   evh::RuntimeOptions o;
   if (!to_cpp(c, o)) return EVH_EINVAL;
   return guarded([&] {

@@ -237,7 +237,7 @@ static void test_errors(void) {
 
   CHECK_EQ(evh_runtime_create(NULL, &rt), EVH_OK);
   CHECK_EQ(evh_receiver_open(rt, &rx), EVH_OK);
-  memset(&o, 0, sizeof o);
+  evh_isolate_options_init(&o);
   o.errors_are_fatal = 1;
   CHECK_EQ(evh_isolate_spawn(rt, fail, NULL, NULL, &o, &iso), EVH_OK);
   CHECK_EQ(evh_isolate_add_error_listener(iso, evh_receiver_port(rx)), EVH_OK);
@@ -280,6 +280,16 @@ static void test_bad_input(void) {
   CHECK_EQ(evh_timer_init(NULL, note, NULL), EVH_EINVAL);
   CHECK_EQ(evh_mutex_destroy(NULL), EVH_EINVAL);
   CHECK_EQ(evh_fd_add(NULL, 0, 1, EVH_READABLE, NULL), EVH_EINVAL);
+  {
+    /* The initialisers compile as C and set the size; a struct left at zero is refused. */
+    const evh_isolate_options io = EVH_ISOLATE_OPTIONS_INIT;
+    const evh_fd_options fo = EVH_FD_OPTIONS_INIT;
+    const evh_process_options po = EVH_PROCESS_OPTIONS_INIT;
+    CHECK(io.size == sizeof io && fo.size == sizeof fo && po.size == sizeof po);
+    memset(&o, 0, sizeof o);
+    CHECK_EQ(evh_runtime_create(&o, &rt), EVH_EOPTIONS);
+    CHECK(rt == NULL);
+  }
 }
 
 int main(void) {

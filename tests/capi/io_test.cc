@@ -31,7 +31,7 @@ TEST(CapiFd, PipeReadinessAndClose) {
   Receiver rx(rt);
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
-  evh_fd_options o{};
+  evh_fd_options o = EVH_FD_OPTIONS_INIT;
   o.mode = EVH_FD_EDGE;
   ASSERT_EQ(evh_fd_add(rt, fds[0], rx.port(), EVH_READABLE, &o), EVH_OK);
   ASSERT_EQ(write(fds[1], "x", 1), 1);
@@ -86,7 +86,7 @@ TEST(CapiFd, BadRegistrationsGetCodes) {
   EXPECT_EQ(evh_fd_add(rt, fds[0], 0, EVH_READABLE, nullptr), EVH_EUNKNOWNPORT);
   EXPECT_EQ(evh_fd_add(rt, fds[0], 424242, EVH_READABLE, nullptr), EVH_EUNKNOWNPORT);
   EXPECT_EQ(evh_fd_add(rt, fds[0], rx.port(), 0x40, nullptr), EVH_EINVAL);
-  evh_fd_options o{};
+  evh_fd_options o = EVH_FD_OPTIONS_INIT;
   o.mode = 3;
   EXPECT_EQ(evh_fd_add(rt, fds[0], rx.port(), EVH_READABLE, &o), EVH_EINVAL);
   o.mode = EVH_FD_LEVEL;
@@ -114,7 +114,7 @@ TEST(CapiFd, AcceptConnections) {
   ASSERT_EQ(listen(listener, 8), 0);
   socklen_t len = sizeof addr;
   ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  evh_fd_options o{};
+  evh_fd_options o = EVH_FD_OPTIONS_INIT;
   o.flags = EVH_FD_OWNED;
   ASSERT_EQ(evh_fd_add(rt, listener, rx.port(), EVH_READABLE, &o), EVH_OK);
   const int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -180,7 +180,7 @@ TEST(CapiProcess, StdoutStderrStdinAndExit) {
   Runtime rt;
   Receiver rx(rt);
   const char* argv[] = {"sh", "-c", "cat; echo err >&2; exit 3", nullptr};
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.events = rx.port();
   o.tag = 77;
@@ -208,7 +208,7 @@ TEST(CapiProcess, KillReportsTheSignal) {
   Runtime rt;
   Receiver rx(rt);
   const char* argv[] = {"sleep", "100", nullptr};
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.events = rx.port();
   o.stdio[0].mode = EVH_STDIO_NULL;
@@ -238,7 +238,7 @@ TEST(CapiProcess, TiedChildDiesWithItsIsolate) {
           other, [](evh_isolate*, evh_message*, void*) {}, nullptr, nullptr, nullptr, &theirs),
       EVH_OK);
   const char* argv[] = {"sleep", "100", nullptr};
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.events = rx.port();
   o.stdio[0].mode = EVH_STDIO_NULL;
@@ -260,7 +260,7 @@ TEST(CapiProcess, SpawnErrors) {
   Runtime rt;
   Receiver rx(rt);
   evh_process* p = nullptr;
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   EXPECT_EQ(evh_process_spawn(rt, &o, &p), EVH_EINVAL);  // no argv
   const char* empty[] = {nullptr};
   o.argv = empty;
@@ -298,7 +298,7 @@ TEST(CapiProcess, EnvAndCwd) {
   Receiver rx(rt);
   const char* argv[] = {"sh", "-c", "printf '%s %s' \"$EVH_TEST\" \"$(pwd)\"", nullptr};
   const char* env[] = {"EVH_TEST=yes", "PATH=/usr/bin:/bin", nullptr};
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.env = env;
   o.cwd = "/";

@@ -109,7 +109,7 @@ TEST(CapiIsolate, SpawnFailuresReleaseUserDataOnce) {
   EXPECT_EQ(evh_isolate_spawn(rt, &echo, &ctx, &count_destroy, nullptr, nullptr), EVH_EINVAL);
   evh_runner* theirs = nullptr;
   ASSERT_EQ(evh_runner_dedicated(other, "theirs", &theirs), EVH_OK);
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.runner = theirs;
   EXPECT_EQ(evh_isolate_spawn(rt, &echo, &ctx, &count_destroy, &o, &iso), EVH_EFOREIGN);
   alignas(64) unsigned char junk[64] = {};
@@ -242,7 +242,7 @@ TEST(CapiIsolate, MailboxHighWaterCallbackOncePerExcursion) {
   HighWaterCtx ctx;
   ctx.rt = rt;
   ctx.reply = rx.port();
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.mailbox_high_water = 10;
   o.on_mailbox_high_water = &note_high_water;
   evh_isolate* iso = nullptr;
@@ -272,7 +272,7 @@ TEST(CapiIsolate, MailboxHighWaterOffWithoutCallbackOrMark) {
   HighWaterCtx ctx;
   ctx.rt = rt;
   ctx.reply = rx.port();
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.on_mailbox_high_water = &note_high_water;  // mark 0: off
   evh_isolate* iso = nullptr;
   ASSERT_EQ(evh_isolate_spawn(rt, &count_thirty, &ctx, nullptr, &o, &iso), EVH_OK);
@@ -360,7 +360,7 @@ TEST(CapiIsolate, FatalErrorEndsTheIsolate) {
   Runtime rt;
   Receiver rx(rt);
   Ctx ctx{rt, rx.port()};
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.errors_are_fatal = 1;
   evh_isolate* iso = spawn(
       rt,
@@ -675,7 +675,7 @@ TEST(CapiRunner, DedicatedRunnerKeepsOneThread) {
   evh_runner* ui = nullptr;
   ASSERT_EQ(evh_runner_dedicated(rt, "ui", &ui), EVH_OK);
   EXPECT_EQ(evh_runner_dedicated(rt, "ui", nullptr), EVH_EINVAL);
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.runner = ui;
   evh_isolate* iso = spawn(
       rt,
@@ -734,7 +734,7 @@ TEST(CapiRunner, EmbedderRunnerRunsTasksOnItsThread) {
   cb.post = &Loop::post;
   cb.user = &loop;
   ASSERT_EQ(evh_runner_embedder(rt, &cb, &mine), EVH_OK);
-  evh_isolate_options o{};
+  evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   o.runner = mine;
   static std::thread::id handler_thread;
   evh_isolate* iso = spawn(

@@ -30,7 +30,7 @@ TEST(CapiErrors, StrerrorNamesEveryCode) {
       EVH_OK,          EVH_EINVAL,       EVH_ENOMEM,        EVH_ETIMEDOUT,       EVH_EAGAIN,
       EVH_EBUSY,       EVH_EDEADLK,      EVH_EOWNERDEAD,    EVH_ENOTRECOVERABLE, EVH_EPERM,
       EVH_EPORTCLOSED, EVH_EUNKNOWNPORT, EVH_ESHUTTINGDOWN, EVH_EDEAD,           EVH_EWRONGTHREAD,
-      EVH_EFOREIGN,    EVH_EUNKNOWN};
+      EVH_EFOREIGN,    EVH_EUNKNOWN,     EVH_EOPTIONS};
   std::set<std::string> seen;
   for (int c : codes) {
     const char* s = evh_strerror(c);
@@ -206,7 +206,7 @@ TEST(CapiRuntime, HandlesReleasedAfterShutdown) {
   evh_signal_watcher* w = nullptr;
   ASSERT_EQ(evh_signal_watch(rt, SIGUSR1, evh_receiver_port(rx), &w), EVH_OK);
   const char* argv[] = {"sleep", "100", nullptr};
-  evh_process_options o{};
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
   o.argv = argv;
   o.events = evh_receiver_port(rx);
   evh_process* p = nullptr;
