@@ -102,7 +102,10 @@ EVH_API const char* evh_version_string(void);
  * set by its evh_*_options_init() or EVH_*_OPTIONS_INIT (both inline, so the size is the
  * caller's). A library newer than the caller's header reads only the fields the caller's struct
  * has and takes the defaults for the rest; an older one refuses a struct that sets a field it does not know, with EVH_EOPTIONS, rather than
- * ignoring it. A struct left at {0} (size 0) is refused with EVH_EOPTIONS too. */
+ * ignoring it. A struct left at {0} (size 0) is refused with EVH_EOPTIONS too.
+ * The structs evh writes (stats, decoded events) are filled through inline wrappers that pass
+ * the caller's sizeof: evh writes exactly that many bytes, zeros in fields it does not know, and
+ * never past the end of an older caller's struct. */
 
 /* The code in words, e.g. "port closed" or strerror's text for -errno. Never NULL; the string
  * is static. Any thread. */
@@ -199,7 +202,10 @@ typedef struct evh_runtime_stats {
 } evh_runtime_stats;
 
 /* A snapshot. Any thread. */
-EVH_API int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out);
+EVH_API int evh_runtime_stats_get_size(evh_runtime* rt, evh_runtime_stats* out, size_t out_size);
+static inline int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out) {
+  return evh_runtime_stats_get_size(rt, out, sizeof *out);
+}
 
 /* ==== messages ============================================================================ */
 
@@ -400,7 +406,10 @@ typedef struct evh_isolate_stats {
   uint64_t mailbox_peak;  /* the deepest the mailbox has been seen */
 } evh_isolate_stats;
 /* A snapshot. Any thread. */
-EVH_API int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out);
+EVH_API int evh_isolate_stats_get_size(const evh_isolate* isolate, evh_isolate_stats* out, size_t out_size);
+static inline int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
+  return evh_isolate_stats_get_size(isolate, out, sizeof *out);
+}
 
 /* ==== isolate exits and errors, as messages =============================================== */
 
@@ -412,7 +421,10 @@ typedef struct evh_isolate_exit {
 } evh_isolate_exit;
 
 /* Decodes an exit listener's message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_isolate_exit(const evh_message* message, evh_isolate_exit* out);
+EVH_API int evh_message_isolate_exit_size(const evh_message* message, evh_isolate_exit* out, size_t out_size);
+static inline int evh_message_isolate_exit(const evh_message* message, evh_isolate_exit* out) {
+  return evh_message_isolate_exit_size(message, out, sizeof *out);
+}
 /* Decodes an error listener's message: the isolate into *isolate (may be NULL) and the error's
  * text into `what` (NUL-terminated, truncated to `capacity`; may be NULL with capacity 0).
  * Returns the text's full length (like snprintf), or EVH_EINVAL when it is not one. */
@@ -545,8 +557,14 @@ typedef struct evh_timer_stats {
   uint64_t late_max_ns;
 } evh_timer_stats;
 /* Every isolate's timers together: any thread. One isolate's: own turn. */
-EVH_API int evh_runtime_timer_stats(evh_runtime* rt, evh_timer_stats* out);
-EVH_API int evh_isolate_timer_stats(evh_isolate* self, evh_timer_stats* out);
+EVH_API int evh_runtime_timer_stats_size(evh_runtime* rt, evh_timer_stats* out, size_t out_size);
+static inline int evh_runtime_timer_stats(evh_runtime* rt, evh_timer_stats* out) {
+  return evh_runtime_timer_stats_size(rt, out, sizeof *out);
+}
+EVH_API int evh_isolate_timer_stats_size(evh_isolate* self, evh_timer_stats* out, size_t out_size);
+static inline int evh_isolate_timer_stats(evh_isolate* self, evh_timer_stats* out) {
+  return evh_isolate_timer_stats_size(self, out, sizeof *out);
+}
 
 /* ==== file descriptors: readiness as messages ============================================= */
 
@@ -626,7 +644,10 @@ typedef struct evh_io_event {
 } evh_io_event;
 
 /* Decodes an event-handler message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_io_event(const evh_message* message, evh_io_event* out);
+EVH_API int evh_message_io_event_size(const evh_message* message, evh_io_event* out, size_t out_size);
+static inline int evh_message_io_event(const evh_message* message, evh_io_event* out) {
+  return evh_message_io_event_size(message, out, sizeof *out);
+}
 
 /* ==== child processes ===================================================================== */
 
@@ -723,7 +744,10 @@ typedef struct evh_process_event {
 } evh_process_event;
 
 /* Decodes a process message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_process_event(const evh_message* message, evh_process_event* out);
+EVH_API int evh_message_process_event_size(const evh_message* message, evh_process_event* out, size_t out_size);
+static inline int evh_message_process_event(const evh_message* message, evh_process_event* out) {
+  return evh_message_process_event_size(message, out, sizeof *out);
+}
 
 /* ==== signals ============================================================================= */
 
@@ -744,7 +768,10 @@ typedef struct evh_signal_event {
 } evh_signal_event;
 
 /* Decodes a signal message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_signal_event(const evh_message* message, evh_signal_event* out);
+EVH_API int evh_message_signal_event_size(const evh_message* message, evh_signal_event* out, size_t out_size);
+static inline int evh_message_signal_event(const evh_message* message, evh_signal_event* out) {
+  return evh_message_signal_event_size(message, out, sizeof *out);
+}
 
 /* ==== the isolate mutex: a lock that knows which isolate holds it ========================= */
 

@@ -283,7 +283,16 @@ int evh_isolate_microtask(evh_isolate* self, evh_microtask_fn fn, void* arg, evh
   return error;
 }
 
-int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
+static int evh_isolate_stats_get_into(const evh_isolate* isolate, evh_isolate_stats* out);
+
+int evh_isolate_stats_get_size(const evh_isolate* isolate, evh_isolate_stats* out,
+                               size_t out_size) {
+  return write_out(out, out_size, [&](evh_isolate_stats* full) {
+    return evh_isolate_stats_get_into(isolate, full);
+  });
+}
+
+static int evh_isolate_stats_get_into(const evh_isolate* isolate, evh_isolate_stats* out) {
   evh::Isolate* iso = any_thread(isolate);
   if (iso == nullptr || out == nullptr) return EVH_EINVAL;
   const evh::IsolateStats s = iso->stats();
@@ -292,7 +301,14 @@ int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
   return EVH_OK;
 }
 
-int evh_isolate_timer_stats(evh_isolate* self, evh_timer_stats* out) {
+static int evh_isolate_timer_stats_into(evh_isolate* self, evh_timer_stats* out);
+
+int evh_isolate_timer_stats_size(evh_isolate* self, evh_timer_stats* out, size_t out_size) {
+  return write_out(out, out_size,
+                   [&](evh_timer_stats* full) { return evh_isolate_timer_stats_into(self, full); });
+}
+
+static int evh_isolate_timer_stats_into(evh_isolate* self, evh_timer_stats* out) {
   evh::Isolate* iso = nullptr;
   if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
   if (out == nullptr) return EVH_EINVAL;

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "capi/handles.h"
+#include "capi/options.h"
 
 namespace evh::capi {
 namespace {
@@ -116,7 +117,16 @@ void evh_message_destroy(evh_message* message) {
   delete from_c(message);
 }
 
-int evh_message_isolate_exit(const evh_message* message, evh_isolate_exit* out) {
+static int evh_message_isolate_exit_into(const evh_message* message, evh_isolate_exit* out);
+
+int evh_message_isolate_exit_size(const evh_message* message, evh_isolate_exit* out,
+                                  size_t out_size) {
+  return write_out(out, out_size, [&](evh_isolate_exit* full) {
+    return evh_message_isolate_exit_into(message, full);
+  });
+}
+
+static int evh_message_isolate_exit_into(const evh_message* message, evh_isolate_exit* out) {
   if (message == nullptr || out == nullptr) return EVH_EINVAL;
   const auto exit = evh::decode_isolate_exit(*from_c(message));
   if (!exit) return EVH_EINVAL;
@@ -140,7 +150,14 @@ int evh_message_isolate_error(const evh_message* message, evh_port_id* isolate, 
   });
 }
 
-int evh_message_io_event(const evh_message* message, evh_io_event* out) {
+static int evh_message_io_event_into(const evh_message* message, evh_io_event* out);
+
+int evh_message_io_event_size(const evh_message* message, evh_io_event* out, size_t out_size) {
+  return write_out(out, out_size,
+                   [&](evh_io_event* full) { return evh_message_io_event_into(message, full); });
+}
+
+static int evh_message_io_event_into(const evh_message* message, evh_io_event* out) {
   if (message == nullptr || out == nullptr) return EVH_EINVAL;
   const auto ev = evh::decode_io_event(*from_c(message));
   if (!ev) return EVH_EINVAL;

@@ -54,4 +54,38 @@ int read_options(const T* in, T& out) noexcept {
   return EVH_OK;
 }
 
+// Output structs: the library writes as many bytes as the caller's struct has (its `sizeof`,
+// passed by evh.h's inline wrapper), so a caller built against an older, smaller struct is never
+// written past its end; one built against a newer, bigger struct gets zeros in the fields this
+// library does not know.
+// The end of each output struct's first layout (evh 0.2): the smallest size a caller may pass.
+template <class T>
+inline constexpr std::size_t kOutFirstLayoutEnd = 0;
+#define EVH_CAPI_FIRST_LAYOUT_ENDS_AT(T, last) \
+  template <>                                  \
+  inline constexpr std::size_t kOutFirstLayoutEnd<T> = offsetof(T, last) + sizeof(T::last)
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_runtime_stats, mailbox_peak);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_isolate_stats, mailbox_peak);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_isolate_exit, reason);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_timer_stats, late_max_ns);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_io_event, deadline_ns);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_process_event, size);
+EVH_CAPI_FIRST_LAYOUT_ENDS_AT(evh_signal_event, count);
+#undef EVH_CAPI_FIRST_LAYOUT_ENDS_AT
+
+// Fills a whole struct of ours with `fill(T*)` (an EVH_* code) and copies the caller's share.
+template <class T, class Fill>
+int write_out(T* out, std::size_t out_size, Fill&& fill) noexcept {
+  static_assert(kOutFirstLayoutEnd<T> != 0, "an output struct without a first layout");
+  if (out == nullptr || out_size < kOutFirstLayoutEnd<T> || out_size > kMaxOptionsSize) {
+    return EVH_EINVAL;
+  }
+  T full{};
+  const int e = fill(&full);
+  if (e != EVH_OK) return e;
+  std::memset(static_cast<void*>(out), 0, out_size);
+  std::memcpy(static_cast<void*>(out), &full, std::min(out_size, sizeof(T)));
+  return EVH_OK;
+}
+
 }  // namespace evh::capi

@@ -164,7 +164,16 @@ int evh_process_release(evh_process* process) {
   return EVH_OK;
 }
 
-int evh_message_process_event(const evh_message* message, evh_process_event* out) {
+static int evh_message_process_event_into(const evh_message* message, evh_process_event* out);
+
+int evh_message_process_event_size(const evh_message* message, evh_process_event* out,
+                                   size_t out_size) {
+  return write_out(out, out_size, [&](evh_process_event* full) {
+    return evh_message_process_event_into(message, full);
+  });
+}
+
+static int evh_message_process_event_into(const evh_message* message, evh_process_event* out) {
   if (message == nullptr || out == nullptr) return EVH_EINVAL;
   const auto ev = evh::decode_process_event(*from_c(message));
   if (!ev) return EVH_EINVAL;
@@ -210,7 +219,16 @@ int evh_signal_destroy(evh_signal_watcher* watcher) {
   return EVH_OK;
 }
 
-int evh_message_signal_event(const evh_message* message, evh_signal_event* out) {
+static int evh_message_signal_event_into(const evh_message* message, evh_signal_event* out);
+
+int evh_message_signal_event_size(const evh_message* message, evh_signal_event* out,
+                                  size_t out_size) {
+  return write_out(out, out_size, [&](evh_signal_event* full) {
+    return evh_message_signal_event_into(message, full);
+  });
+}
+
+static int evh_message_signal_event_into(const evh_message* message, evh_signal_event* out) {
   if (message == nullptr || out == nullptr) return EVH_EINVAL;
   const auto ev = evh::decode_signal_event(*from_c(message));
   if (!ev) return EVH_EINVAL;

@@ -146,7 +146,14 @@ int evh_runtime_destroy(evh_runtime* rt) {
   return EVH_OK;
 }
 
-int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out) {
+static int evh_runtime_stats_get_into(evh_runtime* rt, evh_runtime_stats* out);
+
+int evh_runtime_stats_get_size(evh_runtime* rt, evh_runtime_stats* out, size_t out_size) {
+  return write_out(out, out_size,
+                   [&](evh_runtime_stats* full) { return evh_runtime_stats_get_into(rt, full); });
+}
+
+static int evh_runtime_stats_get_into(evh_runtime* rt, evh_runtime_stats* out) {
   if (!valid(rt) || out == nullptr) return EVH_EINVAL;
   const evh::RuntimeStats s = rt->rt->stats();
   *out = evh_runtime_stats{
@@ -155,7 +162,14 @@ int evh_runtime_stats_get(evh_runtime* rt, evh_runtime_stats* out) {
   return EVH_OK;
 }
 
-int evh_runtime_timer_stats(evh_runtime* rt, evh_timer_stats* out) {
+static int evh_runtime_timer_stats_into(evh_runtime* rt, evh_timer_stats* out);
+
+int evh_runtime_timer_stats_size(evh_runtime* rt, evh_timer_stats* out, size_t out_size) {
+  return write_out(out, out_size,
+                   [&](evh_timer_stats* full) { return evh_runtime_timer_stats_into(rt, full); });
+}
+
+static int evh_runtime_timer_stats_into(evh_runtime* rt, evh_timer_stats* out) {
   if (!valid(rt) || out == nullptr) return EVH_EINVAL;
   const evh::TimerStats s = rt->rt->timer_stats();
   *out =

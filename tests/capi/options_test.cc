@@ -139,5 +139,32 @@ TEST(CapiOptions, AnUnsetProcessStructIsRefusedBeforeAnythingStarts) {
   EXPECT_STREQ(error, "untouched");  // refused before any of it was read
 }
 
+// evh writes exactly the caller's bytes: an older, smaller struct is never written past its
+// end (refused when smaller than any evh's), a newer, bigger one gets zeros in what evh lacks.
+TEST(CapiOptions, OutputStructsGetExactlyTheCallersBytes) {
+  Runtime rt;
+  Newer<evh_runtime_stats> n;
+  std::memset(&n, 0xAB, sizeof n);
+  ASSERT_EQ(evh_runtime_stats_get_size(rt, &n.known, sizeof n), EVH_OK);
+  EXPECT_EQ(n.known.isolates_live, 0u);
+  EXPECT_EQ(n.unknown, 0u);
+  struct Guarded {
+    evh_timer_stats stats;
+    unsigned char after[16];
+  } g;
+  std::memset(&g, 0xAB, sizeof g);
+  ASSERT_EQ(evh_runtime_timer_stats(rt, &g.stats), EVH_OK);
+  for (unsigned char b : g.after) EXPECT_EQ(b, 0xAB);  // nothing written past the struct
+  EXPECT_EQ(g.stats.late_max_ns, 0u);
+  evh_isolate_stats tiny;
+  std::memset(&tiny, 0xAB, sizeof tiny);
+  evh_isolate* iso = nullptr;
+  std::atomic<int> destroyed{0};
+  ASSERT_EQ(evh_isolate_spawn(rt, &ignore, &destroyed, &count_destroy, nullptr, &iso), EVH_OK);
+  EXPECT_EQ(evh_isolate_stats_get_size(iso, &tiny, 8), EVH_EINVAL);
+  EXPECT_EQ(tiny.handled, 0xABABABABABABABABu);  // untouched
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+}
+
 }  // namespace
 }  // namespace evh_capi_test
