@@ -98,14 +98,14 @@ EVH_API const char* evh_version_string(void);
 #define EVH_EOPTIONS (-1102)
 
 /* Every options struct (evh_runtime_options, evh_isolate_options, evh_fd_options,
- * evh_process_options) starts with `size`: the struct's size as the caller's evh.h declared it,
- * set by its evh_*_options_init() or EVH_*_OPTIONS_INIT (both inline, so the size is the
- * caller's). A library newer than the caller's header reads only the fields the caller's struct
- * has and takes the defaults for the rest; an older one refuses a struct that sets a field it does not know, with EVH_EOPTIONS, rather than
- * ignoring it. A struct left at {0} (size 0) is refused with EVH_EOPTIONS too.
- * The structs evh writes (stats, decoded events) are filled through inline wrappers that pass
- * the caller's sizeof: evh writes exactly that many bytes, zeros in fields it does not know, and
- * never past the end of an older caller's struct. */
+ * evh_process_options, evh_runner_callbacks) starts with `size`: the struct's size as the caller's
+ * evh.h declared it, set by its evh_*_options_init() or EVH_*_OPTIONS_INIT (both inline, so the
+ * size is the caller's). A library newer than the caller's header reads only the fields the
+ * caller's struct has and takes the defaults for the rest; an older one refuses a struct that sets
+ * a field it does not know, with EVH_EOPTIONS, rather than ignoring it. A struct left at {0} (size
+ * 0) is refused with EVH_EOPTIONS too. The structs evh writes (stats, decoded events) are filled
+ * through inline wrappers that pass the caller's sizeof: evh writes exactly that many bytes, zeros
+ * in fields it does not know, and never past the end of an older caller's struct. */
 
 /* The code in words, e.g. "port closed" or strerror's text for -errno. Never NULL; the string
  * is static. Any thread. */
@@ -406,7 +406,8 @@ typedef struct evh_isolate_stats {
   uint64_t mailbox_peak;  /* the deepest the mailbox has been seen */
 } evh_isolate_stats;
 /* A snapshot. Any thread. */
-EVH_API int evh_isolate_stats_get_size(const evh_isolate* isolate, evh_isolate_stats* out, size_t out_size);
+EVH_API int evh_isolate_stats_get_size(const evh_isolate* isolate, evh_isolate_stats* out,
+                                       size_t out_size);
 static inline int evh_isolate_stats_get(const evh_isolate* isolate, evh_isolate_stats* out) {
   return evh_isolate_stats_get_size(isolate, out, sizeof *out);
 }
@@ -421,7 +422,8 @@ typedef struct evh_isolate_exit {
 } evh_isolate_exit;
 
 /* Decodes an exit listener's message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_isolate_exit_size(const evh_message* message, evh_isolate_exit* out, size_t out_size);
+EVH_API int evh_message_isolate_exit_size(const evh_message* message, evh_isolate_exit* out,
+                                          size_t out_size);
 static inline int evh_message_isolate_exit(const evh_message* message, evh_isolate_exit* out) {
   return evh_message_isolate_exit_size(message, out, sizeof *out);
 }
@@ -461,6 +463,7 @@ EVH_API int evh_runner_dedicated(evh_runtime* rt, const char* name, evh_runner**
 /* An embedder's runner, e.g. a UI loop: evh hands it tasks, and it runs each posted task exactly
  * once on its own thread with evh_task_run — never one task on two threads at once. */
 typedef struct evh_runner_callbacks {
+  size_t size; /* sizeof(evh_runner_callbacks): EVH_RUNNER_CALLBACKS_INIT sets it */
   /* A task became runnable. Any thread, concurrently; must not block. Required. */
   void (*post)(evh_task* task, void* user) EVH_NOEXCEPT;
   /* A running task gave way with work left: a fair runner queues it behind fresh ones. May be
@@ -472,8 +475,13 @@ typedef struct evh_runner_callbacks {
   void* user;
 } evh_runner_callbacks;
 
+/* No callbacks yet (set `post`), the size set: an input struct like the options structs. */
+#define EVH_RUNNER_CALLBACKS_INIT \
+  { sizeof(evh_runner_callbacks), NULL, NULL, NULL, NULL }
+
 /* The runtime owns the runner (until evh_runtime_destroy); `callbacks->user` must stay valid
- * that long, and posted tasks must be run until evh_runtime_shutdown returns. Any thread. */
+ * that long, and posted tasks must be run until evh_runtime_shutdown returns. Any thread.
+ * Errors: EVH_EINVAL (no `post`), EVH_EOPTIONS (`size`), EVH_ESHUTTINGDOWN. */
 EVH_API int evh_runner_embedder(evh_runtime* rt, const evh_runner_callbacks* callbacks,
                                 evh_runner** out);
 /* Runs a posted task (one turn of an isolate). On the runner's thread. */
@@ -644,7 +652,8 @@ typedef struct evh_io_event {
 } evh_io_event;
 
 /* Decodes an event-handler message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_io_event_size(const evh_message* message, evh_io_event* out, size_t out_size);
+EVH_API int evh_message_io_event_size(const evh_message* message, evh_io_event* out,
+                                      size_t out_size);
 static inline int evh_message_io_event(const evh_message* message, evh_io_event* out) {
   return evh_message_io_event_size(message, out, sizeof *out);
 }
@@ -744,7 +753,8 @@ typedef struct evh_process_event {
 } evh_process_event;
 
 /* Decodes a process message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_process_event_size(const evh_message* message, evh_process_event* out, size_t out_size);
+EVH_API int evh_message_process_event_size(const evh_message* message, evh_process_event* out,
+                                           size_t out_size);
 static inline int evh_message_process_event(const evh_message* message, evh_process_event* out) {
   return evh_message_process_event_size(message, out, sizeof *out);
 }
@@ -768,7 +778,8 @@ typedef struct evh_signal_event {
 } evh_signal_event;
 
 /* Decodes a signal message: 0, or EVH_EINVAL when it is not one. */
-EVH_API int evh_message_signal_event_size(const evh_message* message, evh_signal_event* out, size_t out_size);
+EVH_API int evh_message_signal_event_size(const evh_message* message, evh_signal_event* out,
+                                          size_t out_size);
 static inline int evh_message_signal_event(const evh_message* message, evh_signal_event* out) {
   return evh_message_signal_event_size(message, out, sizeof *out);
 }

@@ -28,6 +28,10 @@ template <>
 inline constexpr std::size_t kFirstLayoutEnd<evh_fd_options> = offsetof(evh_fd_options, flags) +
                                                                sizeof(unsigned);
 template <>
+inline constexpr std::size_t kFirstLayoutEnd<evh_runner_callbacks> = offsetof(evh_runner_callbacks,
+                                                                              user) +
+                                                                     sizeof(void*);
+template <>
 inline constexpr std::size_t kFirstLayoutEnd<evh_process_options> = offsetof(evh_process_options,
                                                                              error_capacity) +
                                                                     sizeof(size_t);

@@ -194,12 +194,15 @@ int evh_runner_dedicated(evh_runtime* rt, const char* name, evh_runner** out) {
 int evh_runner_embedder(evh_runtime* rt, const evh_runner_callbacks* callbacks, evh_runner** out) {
   if (out == nullptr) return EVH_EINVAL;
   *out = nullptr;
-  if (!valid(rt) || callbacks == nullptr || callbacks->post == nullptr) return EVH_EINVAL;
+  if (!valid(rt) || callbacks == nullptr) return EVH_EINVAL;
+  evh_runner_callbacks c = EVH_RUNNER_CALLBACKS_INIT;
+  if (int e = read_options(callbacks, c); e != EVH_OK) return e;
+  if (c.post == nullptr) return EVH_EINVAL;
   if (rt->shut_down.load(std::memory_order_acquire)) return EVH_ESHUTTINGDOWN;
   return guarded([&] {
     auto r = std::make_unique<evh_runner>();
     r->runtime = rt;
-    r->owned = std::make_unique<CallbackRunner>(*callbacks);
+    r->owned = std::make_unique<CallbackRunner>(c);
     r->runner = r->owned.get();
     return add_runner(rt, std::move(r), out);
   });

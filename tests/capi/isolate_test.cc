@@ -730,6 +730,9 @@ TEST(CapiRunner, EmbedderRunnerRunsTasksOnItsThread) {
   Loop loop;
   evh_runner_callbacks cb{};
   evh_runner* mine = nullptr;
+  cb.post = &Loop::post;
+  EXPECT_EQ(evh_runner_embedder(rt, &cb, &mine), EVH_EOPTIONS);  // no size
+  cb = EVH_RUNNER_CALLBACKS_INIT;
   EXPECT_EQ(evh_runner_embedder(rt, &cb, &mine), EVH_EINVAL);  // no post callback
   cb.post = &Loop::post;
   cb.user = &loop;
