@@ -108,18 +108,18 @@ std::size_t drain(int fd, std::uint64_t* calls = nullptr) {
 
 // fd_event_latency_loaded's background: one busy thread per CPU at nice 19, the same for every
 // impl, so that the figure shows what a thread wakeup costs when the machine is not idle (issue
-// 15: with a compile beside it, a second wakeup per event tripled evh's round trip). Its own CPU
-// is read from the threads' CPU clocks and left out of the impl's.
+// 15: with a compile beside it, a second wakeup per event tripled evh's round trip). Its threads
+// are left out of the impl's CPU (latency_loop).
 class BackgroundLoad {
  public:
   BackgroundLoad() {
     const unsigned n = std::max(1u, std::thread::hardware_concurrency());
-    clocks_.resize(n);
+    tids_.resize(n);
     std::atomic<unsigned> ready{0};
     for (unsigned i = 0; i < n; ++i) {
       threads_.emplace_back([this, i, &ready] {
         (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
-        (void)::pthread_getcpuclockid(::pthread_self(), &clocks_[i]);
+        tids_[i] = current_tid();
         ready.fetch_add(1);
         while (!stop_.load(std::memory_order_relaxed)) {
         }
@@ -134,20 +134,11 @@ class BackgroundLoad {
   BackgroundLoad(const BackgroundLoad&) = delete;
   BackgroundLoad& operator=(const BackgroundLoad&) = delete;
 
-  // CPU the load threads have used so far.
-  double cpu_ms() const {
-    double total = 0;
-    for (clockid_t c : clocks_) {
-      timespec ts{};
-      if (::clock_gettime(c, &ts) == 0)
-        total += static_cast<double>(ts.tv_sec) * 1e3 + ts.tv_nsec / 1e6;
-    }
-    return total;
-  }
+  const std::vector<int>& tids() const noexcept { return tids_; }
 
  private:
   std::atomic<bool> stop_{false};
-  std::vector<clockid_t> clocks_;
+  std::vector<int> tids_;
   std::vector<std::thread> threads_;
 };
 
@@ -164,30 +155,27 @@ LatencySize latency_size(Size size) {
 
 struct LatencySamples {
   std::vector<std::int64_t> rtt_ns;
-  double cpu_us_per_rtt = 0;  // the process's CPU over the measured round trips, load excluded
+  double cpu_us_per_rtt = 0;  // the measured threads' CPU over the measured round trips
 };
 
-// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. The CPU is the
-// process's over the measured round trips (the warm-up and the background load excluded).
+// The measuring thread: one byte out on `to`, blocks for one byte back on `from`. The CPU is that
+// of every thread of the process but the background load's (ThreadCpuMeter: each thread's own
+// clock, the same for every impl) over the measured round trips; the warm-up is left out.
 LatencySamples latency_loop(int to, int from, LatencySize size) {
   LatencySamples out;
   out.rtt_ns.reserve(size.count);
-  PhaseMeter phase;
-  double load0 = 0;
+  ThreadCpuMeter cpu(size.load != nullptr ? size.load->tids() : std::vector<int>{});
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-    if (i == size.warmup) {
-      phase.restart();
-      load0 = size.load != nullptr ? size.load->cpu_ms() : 0;
-    }
+    if (i == size.warmup) cpu.restart();
     const std::int64_t sent = now_ns();
     write_byte(to);
     read_byte(from);
     const std::int64_t received = now_ns();
     if (i >= size.warmup) out.rtt_ns.push_back(received - sent);
   }
-  double cpu = phase.cpu_ms();
-  if (size.load != nullptr) cpu -= size.load->cpu_ms() - load0;
-  out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu * 1e3 / static_cast<double>(size.count);
+  const double cpu_ms = cpu.cpu_ms();
+  cpu.print_if_asked(size.load != nullptr ? "fd_event_latency_loaded" : "fd_event_latency");
+  out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu_ms * 1e3 / static_cast<double>(size.count);
   return out;
 }
 
@@ -398,12 +386,15 @@ RunResult raw_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
       }
     }
   });
+  ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
   const std::uint64_t writer_calls = fanout_writer(pipes, writes);
   loop.join();
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
+  (void)threads.cpu_ms();
+  threads.print_if_asked("fd_fanout raw");
   ::close(ep);
   if (events == 0) throw BenchError("raw fan-out loop saw no events");
   if (own_calls != nullptr) *own_calls += writer_calls + reads;
@@ -444,12 +435,15 @@ RunResult evh_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
   check(eh->set_timeout(rx.id(), EventHandler::Clock::now()), "set_timeout");
   (void)take(rx.receive(kReplyTimeout), "registration fence");
 
+  ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
   const std::uint64_t writer_calls = fanout_writer(pipes, writes);
   Message done = take(rx.receive(kPhaseTimeout), "fan-out completion");
   const std::int64_t end = now_ns();
   const double cpu = process_cpu_ms() - cpu0;
+  (void)threads.cpu_ms();
+  threads.print_if_asked("fd_fanout evh " + backend);
   rt.shutdown();
   // After the shutdown: the pool has joined, so no turn of the isolate still reads.
   if (own_calls != nullptr) *own_calls += writer_calls + sink.reads;

@@ -1,12 +1,17 @@
 #include "measure.h"
 
+#include <dirent.h>
 #include <malloc.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "stats.h"
 
@@ -43,6 +48,86 @@ void add_latency_metrics(RunResult& out, std::string_view prefix, std::string_vi
   Curve curve{std::string(prefix) + std::string(suffix), {}};
   for (double pct : kCurvePercentiles) curve.points.push_back({pct, micros(pct)});
   out.curves.push_back(std::move(curve));
+}
+
+int current_tid() noexcept {
+  return static_cast<int>(::gettid());
+}
+
+std::int64_t thread_cpu_ns(int tid) noexcept {
+  // The kernel's per-thread CPU clock id (MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED), the value
+  // glibc's pthread_getcpuclockid returns): ~tid << 3, per-thread bit 4, the scheduler's clock 2.
+  // Any thread of the same process may read it.
+  const auto clock = static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 4u | 2u);
+  timespec ts{};
+  if (::clock_gettime(clock, &ts) != 0) return -1;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+ThreadCpuMeter::ThreadCpuMeter(std::vector<int> excluded_tids)
+    : excluded_(std::move(excluded_tids)) {
+  std::sort(excluded_.begin(), excluded_.end());
+  restart();
+}
+
+std::vector<ThreadCpuMeter::Sample> ThreadCpuMeter::sample() const {
+  std::vector<Sample> out;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) throw BenchError("cannot list /proc/self/task");
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const int tid = std::atoi(e->d_name);
+    if (std::binary_search(excluded_.begin(), excluded_.end(), tid)) continue;
+    const std::int64_t ns = thread_cpu_ns(tid);
+    if (ns < 0) continue;  // exited since the listing
+    out.push_back({tid, ns});
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) { return a.tid < b.tid; });
+  return out;
+}
+
+void ThreadCpuMeter::restart() {
+  start_ = sample();
+}
+
+double ThreadCpuMeter::cpu_ms() {
+  const std::vector<Sample> end = sample();
+  std::int64_t total = 0;
+  last_.clear();
+  exited_ = 0;
+  counted_ = static_cast<unsigned>(end.size());
+  auto s = start_.begin();
+  for (const Sample& e : end) {
+    while (s != start_.end() && s->tid < e.tid) {
+      ++exited_;
+      ++s;
+    }
+    // A tid seen at both ends is the same thread: a tid is not reused while the process runs
+    // through fewer than pid_max threads in one phase.
+    std::int64_t used = e.cpu_ns;  // started during the phase: from zero
+    if (s != start_.end() && s->tid == e.tid) {
+      used -= s->cpu_ns;
+      ++s;
+    }
+    total += used;
+    last_.push_back({e.tid, used});
+  }
+  exited_ += static_cast<unsigned>(start_.end() - s);
+  return static_cast<double>(total) / 1e6;
+}
+
+void ThreadCpuMeter::print_if_asked(std::string_view what) const {
+  if (std::getenv("EVH_BENCH_THREAD_CPU") == nullptr) return;
+  std::fprintf(stderr, "%.*s", static_cast<int>(what.size()), what.data());
+  for (const Sample& t : last_) {
+    std::string name;
+    std::ifstream comm("/proc/self/task/" + std::to_string(t.tid) + "/comm");
+    std::getline(comm, name);
+    std::fprintf(stderr, " %s/%d=%.1fms", name.c_str(), t.tid, static_cast<double>(t.cpu_ns) / 1e6);
+  }
+  if (exited_ != 0) std::fprintf(stderr, " exited=%u", exited_);
+  std::fprintf(stderr, "\n");
 }
 
 std::int64_t resident_bytes() {

@@ -60,6 +60,53 @@ class PhaseMeter {
   std::int64_t wall0_;
 };
 
+// The CPU of this process's threads over a phase, each thread read from its own CPU clock (the
+// kernel's per-thread clock named by its thread id, as pthread_getcpuclockid makes it; exact to
+// the nanosecond, a running thread's current slice included), leaving out the threads in
+// `excluded`. fd_event_latency and fd_event_latency_loaded measure every impl with it, the
+// loaded variant leaving out its background load: the figure is a sum over the threads that did
+// the work, not the process's CPU minus the load's (a difference of two large numbers, the load
+// running on every CPU for the whole phase), and its per-thread parts say which thread used what
+// (print_if_asked). A thread started during the phase counts from zero; one that exits during the
+// phase takes its CPU with it (`exited()` says how many did).
+class ThreadCpuMeter {
+ public:
+  explicit ThreadCpuMeter(std::vector<int> excluded_tids = {});
+  // Starts the phase now.
+  void restart();
+  // CPU of the counted threads since restart(), in ms.
+  double cpu_ms();
+  // After cpu_ms(): threads counted at restart() that were gone at the end, and the threads
+  // counted in all.
+  unsigned exited() const noexcept { return exited_; }
+  unsigned counted() const noexcept { return counted_; }
+  // With EVH_BENCH_THREAD_CPU set in the environment: writes each counted thread's name and CPU
+  // of the last cpu_ms() to stderr, headed by `what` (a diagnostic; no figure depends on it).
+  void print_if_asked(std::string_view what) const;
+
+  struct Sample {
+    int tid;
+    std::int64_t cpu_ns;
+  };
+  // After cpu_ms(): each counted thread's CPU over the phase, by thread id.
+  const std::vector<Sample>& per_thread() const noexcept { return last_; }
+
+ private:
+  std::vector<Sample> sample() const;
+
+  std::vector<int> excluded_;
+  std::vector<Sample> start_;
+  std::vector<Sample> last_;  // per-thread CPU of the last cpu_ms()
+  unsigned exited_ = 0;
+  unsigned counted_ = 0;
+};
+
+// The calling thread's id (gettid), for ThreadCpuMeter's exclusions.
+int current_tid() noexcept;
+// The CPU thread `tid` of this process has used so far, in ns (its kernel CPU clock); -1 when it
+// has exited.
+std::int64_t thread_cpu_ns(int tid) noexcept;
+
 // Resident set size of this process in bytes, from /proc/self/statm.
 std::int64_t resident_bytes();
 

@@ -241,10 +241,13 @@ PhaseFigures run_phases(ProcessSize size, Spawn&& spawn, Stream&& stream) {
   f.spawn_ns = spawn();
   f.spawn_cpu_ms = phase.cpu_ms();
   Feeder feeder(size.stream_bytes);
+  ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
   phase.restart();
   f.bytes = stream(feeder);
   f.stream_ns = phase.wall_ns();
   f.stream_cpu_ms = phase.cpu_ms();
+  (void)threads.cpu_ms();
+  threads.print_if_asked("process_spawn stream");
   if (f.bytes != size.stream_bytes) throw BenchError("cat lost bytes");
   return f;
 }
