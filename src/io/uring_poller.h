@@ -54,7 +54,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "io/poller.h"
@@ -102,14 +101,58 @@ class UringPoller final : public Poller {
   std::uint64_t exit_waits() const noexcept { return exit_waits_; }
 
  private:
+  // 32 bytes, two to a cache line: what a completion's look-up reads.
   struct Watch {
     std::uint64_t token = 0;
+    std::uint64_t reported_in = 0;  // the wait that last put it in the caller's span
+    std::uint32_t gen = 0;          // the poll in flight; 0: none
+    std::uint32_t out_index = 0;    // where, in that wait (< kMaxEvents)
     FdEvents interest = FdEvents::none;
     FdMode mode = FdMode::level;
-    std::uint32_t gen = 0;          // the poll in flight; 0: none
-    bool exit_wait = false;         // kChildExit: armed as a WAITID, not a poll
-    std::uint64_t reported_in = 0;  // the wait that last put it in the caller's span
-    std::size_t out_index = 0;      // where, in that wait
+    bool exit_wait = false;  // kChildExit: armed as a WAITID, not a poll
+    bool live = false;       // the fd is watched
+  };
+  static_assert(sizeof(Watch) == 32, "two watches to a cache line");
+
+  // fd → Watch, held by value in chunks of kChunk fds and indexed by the fd number, as the event
+  // handler's own table (io/registrations.h, FdTable) is since io3: a completion's look-up is an
+  // index into a short array of chunk pointers and one load of the watch, where the
+  // std::unordered_map before cost a division, its bucket and its node — the look-up that made
+  // 85 % of the epoll path's dispatch in fd_fanout (docs/BENCHMARKS.md, "fd path, third
+  // round"). A chunk (4 KiB) is allocated the first time one of its fds is watched and kept until
+  // the poller goes; watches never move, so a pointer stays valid until the poller is destroyed.
+  class WatchTable {
+   public:
+    // The live watch of `fd`, or null.
+    Watch* find(int fd) noexcept {
+      Watch* w = slot(fd);
+      return w != nullptr && w->live ? w : nullptr;
+    }
+    // `fd`'s slot (fd >= 0), made live; EEXIST when it already is, ENOMEM when its chunk cannot
+    // be allocated (nothing has changed then).
+    Result<Watch*> insert(int fd) noexcept;
+    // Ends `fd`'s watch; nothing when there is none.
+    void erase(int fd) noexcept {
+      if (Watch* w = slot(fd)) *w = Watch{};
+    }
+    void prefetch(int fd) const noexcept {
+      const auto i = static_cast<std::size_t>(static_cast<unsigned>(fd)) / kChunk;
+      if (i < chunks_.size() && chunks_[i]) {
+        __builtin_prefetch(&chunks_[i]->at[static_cast<unsigned>(fd) % kChunk]);
+      }
+    }
+
+   private:
+    static constexpr std::size_t kChunk = 128;
+    struct Chunk {
+      Watch at[kChunk];
+    };
+    Watch* slot(int fd) noexcept {
+      const auto i = static_cast<std::size_t>(static_cast<unsigned>(fd)) / kChunk;
+      if (fd < 0 || i >= chunks_.size() || !chunks_[i]) return nullptr;
+      return &chunks_[i]->at[static_cast<unsigned>(fd) % kChunk];
+    }
+    std::vector<std::unique_ptr<Chunk>> chunks_;
   };
 
   UringPoller() = default;
@@ -127,6 +170,9 @@ class UringPoller final : public Poller {
   // Moves the ring's completions to the backlog (the kernel may then flush its overflow list).
   void spill() noexcept;
   bool cq_empty() const noexcept;
+  // Starts loading the watch of the completion a few places after the next one in the CQ, so
+  // that a batch's look-ups overlap their cache misses.
+  void prefetch_ahead() const noexcept;
   const io_uring_cqe* peek_cqe() noexcept;
   void pop_cqe() noexcept;
 
@@ -170,7 +216,7 @@ class UringPoller final : public Poller {
   std::vector<io_uring_cqe> backlog_;  // completions moved out of a full CQ, oldest first
   std::size_t backlog_next_ = 0;
 
-  std::unordered_map<int, Watch> watches_;
+  WatchTable watches_;
   std::uint32_t next_gen_ = 1;
   // The generation of a new request (a poll or a WAITID), never 0 ("not armed").
   std::uint32_t take_gen() noexcept;
