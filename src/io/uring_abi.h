@@ -1,6 +1,7 @@
-// What UringPoller's two files share of the kernel's io_uring ABI: the raw system calls (evh
-// links no liburing, io/uring_poller.h says why) and the values newer than the uapi header of
-// Debian 12 (linux-libc-dev 6.1), each in one place. Private to src/io/uring_*.cc.
+// What UringPoller's files share: of the kernel's io_uring ABI, the raw system calls (evh links
+// no liburing, io/uring_poller.h says why) and the values newer than the uapi header of Debian 12
+// (linux-libc-dev 6.1), each in one place; and how a request's user_data names it. Private to
+// src/io/uring_*.cc.
 #pragma once
 
 #include <linux/io_uring.h>
@@ -35,5 +36,32 @@ constexpr unsigned kEnterAbsTimer = 1u << 5;
 inline int sys_register(int fd, unsigned op, void* arg, unsigned n) noexcept {
   return static_cast<int>(::syscall(__NR_io_uring_register, fd, op, arg, n));
 }
+
+// user_data: the top two bits say what a completion is for. A poll's (or a WAITID's) carries the
+// fd (low 32 bits) and the generation of the request (30 bits), so a completion of a request
+// that a remove or a modify replaced is recognised as stale. A read's carries the fd and its
+// slot in UringPoller::reads_, which is not reused before the read's completion. (Kind 1 was
+// the TIMEOUT's, before a wait's limit became the timeout of its io_uring_enter.)
+constexpr int kKindShift = 62;
+constexpr std::uint64_t kKindPoll = 0;
+constexpr std::uint64_t kKindRead = 1;
+constexpr std::uint64_t kKindWake = 2;
+constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL
+constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
+
+constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
+  return ud >> kKindShift;
+}
+constexpr std::uint64_t poll_ud(int fd, std::uint32_t gen) noexcept {
+  return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
+}
+constexpr std::uint64_t read_ud(int fd, std::uint32_t slot) noexcept {
+  return (kKindRead << kKindShift) | (std::uint64_t{slot} << 32) | static_cast<std::uint32_t>(fd);
+}
+constexpr std::uint32_t read_slot_of(std::uint64_t ud) noexcept {
+  return static_cast<std::uint32_t>(ud >> 32) & kMaxGen;
+}
+constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
+constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
 
 }  // namespace evh::detail::uring

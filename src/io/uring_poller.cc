@@ -19,29 +19,19 @@
 namespace evh::detail {
 namespace {
 
-// user_data: the top two bits say what a completion is for; a poll's carries the fd (low 32
-// bits) and the generation of the request (30 bits), so a completion of a request that a remove
-// or a modify replaced is recognised as stale. (Kind 1 was the TIMEOUT's, before a wait's limit
-// became the timeout of its io_uring_enter.)
-constexpr int kKindShift = 62;
-constexpr std::uint64_t kKindPoll = 0;
-constexpr std::uint64_t kKindWake = 2;
-constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL
-constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
-
-constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
-  return ud >> kKindShift;
-}
-constexpr std::uint64_t poll_ud(int fd, std::uint32_t gen) noexcept {
-  return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
-}
-constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
-constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
-
 using uring::errno_code;
 using uring::kEnterAbsTimer;
+using uring::kIgnoreUd;
+using uring::kind_of;
+using uring::kKindIgnore;
+using uring::kKindPoll;
+using uring::kKindRead;
+using uring::kKindWake;
+using uring::kMaxGen;
 using uring::kOpWaitid;
 using uring::kPidfdIdType;
+using uring::kWakeUd;
+using uring::poll_ud;
 using uring::sys_register;
 
 // The poll masks are epoll's values (EPOLLIN == POLLIN, ...), in the kernel's and ours.
@@ -181,7 +171,8 @@ void UringPoller::prefetch_ahead() const noexcept {
   const unsigned ahead = *cq_head_ + kAhead;
   if (static_cast<int>(load_acquire(cq_tail_) - ahead) <= 0) return;
   const std::uint64_t ud = cqes_[ahead & cq_mask_].user_data;
-  if (kind_of(ud) == kKindPoll) watches_.prefetch(static_cast<int>(static_cast<std::uint32_t>(ud)));
+  if (kind_of(ud) == kKindPoll || kind_of(ud) == kKindRead)
+    watches_.prefetch(static_cast<int>(static_cast<std::uint32_t>(ud)));
 }
 
 bool UringPoller::cq_empty() const noexcept {
@@ -327,6 +318,7 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
   Watch* found = watches_.find(fd);
   if (found == nullptr) return errno_code(ENOENT);
   Watch& w = *found;
+  drop_read(w);  // a read lent a buffer: back to a poll (the caller's fallback, io/poller.h)
   // Cancel and re-arm: the new poll looks at the file when it is armed, so a condition that
   // already holds is reported after the modify, in every mode (as EPOLL_CTL_MOD does). A
   // completion of the old request still in the ring carries the old generation: dropped.
@@ -347,6 +339,7 @@ Status UringPoller::remove(int fd) noexcept {
   if (w == nullptr) return errno_code(ENOENT);
   caller_sqes_ = true;
   if (w->gen != 0) cancel(poll_ud(fd, w->gen), IORING_OP_ASYNC_CANCEL);
+  drop_read(*w);
   watches_.erase(fd);
   return {};
 }
@@ -389,10 +382,10 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
       if (cqe.res > 0) r.woken = true;
       arm_wake();
       return true;
-    case kKindPoll:
+    case kKindRead:
+      return handle_read(cqe, out, max, r);
+    default:  // kKindPoll
       break;
-    default:
-      return true;  // no other kind is ever submitted
   }
   const int fd = static_cast<int>(static_cast<std::uint32_t>(cqe.user_data));
   const auto gen = static_cast<std::uint32_t>(cqe.user_data >> 32);
@@ -453,7 +446,7 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
     out[w.out_index].events |= events;  // a second completion in the same wait: merged
   } else {
     w.reported_in = wait_seq_;
-    w.out_index = static_cast<std::uint32_t>(r.count);
+    w.out_index = static_cast<std::uint16_t>(r.count);
     out[r.count++] = PollEvent{w.token, events};
   }
   return true;

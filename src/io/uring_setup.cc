@@ -190,6 +190,8 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
 }
 
 UringPoller::~UringPoller() {
+  // Before the ring goes: buffers lent to reads go back to their owners once the kernel is done.
+  if (sqes_ != nullptr) drain_reads();
   if (sqes_ != nullptr) ::munmap(sqes_, sqes_size_);
   if (cq_ring_ != nullptr && cq_ring_ != sq_ring_) ::munmap(cq_ring_, cq_ring_size_);
   if (sq_ring_ != nullptr) ::munmap(sq_ring_, sq_ring_size_);
