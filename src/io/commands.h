@@ -56,6 +56,25 @@ class FdReader {
   // call into the handler other than through its thread-safe entry points (commands).
   virtual void on_ready(int fd, FdEvents events) noexcept = 0;
 
+  // Ring reads, on a poller that reads for its caller (Poller::reads: io_uring). A reader that
+  // opts in is handed each read's result instead of readiness: the poller reads into a buffer
+  // the reader lends it, so readiness and the read are one completion and no read() follows.
+  virtual bool ring_reads() const noexcept { return false; }
+  // The driver's holder: the buffer `fd`'s next read goes into, or an empty one (null data) to
+  // read nothing for now — no room in the reader's window; it asks again with modify_fd(). A
+  // buffer of size 0 ends the stream (the read returns 0, as at end of file).
+  virtual ReadBuffer read_buffer(int fd) noexcept {
+    (void)fd;
+    return {};
+  }
+  // The driver's holder: a ring read of `fd` finished: `result` bytes in `buffer` (a buffer
+  // read_buffer() returned, the reader's again), 0 at end of file, or -errno (-EAGAIN: nothing
+  // was read; the handler reads again or reports readiness). Same rules as on_ready().
+  virtual void on_read(int fd, ReadBuffer buffer, int result) noexcept {
+    (void)fd, (void)result;
+    if (buffer.release != nullptr) buffer.release(buffer.data);
+  }
+
  protected:
   ~FdReader() = default;
 };

@@ -18,7 +18,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <system_error>
 
 #include "base/mono_time.h"
 
@@ -35,6 +37,22 @@ inline constexpr FdEvents kChildExit = static_cast<FdEvents>(1u << 8);
 struct PollEvent {
   std::uint64_t token = 0;
   FdEvents events = FdEvents::none;
+};
+
+// A buffer lent to a poller for one read of an fd (Poller::read_into): `size` bytes at `data`,
+// and how to free it (`release(data)`) if the read's result reaches nobody — its watch was
+// removed, or the poller destroyed, while the kernel still held it.
+struct ReadBuffer {
+  std::byte* data = nullptr;
+  std::uint32_t size = 0;
+  void (*release)(std::byte* data) noexcept = nullptr;
+};
+
+// A read's outcome (Poller::take_read): the buffer, the reader's again, and what the read
+// returned — bytes (> 0), 0 at end of file, or -errno.
+struct ReadResult {
+  ReadBuffer buffer;
+  int result = 0;
 };
 
 struct PollResult {
@@ -73,6 +91,27 @@ class Poller {
   // also follows the kernel's part of it — as on epoll, whose epoll_ctl is immediate. Never
   // blocks.
   virtual void submit() noexcept {}
+
+  // Reads for the caller (io_uring: IORING_OP_READ), so that readiness and the read are one
+  // completion and no read() of the caller's follows. Backends that cannot: reads() is false.
+  // It may turn false after a read (the kernel completed one at once with EAGAIN: its reads on
+  // an O_NONBLOCK pipe do not wait); the caller then watches the fd with modify() again.
+  virtual bool reads() const noexcept { return false; }
+  // `fd` (added) gets one read of up to buffer.size bytes into `buffer` instead of its poll: a
+  // later wait() reports {token, readable} when it is done, and take_read(fd) hands back the
+  // buffer and the result. The buffer is the poller's until then; remove() or modify() before
+  // take_read(), or the poller's end, release it (buffer.release) once the kernel is done with
+  // it, and the result with it. EBUSY when `fd` has a read in flight or a result not taken;
+  // ENOENT, ENOMEM, ENOSYS (reads() false).
+  virtual Status read_into(int fd, ReadBuffer buffer, std::uint64_t token) noexcept {
+    (void)fd, (void)buffer, (void)token;
+    return std::make_error_code(std::errc::function_not_supported);
+  }
+  // The result of `fd`'s read, if one was reported; the poller holds nothing of it afterwards.
+  virtual std::optional<ReadResult> take_read(int fd) noexcept {
+    (void)fd;
+    return std::nullopt;
+  }
 
   // Arms the one deadline (replacing any earlier one). A deadline in the past fires at once.
   virtual Status set_deadline(MonoTime deadline) noexcept = 0;

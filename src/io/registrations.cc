@@ -159,11 +159,12 @@ void Registrations::add(const Command& c) noexcept {
     if (c.ownership == FdOwnership::owned) close_owned(c.fd);
     return;
   }
+  FdEntry* added = nullptr;
   // Out of memory for the records: the watch is undone and the port hears ENOMEM, like any
   // other refused registration (no other message follows); an owned fd is closed.
   try {
     alloc_site();
-    (void)fds_.insert(std::move(e));
+    added = &fds_.insert(std::move(e));
     try {
       alloc_site();
       index_add(c.port, c.fd);
@@ -178,6 +179,13 @@ void Registrations::add(const Command& c) noexcept {
     return;
   }
   update_size();
+  // A reader that takes reads' results, on a poller that reads: the poll just armed is replaced
+  // by the first read (both go to the kernel in the same submission).
+  if (c.reader != nullptr && any(c.interest & FdEvents::readable) && c.reader->ring_reads() &&
+      poller_.reads()) {
+    added->ring_read = true;
+    arm_read(*added);
+  }
 }
 
 void Registrations::modify(const Command& c) noexcept {
@@ -251,6 +259,12 @@ void Registrations::end_backoff(int fd) noexcept {
 }
 
 void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
+  if (e.ring_read) {
+    // A read in flight stays until it reports (cancelling it could lose what it read); a
+    // modify_fd from the reader (its window opened again) arms the next one.
+    if (!e.read_in_flight) arm_read(e);
+    return;
+  }
   bool armed = false;
   FdEvents interest = FdEvents::none;
   if (!e.backing_off) {
@@ -286,6 +300,37 @@ void Registrations::sync_kernel(FdEntry& e, Rearm rearm) noexcept {
   e.kernel_interest = interest;
 }
 
+void Registrations::arm_read(FdEntry& e) noexcept {
+  Registration& r = e.regs[0];
+  if (poller_.reads()) {
+    const ReadBuffer b = r.reader->read_buffer(e.fd);
+    if (b.data == nullptr) return;  // no room: the reader's modify_fd comes back here
+    if (poller_.read_into(e.fd, b, e.token())) {
+      e.read_in_flight = true;
+      return;
+    }
+    if (b.release != nullptr) b.release(b.data);  // the poller did not take it
+  }
+  // The poller does not read (any more): readiness again, and the reader reads itself. The
+  // modify reports data already in the pipe (SEMANTICS 17).
+  e.ring_read = false;
+  e.read_in_flight = false;
+  sync_kernel(e, Rearm::always);
+}
+
+void Registrations::dispatch_read(FdEntry& e, const PollEvent& pe) noexcept {
+  Registration& r = e.regs[0];
+  delivery_.count_ready();
+  // The reader only sends commands back (never edits fds_), so `e` and `r` stay valid.
+  if (auto done = poller_.take_read(e.fd)) {
+    e.read_in_flight = false;
+    r.reader->on_read(e.fd, done->buffer, done->result);
+    arm_read(e);
+  } else {
+    r.reader->on_ready(e.fd, pe.events & (r.interest | kAlwaysReported));
+  }
+}
+
 void Registrations::drop_entry(int fd) noexcept {
   (void)poller_.remove(fd);  // fails harmlessly when the fd is already gone
   timeouts_.clear_backoff(fd);
@@ -299,6 +344,10 @@ void Registrations::dispatch(const PollEvent& pe) noexcept {
   // Stale: the registration ended (or was replaced) earlier in this pass.
   if (found == nullptr || found->token() != pe.token) return;
   FdEntry& e = *found;
+  if (e.ring_read) {
+    dispatch_read(e, pe);
+    return;
+  }
   // Parked in this pass (a back-off): the kernel reports the condition again on the re-arm.
   if (!e.kernel_armed && e.mode != FdMode::oneshot) return;
   if (e.mode == FdMode::oneshot) {

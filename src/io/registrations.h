@@ -146,6 +146,10 @@ class Registrations {
     // What the kernel was last told: armed for `kernel_interest`, or parked.
     bool kernel_armed = true;
     bool backing_off = false;
+    // A reader's fd the poller reads for (Poller::read_into): one read in flight at a time, in
+    // place of readiness; `read_in_flight` until it reports.
+    bool ring_read = false;
+    bool read_in_flight = false;
     FdEvents kernel_interest = FdEvents::none;
     std::uint32_t next = 0;  // round-robin cursor (shared fds)
     RegList regs;
@@ -211,6 +215,12 @@ class Registrations {
 
   Registration* find(FdEntry& e, PortId port) noexcept;
   void sync_kernel(FdEntry& e, Rearm rearm = Rearm::if_changed) noexcept;
+  // A ring-read entry: the reader's next buffer to the poller, unless it has no room (it asks
+  // again with modify_fd). Falls back to readiness when the poller stops reading.
+  void arm_read(FdEntry& e) noexcept;
+  // A ring-read entry's report: the read's result (or readiness) to its reader, then the next
+  // read.
+  void dispatch_read(FdEntry& e, const PollEvent& event) noexcept;
   void drop_entry(int fd) noexcept;
   // Removes the registration at `index` of `e` without a notice; ends the entry (closing an
   // owned fd) when it was the last. False when the entry is gone.

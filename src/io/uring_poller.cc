@@ -1,9 +1,9 @@
+// UringPoller: the requests, the rings' walks and the wait (io/uring_poller.h); the ring's set-up,
+// probe and tear-down are in uring_setup.cc.
 #include "io/uring_poller.h"
 
 #include <errno.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,40 +14,25 @@
 #include <cstring>
 
 #include "base/mono_time.h"
+#include "io/uring_abi.h"
 
 namespace evh::detail {
 namespace {
 
-// user_data: the top two bits say what a completion is for; a poll's carries the fd (low 32
-// bits) and the generation of the request (30 bits), so a completion of a request that a remove
-// or a modify replaced is recognised as stale. (Kind 1 was the TIMEOUT's, before a wait's limit
-// became the timeout of its io_uring_enter.)
-constexpr int kKindShift = 62;
-constexpr std::uint64_t kKindPoll = 0;
-constexpr std::uint64_t kKindWake = 2;
-constexpr std::uint64_t kKindIgnore = 3;  // the results of ASYNC_CANCEL
-constexpr std::uint32_t kMaxGen = (1u << 30) - 1;
-
-constexpr std::uint64_t kind_of(std::uint64_t ud) noexcept {
-  return ud >> kKindShift;
-}
-constexpr std::uint64_t poll_ud(int fd, std::uint32_t gen) noexcept {
-  return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
-}
-constexpr std::uint64_t kWakeUd = kKindWake << kKindShift;
-constexpr std::uint64_t kIgnoreUd = kKindIgnore << kKindShift;
-
-// IORING_OP_WAITID (Linux 6.7). Debian 12's <linux/io_uring.h> (linux-libc-dev 6.1) and its
-// liburing 2.3 predate it, so the number is the kernel's uapi one — after SENDMSG_ZC (48) and
-// READ_MULTISHOT (49) — and the SQE is filled by hand in arm_waitid(). The probe at setup says
-// whether this kernel has it.
-constexpr std::uint8_t kOpWaitid = 50;
-static_assert(IORING_OP_SENDMSG_ZC == 48, "the uapi's opcode numbering, which WAITID follows");
-constexpr std::uint32_t kPidfdIdType = 3;  // P_PIDFD (Linux 5.4), waitid's idtype for a pidfd
-
-std::error_code errno_code(int e) noexcept {
-  return {e, std::generic_category()};
-}
+using uring::errno_code;
+using uring::kEnterAbsTimer;
+using uring::kIgnoreUd;
+using uring::kind_of;
+using uring::kKindIgnore;
+using uring::kKindPoll;
+using uring::kKindRead;
+using uring::kKindWake;
+using uring::kMaxGen;
+using uring::kOpWaitid;
+using uring::kPidfdIdType;
+using uring::kWakeUd;
+using uring::poll_ud;
+using uring::sys_register;
 
 // The poll masks are epoll's values (EPOLLIN == POLLIN, ...), in the kernel's and ours.
 std::uint32_t to_poll(FdEvents interest) noexcept {
@@ -68,14 +53,6 @@ FdEvents from_poll(std::uint32_t e) noexcept {
   return out;
 }
 
-// io_uring_enter's flag for an absolute wait timeout, newer (Linux 6.12) than the uapi header of
-// Debian 12 (6.1): the value of include/uapi/linux/io_uring.h.
-#ifdef IORING_ENTER_ABS_TIMER
-constexpr unsigned kEnterAbsTimer = IORING_ENTER_ABS_TIMER;
-#else
-constexpr unsigned kEnterAbsTimer = 1u << 5;
-#endif
-
 unsigned load_acquire(const unsigned* p) noexcept {
   return std::atomic_ref<const unsigned>(*p).load(std::memory_order_acquire);
 }
@@ -83,185 +60,7 @@ void store_release(unsigned* p, unsigned v) noexcept {
   std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release);
 }
 
-int sys_setup(unsigned entries, io_uring_params* p) noexcept {
-  return static_cast<int>(::syscall(__NR_io_uring_setup, entries, p));
-}
-int sys_register(int fd, unsigned op, void* arg, unsigned n) noexcept {
-  return static_cast<int>(::syscall(__NR_io_uring_register, fd, op, arg, n));
-}
-
-void say(std::string* why, const char* what, int error) noexcept {
-  if (why == nullptr) return;
-  try {
-    *why = what;
-    if (error != 0) {
-      *why += " (";
-      *why += std::strerror(error);
-      *why += ")";
-    }
-  } catch (...) {
-  }
-}
-
 }  // namespace
-
-Result<std::unique_ptr<UringPoller>> UringPoller::create(UringOptions options,
-                                                         std::string* why) noexcept {
-  std::unique_ptr<UringPoller> p(new (std::nothrow) UringPoller());
-  if (!p) return std::make_error_code(std::errc::not_enough_memory);
-  if (auto s = p->setup(options, why); !s) return s.error();
-  return p;
-}
-
-Status UringPoller::setup(const UringOptions& options, std::string* why) noexcept {
-  io_uring_params params{};
-  // SUBMIT_ALL (5.18): one bad SQE does not stop the rest of a submission.
-  params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
-  params.cq_entries = std::max(options.cq_entries, options.sq_entries);
-  single_issuer_ = options.issuer == UringIssuer::single;
-  abs_timer_ = options.time_limit == UringTimeLimit::absolute;
-  if (single_issuer_) {
-    // Enabled by the first thread that submits: the event handler's own thread, not the one
-    // that created the handler.
-    params.flags |=
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
-    enabled_ = false;
-  }
-  // TASKRUN_FLAG (5.19): the kernel raises IORING_SQ_TASKRUN while completions wait as task
-  // work, so a wait that only looks skips io_uring_enter when the CQ is empty and nothing waits.
-  params.flags |= IORING_SETUP_TASKRUN_FLAG;
-  if (!single_issuer_) {
-    // COOP_TASKRUN (5.19): a completion's task work goes to the thread that armed the request
-    // without an IPI. A sleeping thread is still woken to run it (TWA_SIGNAL_NO_IPI), so nothing
-    // waits for ever; a thread running user code runs it at its next entry to the kernel — a
-    // system call, or at the latest its next timer tick (4 ms at HZ=250). Measured: pooled
-    // fd_event_latency p50 0.88x evh-epoll's with it, 1.10x without (docs/EVENT_HANDLER.md).
-    params.flags |= IORING_SETUP_COOP_TASKRUN;
-  }
-  ring_fd_ = sys_setup(options.sq_entries, &params);
-  if (ring_fd_ < 0) {
-    const int e = errno;
-    ring_fd_ = -1;
-    if (e == EPERM) {
-      say(why,
-          "io_uring_setup refused: io_uring is forbidden here (kernel.io_uring_disabled, "
-          "a container's seccomp filter)",
-          e);
-    } else if (e == ENOSYS) {
-      say(why, "io_uring_setup: the kernel has no io_uring", e);
-    } else if (e == EINVAL) {
-      say(why,
-          "io_uring_setup refused the ring's flags: the kernel is older than 6.1 "
-          "(SUBMIT_ALL 5.18, COOP_TASKRUN and TASKRUN_FLAG 5.19, SINGLE_ISSUER 6.0, "
-          "DEFER_TASKRUN 6.1)",
-          e);
-    } else {
-      say(why, "io_uring_setup failed", e);
-    }
-    return errno_code(e);
-  }
-  if ((params.features & IORING_FEAT_NODROP) == 0) {
-    say(why, "io_uring without IORING_FEAT_NODROP (Linux 5.5): completions could be lost", 0);
-    return errno_code(ENOSYS);
-  }
-  if ((params.features & IORING_FEAT_EXT_ARG) == 0) {
-    say(why, "io_uring without IORING_FEAT_EXT_ARG (Linux 5.11): a wait cannot have a time limit",
-        0);
-    return errno_code(ENOSYS);
-  }
-
-  sq_ring_size_ = params.sq_off.array + params.sq_entries * sizeof(unsigned);
-  cq_ring_size_ = params.cq_off.cqes + params.cq_entries * sizeof(io_uring_cqe);
-  const bool single_mmap = (params.features & IORING_FEAT_SINGLE_MMAP) != 0;
-  if (single_mmap) sq_ring_size_ = cq_ring_size_ = std::max(sq_ring_size_, cq_ring_size_);
-  sq_ring_ = ::mmap(nullptr, sq_ring_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                    ring_fd_, IORING_OFF_SQ_RING);
-  if (sq_ring_ == MAP_FAILED) {
-    sq_ring_ = nullptr;
-    say(why, "mmap of the io_uring SQ ring failed", errno);
-    return errno_code(errno);
-  }
-  if (single_mmap) {
-    cq_ring_ = sq_ring_;
-  } else {
-    cq_ring_ = ::mmap(nullptr, cq_ring_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                      ring_fd_, IORING_OFF_CQ_RING);
-    if (cq_ring_ == MAP_FAILED) {
-      cq_ring_ = nullptr;
-      say(why, "mmap of the io_uring CQ ring failed", errno);
-      return errno_code(errno);
-    }
-  }
-  sqes_size_ = params.sq_entries * sizeof(io_uring_sqe);
-  void* sqes = ::mmap(nullptr, sqes_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                      ring_fd_, IORING_OFF_SQES);
-  if (sqes == MAP_FAILED) {
-    say(why, "mmap of the io_uring SQEs failed", errno);
-    return errno_code(errno);
-  }
-  sqes_ = static_cast<io_uring_sqe*>(sqes);
-
-  auto* sq = static_cast<char*>(sq_ring_);
-  sq_head_ = reinterpret_cast<unsigned*>(sq + params.sq_off.head);
-  sq_tail_ = reinterpret_cast<unsigned*>(sq + params.sq_off.tail);
-  sq_flags_ = reinterpret_cast<unsigned*>(sq + params.sq_off.flags);
-  sq_mask_ = *reinterpret_cast<unsigned*>(sq + params.sq_off.ring_mask);
-  sq_entries_ = params.sq_entries;
-  sq_local_tail_ = *sq_tail_;
-  // SQ slot i always names SQE i: SQEs are taken in ring order.
-  auto* array = reinterpret_cast<unsigned*>(sq + params.sq_off.array);
-  for (unsigned i = 0; i < sq_entries_; ++i) array[i] = i;
-  auto* cq = static_cast<char*>(cq_ring_);
-  cq_head_ = reinterpret_cast<unsigned*>(cq + params.cq_off.head);
-  cq_tail_ = reinterpret_cast<unsigned*>(cq + params.cq_off.tail);
-  cq_mask_ = *reinterpret_cast<unsigned*>(cq + params.cq_off.ring_mask);
-  cqes_ = reinterpret_cast<io_uring_cqe*>(cq + params.cq_off.cqes);
-
-  // The opcodes this backend needs.
-  constexpr unsigned kProbeOps = 256;
-  std::vector<unsigned char> buf;
-  try {
-    buf.resize(sizeof(io_uring_probe) + kProbeOps * sizeof(io_uring_probe_op));
-    backlog_.reserve(64);
-  } catch (...) {
-    return std::make_error_code(std::errc::not_enough_memory);
-  }
-  auto* probe = reinterpret_cast<io_uring_probe*>(buf.data());
-  if (sys_register(ring_fd_, IORING_REGISTER_PROBE, probe, kProbeOps) < 0) {
-    say(why, "io_uring: IORING_REGISTER_PROBE refused", errno);
-    return errno_code(errno);
-  }
-  for (const unsigned op : {IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL, IORING_OP_READ}) {
-    if (op > probe->last_op || (probe->ops[op].flags & IO_URING_OP_SUPPORTED) == 0) {
-      say(why, "io_uring: an opcode this backend needs is missing (POLL_ADD, ASYNC_CANCEL, READ)",
-          0);
-      return errno_code(ENOSYS);
-    }
-  }
-
-  // Optional: without WAITID an exit watch is the pidfd's poll.
-  has_waitid_ =
-      kOpWaitid <= probe->last_op && (probe->ops[kOpWaitid].flags & IO_URING_OP_SUPPORTED) != 0;
-
-  // Blocking on purpose: a READ on an O_NONBLOCK file completes at once with EAGAIN, where on
-  // a blocking one io_uring waits for the data. wake()'s write cannot block: it would take
-  // 2^64 - 2 wakes without a read.
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ < 0) {
-    say(why, "eventfd failed", errno);
-    return errno_code(errno);
-  }
-  return {};
-}
-
-UringPoller::~UringPoller() {
-  if (sqes_ != nullptr) ::munmap(sqes_, sqes_size_);
-  if (cq_ring_ != nullptr && cq_ring_ != sq_ring_) ::munmap(cq_ring_, cq_ring_size_);
-  if (sq_ring_ != nullptr) ::munmap(sq_ring_, sq_ring_size_);
-  // Closing the ring cancels what is in flight (and drops the files the polls hold).
-  if (ring_fd_ >= 0) ::close(ring_fd_);
-  if (wake_fd_ >= 0) ::close(wake_fd_);
-}
 
 // ---- the rings --------------------------------------------------------------------------------
 
@@ -364,6 +163,18 @@ void UringPoller::commit_sqe() noexcept {
   ++to_submit_;
 }
 
+void UringPoller::prefetch_ahead() const noexcept {
+  // Four ahead: far enough for the load to land before handle() gets there, near enough not to
+  // crowd the core's outstanding misses (the event handler's dispatch does the same).
+  constexpr unsigned kAhead = 4;
+  if (backlog_next_ < backlog_.size()) return;  // rare (a CQ overflow): not worth it
+  const unsigned ahead = *cq_head_ + kAhead;
+  if (static_cast<int>(load_acquire(cq_tail_) - ahead) <= 0) return;
+  const std::uint64_t ud = cqes_[ahead & cq_mask_].user_data;
+  if (kind_of(ud) == kKindPoll || kind_of(ud) == kKindRead)
+    watches_.prefetch(static_cast<int>(static_cast<std::uint32_t>(ud)));
+}
+
 bool UringPoller::cq_empty() const noexcept {
   return backlog_next_ == backlog_.size() && *cq_head_ == load_acquire(cq_tail_);
 }
@@ -384,6 +195,23 @@ void UringPoller::pop_cqe() noexcept {
     return;
   }
   store_release(cq_head_, *cq_head_ + 1);
+}
+
+// ---- the watches ----------------------------------------------------------------------------
+
+Result<UringPoller::Watch*> UringPoller::WatchTable::insert(int fd) noexcept {
+  const auto i = static_cast<std::size_t>(static_cast<unsigned>(fd)) / kChunk;
+  try {
+    if (i >= chunks_.size()) chunks_.resize(i + 1);
+    if (!chunks_[i]) chunks_[i] = std::make_unique<Chunk>();
+  } catch (...) {
+    return errno_code(ENOMEM);  // a resize that threw left chunks_ as it was
+  }
+  Watch& w = chunks_[i]->at[static_cast<unsigned>(fd) % kChunk];
+  if (w.live) return errno_code(EEXIST);
+  w = Watch{};
+  w.live = true;
+  return &w;
 }
 
 // ---- requests ---------------------------------------------------------------------------------
@@ -469,14 +297,9 @@ void UringPoller::arm_wake() noexcept {
 Status UringPoller::add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept {
   if (token >= kReservedTokens) return Errc::invalid_argument;
   if (fd < 0) return errno_code(EBADF);
-  Watch* w;
-  try {
-    auto [it, inserted] = watches_.try_emplace(fd);
-    if (!inserted) return errno_code(EEXIST);
-    w = &it->second;
-  } catch (...) {
-    return errno_code(ENOMEM);
-  }
+  auto slot = watches_.insert(fd);
+  if (!slot) return slot.error();
+  Watch* w = *slot;
   w->token = token;
   w->interest = interest;
   w->mode = mode;
@@ -492,9 +315,10 @@ Status UringPoller::add(int fd, FdEvents interest, FdMode mode, std::uint64_t to
 
 Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept {
   if (token >= kReservedTokens) return Errc::invalid_argument;
-  auto it = watches_.find(fd);
-  if (it == watches_.end()) return errno_code(ENOENT);
-  Watch& w = it->second;
+  Watch* found = watches_.find(fd);
+  if (found == nullptr) return errno_code(ENOENT);
+  Watch& w = *found;
+  drop_read(w);  // a read lent a buffer: back to a poll (the caller's fallback, io/poller.h)
   // Cancel and re-arm: the new poll looks at the file when it is armed, so a condition that
   // already holds is reported after the modify, in every mode (as EPOLL_CTL_MOD does). A
   // completion of the old request still in the ring carries the old generation: dropped.
@@ -511,11 +335,12 @@ Status UringPoller::modify(int fd, FdEvents interest, FdMode mode, std::uint64_t
 }
 
 Status UringPoller::remove(int fd) noexcept {
-  auto it = watches_.find(fd);
-  if (it == watches_.end()) return errno_code(ENOENT);
+  Watch* w = watches_.find(fd);
+  if (w == nullptr) return errno_code(ENOENT);
   caller_sqes_ = true;
-  if (it->second.gen != 0) cancel(poll_ud(fd, it->second.gen), IORING_OP_ASYNC_CANCEL);
-  watches_.erase(it);
+  if (w->gen != 0) cancel(poll_ud(fd, w->gen), IORING_OP_ASYNC_CANCEL);
+  drop_read(*w);
+  watches_.erase(fd);
   return {};
 }
 
@@ -557,16 +382,16 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
       if (cqe.res > 0) r.woken = true;
       arm_wake();
       return true;
-    case kKindPoll:
+    case kKindRead:
+      return handle_read(cqe, out, max, r);
+    default:  // kKindPoll
       break;
-    default:
-      return true;  // no other kind is ever submitted
   }
   const int fd = static_cast<int>(static_cast<std::uint32_t>(cqe.user_data));
   const auto gen = static_cast<std::uint32_t>(cqe.user_data >> 32);
-  auto it = watches_.find(fd);
-  if (it == watches_.end() || it->second.gen != gen) return true;  // stale
-  Watch& w = it->second;
+  Watch* found = watches_.find(fd);
+  if (found == nullptr || found->gen != gen) return true;  // stale
+  Watch& w = *found;
   if (w.exit_wait && cqe.res < 0 && cqe.res != -ECANCELED && cqe.res != -ECHILD) {
     // The kernel would not wait for this child (EINVAL, ENOMEM, ...): watch its pidfd's poll
     // instead, which says the same thing. Nothing is reported for the refusal.
@@ -621,7 +446,7 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
     out[w.out_index].events |= events;  // a second completion in the same wait: merged
   } else {
     w.reported_in = wait_seq_;
-    w.out_index = r.count;
+    w.out_index = static_cast<std::uint16_t>(r.count);
     out[r.count++] = PollEvent{w.token, events};
   }
   return true;
@@ -658,6 +483,7 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
       }
     }
     for (const io_uring_cqe* c = peek_cqe(); c != nullptr; c = peek_cqe()) {
+      prefetch_ahead();
       const io_uring_cqe cqe = *c;  // handle() may move the ring's completions to the backlog
       if (!handle(cqe, out, max, r)) break;  // no room: it stays for the next wait
       pop_cqe();

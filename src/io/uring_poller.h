@@ -25,6 +25,12 @@
 //     pidfd whose WAITID the kernel refuses, the pidfd's POLL_ADD. WNOWAIT: the ring only says
 //     that the child has exited; the process code reaps it as it does on epoll, so a cancel that
 //     races the completion can never have reaped a child whose status nobody then reads.
+//   - reads for the caller (read_into, io/poller.h; evh's child stdout and stderr): an
+//     IORING_OP_READ into a buffer the caller lends, in place of the fd's poll, so that readiness
+//     and the read are one completion (the kernel polls the pipe itself and reads when data
+//     comes) and the caller makes no read(). The buffer is the kernel's until the read's
+//     completion, whatever cancels it: a read whose watch goes first is kept as an orphan and its
+//     buffer released at its completion; the poller's end reaps those (uring_reads.cc).
 //   - removal: IORING_OP_ASYNC_CANCEL naming the poll's user_data (not POLL_REMOVE, which the
 //     kernel refuses with -EALREADY while a wake-up's completion is queued, leaving the poll
 //     armed and its file held). Every request carries a generation in its user_data, so a
@@ -53,8 +59,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "io/poller.h"
@@ -95,6 +101,10 @@ class UringPoller final : public Poller {
   void wake() noexcept override;
   Result<PollResult> wait(std::span<PollEvent> out, MonoTime until) noexcept override;
 
+  bool reads() const noexcept override { return reads_enabled_; }
+  Status read_into(int fd, ReadBuffer buffer, std::uint64_t token) noexcept override;
+  std::optional<ReadResult> take_read(int fd) noexcept override;
+
   // Polls the kernel ended (or cancelled) that were armed again: for tests.
   std::uint64_t rearms() const noexcept { return rearms_; }
   // Whether the kernel has IORING_OP_WAITID, and how many were armed: for tests.
@@ -102,14 +112,59 @@ class UringPoller final : public Poller {
   std::uint64_t exit_waits() const noexcept { return exit_waits_; }
 
  private:
+  // 32 bytes, two to a cache line: what a completion's look-up reads.
   struct Watch {
     std::uint64_t token = 0;
-    FdEvents interest = FdEvents::none;
-    FdMode mode = FdMode::level;
-    std::uint32_t gen = 0;          // the poll in flight; 0: none
-    bool exit_wait = false;         // kChildExit: armed as a WAITID, not a poll
     std::uint64_t reported_in = 0;  // the wait that last put it in the caller's span
-    std::size_t out_index = 0;      // where, in that wait
+    std::uint32_t gen = 0;          // the poll in flight; 0: none
+    FdEvents interest = FdEvents::none;
+    std::uint16_t out_index = 0;  // where, in that wait (< kMaxEvents)
+    std::uint16_t read_slot = 0;  // its read (reads_[read_slot - 1]); 0: none
+    FdMode mode = FdMode::level;
+    bool exit_wait = false;  // kChildExit: armed as a WAITID, not a poll
+    bool live = false;       // the fd is watched
+  };
+  static_assert(sizeof(Watch) == 32, "two watches to a cache line");
+
+  // fd → Watch, held by value in chunks of kChunk fds and indexed by the fd number, as the event
+  // handler's own table (io/registrations.h, FdTable) is since io3: a completion's look-up is an
+  // index into a short array of chunk pointers and one load of the watch, where the
+  // std::unordered_map before cost a division, its bucket and its node — the look-up that made
+  // 85 % of the epoll path's dispatch in fd_fanout (docs/BENCHMARKS.md, "fd path, third
+  // round"). A chunk (4 KiB) is allocated the first time one of its fds is watched and kept until
+  // the poller goes; watches never move, so a pointer stays valid until the poller is destroyed.
+  class WatchTable {
+   public:
+    // The live watch of `fd`, or null.
+    Watch* find(int fd) noexcept {
+      Watch* w = slot(fd);
+      return w != nullptr && w->live ? w : nullptr;
+    }
+    // `fd`'s slot (fd >= 0), made live; EEXIST when it already is, ENOMEM when its chunk cannot
+    // be allocated (nothing has changed then).
+    Result<Watch*> insert(int fd) noexcept;
+    // Ends `fd`'s watch; nothing when there is none.
+    void erase(int fd) noexcept {
+      if (Watch* w = slot(fd)) *w = Watch{};
+    }
+    void prefetch(int fd) const noexcept {
+      const auto i = static_cast<std::size_t>(static_cast<unsigned>(fd)) / kChunk;
+      if (i < chunks_.size() && chunks_[i]) {
+        __builtin_prefetch(&chunks_[i]->at[static_cast<unsigned>(fd) % kChunk]);
+      }
+    }
+
+   private:
+    static constexpr std::size_t kChunk = 128;
+    struct Chunk {
+      Watch at[kChunk];
+    };
+    Watch* slot(int fd) noexcept {
+      const auto i = static_cast<std::size_t>(static_cast<unsigned>(fd)) / kChunk;
+      if (fd < 0 || i >= chunks_.size() || !chunks_[i]) return nullptr;
+      return &chunks_[i]->at[static_cast<unsigned>(fd) % kChunk];
+    }
+    std::vector<std::unique_ptr<Chunk>> chunks_;
   };
 
   UringPoller() = default;
@@ -127,6 +182,9 @@ class UringPoller final : public Poller {
   // Moves the ring's completions to the backlog (the kernel may then flush its overflow list).
   void spill() noexcept;
   bool cq_empty() const noexcept;
+  // Starts loading the watch of the completion a few places after the next one in the CQ, so
+  // that a batch's look-ups overlap their cache misses.
+  void prefetch_ahead() const noexcept;
   const io_uring_cqe* peek_cqe() noexcept;
   void pop_cqe() noexcept;
 
@@ -140,6 +198,30 @@ class UringPoller final : public Poller {
   // One completion; false when it is for a watch that would not fit in the caller's span.
   bool handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
               PollResult& r) noexcept;
+
+  // A read lent a buffer (read_into): in flight, then done until take_read(). An orphan's watch
+  // went (remove, modify, the poller's end) while the kernel held the buffer: its completion
+  // releases the buffer. A slot is reused only after its read's completion, so the slot in a
+  // read's user_data names it without a generation.
+  struct ReadState {
+    ReadBuffer buffer;
+    int fd = -1;
+    int result = 0;
+    bool used = false;
+    bool in_flight = false;
+    bool done = false;
+    bool orphan = false;
+  };
+  static constexpr std::size_t kMaxReads = 0xffff - 1;  // Watch::read_slot is 16 bits
+  void submit_read(std::uint32_t slot) noexcept;
+  // `w`'s read, if any, leaves it: a result not taken is released now, a read in flight is
+  // cancelled and released by its completion.
+  void drop_read(Watch& w) noexcept;
+  void free_read(std::uint32_t slot) noexcept;
+  bool handle_read(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
+                   PollResult& r) noexcept;
+  // The poller's end: every lent buffer back to its owner once the kernel is done with it.
+  void drain_reads() noexcept;
 
   int ring_fd_ = -1;
   int wake_fd_ = -1;
@@ -170,13 +252,17 @@ class UringPoller final : public Poller {
   std::vector<io_uring_cqe> backlog_;  // completions moved out of a full CQ, oldest first
   std::size_t backlog_next_ = 0;
 
-  std::unordered_map<int, Watch> watches_;
+  WatchTable watches_;
   std::uint32_t next_gen_ = 1;
   // The generation of a new request (a poll or a WAITID), never 0 ("not armed").
   std::uint32_t take_gen() noexcept;
   std::uint64_t wait_seq_ = 0;
   std::uint64_t rearms_ = 0;
-  bool has_waitid_ = false;  // the probe found IORING_OP_WAITID
+  bool has_waitid_ = false;    // the probe found IORING_OP_WAITID
+  bool reads_enabled_ = true;  // false once a ring read completed at once with EAGAIN
+  std::vector<ReadState> reads_;
+  std::vector<std::uint32_t> free_reads_;  // slots of reads_ not in use
+  std::size_t orphans_ = 0;
   std::uint64_t exit_waits_ = 0;
 
   bool wake_armed_ = false;

@@ -66,6 +66,15 @@ void free_chunk(DataChunk* chunk) noexcept {
   ::operator delete(chunk);
 }
 
+// The chunk whose data() is `data`, and the release of a ring read's buffer that reached nobody
+// (ReadBuffer::release).
+DataChunk* chunk_of(std::byte* data) noexcept {
+  return reinterpret_cast<DataChunk*>(data - sizeof(EventHeader)) - 1;
+}
+void release_read_buffer(std::byte* data) noexcept {
+  free_chunk(chunk_of(data));
+}
+
 // write() that turns a vanished reader into EPIPE without SIGPIPE, whose default disposition
 // would end the process: SIGPIPE is blocked in this thread for the call, and the one the write
 // raised is taken back out before the mask is restored. (Pipes have no MSG_NOSIGNAL.)
@@ -342,6 +351,87 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
   }
   if (chunk != nullptr) credit->put_spare(chunk);
   if (rearm) (void)eh_->modify_fd(fd, reaper_, FdEvents::readable);
+  if (!eof) return;
+  {
+    std::lock_guard lock(mu_);
+    end_stream_locked(stream == kOut ? &out_fd_ : &err_fd_);
+    hand_over(fd);
+  }
+  stream_ended();
+}
+
+ReadBuffer ProcessState::read_buffer(int fd) noexcept {
+  Stream stream;
+  {
+    std::lock_guard lock(mu_);
+    if (fd >= 0 && fd == out_fd_) {
+      stream = kOut;
+    } else if (fd >= 0 && fd == err_fd_) {
+      stream = kErr;
+    } else {
+      return {};  // at its end
+    }
+  }
+  const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
+  // No credit: nothing read until a release makes room and re-arms the stream (modify_fd).
+  if (!credit->take_room()) return {};
+  DataChunk* chunk = credit->take_spare();
+  try {
+    if (chunk == nullptr) chunk = new_chunk(credit->read_size());
+  } catch (const std::bad_alloc&) {
+    // Nothing to read into: as in read_stream(), the stream ends here. A read of 0 bytes
+    // returns 0, which on_read() takes for the end.
+    static std::byte none;
+    return ReadBuffer{&none, 0, nullptr};
+  }
+  return ReadBuffer{chunk->data(), static_cast<std::uint32_t>(credit->read_size()),
+                    &release_read_buffer};
+}
+
+void ProcessState::on_read(int fd, ReadBuffer buffer, int result) noexcept {
+  DataChunk* chunk = buffer.release != nullptr ? chunk_of(buffer.data) : nullptr;
+  Stream stream;
+  {
+    std::lock_guard lock(mu_);
+    if (fd >= 0 && fd == out_fd_) {
+      stream = kOut;
+    } else if (fd >= 0 && fd == err_fd_) {
+      stream = kErr;
+    } else {
+      if (chunk != nullptr) free_chunk(chunk);
+      return;  // already at its end
+    }
+  }
+  const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
+  // Nothing read (EAGAIN: the poller reads no more, and readiness takes over).
+  bool eof = result <= 0 && result != -EAGAIN && result != -EINTR;
+  if (result > 0) {
+    EventHeader h;
+    h.kind = stream == kOut ? ProcessEventKind::stdout_data : ProcessEventKind::stderr_data;
+    h.pid = pid_;
+    h.tag = tag_;
+    const auto size = static_cast<std::size_t>(result);
+    Message m;
+    if (size >= credit->read_size() / 2) {
+      // Posted in the buffer it was read into.
+      chunk->credit = credit;
+      chunk->size = sizeof h + size;
+      std::memcpy(chunk->bytes(), &h, sizeof h);
+      m = Message::native(std::exchange(chunk, nullptr), &release_data_message);
+    } else {
+      // A small read is copied into a chunk of its size; the buffer serves the next read.
+      try {
+        m = make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
+      } catch (const std::bad_alloc&) {
+        eof = true;  // the data is lost, and so would be the order of what follows
+      }
+    }
+    if (!eof) {
+      credit->add(size);
+      (void)events_.post(std::move(m));
+    }
+  }
+  if (chunk != nullptr) credit->put_spare(chunk);
   if (!eof) return;
   {
     std::lock_guard lock(mu_);

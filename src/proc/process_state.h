@@ -152,6 +152,12 @@ class ProcessState final : public IsolateResource, public FdReader {
   void on_message(Isolate& self, Message& m) noexcept;
   // FdReader: stdout or stderr is ready; on the thread driving the event handler.
   void on_ready(int fd, FdEvents events) noexcept override;
+  // FdReader's ring reads (io_uring): the poller reads stdout and stderr into the stream's
+  // buffers itself, so a readiness and its read are one completion; the data is posted as by
+  // read_stream().
+  bool ring_reads() const noexcept override { return true; }
+  ReadBuffer read_buffer(int fd) noexcept override;
+  void on_read(int fd, ReadBuffer buffer, int result) noexcept override;
 
   // Any thread.
   Result<std::size_t> write_stdin(std::span<const std::byte> bytes) noexcept;

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -135,6 +136,115 @@ TEST(UringPoller, CompletionRacingARemoveIsDropped) {
     EXPECT_EQ(seen.count(1), 0u) << round;
     ASSERT_TRUE(p->remove(a.r).ok());
   }
+}
+
+// Ring reads (Poller::read_into): a buffer lent for one read, and how many times it came back.
+struct LentBuffer {
+  static inline int released = 0;
+  std::byte bytes[64] = {};
+  detail::ReadBuffer lend() {
+    return detail::ReadBuffer{bytes, sizeof bytes, [](std::byte*) noexcept { ++released; }};
+  }
+};
+
+// Waits, a short limit at a time, until `fd`'s read has reported; its result.
+std::optional<detail::ReadResult> wait_for_read(UringPoller& p, int fd) {
+  PollEvent events[4];
+  for (int i = 0; i < 500; ++i) {
+    auto r = p.wait(events, detail::MonoClock::now() + std::chrono::milliseconds(10));
+    EXPECT_TRUE(r.ok());
+    if (!r) return std::nullopt;
+    if (auto done = p.take_read(fd)) return done;
+  }
+  return std::nullopt;
+}
+
+// A pipe's readiness and its read are one completion: the data is in the lent buffer when the
+// wait reports the fd, its end of file is a result of 0, and nothing is read() by the caller.
+TEST(UringPoller, ReadIntoAPipeReportsTheDataAndTheEnd) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  ASSERT_TRUE(p->reads());
+  Pipe a;
+  LentBuffer buf;
+  LentBuffer::released = 0;
+  ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 7).ok());
+  ASSERT_TRUE(p->read_into(a.r, buf.lend(), 7).ok());
+  EXPECT_EQ(p->read_into(a.r, buf.lend(), 7).error(), std::errc::device_or_resource_busy);
+  EXPECT_FALSE(p->take_read(a.r).has_value());  // in flight: nothing yet
+  ASSERT_EQ(::write(a.w, "hello", 5), 5);
+  PollEvent events[4];
+  auto r = p->wait(events, Poller::kForever);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->count, 1u);
+  EXPECT_EQ(events[0].token, 7u);
+  EXPECT_TRUE(any(events[0].events & FdEvents::readable));
+  auto done = p->take_read(a.r);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->result, 5);
+  EXPECT_EQ(done->buffer.data, buf.bytes);
+  EXPECT_EQ(std::memcmp(buf.bytes, "hello", 5), 0);
+  EXPECT_FALSE(p->take_read(a.r).has_value());  // taken once
+  EXPECT_EQ(a.drain(), 0u);                     // the ring read it all
+
+  ASSERT_TRUE(p->read_into(a.r, buf.lend(), 7).ok());
+  ::close(a.w);
+  a.w = -1;
+  done = wait_for_read(*p, a.r);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->result, 0);  // end of file
+  ASSERT_TRUE(p->remove(a.r).ok());
+  EXPECT_EQ(LentBuffer::released,
+            0);  // every result was taken: the buffer was never the poller's to free
+}
+
+// A read whose watch goes while it is in flight keeps its buffer until the kernel is done with
+// it, then releases it once — whether a later wait or the poller's end reaps the completion.
+TEST(UringPoller, ReadOfARemovedWatchReleasesItsBufferOnce) {
+  for (const bool destroy_first : {false, true}) {
+    auto p = make_uring();
+    REQUIRE_URING(p);
+    Pipe a;
+    LentBuffer buf;
+    LentBuffer::released = 0;
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 1).ok());
+    ASSERT_TRUE(p->read_into(a.r, buf.lend(), 1).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // the read is in the kernel now
+    ASSERT_TRUE(p->remove(a.r).ok());
+    EXPECT_EQ(LentBuffer::released, 0);  // the kernel may still hold it
+    if (destroy_first) {
+      p.reset();
+    } else {
+      for (int i = 0; i < 500 && LentBuffer::released == 0; ++i) {
+        ASSERT_TRUE(p->wait(events, detail::MonoClock::now() + std::chrono::milliseconds(10)).ok());
+      }
+      p.reset();
+    }
+    EXPECT_EQ(LentBuffer::released, 1) << destroy_first;
+  }
+}
+
+// A result not taken when its watch is removed or modified goes back to the buffer's owner.
+TEST(UringPoller, ReadResultNotTakenIsReleasedByRemove) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe a;
+  LentBuffer buf;
+  LentBuffer::released = 0;
+  ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 1).ok());
+  ASSERT_TRUE(p->read_into(a.r, buf.lend(), 1).ok());
+  a.put(3);
+  PollEvent events[4];
+  auto r = p->wait(events, Poller::kForever);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->count, 1u);
+  EXPECT_EQ(LentBuffer::released, 0);
+  ASSERT_TRUE(p->modify(a.r, FdEvents::readable, FdMode::edge, 1).ok());  // back to a poll
+  EXPECT_EQ(LentBuffer::released, 1);
+  EXPECT_FALSE(p->take_read(a.r).has_value());
+  ASSERT_TRUE(p->remove(a.r).ok());
+  EXPECT_EQ(LentBuffer::released, 1);
 }
 
 // Regression: remove() used IORING_OP_POLL_REMOVE, which the kernel refuses with -EALREADY while
