@@ -1,4 +1,5 @@
-// ProcessState: a child's streams, stdin, signals and exit (see process_state.h).
+// ProcessState: a child's streams, stdin, signals and exit (see process_state.h). The data
+// messages and the credit window are in stream_data.cc.
 #include "proc/process_state.h"
 
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 
 #include "base/assert.h"
 #include "io/event_handler.h"
+#include "proc/data_chunk.h"
 #include "proc/process_manager.h"
 #include "proc/spawn.h"
 
@@ -21,12 +23,6 @@ namespace evh {
 namespace detail {
 namespace {
 
-// Bytes asked for per read(), above what the pipe holds (F_GETPIPE_SZ, taken at the spawn): a
-// read returns at most what the pipe holds, so a short read says the pipe is drained, without an
-// extra EAGAIN read. Pipes are left at the kernel's default size (64 KiB).
-constexpr std::size_t kReadSlack = 1;
-constexpr std::size_t kDefaultPipeSize =
-    64 * 1024;  // if F_GETPIPE_SZ fails (it does not on a pipe)
 // Reads per stream per readiness, so that a child writing without pause cannot keep the
 // driver's holder (and so every other fd) to itself; the stream is then re-armed, and the next
 // pass reads on.
@@ -36,44 +32,6 @@ constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;  // PIDFD_SIGNAL_PROCESS_
 // The u64 message a stream's end posts to the reaper when nothing else is left for it: look
 // whether to end (maybe_finish).
 constexpr std::uint64_t kFinishMagic = 0x6576706600000000ull;  // "evpf"
-
-}  // namespace
-
-// A data message's payload: the credit it holds, then the header and the bytes. A spare (kept
-// by its stream for the next read) holds no credit.
-struct DataChunk {
-  std::shared_ptr<StreamCredit> credit;
-  std::size_t size = 0;      // header + data
-  std::size_t capacity = 0;  // data bytes it has room for
-  std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
-  std::byte* data() noexcept { return bytes() + sizeof(EventHeader); }
-};
-static_assert(alignof(DataChunk) >= alignof(EventHeader));
-static_assert(sizeof(DataChunk) % alignof(EventHeader) == 0);
-
-namespace {
-
-// Throws std::bad_alloc.
-DataChunk* new_chunk(std::size_t capacity) {
-  void* raw = ::operator new(sizeof(DataChunk) + sizeof(EventHeader) + capacity);
-  auto* chunk = new (raw) DataChunk;
-  chunk->capacity = capacity;
-  return chunk;
-}
-
-void free_chunk(DataChunk* chunk) noexcept {
-  chunk->~DataChunk();
-  ::operator delete(chunk);
-}
-
-// The chunk whose data() is `data`, and the release of a ring read's buffer that reached nobody
-// (ReadBuffer::release).
-DataChunk* chunk_of(std::byte* data) noexcept {
-  return reinterpret_cast<DataChunk*>(data - sizeof(EventHeader)) - 1;
-}
-void release_read_buffer(std::byte* data) noexcept {
-  free_chunk(chunk_of(data));
-}
 
 // write() that turns a vanished reader into EPIPE without SIGPIPE, whose default disposition
 // would end the process: SIGPIPE is blocked in this thread for the call, and the one the write
@@ -100,118 +58,6 @@ ssize_t write_no_sigpipe(int fd, const std::byte* data, std::size_t size) noexce
 }
 
 }  // namespace
-
-StreamCredit::~StreamCredit() {
-  for (int i = 0; i < spare_count_; ++i) free_chunk(spares_[i]);
-}
-
-bool StreamCredit::take_room() noexcept {
-  std::lock_guard lock(mu_);
-  if (window_ == 0 || outstanding_ < window_) return true;
-  stalled_ = true;
-  return false;
-}
-
-void StreamCredit::add(std::size_t n) noexcept {
-  std::lock_guard lock(mu_);
-  outstanding_ += n;
-}
-
-DataChunk* StreamCredit::take_spare() noexcept {
-  std::lock_guard lock(mu_);
-  return spare_count_ == 0 ? nullptr : spares_[--spare_count_];
-}
-
-void StreamCredit::put_spare(DataChunk* chunk) noexcept {
-  EVH_ASSERT(chunk->capacity == read_size_ && !chunk->credit, "a spare is a bare read buffer");
-  {
-    std::lock_guard lock(mu_);
-    if (!ended_ && spare_count_ < kMaxSpares) {
-      spares_[spare_count_++] = chunk;
-      return;
-    }
-  }
-  free_chunk(chunk);
-}
-
-void StreamCredit::release(std::size_t n, DataChunk* chunk) noexcept {
-  bool rearm = false;
-  {
-    std::lock_guard lock(mu_);
-    outstanding_ -= std::min(outstanding_, n);
-    if (stalled_ && !ended_ && outstanding_ < window_) {
-      stalled_ = false;
-      rearm = true;
-    }
-    if (chunk != nullptr && !ended_ && spare_count_ < kMaxSpares) {
-      spares_[spare_count_++] = chunk;
-      chunk = nullptr;
-    }
-  }
-  if (chunk != nullptr) free_chunk(chunk);
-  // Re-arming reports the data the pipe already holds (SEMANTICS 17): the reader reads on. A
-  // handler shutting down refuses; its teardown ends the stream anyway.
-  // acquire: pairs with the manager's shutdown (its children are killed then; the stream ends).
-  if (rearm && manager_open_->load(std::memory_order_acquire)) {
-    (void)eh_->modify_fd(fd_, port_, FdEvents::readable);
-  }
-}
-
-void StreamCredit::end() noexcept {
-  DataChunk* spares[kMaxSpares];
-  int count;
-  {
-    std::lock_guard lock(mu_);
-    ended_ = true;
-    count = spare_count_;
-    std::copy(spares_, spares_ + count, spares);
-    spare_count_ = 0;
-  }
-  for (int i = 0; i < count; ++i) free_chunk(spares[i]);
-}
-
-std::size_t StreamCredit::outstanding() const noexcept {
-  std::lock_guard lock(mu_);
-  return outstanding_;
-}
-
-Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
-                          std::span<const std::byte> data) {
-  DataChunk* chunk = new_chunk(data.size());
-  chunk->credit = std::move(credit);
-  chunk->size = sizeof header + data.size();
-  std::memcpy(chunk->bytes(), &header, sizeof header);
-  if (!data.empty()) std::memcpy(chunk->data(), data.data(), data.size());
-  return Message::native(chunk, &release_data_message);
-}
-
-void release_data_message(void* p) noexcept {
-  auto* chunk = static_cast<DataChunk*>(p);
-  // Moved out first: the chunk may become a spare of the credit (which must not hold itself),
-  // and this may be the credit's last holder.
-  std::shared_ptr<StreamCredit> credit = std::move(chunk->credit);
-  if (!credit) {
-    free_chunk(chunk);
-    return;
-  }
-  const std::size_t n = chunk->size - sizeof(EventHeader);
-  if (chunk->capacity == credit->read_size()) {
-    credit->release(n, chunk);  // kept as a spare, or freed
-  } else {
-    credit->release(n, nullptr);
-    free_chunk(chunk);
-  }
-}
-
-std::span<const std::byte> data_message_bytes(const void* p) noexcept {
-  auto* chunk = const_cast<DataChunk*>(static_cast<const DataChunk*>(p));
-  return {chunk->bytes(), chunk->size};
-}
-
-std::size_t stream_read_size(int fd) noexcept {
-  const int pipe_size = ::fcntl(fd, F_GETPIPE_SZ);
-  return (pipe_size > 0 ? static_cast<std::size_t>(pipe_size) : kDefaultPipeSize) + kReadSlack;
-}
 
 Status pidfd_signal(int pidfd, int signal) noexcept {
   if (syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) != 0) return errno_code(errno);

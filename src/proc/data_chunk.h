@@ -1,0 +1,33 @@
+// DataChunk: the payload of a child's data message, which is also a stream's read buffer
+// (process_state.h, StreamCredit). Internal to src/proc: process_state.cc reads into chunks,
+// stream_data.cc makes, recycles and releases them.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "proc/process_state.h"
+
+namespace evh::detail {
+
+// A data message's payload: the credit it holds, then the header and the bytes. A spare (kept
+// by its stream for the next read) holds no credit.
+struct DataChunk {
+  std::shared_ptr<StreamCredit> credit;
+  std::size_t size = 0;      // header + data
+  std::size_t capacity = 0;  // data bytes it has room for
+  std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+  std::byte* data() noexcept { return bytes() + sizeof(EventHeader); }
+};
+static_assert(alignof(DataChunk) >= alignof(EventHeader));
+static_assert(sizeof(DataChunk) % alignof(EventHeader) == 0);
+
+// Throws std::bad_alloc.
+DataChunk* new_chunk(std::size_t capacity);
+void free_chunk(DataChunk* chunk) noexcept;
+// The chunk whose data() is `data`, and the release of a ring read's buffer that reached nobody
+// (ReadBuffer::release).
+DataChunk* chunk_of(std::byte* data) noexcept;
+void release_read_buffer(std::byte* data) noexcept;
+
+}  // namespace evh::detail

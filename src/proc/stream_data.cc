@@ -1,0 +1,156 @@
+// A child's stream data: the chunks data messages are made of, the credit window that bounds
+// what a stream has posted and not yet released, and the data messages themselves (see
+// process_state.h, StreamCredit, and data_chunk.h). The reading is in process_state.cc.
+#include <fcntl.h>
+
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "base/assert.h"
+#include "proc/data_chunk.h"
+
+namespace evh::detail {
+namespace {
+
+// Bytes asked for per read(), above what the pipe holds (F_GETPIPE_SZ, taken at the spawn): a
+// read returns at most what the pipe holds, so a short read says the pipe is drained, without an
+// extra EAGAIN read. Pipes are left at the kernel's default size (64 KiB).
+constexpr std::size_t kReadSlack = 1;
+constexpr std::size_t kDefaultPipeSize =
+    64 * 1024;  // if F_GETPIPE_SZ fails (it does not on a pipe)
+
+}  // namespace
+
+DataChunk* new_chunk(std::size_t capacity) {
+  void* raw = ::operator new(sizeof(DataChunk) + sizeof(EventHeader) + capacity);
+  auto* chunk = new (raw) DataChunk;
+  chunk->capacity = capacity;
+  return chunk;
+}
+
+void free_chunk(DataChunk* chunk) noexcept {
+  chunk->~DataChunk();
+  ::operator delete(chunk);
+}
+
+DataChunk* chunk_of(std::byte* data) noexcept {
+  return reinterpret_cast<DataChunk*>(data - sizeof(EventHeader)) - 1;
+}
+void release_read_buffer(std::byte* data) noexcept {
+  free_chunk(chunk_of(data));
+}
+
+StreamCredit::~StreamCredit() {
+  for (int i = 0; i < spare_count_; ++i) free_chunk(spares_[i]);
+}
+
+bool StreamCredit::take_room() noexcept {
+  std::lock_guard lock(mu_);
+  if (window_ == 0 || outstanding_ < window_) return true;
+  stalled_ = true;
+  return false;
+}
+
+void StreamCredit::add(std::size_t n) noexcept {
+  std::lock_guard lock(mu_);
+  outstanding_ += n;
+}
+
+DataChunk* StreamCredit::take_spare() noexcept {
+  std::lock_guard lock(mu_);
+  return spare_count_ == 0 ? nullptr : spares_[--spare_count_];
+}
+
+void StreamCredit::put_spare(DataChunk* chunk) noexcept {
+  EVH_ASSERT(chunk->capacity == read_size_ && !chunk->credit, "a spare is a bare read buffer");
+  {
+    std::lock_guard lock(mu_);
+    if (!ended_ && spare_count_ < kMaxSpares) {
+      spares_[spare_count_++] = chunk;
+      return;
+    }
+  }
+  free_chunk(chunk);
+}
+
+void StreamCredit::release(std::size_t n, DataChunk* chunk) noexcept {
+  bool rearm = false;
+  {
+    std::lock_guard lock(mu_);
+    outstanding_ -= std::min(outstanding_, n);
+    if (stalled_ && !ended_ && outstanding_ < window_) {
+      stalled_ = false;
+      rearm = true;
+    }
+    if (chunk != nullptr && !ended_ && spare_count_ < kMaxSpares) {
+      spares_[spare_count_++] = chunk;
+      chunk = nullptr;
+    }
+  }
+  if (chunk != nullptr) free_chunk(chunk);
+  // Re-arming reports the data the pipe already holds (SEMANTICS 17): the reader reads on. A
+  // handler shutting down refuses; its teardown ends the stream anyway.
+  // acquire: pairs with the manager's shutdown (its children are killed then; the stream ends).
+  if (rearm && manager_open_->load(std::memory_order_acquire)) {
+    (void)eh_->modify_fd(fd_, port_, FdEvents::readable);
+  }
+}
+
+void StreamCredit::end() noexcept {
+  DataChunk* spares[kMaxSpares];
+  int count;
+  {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+    count = spare_count_;
+    std::copy(spares_, spares_ + count, spares);
+    spare_count_ = 0;
+  }
+  for (int i = 0; i < count; ++i) free_chunk(spares[i]);
+}
+
+std::size_t StreamCredit::outstanding() const noexcept {
+  std::lock_guard lock(mu_);
+  return outstanding_;
+}
+
+Message make_data_message(std::shared_ptr<StreamCredit> credit, const EventHeader& header,
+                          std::span<const std::byte> data) {
+  DataChunk* chunk = new_chunk(data.size());
+  chunk->credit = std::move(credit);
+  chunk->size = sizeof header + data.size();
+  std::memcpy(chunk->bytes(), &header, sizeof header);
+  if (!data.empty()) std::memcpy(chunk->data(), data.data(), data.size());
+  return Message::native(chunk, &release_data_message);
+}
+
+void release_data_message(void* p) noexcept {
+  auto* chunk = static_cast<DataChunk*>(p);
+  // Moved out first: the chunk may become a spare of the credit (which must not hold itself),
+  // and this may be the credit's last holder.
+  std::shared_ptr<StreamCredit> credit = std::move(chunk->credit);
+  if (!credit) {
+    free_chunk(chunk);
+    return;
+  }
+  const std::size_t n = chunk->size - sizeof(EventHeader);
+  if (chunk->capacity == credit->read_size()) {
+    credit->release(n, chunk);  // kept as a spare, or freed
+  } else {
+    credit->release(n, nullptr);
+    free_chunk(chunk);
+  }
+}
+
+std::span<const std::byte> data_message_bytes(const void* p) noexcept {
+  auto* chunk = const_cast<DataChunk*>(static_cast<const DataChunk*>(p));
+  return {chunk->bytes(), chunk->size};
+}
+
+std::size_t stream_read_size(int fd) noexcept {
+  const int pipe_size = ::fcntl(fd, F_GETPIPE_SZ);
+  return (pipe_size > 0 ? static_cast<std::size_t>(pipe_size) : kDefaultPipeSize) + kReadSlack;
+}
+
+}  // namespace evh::detail
