@@ -237,14 +237,30 @@ struct FloodSink {
   }
 };
 
+// The same sink as a batch handler (IsolateHandler::on_batch): the messages already in the
+// mailbox, up to kMaxBatch, in one call; each one is read and counted as FloodSink does.
+struct FloodBatchSink {
+  FloodSink sink;
+
+  void operator()(Isolate& self, std::span<Message> messages) {
+    for (Message& m : messages) sink(self, m);
+  }
+};
+
+// How evh's flood consumer takes its messages: one handler call per message, or per batch.
+enum class Receive : std::uint8_t { each, batch };
+
 // evh: `send(to_sink, n)` floods the sink isolate through a SendPort.
 template <class Send>
-RunResult evh_flood(std::uint64_t n, Send&& send) {
+RunResult evh_flood(std::uint64_t n, Receive receive, Send&& send) {
   const ScopedPlacement at_loop(ThreadRole::loop);  // the pool's threads, started below, inherit it
   EventfdQueue done;
   Runtime rt;
   ShutdownAtExit stop_first(rt);  // the sink borrows `done`
-  IsolateRef sink = take(rt.spawn(make_handler(FloodSink{n, &done})), "spawn");
+  IsolateRef sink = take(
+      rt.spawn(receive == Receive::batch ? make_batch_handler(FloodBatchSink{FloodSink{n, &done}})
+                                         : make_handler(FloodSink{n, &done})),
+      "spawn");
   SendPort to_sink = take(rt.send_port(sink->main_port()), "send_port(isolate)");
 
   // Warm-up: the first message makes the pool start a worker; thread creation is set-up, not
@@ -320,7 +336,7 @@ RunResult peer_flood(const PeerImpl& p, std::uint64_t n, Send&& send) {
 // port_flood: one post per value.
 RunResult port_flood(std::string_view impl, std::uint64_t n) {
   if (impl == "evh") {
-    return evh_flood(n, [](SendPort& to, std::uint64_t count) {
+    return evh_flood(n, Receive::each, [](SendPort& to, std::uint64_t count) {
       for (std::uint64_t i = 0; i < count; ++i) check(to.post(Message::u64(i)), "post");
     });
   }
@@ -339,15 +355,13 @@ RunResult port_flood(std::string_view impl, std::uint64_t n) {
 
 // port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send.
 // raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch). evh:
-// SendPort::post_batch, one claim of mailbox space per batch (the batch's Messages are built in
-// place each time; u64 messages own nothing). A peer: its own post_batch.
+// SendPort::post_u64_batch, one claim of mailbox space per batch, the values copied straight into
+// the mailbox (each arrives as a Message::u64), to a batch handler. A peer: its own post_batch.
 RunResult port_flood_batch(std::string_view impl, std::uint64_t n) {
   if (impl == "evh") {
-    Message batch[kFloodBatch];  // made (and destroyed) outside the window
-    return evh_flood(n, [&batch](SendPort& to, std::uint64_t count) {
+    return evh_flood(n, Receive::batch, [](SendPort& to, std::uint64_t count) {
       send_batches(count, [&](std::span<const std::uint64_t> v) {
-        for (std::size_t j = 0; j < v.size(); ++j) batch[j] = Message::u64(v[j]);
-        check(to.post_batch(std::span<Message>(batch, v.size())), "post_batch");
+        check(to.post_u64_batch(v), "post_u64_batch");
       });
     });
   }

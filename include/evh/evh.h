@@ -250,6 +250,15 @@ typedef struct evh_bytes {
 EVH_API int evh_post_batch(evh_runtime* rt, evh_port_id port, const evh_bytes* items, size_t count,
                            unsigned flags);
 
+/* Posts `count` messages of `each` bytes (1..40) packed one after another at `data`: message i
+ * is a copy of the `each` bytes at data + i * each. As `count` calls of evh_post (FIFO, never
+ * blocks), but with one look-up, the mailbox's space claimed once for as many as fit together,
+ * and no message object per value: the bytes go straight into the mailbox (evh's
+ * SendPort::post_bytes_batch). Errors: as evh_post (EVH_EINVAL also for `each` out of range or
+ * `data` NULL with count > 0, nothing posted); ENOMEM posts a prefix. */
+EVH_API int evh_post_packed(evh_runtime* rt, evh_port_id port, const void* data, size_t each,
+                            size_t count, unsigned flags);
+
 /* Reading a message: in a handler, the message is evh's and valid until the handler returns;
  * one from a receiver is the caller's until evh_message_destroy. Any thread that may touch it.
  * A NULL message reads as empty. */
@@ -273,6 +282,17 @@ EVH_API void evh_message_destroy(evh_message* message);
  * message's native payload or forward it; whatever it leaves is released after it returns.
  * `user` is the spawn's. */
 typedef void (*evh_message_fn)(evh_isolate* self, evh_message* message, void* user);
+
+/* The batch form of a message handler (evh::BatchFn in evh/isolate.h): `count` messages (1..64)
+ * at once, messages[0..count) in the order evh_message_fn would get them — normal messages to the
+ * main port already in the mailbox, one after another, up to what the turn's budget has left;
+ * others come one at a time. Every message is borrowed for the call as in evh_message_fn
+ * (take or forward a payload; what is left is released, exactly once, after it returns, also
+ * after an error it reports). Kills, pauses, pings and OOB messages take effect between batches
+ * (inside one: evh_isolate_interrupt_requested / evh_isolate_handle_interrupts); microtasks run
+ * after each. `user` is the spawn's. */
+typedef void (*evh_batch_fn)(evh_isolate* self, evh_message* const* messages, size_t count,
+                             void* user);
 
 /* Told when the isolate's mailbox reaches the depth set in evh_isolate_options. Runs on the
  * isolate's own turn (own-turn calls work), before the message that was taken when the depth was
@@ -310,6 +330,12 @@ static inline void evh_isolate_options_init(evh_isolate_options* options) {
 EVH_API int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message, void* user,
                               evh_finalizer destroy_user, const evh_isolate_options* options,
                               evh_isolate** out);
+
+/* evh_isolate_spawn with the batch form of the handler (evh_batch_fn). Errors: as
+ * evh_isolate_spawn. */
+EVH_API int evh_isolate_spawn_batch(evh_runtime* rt, evh_batch_fn on_batch, void* user,
+                                    evh_finalizer destroy_user, const evh_isolate_options* options,
+                                    evh_isolate** out);
 
 /* Another reference to the same isolate / drops one. A handle keeps the isolate's record, not its
  * life: the isolate exits by the exit rule or a kill whatever handles exist, and calls on a

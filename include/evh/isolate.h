@@ -5,7 +5,7 @@
 // so an idle isolate costs no thread and no CPU. A running isolate handles out-of-band messages
 // first, then normal ones, and gives way after `budget` messages (or a time slice) so that other
 // isolates on the same runner progress (SEMANTICS 7). The isolate's microtasks are drained after
-// every message.
+// every message (after every batch for a batch handler, `BatchFn`).
 //
 // Lifetime: an isolate lives from `Runtime::spawn()` until `destroy()` (or runtime shutdown);
 // dropping every `IsolateRef` does not destroy it — it lives while it can receive. After
@@ -26,9 +26,11 @@
 #include <evh/timer.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -52,10 +54,33 @@ using MicrotaskFn = void (*)(Isolate& self, void* arg);
 // Releases a microtask's argument when the microtask will never run (its isolate was destroyed).
 using DropFn = void (*)(void* arg) noexcept;
 
+// The batch form of the message callback: the messages in `messages` (1 to kMaxBatch of them),
+// in the order a per-message handler would get them. It is for a handler whose work per message
+// is small next to a call (a runtime copying values into its heap, a counter, a forwarder): one
+// call, one microtask drain, one budget check and one depth note a batch instead of a message.
+//   - Which messages go together: normal messages to the isolate's main port (while it is open)
+//     that are already in the mailbox, one after another, up to kMaxBatch and to what the turn's
+//     budget has left; a message to another port, an OOB message, or one not yet written when
+//     the turn looks ends the batch and comes in a span of its own.
+//   - FIFO per sender holds (the spans follow the mailbox's order); each message is the
+//     handler's as in MessageFn: it may take a native payload (`take_native()`) or move the
+//     message on; whatever it leaves in any of them is released, exactly once, on this thread
+//     after it returns — also when it throws (the exception is reported once; the messages it
+//     had not got to are released, not delivered again).
+//   - Between two batches, as between two messages: microtasks run, a kill or pause takes
+//     effect, OOB messages and pings go first. Inside one, a handler that wants a kill to stop
+//     it mid-batch checks `Isolate::interrupt_requested()` / `handle_interrupts()` as a long
+//     message does. `IsolateStats::handled` counts messages; `cached_now()` is read once a batch.
+using BatchFn = void (*)(Isolate& self, std::span<Message> messages, void* user);
+inline constexpr std::size_t kMaxBatch = 64;
+
+// Exactly one of `on_message` and `on_batch` is set (spawn says `Errc::invalid_argument`
+// otherwise).
 struct IsolateHandler {
   MessageFn on_message = nullptr;
   void* user = nullptr;
   DropFn destroy_user = nullptr;  // called once when the isolate is freed, if set
+  BatchFn on_batch = nullptr;     // the batch form, instead of on_message
 };
 
 // Wraps any callable `void(Isolate&, Message&)` into a handler that owns a copy of it.
@@ -65,6 +90,16 @@ IsolateHandler make_handler(F f) {
   return IsolateHandler{
       [](Isolate& self, Message& message, void* user) { (*static_cast<F*>(user))(self, message); },
       owned, [](void* user) noexcept { delete static_cast<F*>(user); }};
+}
+
+// Wraps any callable `void(Isolate&, std::span<Message>)` into a batch handler that owns a copy.
+template <class F>
+IsolateHandler make_batch_handler(F f) {
+  auto* owned = new F(std::move(f));
+  return IsolateHandler{nullptr, owned, [](void* user) noexcept { delete static_cast<F*>(user); },
+                        [](Isolate& self, std::span<Message> messages, void* user) {
+                          (*static_cast<F*>(user))(self, messages);
+                        }};
 }
 
 // Why an isolate exited: it ran out of open ports (normal), it was killed (killed, also at runtime

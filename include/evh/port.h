@@ -12,6 +12,10 @@
 #include <evh/export.h>
 #include <evh/message.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
 namespace evh {
 
 namespace detail {
@@ -48,6 +52,21 @@ class EVH_API SendPort {
   // order, and the rest released).
   Status post_batch(std::span<Message> messages,
                     Priority priority = Priority::normal) const noexcept;
+  // Posts `packed.size() / each` byte messages of `each` bytes, message i being a copy of
+  // `packed[i * each, (i + 1) * each)` — what post_batch() of their `Message::bytes` does, with
+  // the same guarantees (FIFO behind this thread's earlier posts, never blocks), but without a
+  // `Message` per value: the bytes are copied straight into the mailbox's records (a runtime
+  // sending packed small values — numbers, fixed-size records — writes each only once). `each`
+  // is 1..`Message::kInlineBytes` and divides `packed.size()`, else `Errc::invalid_argument`
+  // (nothing is posted). The other errors of post_batch: all or none are posted, except on
+  // ENOMEM, where a prefix of them is. Nothing is owned, so nothing is released on an error.
+  Status post_bytes_batch(std::span<const std::byte> packed, std::size_t each,
+                          Priority priority = Priority::normal) const noexcept;
+  // post_bytes_batch() of `values`' bytes, 8 each: each value arrives as `Message::u64(value)`.
+  Status post_u64_batch(std::span<const std::uint64_t> values,
+                        Priority priority = Priority::normal) const noexcept {
+    return post_bytes_batch(std::as_bytes(values), sizeof(std::uint64_t), priority);
+  }
 
  private:
   friend class Runtime;                                                    // looks them up

@@ -124,6 +124,10 @@ class EVH_API Runtime {
   // `post`, for all of them.
   Status post_batch(PortId port, std::span<Message> messages,
                     Priority priority = Priority::normal) noexcept;
+  // SendPort::post_bytes_batch by id: the errors of `post`, and `Errc::invalid_argument` for a
+  // bad shape.
+  Status post_bytes_batch(PortId port, std::span<const std::byte> packed, std::size_t each,
+                          Priority priority = Priority::normal) noexcept;
 
   // A SendPort for `port`, for repeated posts without map look-ups.
   Result<SendPort> send_port(PortId port) noexcept;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 namespace evh::detail {
 
@@ -55,6 +56,19 @@ struct MessageAccess {
     to.size_ = size;
     copy_words(&to.u_, words, n);
     to.kind_ = kind;
+  }
+
+  // Makes a Message in raw storage `at` holding a record's payload: assemble() into a fresh one,
+  // without first constructing it empty (a batch of them is taken this way; the caller destroys
+  // each).
+  static Message* construct(void* at, PortId port, Message::Kind kind, std::uint32_t size,
+                            const std::uint64_t* words, std::uint32_t n) noexcept {
+    Message* m = ::new (at) Message;
+    m->port_ = port;
+    m->size_ = size;
+    copy_words(&m->u_, words, n);
+    m->kind_ = kind;
+    return m;
   }
 
   // Copies `n` (at most 5: kInlineBytes) whole words. Fixed-size copies, so that the one word of

@@ -1,5 +1,6 @@
 #include "base/mpsc_queue.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/alloc_fault.h"
@@ -332,6 +333,137 @@ std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortI
   }
   delete fresh;
   return done;
+}
+
+std::size_t queue_push_packed(QueueTail& tail, PortId port, const std::byte* data,
+                              std::uint32_t each, std::size_t count, PortId home) noexcept {
+  EVH_ASSERT(each >= 1 && each <= Message::kInlineBytes, "a packed message is inline bytes");
+  const std::uint32_t payload = (each + 7) / 8;
+  const bool port_word = port != PortId::none && port != home;
+  const std::uint64_t header = (std::uint64_t{each} << 32) |
+                               (port_word              ? kPortWord
+                                : port != PortId::none ? kHomePort
+                                                       : 0) |
+                               (static_cast<std::uint64_t>(Message::Kind::inline_bytes) + 1);
+  std::size_t done = 0;
+  QueueBlock* fresh = nullptr;
+  Backoff backoff;
+  while (done < count) {
+    std::uint64_t pos = tail.pos.load(std::memory_order_acquire);
+    const std::uint32_t offset = offset_of(pos);
+    if (offset == kBlockWords) {
+      backoff.snooze();
+      continue;
+    }
+    QueueBlock* block = tail.block.load(std::memory_order_acquire);
+    if (block == nullptr) {
+      if (!install_first(tail, fresh)) break;
+      continue;
+    }
+    // As many as fit in the rest of the block: records of their own (port word), or one run.
+    const std::uint32_t room = kBlockWords - offset;
+    std::size_t n = 0;
+    std::uint32_t words = 0;
+    if (port_word) {
+      n = std::min<std::size_t>(room / (2 + payload), count - done);
+      words = static_cast<std::uint32_t>(n) * (2 + payload);
+    } else if (room >= 1 + payload) {
+      n = std::min<std::size_t>(
+          {1 + (room - 1 - payload) / payload, count - done, std::size_t{kMaxRunExtra} + 1});
+      words = 1 + static_cast<std::uint32_t>(n) * payload;
+    }
+    const bool fits = n > 0;
+    const bool ends = !fits || words == room;
+    if (ends && !ready_to_install(tail, fresh)) break;
+    const std::uint64_t claimed_count = queue_count(pos) + n;
+    const std::uint64_t claimed =
+        (claimed_count << kOffsetBits) | (fits ? offset + words : kBlockWords);
+    // seq_cst, and a stale view fails: as in queue_push.
+    if (!tail.pos.compare_exchange_weak(pos, claimed, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
+      continue;
+    }
+    if (ends) {
+      install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), claimed_count);
+      fresh = nullptr;
+    }
+    if (!fits) {
+      header_at(block, offset).store(kSkip, std::memory_order_release);
+      continue;
+    }
+    // The claimed words are zero (a block is zeroed before it is installed), so a payload shorter
+    // than its words is padded as Message::bytes's inline copy would leave it.
+    std::uint64_t* w = &block->words[offset];
+    const std::byte* from = data + done * each;
+    if (port_word) {
+      for (std::size_t i = 0; i < n; ++i, w += 2 + payload, from += each) {
+        w[1] = static_cast<std::uint64_t>(port);
+        std::memcpy(w + 2, from, each);
+        // release: pairs with the consumer's acquire load of the header.
+        std::atomic_ref<std::uint64_t>(*w).store(header, std::memory_order_release);
+      }
+    } else {
+      if (each == payload * 8) {  // whole words: one copy (a flood of u64 values)
+        std::memcpy(w + 1, from, n * each);
+      } else {
+        for (std::size_t i = 0; i < n; ++i) std::memcpy(w + 1 + i * payload, from + i * each, each);
+      }
+      // release: pairs with the consumer's acquire load of the header.
+      header_at(block, offset)
+          .store(header | (std::uint64_t{n - 1} << kRecordRunShift), std::memory_order_release);
+    }
+    done += n;
+  }
+  delete fresh;
+  return done;
+}
+
+std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
+                              PortId home) noexcept {
+  std::uint32_t n = 0;
+  if (head.block == nullptr) return 0;  // the first look is queue_pop's
+  while (n < max) {
+    const std::uint32_t offset = offset_of(head.pos);
+    // acquire: pairs with the producer's release store of the header.
+    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
+    if (header == 0) break;  // pending or empty: queue_pop tells which
+    if ((header & kTagMask) == kSkip) {
+      advance_block(tail, head);
+      continue;
+    }
+    if ((header & (kHomePort | kPortWord)) != kHomePort) break;  // not to `home`
+    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
+    const auto size = static_cast<std::uint32_t>(header >> 32);
+    const std::uint32_t payload = MessageAccess::payload_words(kind, size);
+    const std::uint32_t in_record =
+        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
+    const std::uint32_t take = std::min(in_record, max - n);
+    const std::uint64_t* w = &head.block->words[offset + 1];
+    if (payload == 1) {  // the common run: one word a message (a u64, a heap pointer)
+      for (std::uint32_t j = 0; j < take; ++j) {
+        MessageAccess::construct(out + n + j, home, kind, size, w + j, 1);
+      }
+    } else {
+      for (std::uint32_t j = 0; j < take; ++j) {
+        MessageAccess::construct(out + n + j, home, kind, size, w + j * payload, payload);
+      }
+    }
+    n += take;
+    const std::uint64_t count = queue_count(head.pos) + take;
+    if (take < in_record) {
+      // The rest of the run, over the last payload word taken (record_next's place for it;
+      // relaxed: only this consumer reads it).
+      const std::uint32_t next = offset + take * payload;
+      std::atomic_ref<std::uint64_t>(head.block->words[next])
+          .store(header - take * kRecordRunOne, std::memory_order_relaxed);
+      set_head_pos(head, (count << kOffsetBits) | next);
+      break;
+    }
+    const std::uint32_t next = offset + 1 + in_record * payload;
+    set_head_pos(head, (count << kOffsetBits) | next);
+    if (next == kBlockWords) advance_block(tail, head);
+  }
+  return n;
 }
 
 PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {

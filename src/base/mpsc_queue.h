@@ -190,6 +190,25 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 [[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages,
                                            PortId home = PortId::none) noexcept;
 
+// Pushes `count` byte messages of `each` bytes (1..Message::kInlineBytes), copied from `data`
+// (message i is data[i*each, (i+1)*each)), to `port`, in order — what queue_push_batch does with
+// `count` `Message::bytes` of those slices, without the Messages: the bytes go straight into the
+// claimed records (a run when `port` is `home` or none; else a record with its port word each).
+// Returns how many were pushed: all, or those before the one that needed a block that could not
+// be allocated.
+[[nodiscard]] std::size_t queue_push_packed(QueueTail& tail, PortId port, const std::byte* data,
+                                            std::uint32_t each, std::size_t count,
+                                            PortId home = PortId::none) noexcept;
+
+// Consumer side: takes up to `max` messages to `home` that are written one after another from the
+// head, across records, runs and block ends, and returns how many (0 when the next record is not
+// written, not to `home`, or the consumer has not looked at the queue yet: queue_pop then says
+// which). A run may be taken in part: the rest stays at the head as queue_pop leaves it. `out` is
+// raw storage for `max` Messages: the n taken are constructed in out[0..n) (their port `home`); the
+// caller destroys them (which releases what they still own).
+std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
+                              PortId home) noexcept;
+
 // Consumer side. On `item`, `out` holds the message (its port `home` when stored as home's).
 // Inline for the common case — a written record that does not end its block — which is most of
 // a flood's pops (issue 19: an out-of-line pop was a call and a variable-length memcpy per
@@ -250,6 +269,10 @@ struct MpscQueue {
   // without a failure seam armed).
   bool push(Message&& m) noexcept { return queue_push(tail, std::move(m)); }
   std::size_t push_batch(std::span<Message> ms) noexcept { return queue_push_batch(tail, ms); }
+  std::size_t push_packed(PortId port, const std::byte* data, std::uint32_t each,
+                          std::size_t count) noexcept {
+    return queue_push_packed(tail, port, data, each, count);
+  }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }

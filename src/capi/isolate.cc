@@ -1,4 +1,7 @@
 // The C API's isolates: spawn, the control plane, ports, microtasks, reported errors.
+#include <algorithm>
+#include <span>
+
 #include "capi/handles.h"
 #include "capi/options.h"
 
@@ -18,6 +21,16 @@ void on_message(Isolate& self, Message& message, void* user) {
   auto* handle = static_cast<evh_isolate*>(user);
   TurnScope turn(handle, self);
   handle->on_message(handle, to_c(&message), handle->user);
+  TurnScope::raise_reported(handle);
+}
+
+void on_batch(Isolate& self, std::span<Message> messages, void* user) {
+  auto* handle = static_cast<evh_isolate*>(user);
+  evh_message* each[kMaxBatch];
+  const std::size_t n = std::min(messages.size(), kMaxBatch);  // evh gives at most kMaxBatch
+  for (std::size_t i = 0; i < n; ++i) each[i] = to_c(&messages[i]);
+  TurnScope turn(handle, self);
+  handle->on_batch(handle, each, n, handle->user);
   TurnScope::raise_reported(handle);
 }
 
@@ -68,20 +81,21 @@ bool valid_priority(int priority) noexcept {
 }  // namespace
 }  // namespace evh::capi
 
-using namespace evh::capi;
+namespace evh::capi {
+namespace {
 
-extern "C" {
-
-int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
-                      evh_finalizer destroy_user, const evh_isolate_options* options,
-                      evh_isolate** out) {
+// Both spawns: exactly one of the two forms is set.
+int spawn(evh_runtime* rt, evh_message_fn on_message_fn, evh_batch_fn on_batch_fn, void* user,
+          evh_finalizer destroy_user, const evh_isolate_options* options, evh_isolate** out) {
   // `user` is evh's from here on: every failure releases it before returning.
   auto fail = [&](int error) {
     if (destroy_user != nullptr) destroy_user(user);
     return error;
   };
   if (out != nullptr) *out = nullptr;
-  if (out == nullptr || !valid(rt) || on_message_fn == nullptr) return fail(EVH_EINVAL);
+  if (out == nullptr || !valid(rt) || (on_message_fn == nullptr && on_batch_fn == nullptr)) {
+    return fail(EVH_EINVAL);
+  }
   evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
   if (int e = read_options(options, o); e != EVH_OK) return fail(e);
   evh::TaskRunner* runner = nullptr;
@@ -94,11 +108,17 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   if (handle == nullptr) return fail(EVH_ENOMEM);
   handle->runtime = rt;
   handle->on_message = on_message_fn;
+  handle->on_batch = on_batch_fn;
   handle->user = user;
   handle->destroy_user = destroy_user;
   handle->on_high_water = o.on_mailbox_high_water;
   // From here the handle's on_exit releases `user`, also when spawn() fails.
-  evh::IsolateHandler h{&on_message, handle, &on_exit};
+  evh::IsolateHandler h{nullptr, handle, &on_exit};
+  if (on_batch_fn != nullptr) {
+    h.on_batch = &on_batch;
+  } else {
+    h.on_message = &on_message;
+  }
   evh::IsolateOptions io;
   io.runner = runner;
   io.budget = o.budget;
@@ -129,6 +149,25 @@ int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
   rt->handles.fetch_add(1, std::memory_order_relaxed);
   *out = handle;
   return EVH_OK;
+}
+
+}  // namespace
+}  // namespace evh::capi
+
+using namespace evh::capi;
+
+extern "C" {
+
+int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
+                      evh_finalizer destroy_user, const evh_isolate_options* options,
+                      evh_isolate** out) {
+  return evh::capi::spawn(rt, on_message_fn, nullptr, user, destroy_user, options, out);
+}
+
+int evh_isolate_spawn_batch(evh_runtime* rt, evh_batch_fn on_batch_fn, void* user,
+                            evh_finalizer destroy_user, const evh_isolate_options* options,
+                            evh_isolate** out) {
+  return evh::capi::spawn(rt, nullptr, on_batch_fn, user, destroy_user, options, out);
 }
 
 int evh_isolate_retain(evh_isolate* isolate) {

@@ -68,6 +68,18 @@ int evh_post_batch(evh_runtime* rt, evh_port_id port, const evh_bytes* items, si
   });
 }
 
+int evh_post_packed(evh_runtime* rt, evh_port_id port, const void* data, size_t each, size_t count,
+                    unsigned flags) {
+  evh::Priority priority = evh::Priority::normal;
+  if (!valid(rt) || !priority_of(flags, priority) || each == 0 ||
+      each > evh::Message::kInlineBytes || (data == nullptr && count != 0) ||
+      count > SIZE_MAX / each) {
+    return EVH_EINVAL;
+  }
+  return to_c(rt->rt->post_bytes_batch(
+      port_id(port), std::span(static_cast<const std::byte*>(data), each * count), each, priority));
+}
+
 int evh_post_native(evh_runtime* rt, evh_port_id port, void* object, evh_finalizer finalizer,
                     unsigned flags) {
   // The message owns the object from here: every error path releases it, exactly once.

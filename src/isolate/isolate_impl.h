@@ -69,6 +69,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void release() noexcept override;
   bool enqueue(Message&& message, Priority priority) noexcept override;
   std::size_t enqueue_batch(std::span<Message> messages, Priority priority) noexcept override;
+  std::size_t enqueue_packed(PortId port, const std::byte* data, std::uint32_t each,
+                             std::size_t count, Priority priority) noexcept override;
   // The push, and the claim of the turn when the isolate was idle (its reference taken); the
   // runner's post() is left to finish_enqueue(), outside the caller's lock.
   Enqueued enqueue_under_lock(Message&& message, Priority priority) noexcept override;
@@ -156,6 +158,7 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   static constexpr std::uint8_t kOwnRunner = 1;
   static constexpr std::uint8_t kOwnBudget = 2;
   static constexpr std::uint8_t kWatchDepth = 4;
+  static constexpr std::uint8_t kBatchHandler = 8;  // handler_.batch is set, not handler_.one
   static constexpr std::uint8_t kInterruptKill = 1;
   static constexpr std::uint8_t kInterruptPing = 2;
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
@@ -175,8 +178,15 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   void deliver_other(Message& message) noexcept;  // not to the open main port
   // The handler, then the microtasks and what the message changed (timers, the exit rule).
   void handle(Message& message) noexcept;
-  // After a turn took a normal message: the depth it saw, for the peak and the high-water mark.
-  void note_depth(bool first_of_turn) noexcept;
+  // A batch handler's turn: takes up to `max` (1..kMaxBatch) messages to the open main port that
+  // are written one after another at the head, hands them to the handler in one call, then what
+  // handle() does after it; returns how many it took (0: none there, for queue_pop to say why).
+  std::uint32_t handle_batch(std::uint32_t max, bool first_of_turn) noexcept;
+  // The end of handle(), once per message or batch: microtasks, timers, the exit rule.
+  void after_handler() noexcept;
+  // After a turn took `taken` normal messages: the depth it saw, for the peak and the high-water
+  // mark.
+  void note_depth(bool first_of_turn, std::uint32_t taken = 1) noexcept;
   void check_high_water(std::uint64_t depth) noexcept;
   void rearm_high_water() noexcept;
   bool is_open_port(PortId id) noexcept;
@@ -215,7 +225,11 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // post (measured: it halved port_flood); the turn reads the runner and the budget from the
   // host (or the life record) once per turn.
   IsolateHost* host_;
-  MessageFn on_message_;
+  // The embedder's handler: its per-message or its batch form (kBatchHandler in spawn_bits_).
+  union HandlerFn {
+    MessageFn one;
+    BatchFn batch;
+  } handler_;
   void* user_;
   PortId main_port_id_ = PortId::none;
   void* data_;  // never written after spawn

@@ -3,7 +3,10 @@
 // isolate_impl.h.
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <utility>
 
 #include "base/alloc_fault.h"
@@ -41,11 +44,13 @@ void linger() noexcept {
 
 IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
                          const IsolateOptions& options, std::uint32_t budget)
-    : host_(&host),
-      on_message_(handler.on_message),
-      user_(handler.user),
-      data_(options.data),
-      destroy_user_(handler.destroy_user) {
+    : host_(&host), user_(handler.user), data_(options.data), destroy_user_(handler.destroy_user) {
+  if (handler.on_batch != nullptr) {
+    handler_.batch = handler.on_batch;
+    spawn_bits_ |= kBatchHandler;
+  } else {
+    handler_.one = handler.on_message;
+  }
   // What most isolates share stays in the host; the rest goes into the life record.
   const bool own_runner = &runner != &host.default_runner();
   const bool own_budget = budget != host.default_budget();
@@ -169,6 +174,20 @@ std::size_t IsolateImpl::enqueue_batch(std::span<Message> messages, Priority pri
   return queued;
 }
 
+std::size_t IsolateImpl::enqueue_packed(PortId port, const std::byte* data, std::uint32_t each,
+                                        std::size_t count, Priority priority) noexcept {
+  if (count == 0) return 0;
+  std::size_t queued = 0;
+  if (priority == Priority::oob) {
+    if (MpscQueue* q = oob_queue(); q != nullptr) queued = q->push_packed(port, data, each, count);
+  } else {
+    queued = queue_push_packed(normal_tail_, port, data, each, count, main_port_id_);
+  }
+  // seq_cst: as in enqueue.
+  if (queued != 0 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
+  return queued;
+}
+
 bool IsolateImpl::try_schedule() noexcept {
   if (!claim_turn()) return false;
   runner().post(*this);
@@ -209,11 +228,19 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
 // depth were three calls per message in a flood).
 [[gnu::always_inline]] inline void IsolateImpl::handle(Message& message) noexcept {
   try {
-    on_message_(*this, message, user_);
+    if ((spawn_bits_ & kBatchHandler) == 0) [[likely]] {
+      handler_.one(*this, message, user_);
+    } else {
+      handler_.batch(*this, std::span<Message>(&message, 1), user_);
+    }
   } catch (...) {
     report_exception();
   }
   bump(handled_);
+  after_handler();
+}
+
+[[gnu::always_inline]] inline void IsolateImpl::after_handler() noexcept {
   if (life_if_any() != nullptr) [[unlikely]] {
     run_microtasks();
   }
@@ -235,7 +262,8 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
   deliver_other(message);
 }
 
-[[gnu::always_inline]] inline void IsolateImpl::note_depth(bool first_of_turn) noexcept {
+[[gnu::always_inline]] inline void IsolateImpl::note_depth(bool first_of_turn,
+                                                           std::uint32_t taken) noexcept {
   const std::uint64_t read = queue_count(normal_head_.pos);
   // queue_pop reads the producers' tail only when it finds no record written; in a flood that
   // keeps ahead of it, it would never look. The depth looks at a turn's first message (the line
@@ -246,9 +274,9 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
     normal_head_.known_tail = normal_tail_.pos.load(std::memory_order_relaxed);
   }
   const std::uint64_t known = queue_count(normal_head_.known_tail);
-  // The one just taken, and those known to be claimed behind it (the turn may have read records
-  // written after its last look at the tail: then it knows of none).
-  const std::uint64_t depth = 1 + (known > read ? known - read : 0);
+  // The ones just taken, and those known to be claimed behind them (the turn may have read
+  // records written after its last look at the tail: then it knows of none).
+  const std::uint64_t depth = taken + (known > read ? known - read : 0);
   if (depth > mailbox_peak_.load(std::memory_order_relaxed)) {
     const std::uint64_t capped = std::min<std::uint64_t>(depth, UINT32_MAX);
     mailbox_peak_.store(static_cast<std::uint32_t>(capped), std::memory_order_relaxed);
@@ -256,6 +284,35 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
   if ((spawn_bits_ & kWatchDepth) != 0) [[unlikely]] {
     check_high_water(depth);
   }
+}
+
+std::uint32_t IsolateImpl::handle_batch(std::uint32_t max, bool first_of_turn) noexcept {
+  EVH_ASSERT(max >= 1 && max <= kMaxBatch, "a batch is 1..kMaxBatch messages");
+  // Raw storage: the queue constructs the messages it takes there.
+  alignas(Message) std::byte storage[kMaxBatch * sizeof(Message)];
+  auto* batch = reinterpret_cast<Message*>(storage);
+  const std::uint32_t n = queue_pop_batch(normal_tail_, normal_head_, batch, max, main_port_id_);
+  if (n == 0) return 0;
+  // Each is destroyed on the way out: what the handler left in it is released here, once.
+  struct DestroyAll {
+    Message* batch;
+    std::uint32_t n;
+    ~DestroyAll() { std::destroy_n(batch, n); }
+  } destroy_all{batch, n};
+  note_depth(first_of_turn, n);
+  if (main_closed_.load(std::memory_order_acquire)) [[unlikely]] {
+    // Closed since the turn looked: dropped when reached, as deliver_other() drops one.
+    bump(life().dropped, n);
+    return n;
+  }
+  try {
+    handler_.batch(*this, std::span<Message>(batch, n), user_);
+  } catch (...) {
+    report_exception();
+  }
+  bump(handled_, n);
+  after_handler();
+  return n;
 }
 
 void IsolateImpl::run() noexcept {
@@ -289,29 +346,45 @@ void IsolateImpl::run() noexcept {
     }
     Message message;
     PopResult got = PopResult::empty;
+    std::uint32_t batched = 0;  // messages a batch handler has just been given
     if (MpscQueue* q = oob_if_any(); q != nullptr) [[unlikely]] {
       got = q->pop(message);
     }
     if (got != PopResult::item && !paused_.load(std::memory_order_acquire)) {
-      PopResult normal = queue_pop(normal_tail_, normal_head_, message, main_port_id_);
-      if (normal != PopResult::empty) got = normal;
-      if (normal == PopResult::item) {
-        note_depth(!took_normal);
+      if ((spawn_bits_ & kBatchHandler) != 0 && !main_closed_.load(std::memory_order_relaxed)) {
+        // As many as the budget has left (at least one: a turn past its budget with nobody to
+        // give way to goes on one message at a time, as a per-message handler's does).
+        const std::uint32_t left = handled < budget ? budget - handled : 1;
+        batched = handle_batch(std::min<std::uint32_t>(left, kMaxBatch), !took_normal);
+      }
+      if (batched != 0) {
         took_normal = true;
+        got = PopResult::item;
+      } else {
+        PopResult normal = queue_pop(normal_tail_, normal_head_, message, main_port_id_);
+        if (normal != PopResult::empty) got = normal;
+        if (normal == PopResult::item) {
+          note_depth(!took_normal);
+          took_normal = true;
+        }
       }
     }
     if (got == PopResult::item) {
       pending_snoozes = 0;
       lingers = 0;
-      deliver(message);
-      ++handled;
+      if (batched == 0) {
+        deliver(message);
+        batched = 1;
+      }
+      const std::uint32_t before = handled;
+      handled += batched;
       bool give_way = handled >= budget || runner.work_is_waiting();
       // The clock is read every 16 messages only: a turn of a few messages (the ping-pong case)
-      // costs no clock read, and a flood pays one read per 16 messages. The slice is counted from
-      // the 16th message.
-      if (!give_way && (handled & 15) == 0) {
+      // costs no clock read, and a flood pays one read per 16 messages (or per batch, when a
+      // batch crosses a multiple of 16). The slice is counted from the first such read.
+      if (!give_way && (handled >> 4) != (before >> 4)) {
         const auto now = std::chrono::steady_clock::now();
-        if (handled == 16) {
+        if (before < 16) {
           slice_end = mono_after(now, host_->time_slice());
         } else {
           give_way = now >= slice_end;

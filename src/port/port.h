@@ -33,6 +33,14 @@ class PortTarget {
   // that could not be allocated (the rest untouched).
   [[nodiscard]] virtual std::size_t enqueue_batch(std::span<Message> messages,
                                                   Priority priority) noexcept = 0;
+  // Queues `count` byte messages of `each` bytes (1..Message::kInlineBytes) copied from `data`,
+  // to the open port `port`, in order: as enqueue_batch() of `count` `Message::bytes`, which is
+  // what this default does (in chunks of 64 on the stack); an isolate's mailbox copies the bytes
+  // straight into its records. Returns how many were queued: all, or those before the one that
+  // needed a block that could not be allocated.
+  [[nodiscard]] virtual std::size_t enqueue_packed(PortId port, const std::byte* data,
+                                                   std::uint32_t each, std::size_t count,
+                                                   Priority priority) noexcept;
   // enqueue() for a caller inside a lock (the port map's shard lock): queues the message, but
   // leaves handing the target to its runner — which may be an embedder's `TaskRunner::post()`,
   // free to call back into the runtime — to finish_enqueue(), which the caller must call once
@@ -48,6 +56,9 @@ class PortTarget {
  protected:
   ~PortTarget() = default;
 };
+
+// The shape post_bytes_batch accepts: `each` of 1..Message::kInlineBytes dividing `bytes`.
+bool packed_shape_ok(std::size_t bytes, std::size_t each) noexcept;
 
 class PortState;
 // Port records are small and numerous (one per idle isolate at least): a runtime keeps them in
@@ -118,6 +129,16 @@ class PortState {
     const std::size_t queued = target_->enqueue_batch(messages, priority);
     if (queued == messages.size()) return {};
     for (Message& m : messages.subspan(queued)) m = Message{};
+    return out_of_memory();
+  }
+
+  // `count` byte messages of `each` bytes (checked by the caller: 1..Message::kInlineBytes)
+  // from `data`, as post_batch() of their Message::bytes. On ENOMEM those queued (a prefix) are
+  // delivered; nothing else is owned, so nothing is released.
+  Status post_packed(const std::byte* data, std::uint32_t each, std::size_t count,
+                     Priority priority) noexcept {
+    if (is_closed()) return Errc::port_closed;
+    if (target_->enqueue_packed(id_, data, each, count, priority) == count) return {};
     return out_of_memory();
   }
 

@@ -80,7 +80,9 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
     if (handler.destroy_user != nullptr) handler.destroy_user(handler.user);
     return e;
   };
-  if (handler.on_message == nullptr) return fail(Errc::invalid_argument);
+  if ((handler.on_message == nullptr) == (handler.on_batch == nullptr)) {
+    return fail(Errc::invalid_argument);
+  }
   const std::uint32_t budget = options.budget != 0 ? options.budget : options_.default_budget;
   if (budget == 0) return fail(Errc::invalid_argument);
 
@@ -443,6 +445,22 @@ Status Runtime::post_batch(PortId port, std::span<Message> messages, Priority pr
     }
   }
   for (Message& m : messages) m = Message{};
+  return impl_->shutting_down() ? Errc::shutting_down : Errc::unknown_port;
+}
+
+Status Runtime::post_bytes_batch(PortId port, std::span<const std::byte> packed, std::size_t each,
+                                 Priority priority) noexcept {
+  if (!detail::packed_shape_ok(packed.size(), each)) return Errc::invalid_argument;
+  if (!impl_->shutting_down()) {
+    if (detail::PortState* state = impl_->acquire(port); state != nullptr) {
+      const Status s = state->post_packed(packed.data(), static_cast<std::uint32_t>(each),
+                                          packed.size() / each, priority);
+      state->release();
+      // As Runtime::post: a port closed since the look-up is reported as unknown.
+      if (!s && s.error() == Errc::port_closed) return Errc::unknown_port;
+      return s;
+    }
+  }
   return impl_->shutting_down() ? Errc::shutting_down : Errc::unknown_port;
 }
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "io/fake_poller.h"
@@ -129,6 +130,37 @@ TEST(AllocFault, BatchThatNeedsABlockQueuesAPrefixAndReleasesTheRest) {
     EXPECT_EQ(st.ok(), !fired);
   }
   EXPECT_EQ(c.finalized.load(), 200u);
+}
+
+// A packed post that needs a new block part-way: the values that fit are queued (and delivered,
+// in order, to a batch handler), the call returns ENOMEM, and the mailbox goes on working.
+TEST(AllocFault, PackedPostThatNeedsABlockQueuesAPrefix) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort out = *rt.send_port(rx->id());
+  auto iso = rt.spawn(make_batch_handler([out](Isolate&, std::span<Message> ms) {
+    for (Message& m : ms) (void)out.post(std::move(m));
+  }));
+  ASSERT_TRUE(iso.ok());
+  const PauseCapability paused = (*iso)->pause();
+  SendPort to = *rt.send_port((*iso)->main_port());
+  ASSERT_TRUE(to.post(Message::u64(0)).ok());  // the first block
+  std::vector<std::uint64_t> values;
+  for (std::uint64_t i = 1; i <= 600; ++i) values.push_back(i);
+  // As the message batch above: one more block is allocated, the second is not.
+  arm_alloc_fault(2);
+  EXPECT_EQ(to.post_u64_batch(values).error(), kNoMemory);
+  ASSERT_TRUE(disarm_alloc_fault());
+  ASSERT_TRUE(to.post(Message::u64(1000)).ok());
+  ASSERT_TRUE((*iso)->resume(paused).ok());
+  std::uint64_t expected = 0;
+  for (;;) {
+    const std::uint64_t v = expect_receive(*rx).as_u64();
+    if (v == 1000) break;
+    ASSERT_EQ(v, expected++);
+  }
+  EXPECT_GT(expected, 1u) << "nothing of the batch was queued";
+  EXPECT_LT(expected, 601u) << "the whole batch was queued";
 }
 
 // Opening a Receiver with each of its allocations failing in turn: ENOMEM, and no port opened.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +14,31 @@
 
 namespace evh::detail {
 namespace {
+
+constexpr std::uint32_t kMaxOut = 64;
+
+// Raw storage for queue_pop_batch, which constructs what it takes there; destroyed by the next
+// pop and at the end.
+struct BatchOut {
+  alignas(Message) std::byte raw[kMaxOut * sizeof(Message)];
+  std::uint32_t n = 0;
+
+  BatchOut() = default;
+  BatchOut(const BatchOut&) = delete;
+  BatchOut& operator=(const BatchOut&) = delete;
+  ~BatchOut() { clear(); }
+  Message* at() { return reinterpret_cast<Message*>(raw); }
+  Message& operator[](std::uint32_t i) { return at()[i]; }
+  void clear() {
+    std::destroy_n(at(), n);
+    n = 0;
+  }
+  std::uint32_t pop(QueueTail& tail, QueueHead& head, std::uint32_t max, PortId home) {
+    clear();
+    n = queue_pop_batch(tail, head, at(), max, home);
+    return n;
+  }
+};
 
 // One producer, many blocks: everything comes out in order and the queue ends empty.
 TEST(MpscQueue, FifoAcrossBlocks) {
@@ -485,6 +511,178 @@ TEST(MpscQueue, ProducersPostingRunsKeepTheirOrder) {
   }
   EXPECT_EQ(c.finalized.load(), natives);
   EXPECT_GT(natives, 0u);
+}
+
+// Packed byte messages (queue_push_packed) come out as the Message::bytes of their slices, for
+// every size a message holds inline: as one run each to the home port, as records with their port
+// word to another port.
+TEST(MpscQueue, PackedBytesComeOutAsTheirSlicesWithTheirPort) {
+  constexpr PortId kHome{77};
+  constexpr PortId kOther{78};
+  for (std::uint32_t each = 1; each <= Message::kInlineBytes; ++each) {
+    for (const PortId port : {kHome, kOther}) {
+      MpscQueue q;
+      constexpr std::size_t kCount = 300;  // past a block end for every size
+      std::vector<std::byte> data(kCount * each);
+      for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>(i * 7 + 1);
+      ASSERT_EQ(queue_push_packed(q.tail, port, data.data(), each, kCount, kHome), kCount);
+      for (std::size_t i = 0; i < kCount; ++i) {
+        Message m;
+        ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item) << each << " " << i;
+        ASSERT_EQ(m.kind(), Message::Kind::inline_bytes);
+        ASSERT_EQ(m.port(), port);
+        ASSERT_EQ(m.data().size(), each);
+        ASSERT_TRUE(std::equal(m.data().begin(), m.data().end(), data.begin() + i * each))
+            << "size " << each << ", message " << i;
+      }
+      Message m;
+      EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
+    }
+  }
+}
+
+// queue_pop_batch takes home-port messages one after another — whole records, runs in part,
+// across block ends — stops before a message to another port, to none or not yet written, and
+// leaves a run it took in part where queue_pop goes on with it.
+TEST(MpscQueue, PopBatchTakesRunsInPartAcrossBlocksAndStopsAtOtherPorts) {
+  constexpr PortId kHome{77};
+  MpscQueue q;
+  BatchOut out;
+  // The consumer's first look is queue_pop's.
+  std::uint64_t v0 = 1000;
+  ASSERT_EQ(queue_push_packed(q.tail, kHome, reinterpret_cast<std::byte*>(&v0), 8, 1, kHome), 1u);
+  EXPECT_EQ(out.pop(q.tail, q.head, 16, kHome), 0u);
+  {
+    Message m;
+    ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+    EXPECT_EQ(m.as_u64(), 1000u);
+  }
+  std::vector<std::uint64_t> values(1000);
+  for (std::uint64_t i = 0; i < values.size(); ++i) values[i] = i;
+  ASSERT_EQ(queue_push_packed(q.tail, kHome, reinterpret_cast<std::byte*>(values.data()), 8,
+                              values.size(), kHome),
+            values.size());
+  Message to_other = Message::u64(5000);
+  MessageAccess::set_port(to_other, PortId{78});
+  ASSERT_TRUE(queue_push(q.tail, std::move(to_other), kHome));
+  ASSERT_TRUE(queue_push(q.tail, Message::u64(6000), kHome));  // port none: a control message
+  std::uint64_t next = 0;
+  std::uint32_t round = 0;
+  while (next < values.size()) {
+    // Batches of 1..16, every third message taken alone by queue_pop.
+    const std::uint32_t max = 1 + round++ % 16;
+    const std::uint32_t n = out.pop(q.tail, q.head, max, kHome);
+    ASSERT_EQ(n, std::min<std::uint64_t>(max, values.size() - next));
+    for (std::uint32_t j = 0; j < n; ++j) {
+      ASSERT_EQ(out[j].as_u64(), next++);
+      ASSERT_EQ(out[j].port(), kHome);
+    }
+    if (round % 3 == 0 && next < values.size()) {
+      Message m;
+      ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+      ASSERT_EQ(m.as_u64(), next++);
+    }
+  }
+  EXPECT_EQ(out.pop(q.tail, q.head, 16, kHome), 0u);  // the other port's: alone
+  Message m;
+  ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+  EXPECT_EQ(m.as_u64(), 5000u);
+  EXPECT_EQ(m.port(), PortId{78});
+  EXPECT_EQ(out.pop(q.tail, q.head, 16, kHome), 0u);
+  ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+  EXPECT_EQ(m.as_u64(), 6000u);
+  EXPECT_EQ(m.port(), PortId::none);
+  EXPECT_EQ(out.pop(q.tail, q.head, 16, kHome), 0u);  // nothing written
+  EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
+  EXPECT_EQ(queue_depth(q.tail, q.head), 0u);
+}
+
+// A batch leaves native payloads to whoever holds the Messages: those taken are the taker's, the
+// rest are finalized once, by the Message or by the queue's destruction.
+TEST(MpscQueue, PopBatchHandsOverPayloadsExactlyOnce) {
+  constexpr PortId kHome{77};
+  test::ReleaseCounter c;
+  {
+    MpscQueue q;
+    std::vector<Message> batch;
+    for (int i = 0; i < 40; ++i) {
+      batch.push_back(c.make());
+      MessageAccess::set_port(batch.back(), kHome);
+    }
+    ASSERT_EQ(queue_push_batch(q.tail, batch, kHome), 40u);
+    Message first;
+    ASSERT_EQ(queue_pop(q.tail, q.head, first, kHome), PopResult::item);
+    {
+      BatchOut out;
+      ASSERT_EQ(out.pop(q.tail, q.head, 10, kHome), 10u);
+      for (std::uint32_t j = 0; j < 10; j += 2) c.take(out[j]);
+    }  // five finalized here
+    EXPECT_EQ(c.taken.load(), 5u);
+    EXPECT_EQ(c.finalized.load(), 5u);
+  }  // `first` and the 29 left in the queue
+  EXPECT_EQ(c.finalized.load(), 35u);
+  EXPECT_EQ(c.total(), 40u);
+}
+
+// Producers posting packed runs, message batches and single posts while the consumer takes
+// batches: each producer's values arrive in its order, every one once.
+TEST(MpscQueue, PackedProducersAndBatchConsumerKeepPerProducerOrder) {
+  constexpr PortId kHome{77};
+  constexpr int kProducers = 3;
+  constexpr std::uint64_t kPer = 30'000;
+  MpscQueue q;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&q, p] {
+      std::vector<std::uint64_t> values;
+      std::vector<Message> batch;
+      std::uint64_t i = 0;
+      for (std::uint64_t flush = 0; i < kPer; ++flush) {
+        const std::uint64_t k = std::min<std::uint64_t>(1 + flush % 64, kPer - i);
+        if (p == 0 || flush % 3 == 0) {
+          values.clear();
+          for (std::uint64_t j = 0; j < k; ++j) values.push_back((std::uint64_t(p) << 32) | i++);
+          ASSERT_EQ(queue_push_packed(q.tail, kHome, reinterpret_cast<std::byte*>(values.data()), 8,
+                                      k, kHome),
+                    k);
+        } else if (p == 1) {
+          batch.clear();
+          for (std::uint64_t j = 0; j < k; ++j) {
+            batch.push_back(Message::u64((std::uint64_t(p) << 32) | i++));
+            MessageAccess::set_port(batch.back(), kHome);
+          }
+          ASSERT_EQ(queue_push_batch(q.tail, batch, kHome), k);
+        } else {
+          Message m = Message::u64((std::uint64_t(p) << 32) | i++);
+          MessageAccess::set_port(m, kHome);
+          ASSERT_TRUE(queue_push(q.tail, std::move(m), kHome));
+        }
+      }
+    });
+  }
+  std::uint64_t got = 0;
+  std::vector<std::uint64_t> next(kProducers, 0);
+  auto check = [&](const Message& m) {
+    const std::uint64_t v = m.as_u64();
+    const auto p = static_cast<std::size_t>(v >> 32);
+    ASSERT_LT(p, static_cast<std::size_t>(kProducers));
+    ASSERT_EQ(v & 0xFFFFFFFF, next[p]) << "producer " << p;
+    ASSERT_EQ(m.port(), kHome);
+    ++next[p];
+    ++got;
+  };
+  BatchOut out;
+  while (got < kProducers * kPer) {
+    const std::uint32_t n = out.pop(q.tail, q.head, kMaxOut, kHome);
+    for (std::uint32_t j = 0; j < n; ++j) check(out[j]);
+    if (n == 0) {
+      Message m;
+      if (queue_pop(q.tail, q.head, m, kHome) == PopResult::item) check(m);
+    }
+  }
+  for (auto& t : producers) t.join();
+  Message m;
+  EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
 }
 
 }  // namespace

@@ -64,6 +64,11 @@ void on_message(evh_isolate* self, evh_message* message, void*) {
          {EVH_OK, EVH_EUNKNOWNPORT, EVH_ESHUTTINGDOWN, EVH_EINVAL});
 }
 
+// The batch form: each message of the batch as on_message does.
+void on_batch(evh_isolate* self, evh_message* const* messages, std::size_t count, void* user) {
+  for (std::size_t i = 0; i < count; ++i) on_message(self, messages[i], user);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -103,7 +108,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 1: {
         if (isolates.size() >= 4) break;
         evh_isolate* iso = nullptr;
-        expect(evh_isolate_spawn(rt, on_message, nullptr, nullptr, nullptr, &iso), {EVH_OK});
+        expect(in.byte() % 2 == 0
+                   ? evh_isolate_spawn(rt, on_message, nullptr, nullptr, nullptr, &iso)
+                   : evh_isolate_spawn_batch(rt, on_batch, nullptr, nullptr, nullptr, &iso),
+               {EVH_OK});
         isolates.push_back(iso);
         break;
       }
@@ -112,6 +120,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::size_t n = in.byte() % (sizeof buf + 1);
         for (std::size_t i = 0; i < n; ++i) buf[i] = in.byte();
         const evh_port_id port = some_port();
+        const std::uint8_t how = in.byte();
+        if (how % 4 == 0) {  // packed: n / each messages of `each` bytes (each 0..47: some bad)
+          const std::size_t each = how / 4 % 48;
+          expect(evh_post_packed(rt, port, n == 0 ? nullptr : buf, each, each == 0 ? 1 : n / each,
+                                 in.byte() % 3),
+                 {EVH_OK, EVH_EUNKNOWNPORT, EVH_EINVAL});
+          break;
+        }
         expect(evh_post(rt, port, n == 0 ? nullptr : buf, n, in.byte() % 3),
                {EVH_OK, EVH_EUNKNOWNPORT, EVH_EINVAL});
         break;
