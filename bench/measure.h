@@ -1,7 +1,8 @@
 // bench/measure.h — the measuring tools every workload shares: the clock, latency samples turned
 // into metrics, resident memory, busy-waiting and CPU pinning.
 //
-// Threads: everything here is either a pure function or acts on the calling thread only.
+// Threads: everything here is a pure function or acts on the calling thread only, except
+// ThreadCpuMeter, which reads every thread's own CPU clock (from one thread).
 #pragma once
 
 #include <sched.h>
