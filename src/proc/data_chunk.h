@@ -30,4 +30,12 @@ void free_chunk(DataChunk* chunk) noexcept;
 DataChunk* chunk_of(std::byte* data) noexcept;
 void release_read_buffer(std::byte* data) noexcept;
 
+// The data message for `size` bytes just read into `chunk` (`read_size` asked for), under header
+// `h`: a read that filled at least half the buffer is posted in it (`chunk` becomes null); a
+// small one is copied into a chunk of its size (a chatty child's messages hold about their bytes,
+// not a read buffer each) and the buffer serves the next read. Throws std::bad_alloc (only for
+// the copy; `chunk` is then untouched).
+Message data_message_from_read(DataChunk*& chunk, const std::shared_ptr<StreamCredit>& credit,
+                               const EventHeader& h, std::size_t size, std::size_t read_size);
+
 }  // namespace evh::detail

@@ -168,21 +168,11 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
     if (n > 0) {
       const auto size = static_cast<std::size_t>(n);
       Message m;
-      if (size >= want / 2) {
-        // Posted in the buffer it was read into.
-        chunk->credit = credit;
-        chunk->size = sizeof h + size;
-        std::memcpy(chunk->bytes(), &h, sizeof h);
-        m = Message::native(std::exchange(chunk, nullptr), &release_data_message);
-      } else {
-        // A small read is copied into a chunk of its size (a chatty child's messages hold
-        // about their bytes, not a read buffer each); the buffer serves the next read.
-        try {
-          m = make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
-        } catch (const std::bad_alloc&) {
-          eof = true;  // as above: the chunk is lost, and so would be the order
-          break;
-        }
+      try {
+        m = data_message_from_read(chunk, credit, h, size, want);
+      } catch (const std::bad_alloc&) {
+        eof = true;  // as above: the data is lost, and so would be the order
+        break;
       }
       credit->add(size);
       (void)events_.post(std::move(m));
@@ -258,19 +248,10 @@ void ProcessState::on_read(int fd, ReadBuffer buffer, int result) noexcept {
     h.tag = tag_;
     const auto size = static_cast<std::size_t>(result);
     Message m;
-    if (size >= credit->read_size() / 2) {
-      // Posted in the buffer it was read into.
-      chunk->credit = credit;
-      chunk->size = sizeof h + size;
-      std::memcpy(chunk->bytes(), &h, sizeof h);
-      m = Message::native(std::exchange(chunk, nullptr), &release_data_message);
-    } else {
-      // A small read is copied into a chunk of its size; the buffer serves the next read.
-      try {
-        m = make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
-      } catch (const std::bad_alloc&) {
-        eof = true;  // the data is lost, and so would be the order of what follows
-      }
+    try {
+      m = data_message_from_read(chunk, credit, h, size, credit->read_size());
+    } catch (const std::bad_alloc&) {
+      eof = true;  // the data is lost, and so would be the order of what follows
     }
     if (!eof) {
       credit->add(size);

@@ -41,6 +41,17 @@ void release_read_buffer(std::byte* data) noexcept {
   free_chunk(chunk_of(data));
 }
 
+Message data_message_from_read(DataChunk*& chunk, const std::shared_ptr<StreamCredit>& credit,
+                               const EventHeader& h, std::size_t size, std::size_t read_size) {
+  if (size < read_size / 2) {
+    return make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
+  }
+  chunk->credit = credit;
+  chunk->size = sizeof h + size;
+  std::memcpy(chunk->bytes(), &h, sizeof h);
+  return Message::native(std::exchange(chunk, nullptr), &release_data_message);
+}
+
 StreamCredit::~StreamCredit() {
   for (int i = 0; i < spare_count_; ++i) free_chunk(spares_[i]);
 }
