@@ -73,7 +73,7 @@ void IsolateImpl::on_control_message(Message& message) noexcept {
   if (request == nullptr) return;
   switch (request->kind) {
     case kControlPing:
-      (void)host_->post(request->reply, std::move(request->response));
+      (void)host().post(request->reply, std::move(request->response));
       break;
     case kControlAnswerPings:
       answer_immediate_pings();
@@ -102,7 +102,7 @@ void IsolateImpl::answer_immediate_pings() noexcept {
   IsolateLife* l = life_if_any();
   if (l == nullptr) return;
   for (auto& p : l->take_pings(interrupt_, kInterruptPing)) {
-    (void)host_->post(p.reply, std::move(p.response));
+    (void)host().post(p.reply, std::move(p.response));
   }
 }
 
@@ -116,7 +116,7 @@ Status IsolateImpl::handle_interrupts() noexcept {
 }
 
 PauseCapability IsolateImpl::pause(PauseCapability capability) noexcept {
-  if (!capability) capability.value = static_cast<std::uint64_t>(host_->next_id());
+  if (!capability) capability.value = static_cast<std::uint64_t>(host().next_id());
   (void)life().add_pause(capability.value, paused_);
   return capability;
 }
@@ -138,7 +138,7 @@ Status IsolateImpl::add_listener(ListenerKind kind, PortId port) noexcept {
   if (kind == ListenerKind::error) return Errc::isolate_dead;
   // Already exited: tell it now, so that no listener waits for ever.
   const auto reason = static_cast<ExitReason>(exit_reason_.load(std::memory_order_acquire));
-  (void)host_->post(port, exit_message(reason, main_port_id_));
+  (void)host().post(port, exit_message(reason, main_port_id_));
   return {};
 }
 
@@ -156,7 +156,7 @@ void IsolateImpl::tell_exit_listeners(ExitReason reason) noexcept {
   IsolateLife* l = life_if_any();
   if (l == nullptr) return;
   for (PortId port : l->exit_listeners_at_exit()) {
-    (void)host_->post(port, exit_message(reason, main_port_id_));
+    (void)host().post(port, exit_message(reason, main_port_id_));
   }
 }
 
@@ -174,7 +174,7 @@ void IsolateImpl::tell_error_listeners(std::exception_ptr error) noexcept {
       std::memcpy(wire.data(), &h, sizeof h);
       std::memcpy(wire.data() + sizeof h, what.data(), what.size());
       for (PortId port : listeners) {
-        (void)host_->post(port, Message::bytes(std::string_view(wire)));
+        (void)host().post(port, Message::bytes(std::string_view(wire)));
       }
     } catch (...) {
       // Out of memory describing the error: the exception is still counted and reported to

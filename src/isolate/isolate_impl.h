@@ -84,7 +84,9 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // ---- the public API's calls (any thread unless noted)
   PortId main_port_id() const noexcept { return main_port_id_; }
   void* data() const noexcept { return data_; }
-  IsolateHost& host() const noexcept { return *host_; }
+  IsolateHost& host() const noexcept {
+    return *reinterpret_cast<IsolateHost*>(host_word_ & ~std::uintptr_t{kOwnRunner});
+  }
   IsolateStats stats() const noexcept;
   bool is_dead() const noexcept { return closing_.load(std::memory_order_acquire); }
   // Control plane (isolate_control.cc).
@@ -224,7 +226,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // A field the consumer reads per message on line 1 would move that line between cores on every
   // post (measured: it halved port_flood); the turn reads the runner and the budget from the
   // host (or the life record) once per turn.
-  IsolateHost* host_;
+  // The host's address; bit 0: kOwnRunner (so that a producer's runner() reads line 0 only).
+  std::uintptr_t host_word_;
   // The embedder's handler: its per-message or its batch form (kBatchHandler in spawn_bits_).
   union HandlerFn {
     MessageFn one;

@@ -219,7 +219,7 @@ IsolateLife* IsolateImpl::try_life() noexcept {
 bool IsolateImpl::close_main_port() noexcept {
   if (main_closed_.exchange(true, std::memory_order_acq_rel)) return false;
   // The directory holds the only reference the isolate side has; SendPorts may hold more.
-  host_->close(main_port_id_);
+  host().close(main_port_id_);
   return true;
 }
 
@@ -228,7 +228,7 @@ void IsolateImpl::close_all_ports() noexcept {
   IsolateLife* l = life_if_any();
   if (l == nullptr) return;
   for (PortState* p : l->take_ports()) {
-    host_->close(p->id());
+    host().close(p->id());
     p->release();  // the isolate's reference
   }
 }
@@ -241,7 +241,7 @@ Result<PortId> IsolateImpl::open_port() {
   if (l == nullptr) return out_of_memory;
   PortState* port;
   try {
-    port = host_->open(*this);  // our reference
+    port = host().open(*this);  // our reference
   } catch (const std::bad_alloc&) {
     return out_of_memory;
   }
@@ -252,7 +252,7 @@ Result<PortId> IsolateImpl::open_port() {
   } catch (const std::bad_alloc&) {
     added = out_of_memory;
   }
-  host_->close(id);
+  host().close(id);
   port->release();
   return added.error();
 }
@@ -266,7 +266,7 @@ Status IsolateImpl::close_port(PortId id) noexcept {
   IsolateLife* l = life_if_any();
   PortState* found = l != nullptr ? l->remove_port(id) : nullptr;
   if (found == nullptr) return Errc::unknown_port;
-  host_->close(id);
+  host().close(id);
   found->release();
   // The exit rule: an isolate left without open ports exits; a turn checks (this may be called
   // from any thread, with the isolate idle).
@@ -302,7 +302,7 @@ void IsolateImpl::kill(KillPriority priority, ExitReason reason) noexcept {
     retain();
     run();
   }
-  host_->forget(*this);  // drops the registry's reference last
+  host().forget(*this);  // drops the registry's reference last
 }
 
 void IsolateImpl::finish_dead() noexcept {

@@ -36,14 +36,14 @@ Result<IsolateTimers*> IsolateImpl::timers_or_create() noexcept {
   // The keeper (the event handler, for an embedder's runner) must be there before the first
   // deadline is handed to it.
   TaskRunner& runner = this->runner();
-  auto keeper = host_->deadline_keeper(runner);
+  auto keeper = host().deadline_keeper(runner);
   if (!keeper.ok()) return keeper.error();
   auto port = open_port();  // creates the life record
   if (!port.ok()) return port.error();
   IsolateTimers* timers = nullptr;
   try {
     alloc_site();
-    timers = new IsolateTimers(*this, *port, **keeper, host_->runner_reports_waiting_work(runner));
+    timers = new IsolateTimers(*this, *port, **keeper, host().runner_reports_waiting_work(runner));
   } catch (const std::bad_alloc&) {
     (void)close_port(*port);
     return std::make_error_code(std::errc::not_enough_memory);
@@ -82,11 +82,11 @@ Status IsolateImpl::start_timer_at(Timer& t, std::int64_t deadline_ns, std::int6
 
 std::int64_t IsolateImpl::cached_now_ns() noexcept {
   // Off the isolate's turn there is no message to cache for: a plain reading.
-  if (!owns_turn()) return host_->clock().now_ns();
+  if (!owns_turn()) return host().clock().now_ns();
   // The cache lives with the timers (an idle isolate without timers pays nothing for it); a
   // caller of cached_now() is about to arm timers, so creating them here costs nothing extra.
   auto timers = timers_or_create();
-  return timers.ok() ? (*timers)->cached_now() : host_->clock().now_ns();
+  return timers.ok() ? (*timers)->cached_now() : host().clock().now_ns();
 }
 
 Status IsolateImpl::cancel_timer(Timer& t) noexcept {

@@ -44,7 +44,10 @@ void linger() noexcept {
 
 IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler handler,
                          const IsolateOptions& options, std::uint32_t budget)
-    : host_(&host), user_(handler.user), data_(options.data), destroy_user_(handler.destroy_user) {
+    : host_word_(reinterpret_cast<std::uintptr_t>(&host)),
+      user_(handler.user),
+      data_(options.data),
+      destroy_user_(handler.destroy_user) {
   if (handler.on_batch != nullptr) {
     handler_.batch = handler.on_batch;
     spawn_bits_ |= kBatchHandler;
@@ -63,6 +66,7 @@ IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler h
   if (own_runner) {
     life().runner = &runner;
     spawn_bits_ |= kOwnRunner;
+    host_word_ |= kOwnRunner;
   }
   if (own_budget) {
     life().budget = budget;
@@ -81,11 +85,11 @@ IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler h
 }
 
 TaskRunner& IsolateImpl::runner() const noexcept {
-  return (spawn_bits_ & kOwnRunner) != 0 ? *life_if_any()->runner : host_->default_runner();
+  return (host_word_ & kOwnRunner) != 0 ? *life_if_any()->runner : host().default_runner();
 }
 
 std::uint32_t IsolateImpl::budget() const noexcept {
-  return (spawn_bits_ & kOwnBudget) != 0 ? life_if_any()->budget : host_->default_budget();
+  return (spawn_bits_ & kOwnBudget) != 0 ? life_if_any()->budget : host().default_budget();
 }
 
 IsolateImpl::~IsolateImpl() {
@@ -106,7 +110,7 @@ IsolateImpl::~IsolateImpl() {
 void IsolateImpl::release() noexcept {
   // acq_rel: the last releaser sees every other holder's writes before destroying.
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    IsolateHost& host = *host_;
+    IsolateHost& host = this->host();
     this->~IsolateImpl();
     host.free(this);
   }
@@ -385,7 +389,7 @@ void IsolateImpl::run() noexcept {
       if (!give_way && (handled >> 4) != (before >> 4)) {
         const auto now = std::chrono::steady_clock::now();
         if (before < 16) {
-          slice_end = mono_after(now, host_->time_slice());
+          slice_end = mono_after(now, host().time_slice());
         } else {
           give_way = now >= slice_end;
         }
@@ -488,7 +492,7 @@ void IsolateImpl::run_microtasks() noexcept {
 void IsolateImpl::report_exception() noexcept {
   bump(life().exceptions);
   std::exception_ptr error = std::current_exception();
-  host_->report_exception(*this, error);
+  host().report_exception(*this, error);
   tell_error_listeners(error);
 }
 

@@ -89,7 +89,21 @@ bool ThreadPool::work_is_waiting() const noexcept {
              (driver_parked_.load(std::memory_order_relaxed) ? 1u : 0u);
 }
 
+bool ThreadPool::try_hand_off(Task& task) noexcept {
+  // Relaxed looks first: most posts find the slot closed and should not write its line. Only
+  // when nothing is queued, so that a handed-off task overtakes nothing.
+  if (queued_.load(std::memory_order_relaxed) != 0 ||
+      handoff_.load(std::memory_order_relaxed) != nullptr) {
+    return false;
+  }
+  Task* open = nullptr;
+  // release: what the poster wrote before posting is seen by the worker that runs the task.
+  return handoff_.compare_exchange_strong(open, &task, std::memory_order_release,
+                                          std::memory_order_relaxed);
+}
+
 void ThreadPool::enqueue(Task& task, bool yielded, Poster poster) noexcept {
+  if (!yielded && try_hand_off(task)) return;
   bool start = false;
   {
     std::lock_guard lock(mu_);
@@ -315,8 +329,11 @@ void ThreadPool::worker_main(Worker* self) noexcept {
     // Poll for a while before sleeping: a task that arrives now costs its poster no syscall.
     // Only one worker polls at a time, so idle workers do not crowd out busy threads.
     unsigned expected = 0;
+    // acquire: pairs with the previous poller's release below, so that its close of the hand-off
+    // slot comes before this poller's open in the slot's modification order.
     if (options_.spin.count() > 0 &&
-        spinning_.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) {
+        spinning_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
       // The poll ends early at the pool's earliest deadline: a due timer does not wait for it.
       // (A manual clock's deadlines are handed over by its moves: not waited for here.)
       const bool deadlines = !clock_.manual();
@@ -325,13 +342,28 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       const std::int64_t earliest =
           deadlines ? earliest_ns_.load(std::memory_order_relaxed) : kNever;
       if (earliest < end) end = earliest;
+      handoff_.store(nullptr, std::memory_order_relaxed);  // open the slot
       const bool found = poll_until(from_ns(end), [this, end, deadlines] {
-        return queued_.load(std::memory_order_relaxed) != 0 ||
+        return handoff_.load(std::memory_order_relaxed) != nullptr ||
+               queued_.load(std::memory_order_relaxed) != 0 ||
                (deadlines && earliest_ns_.load(std::memory_order_relaxed) < end);
       });
-      spinning_.store(0, std::memory_order_relaxed);
+      // Close it: a task put there before this is ours to run; a post after it queues.
+      // acquire: pairs with the poster's release.
+      Task* handed = handoff_.exchange(handoff_closed(), std::memory_order_acquire);
+      spinning_.store(0, std::memory_order_release);
+      if (handed != nullptr) {
+        spin_.hit();
+        handoffs_.store(handoffs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        handed->run();
+        continue;
+      }
       if (found) {
         spin_.hit();
+        // The post that ended the poll may still hold mu_ for a few instructions (it counts the
+        // task, then decides whom to wake): try for a moment before blocking, rather than sleep
+        // in the kernel for a lock about to be free and make the poster pay a futex wake.
+        for (int i = 0; i < kLockTries && !lock.try_lock(); ++i) cpu_relax();
       } else if (end == earliest) {
         continue;  // a deadline is due: hand it over (loop top), then look for work again
       } else {
@@ -339,7 +371,7 @@ void ThreadPool::worker_main(Worker* self) noexcept {
       }
     }
 
-    lock.lock();
+    if (!lock.owns_lock()) lock.lock();
     t = pop_locked();
     if (t != nullptr) {
       lock.unlock();
@@ -465,6 +497,8 @@ ThreadPoolStats ThreadPool::stats() const noexcept {
   s.driver_parks = driver_parks_.load(std::memory_order_relaxed);
   s.driver_unparks = driver_unparks_.load(std::memory_order_relaxed);
   s.driver_parked = driver_parked_.load(std::memory_order_relaxed);
+  s.handoffs = handoffs_.load(std::memory_order_relaxed);
+  s.polling = handoff_.load(std::memory_order_relaxed) == nullptr;
   return s;
 }
 

@@ -23,6 +23,17 @@
 // wakes a parked worker only when no worker is polling. Workers parked longer than
 // `idle_timeout` exit, down to `min_threads`.
 //
+// Hand-off: the polling worker (one at a time) opens a one-task slot for the length of its poll.
+// A fresh task posted while nothing is queued and the slot is open is put there with one CAS and
+// no mu_: the poller takes it and runs it. That is the whole cross-thread cost of a message round
+// trip to an idle isolate (thread_pingpong, isolate_pingpong_dedicated): before it, the poster
+// and the poller met on mu_, and the poller, seeing the task counted while the poster still held
+// mu_, slept in the kernel for it (a futex wait and wake per round trip). The slot cannot lose a
+// task: the poller closes it with an exchange, so in the slot's modification order a poster's
+// CAS either comes first (the exchange returns the task, which the poller runs) or finds it
+// closed (the poster queues the task as before). A task in the slot is not queued, so it is not
+// "waiting work" for work_is_waiting(): a worker is already taking it.
+//
 // Timeouts: the pool also keeps one deadline per key (the runtime uses an isolate's timer port
 // id), like the event handler's timeouts, and calls `on_due(key, deadline)` on a worker once the
 // deadline has passed — never before. An idle worker waits for the earliest deadline itself
@@ -105,6 +116,8 @@ struct ThreadPoolStats {
   std::uint64_t driver_parks = 0;    // times a worker waited in the poller (not in `parks`)
   std::uint64_t driver_unparks = 0;  // eventfd writes to wake a worker waiting in the poller
   bool driver_parked = false;        // a worker waits in the poller now
+  std::uint64_t handoffs = 0;        // tasks a polling worker took from the hand-off slot
+  bool polling = false;              // a worker polls now, its hand-off slot open
 };
 
 class ThreadPool final : public TaskRunner,
@@ -181,6 +194,8 @@ class ThreadPool final : public TaskRunner,
       boost::intrusive::constant_time_size<false>>;
   static constexpr unsigned kMaxLifoStreak = 32;
   static constexpr unsigned kFreshPicksBeforeYielded = 4;
+  // try_lock()s of mu_ by a worker whose poll saw a task counted, before it blocks on mu_.
+  static constexpr int kLockTries = 200;
 
   void worker_main(Worker* self) noexcept;
   // Idle, holding `driver`, `lock` (on mu_) held: waits in the driver until work comes. Returns
@@ -205,6 +220,9 @@ class ThreadPool final : public TaskRunner,
   bool wake_locked(Poster poster) noexcept;
   void start_worker() noexcept;
   void enqueue(Task& task, bool yielded, Poster poster = Poster::takes_next) noexcept;
+  // Puts a fresh task in the polling worker's hand-off slot; false when no worker polls or work
+  // is queued (then the task is queued as usual).
+  bool try_hand_off(Task& task) noexcept;
   // Hands passed deadlines to on_due (takes mu_), at most kMaxDue; returns how many. Cheap when
   // none is due.
   int fire_due() noexcept;
@@ -231,6 +249,13 @@ class ThreadPool final : public TaskRunner,
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> fresh_queued_{0};  // tasks in fresh_
   std::atomic<unsigned> spinning_{0};
+  // The polling worker's hand-off slot (see "Hand-off" above): handoff_closed() while no worker
+  // polls, nullptr while one polls and takes what is put here, else the task put there.
+  std::atomic<Task*> handoff_{handoff_closed()};
+  std::atomic<std::uint64_t> handoffs_{0};
+  static Task* handoff_closed() noexcept {
+    return reinterpret_cast<Task*>(std::uintptr_t{1});  // never a Task's address
+  }
   ParkedStack parked_;
   std::atomic<unsigned> parked_count_{0};
   unsigned live_ = 0;      // workers started (or reserved) and not exited

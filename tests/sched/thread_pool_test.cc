@@ -44,6 +44,70 @@ TEST(ThreadPool, RunsEveryTaskOnce) {
   EXPECT_EQ(runs.load(), 2000);
 }
 
+// A task posted from outside while a worker polls for work goes to that worker through the
+// hand-off slot (no mu_, no wake) and runs once. The poll window is long, so the worker is still
+// polling when the post comes; the round is repeated in case a loaded machine ends a poll between
+// the look and the post (then the task is queued instead, and must still run once).
+TEST(ThreadPool, PollingWorkerTakesAPostThroughTheHandOffSlot) {
+  std::atomic<int> runs{0};
+  std::vector<CountingTask> tasks(6);
+  ThreadPool pool(ThreadPoolOptions{.min_threads = 0, .max_threads = 1, .spin = 200ms});
+  for (CountingTask& t : tasks) t.runs = &runs;
+  pool.post(tasks[0]);  // starts the worker
+  int posted = 1;
+  while (runs.load() != posted) std::this_thread::yield();
+  for (std::size_t i = 1; i < tasks.size() && pool.stats().handoffs == 0; ++i) {
+    while (!pool.stats().polling) std::this_thread::yield();
+    pool.post(tasks[i]);
+    ++posted;
+    while (runs.load() != posted) std::this_thread::yield();
+  }
+  EXPECT_GE(pool.stats().handoffs, 1u);
+  pool.shutdown();
+  EXPECT_EQ(runs.load(), posted);
+  EXPECT_FALSE(pool.stats().polling);
+}
+
+// Many threads posting one task at a time while workers poll, take hand-offs, park and are
+// woken: every task runs exactly once, none is lost between the slot and the queue (TSan checks
+// the slot's ordering in the tsan preset).
+TEST(ThreadPool, HandOffsAndQueuedPostsLoseNothing) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 2000;
+  std::vector<std::atomic<int>> runs(kThreads * kEach);
+  struct OnceTask final : Task {
+    std::atomic<int>* runs = nullptr;
+    std::atomic<int>* done = nullptr;
+    void run() noexcept override {
+      runs->fetch_add(1);
+      done->fetch_add(1, std::memory_order_release);
+    }
+  };
+  std::vector<OnceTask> tasks(kThreads * kEach);
+  std::vector<std::atomic<int>> done(kThreads);
+  {
+    ThreadPool pool(ThreadPoolOptions{.min_threads = 0, .max_threads = 2});
+    std::vector<std::thread> posters;
+    for (int p = 0; p < kThreads; ++p) {
+      posters.emplace_back([&, p] {
+        for (int i = 0; i < kEach; ++i) {
+          OnceTask& t = tasks[p * kEach + i];
+          t.runs = &runs[p * kEach + i];
+          t.done = &done[p];
+          pool.post(t);
+          // Every other task waits for its run, so that the workers go idle and poll between.
+          if (i % 2 == 1) {
+            while (done[p].load(std::memory_order_acquire) != i + 1) std::this_thread::yield();
+          }
+        }
+      });
+    }
+    for (std::thread& t : posters) t.join();
+    pool.shutdown();
+  }
+  for (std::size_t i = 0; i < runs.size(); ++i) ASSERT_EQ(runs[i].load(), 1) << "task " << i;
+}
+
 // A task that gives way (post_yielded) while another task waits in the queue goes behind it:
 // giving way from a worker keeps the worker's LIFO slot only when nothing is queued (issue 19),
 // so the waiting task runs before the yielding one's second run.
