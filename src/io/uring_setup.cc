@@ -179,11 +179,11 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
   has_waitid_ =
       kOpWaitid <= probe->last_op && (probe->ops[kOpWaitid].flags & IO_URING_OP_SUPPORTED) != 0;
 
+  wake_buf_ = new (std::nothrow) std::uint64_t(0);
+  if (wake_buf_ == nullptr) return std::make_error_code(std::errc::not_enough_memory);
   // Blocking on purpose: a READ on an O_NONBLOCK file completes at once with EAGAIN, where on
   // a blocking one io_uring waits for the data. wake()'s write cannot block: it would take
   // 2^64 - 2 wakes without a read.
-  wake_buf_ = new (std::nothrow) std::uint64_t(0);
-  if (wake_buf_ == nullptr) return std::make_error_code(std::errc::not_enough_memory);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (wake_fd_ < 0) {
     say(why, "eventfd failed", errno);
