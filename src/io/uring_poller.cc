@@ -288,6 +288,7 @@ void UringPoller::arm_wake() noexcept {
   sqe->len = sizeof *wake_buf_;
   sqe->off = ~std::uint64_t{0};  // the file's position (an eventfd has none to speak of)
   sqe->user_data = kWakeUd;
+  wake_sqe_ = sq_local_tail_;
   commit_sqe();
   wake_armed_ = true;
 }

@@ -267,6 +267,7 @@ class UringPoller final : public Poller {
   std::uint64_t exit_waits_ = 0;
 
   bool wake_armed_ = false;
+  unsigned wake_sqe_ = 0;  // the SQ position of the eventfd read (the kernel has it once passed)
   // The eventfd read's target, the kernel's while wake_armed_: its own allocation, so that the
   // poller's end can leave it to the kernel when the read's completion never comes.
   std::uint64_t* wake_buf_ = nullptr;

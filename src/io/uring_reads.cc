@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "base/assert.h"
 #include "base/mono_time.h"
@@ -178,10 +179,22 @@ void UringPoller::drain_reads() noexcept {
     wake_armed_ = false;
     return;
   }
-  // The eventfd's read too: its target is the kernel's until its completion. Closing the ring
-  // does not wait for that — the read's task work may already be running on the worker that
-  // submitted it, and a child between clone and exec keeps the ring open past our close().
-  if (wake_armed_) cancel(uring::kWakeUd, IORING_OP_ASYNC_CANCEL);
+  // The eventfd's read too: its target is the kernel's from its submission to its completion.
+  // Closing the ring does not wait for that — the read's task work may already be running on the
+  // worker that submitted it, and a child between clone and exec keeps the ring open past our
+  // close(). A read still in the SQ (the last wait's completion queued it again) is not the
+  // kernel's yet: made a NOP, so that an io_uring_enter below cannot hand it over.
+  if (wake_armed_) {
+    const unsigned head = std::atomic_ref<unsigned>(*sq_head_).load(std::memory_order_acquire);
+    if (static_cast<int>(head - wake_sqe_) > 0) {
+      cancel(uring::kWakeUd, IORING_OP_ASYNC_CANCEL);
+    } else {
+      io_uring_sqe& sqe = sqes_[wake_sqe_ & sq_mask_];
+      sqe.opcode = IORING_OP_NOP;
+      sqe.user_data = uring::kIgnoreUd;
+      wake_armed_ = false;
+    }
+  }
   for (std::uint32_t slot = 0; slot < reads_.size(); ++slot) {
     ReadState& rs = reads_[slot];
     if (!rs.used || rs.orphan) continue;
@@ -200,6 +213,7 @@ void UringPoller::drain_reads() noexcept {
   // CQ as they are.
   const std::int64_t give_up = mono_now_ns() + 1'000'000'000;
   bool can_enter = ring_fd_ >= 0;
+  bool not_issuer = false;
   while (orphans_ > 0 || wake_armed_) {
     if (can_enter) {
       const std::int64_t now = mono_now_ns();
@@ -209,6 +223,7 @@ void UringPoller::drain_reads() noexcept {
         spill();
       } else if (rc < 0 && rc != -EINTR && rc != -ETIME) {
         can_enter = false;
+        not_issuer = rc == -EEXIST && single_issuer_;
       }
     }
     const std::size_t before = orphans_ + (wake_armed_ ? 1 : 0);
@@ -225,6 +240,11 @@ void UringPoller::drain_reads() noexcept {
     }
     if (!can_enter && orphans_ + (wake_armed_ ? 1 : 0) == before) break;
   }
+  // A thread's exit cancels only some of its requests (6.18 leaves a pending READ in flight). On
+  // a single-issuer ring, though, completions run only inside the issuer's own io_uring_enter
+  // (DEFER_TASKRUN), and the issuer — another thread, the kernel says — is done with this poller:
+  // the eventfd read's target will not be written.
+  if (not_issuer) wake_armed_ = false;
   // Whatever is left the kernel may still write: leaked on purpose rather than freed under it.
 }
 
