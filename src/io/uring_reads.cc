@@ -240,10 +240,10 @@ void UringPoller::drain_reads() noexcept {
     }
     if (!can_enter && orphans_ + (wake_armed_ ? 1 : 0) == before) break;
   }
-  // A thread's exit cancels only some of its requests (6.18 leaves a pending READ in flight). On
-  // a single-issuer ring, though, completions run only inside the issuer's own io_uring_enter
-  // (DEFER_TASKRUN), and the issuer — another thread, the kernel says — is done with this poller:
-  // the eventfd read's target will not be written.
+  // After the issuer's exit its pending eventfd read's completion is not in the CQ (6.18: the
+  // UringOwnThread typed tests under asan). On a single-issuer ring completions run only inside
+  // the issuer's own io_uring_enter (DEFER_TASKRUN), and the issuer — another thread, the kernel
+  // says — is done with this poller: the read's target will not be written.
   if (not_issuer) wake_armed_ = false;
   // Whatever is left the kernel may still write: leaked on purpose rather than freed under it.
 }
