@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -112,8 +113,8 @@ std::size_t drain(int fd, std::uint64_t* calls = nullptr) {
 // are left out of the impl's CPU (latency_loop).
 class BackgroundLoad {
  public:
-  BackgroundLoad() {
-    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+  BackgroundLoad() : spins_(std::max(1u, std::thread::hardware_concurrency())) {
+    const unsigned n = static_cast<unsigned>(spins_.size());
     tids_.resize(n);
     std::atomic<unsigned> ready{0};
     for (unsigned i = 0; i < n; ++i) {
@@ -121,7 +122,9 @@ class BackgroundLoad {
         (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
         tids_[i] = current_tid();
         ready.fetch_add(1);
+        std::uint64_t n = 0;
         while (!stop_.load(std::memory_order_relaxed)) {
+          spins_[i].n.store(++n, std::memory_order_relaxed);  // read only by spins()
         }
       });
     }
@@ -135,8 +138,25 @@ class BackgroundLoad {
   BackgroundLoad& operator=(const BackgroundLoad&) = delete;
 
   const std::vector<int>& tids() const noexcept { return tids_; }
+  // Loop turns of the load so far, and the CPU its threads used: their ratio, compared between
+  // repetitions, says whether a repetition ran on a machine that gave a CPU second less work
+  // (EVH_BENCH_THREAD_CPU prints it; no figure depends on it).
+  std::uint64_t spins() const noexcept {
+    std::uint64_t total = 0;
+    for (const Spins& c : spins_) total += c.n.load(std::memory_order_relaxed);
+    return total;
+  }
+  std::int64_t cpu_ns() const noexcept {
+    std::int64_t total = 0;
+    for (int tid : tids_) total += std::max<std::int64_t>(0, thread_cpu_ns(tid));
+    return total;
+  }
 
  private:
+  struct alignas(64) Spins {
+    std::atomic<std::uint64_t> n{0};
+  };
+  std::vector<Spins> spins_;
   std::atomic<bool> stop_{false};
   std::vector<int> tids_;
   std::vector<std::thread> threads_;
@@ -165,8 +185,18 @@ LatencySamples latency_loop(int to, int from, LatencySize size) {
   LatencySamples out;
   out.rtt_ns.reserve(size.count);
   ThreadCpuMeter cpu(size.load != nullptr ? size.load->tids() : std::vector<int>{});
+  std::int64_t start = 0;
+  std::uint64_t load_spins = 0;
+  std::int64_t load_cpu = 0;
   for (std::uint64_t i = 0; i < size.warmup + size.count; ++i) {
-    if (i == size.warmup) cpu.restart();
+    if (i == size.warmup) {
+      cpu.restart();
+      start = now_ns();
+      if (size.load != nullptr) {
+        load_spins = size.load->spins();
+        load_cpu = size.load->cpu_ns();
+      }
+    }
     const std::int64_t sent = now_ns();
     write_byte(to);
     read_byte(from);
@@ -175,6 +205,21 @@ LatencySamples latency_loop(int to, int from, LatencySize size) {
   }
   const double cpu_ms = cpu.cpu_ms();
   cpu.print_if_asked(size.load != nullptr ? "fd_event_latency_loaded" : "fd_event_latency");
+  if (std::getenv("EVH_BENCH_THREAD_CPU") != nullptr) {
+    // Beside the threads' CPU: the phase's wall time, the round trips over 100 µs, and the
+    // load's loop turns per µs of its CPU (a diagnostic of the machine, the same for every impl).
+    const auto slow = std::count_if(out.rtt_ns.begin(), out.rtt_ns.end(),
+                                    [](std::int64_t ns) { return ns > 100'000; });
+    std::fprintf(stderr, "  wall=%.2fs rtt>100us=%lld", static_cast<double>(now_ns() - start) / 1e9,
+                 static_cast<long long>(slow));
+    if (size.load != nullptr) {
+      const double load_us = static_cast<double>(size.load->cpu_ns() - load_cpu) / 1e3;
+      std::fprintf(
+          stderr, " load_cpu=%.0fms load_spins_per_us=%.1f", load_us / 1e3,
+          load_us > 0 ? static_cast<double>(size.load->spins() - load_spins) / load_us : 0.0);
+    }
+    std::fprintf(stderr, "\n");
+  }
   out.cpu_us_per_rtt = size.count == 0 ? 0 : cpu_ms * 1e3 / static_cast<double>(size.count);
   return out;
 }

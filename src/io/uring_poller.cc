@@ -284,10 +284,11 @@ void UringPoller::arm_wake() noexcept {
   if (sqe == nullptr) return;
   sqe->opcode = IORING_OP_READ;
   sqe->fd = wake_fd_;
-  sqe->addr = reinterpret_cast<std::uint64_t>(&wake_buf_);
-  sqe->len = sizeof wake_buf_;
+  sqe->addr = reinterpret_cast<std::uint64_t>(wake_buf_);
+  sqe->len = sizeof *wake_buf_;
   sqe->off = ~std::uint64_t{0};  // the file's position (an eventfd has none to speak of)
   sqe->user_data = kWakeUd;
+  wake_sqe_ = sq_local_tail_;
   commit_sqe();
   wake_armed_ = true;
 }

@@ -220,7 +220,8 @@ class UringPoller final : public Poller {
   void free_read(std::uint32_t slot) noexcept;
   bool handle_read(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
                    PollResult& r) noexcept;
-  // The poller's end: every lent buffer back to its owner once the kernel is done with it.
+  // The poller's end: every lent buffer back to its owner once the kernel is done with it, and
+  // the eventfd read reaped (wake_armed_ false) unless its completion did not come.
   void drain_reads() noexcept;
 
   int ring_fd_ = -1;
@@ -266,7 +267,10 @@ class UringPoller final : public Poller {
   std::uint64_t exit_waits_ = 0;
 
   bool wake_armed_ = false;
-  std::uint64_t wake_buf_ = 0;  // the eventfd read's target; the kernel writes it
+  unsigned wake_sqe_ = 0;  // the SQ position of the eventfd read (the kernel has it once passed)
+  // The eventfd read's target, the kernel's while wake_armed_: its own allocation, so that the
+  // poller's end can leave it to the kernel when the read's completion never comes.
+  std::uint64_t* wake_buf_ = nullptr;
 
   bool deadline_set_ = false;
   std::int64_t deadline_ns_ = 0;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,8 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
   has_waitid_ =
       kOpWaitid <= probe->last_op && (probe->ops[kOpWaitid].flags & IO_URING_OP_SUPPORTED) != 0;
 
+  wake_buf_ = new (std::nothrow) std::uint64_t(0);
+  if (wake_buf_ == nullptr) return std::make_error_code(std::errc::not_enough_memory);
   // Blocking on purpose: a READ on an O_NONBLOCK file completes at once with EAGAIN, where on
   // a blocking one io_uring waits for the data. wake()'s write cannot block: it would take
   // 2^64 - 2 wakes without a read.
@@ -198,6 +201,8 @@ UringPoller::~UringPoller() {
   // Closing the ring cancels what is in flight (and drops the files the polls hold).
   if (ring_fd_ >= 0) ::close(ring_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
+  // A read the kernel may still complete keeps its target: 8 bytes leaked on purpose.
+  if (!wake_armed_) delete wake_buf_;
 }
 
 }  // namespace evh::detail
