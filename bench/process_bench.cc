@@ -6,6 +6,12 @@
 // Both phases feed every impl the same way: the spawns keep kInFlight children running at
 // once (a new one as soon as one is reaped); cat's stdin is a pipe that one feeder thread
 // fills with the same bytes for every impl, and the measured stream is cat's stdout.
+//
+// The stream's consumer runs where each impl's reader runs, as the peers' does: raw counts the
+// bytes in its read loop, libuv in its read callback on the loop's thread, evh in an isolate on
+// the runtime's pool (the worker that read a chunk runs the isolate's turn). `evh-receiver` is
+// an extra row, not the target's: the same stream consumed by a plain thread blocked in
+// `Receiver::receive()`, a thread hop per chunk that no peer has.
 
 #include <errno.h>
 #include <evh/event_handler.h>
@@ -211,13 +217,43 @@ std::int64_t evh_spawns(ProcessManager& pm, Receiver& rx, std::uint64_t count) {
   return now_ns() - start;
 }
 
-std::uint64_t evh_stream(ProcessManager& pm, Receiver& rx, Feeder& feeder) {
+SpawnOptions cat_options(Feeder& feeder, PortId events) {
   SpawnOptions o;
   o.argv = {kCat};
   o.stdin_mode = Stdio::from_fd(feeder.read_end);
   o.stderr_mode = Stdio::inherit();
-  o.events = rx.id();
-  Process p = take(pm.spawn(o), "spawn cat");
+  o.events = events;
+  return o;
+}
+
+// The consumer as the peers have it: an isolate that counts the bytes on the thread that read
+// them, and posts the count to `rx` at the exit (or kCatFailed).
+constexpr std::uint64_t kCatFailed = ~std::uint64_t{0};
+
+IsolateRef spawn_sink(Runtime& rt, Receiver& rx) {
+  SendPort done = take(rt.send_port(rx.id()), "send_port");
+  return take(rt.spawn(make_handler([done, bytes = std::uint64_t{0}](Isolate&, Message& m) mutable {
+    auto ev = decode_process_event(m);
+    if (!ev) return;
+    if (ev->kind == ProcessEventKind::stdout_data) bytes += ev->data.size();
+    if (ev->kind == ProcessEventKind::exit) {
+      (void)done.post(Message::u64(ev->exit_code == 0 ? bytes : kCatFailed));
+    }
+  })),
+              "spawn sink");
+}
+
+std::uint64_t evh_stream(ProcessManager& pm, Isolate& sink, Receiver& rx, Feeder& feeder) {
+  Process p = take(pm.spawn(cat_options(feeder, sink.main_port())), "spawn cat");
+  feeder.child_started();
+  const std::uint64_t bytes = take(rx.receive(kReceiveTimeout), "byte count").as_u64();
+  if (bytes == kCatFailed) throw BenchError("cat failed");
+  return bytes;
+}
+
+// evh-receiver: every chunk goes to this thread, blocked in receive().
+std::uint64_t evh_stream_receiver(ProcessManager& pm, Receiver& rx, Feeder& feeder) {
+  Process p = take(pm.spawn(cat_options(feeder, rx.id())), "spawn cat");
   feeder.child_started();
   std::uint64_t bytes = 0;
   for (;;) {
@@ -252,7 +288,9 @@ PhaseFigures run_phases(ProcessSize size, Spawn&& spawn, Stream&& stream) {
   return f;
 }
 
-RunResult run_evh(ProcessSize size) {
+enum class Consumer { isolate, receiver };
+
+RunResult run_evh(ProcessSize size, Consumer consumer) {
   Runtime rt(evh_options());
   Receiver rx = take(rt.open_receiver(), "open_receiver");
   PhaseFigures f;
@@ -261,9 +299,14 @@ RunResult run_evh(ProcessSize size) {
     ProcessManager pm(rt);
     // Started outside the timed phases.
     backend = take(rt.event_handler(), "event_handler")->backend();
+    IsolateRef sink = spawn_sink(rt, rx);
     f = run_phases(
         size, [&] { return evh_spawns(pm, rx, size.spawns); },
-        [&](Feeder& feeder) { return evh_stream(pm, rx, feeder); });
+        [&](Feeder& feeder) {
+          return consumer == Consumer::isolate ? evh_stream(pm, *sink, rx, feeder)
+                                               : evh_stream_receiver(pm, rx, feeder);
+        });
+    sink->kill();
   }
   rt.shutdown();
   RunResult out = result(size.spawns, f);
@@ -284,10 +327,11 @@ RunResult run_peer(const PeerImpl& p, ProcessSize size) {
 }
 
 RunResult process_spawn(std::string_view impl, ProcessSize size) {
-  if (impl == "evh") return run_evh(size);
+  if (impl == "evh") return run_evh(size, Consumer::isolate);
+  if (impl == "evh-receiver") return run_evh(size, Consumer::receiver);
   if (auto b = forced_backend(impl)) {
     BackendScope scope(*b);
-    return run_evh(size);
+    return run_evh(size, Consumer::isolate);
   }
   if (impl == "raw") return run_raw(size);
   if (const PeerImpl* p = find_peer(impl); p != nullptr && p->spawn_true != nullptr) {
@@ -297,7 +341,7 @@ RunResult process_spawn(std::string_view impl, ProcessSize size) {
 }
 
 std::vector<std::string> process_impls() {
-  std::vector<std::string> impls{"evh", "evh-epoll", "evh-uring", "raw"};
+  std::vector<std::string> impls{"evh", "evh-epoll", "evh-uring", "raw", "evh-receiver"};
   for (const PeerImpl* p : built_peers()) {
     if (p->spawn_true != nullptr) impls.emplace_back(p->name);
   }

@@ -86,6 +86,9 @@ enum class ProcessGroup : std::uint8_t { inherit, new_group };
 // it is never tied. There is no exit message for it and its stdio must not be pipes.
 enum class Detach : std::uint8_t { no, yes };
 
+// SpawnOptions::output_pipe_size's default.
+inline constexpr std::size_t kDefaultOutputPipeSize = std::size_t{256} << 10;
+
 // Every field has a default, so designated initializers may name only what they change.
 struct SpawnOptions {
   // The program and its arguments. argv[0] without a '/' is looked up in PATH (the child's
@@ -115,10 +118,21 @@ struct SpawnOptions {
   // data messages posted and not yet released (destroyed) by their receiver. When the window is
   // full evh stops reading that pipe, the pipe fills, and the child blocks in write() until
   // the receiver releases a data message — so a fast child into a slow reader holds at most
-  // the window plus one chunk (120 KiB) of memory per stream. 0: no limit (evh reads as fast
-  // as the child writes, whatever the receiver's pace). A receiver that keeps every data
-  // message until the exit therefore waits for ever once the child writes more than this.
+  // the window plus one read (up to the pipe's size: output_pipe_size) per stream. 0: no limit (evh
+  // reads as fast as the child writes, whatever the receiver's pace). A receiver that keeps every
+  // data message until the exit therefore waits for ever once the child writes more than this.
   std::size_t stream_window = std::size_t{4} << 20;
+  // How big the stdout and stderr pipes (those that are Stdio::pipe()) grow, in bytes, once the
+  // child fills one — it writes faster than it is read: it is streaming. Each starts at the
+  // kernel's default (64 KiB); the first read that finds it full asks the kernel for this size
+  // (F_SETPIPE_SZ, which rounds it up to a power-of-two number of pages), and evh reads it in
+  // chunks of up to the pipe's size from then on: fewer wakeups, reads and messages per MiB
+  // (docs/PROCESSES.md, "Pipe growth"). A child that never fills its pipe costs no more pipe
+  // memory. 0: never grown. Refused with `Errc::invalid_argument` unless 0 or 4096..2^30. Where
+  // the kernel refuses the size (EPERM above /proc/sys/fs/pipe-max-size, 1 MiB by default, or
+  // once the user's pipes exceed /proc/sys/fs/pipe-user-pages-soft, for a process without
+  // CAP_SYS_RESOURCE) the pipe keeps its size: a smaller pipe is slower, not wrong.
+  std::size_t output_pipe_size = kDefaultOutputPipeSize;
   // When set and spawn() fails, receives what failed in words, e.g. "chdir /nope: No such file
   // or directory" or "execve evh-tool: Permission denied" (the error code says the same errno).
   std::string* error_message = nullptr;

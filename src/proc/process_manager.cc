@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "io/event_handler.h"
 #include "proc/process_state.h"
@@ -51,6 +52,11 @@ Status make_pipe(FdCloser& fds, bool child_reads, int& parent_end, int& child_en
   if (::fcntl(parent_end, F_SETFL, O_NONBLOCK) != 0) return errno_code(errno);
   return {};
 }
+
+// SpawnOptions::output_pipe_size's bounds: F_SETPIPE_SZ's floor (one page) and the largest size
+// we pass it (an int; the kernel refuses more than 2^31 with EINVAL whoever asks).
+constexpr std::size_t kMinPipeSize = 4096;
+constexpr std::size_t kMaxPipeSize = std::size_t{1} << 30;
 
 // The reaper isolate's handler. Freeing it (with the isolate: at the reaper's own end, or at the
 // runtime's shutdown) makes the state let go of everything the runtime owns, so that a Process
@@ -130,6 +136,11 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   if (o.events == PortId::none &&
       (o.stdout_mode.kind == StdioKind::pipe || o.stderr_mode.kind == StdioKind::pipe)) {
     return fail(Errc::invalid_argument);
+  }
+  if (o.output_pipe_size != 0 &&
+      (o.output_pipe_size < kMinPipeSize || o.output_pipe_size > kMaxPipeSize)) {
+    return fail(Errc::invalid_argument, "output_pipe_size " + std::to_string(o.output_pipe_size) +
+                                            " is not 0 (never grow) or 4096..2^30 bytes");
   }
   {
     std::lock_guard lock(mu_);
@@ -286,8 +297,8 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
   for (int i = 0; i < 2; ++i) {
     const int fd = i == 0 ? state->out_fd_ : state->err_fd_;
     if (fd >= 0) {
-      state->credit_[i] = std::make_shared<StreamCredit>(o.stream_window, stream_read_size(fd), eh,
-                                                         fd, state->reaper_, open_);
+      state->credit_[i] = std::make_shared<StreamCredit>(
+          o.stream_window, stream_read_size(fd), o.output_pipe_size, eh, fd, state->reaper_, open_);
     }
   }
   {

@@ -142,7 +142,6 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
   h.pid = pid_;
   h.tag = tag_;
   const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
-  const std::size_t want = credit->read_size();
   DataChunk* chunk = nullptr;  // the buffer of the next read, kept across this pass's reads
   bool eof = false;
   bool rearm = false;
@@ -155,6 +154,11 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
     // No credit: leave the rest in the pipe (the child blocks once it is full); the release
     // that makes room re-arms the stream.
     if (!credit->take_room()) break;
+    const std::size_t want = credit->read_size();  // grows with the pipe (grow_if_full)
+    if (chunk != nullptr && chunk->capacity != want) {
+      free_chunk(chunk);
+      chunk = nullptr;
+    }
     if (chunk == nullptr) chunk = credit->take_spare();
     try {
       if (chunk == nullptr) chunk = new_chunk(want);
@@ -176,6 +180,7 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
       }
       credit->add(size);
       (void)events_.post(std::move(m));
+      credit->grow_if_full(size);
       // Drained, and the writer is still there: its next write or close is a new edge.
       if (size < want && !hung_up) break;
       continue;
@@ -249,13 +254,14 @@ void ProcessState::on_read(int fd, ReadBuffer buffer, int result) noexcept {
     const auto size = static_cast<std::size_t>(result);
     Message m;
     try {
-      m = data_message_from_read(chunk, credit, h, size, credit->read_size());
+      m = data_message_from_read(chunk, credit, h, size, buffer.size);
     } catch (const std::bad_alloc&) {
       eof = true;  // the data is lost, and so would be the order of what follows
     }
     if (!eof) {
       credit->add(size);
       (void)events_.post(std::move(m));
+      credit->grow_if_full(size);
     }
   }
   if (chunk != nullptr) credit->put_spare(chunk);

@@ -71,15 +71,20 @@ struct DataChunk;  // a data message's payload (process_state.cc)
 // size, so that a message holds at most about twice its bytes. Released chunks of read_size() are
 // kept as spares (at most kMaxSpares, until the stream ends) and read into again, so that a busy
 // stream allocates, faults in and frees no memory per message.
+//
+// Growth (SpawnOptions::output_pipe_size): the first read that finds the pipe full — the child
+// writes faster than it is read — grows the pipe to `grow_to` once, and read_size() with it; the
+// chunks of the old size are freed as they come back.
 class StreamCredit {
  public:
-  // `read_size`: bytes asked for per read(). `manager_open`: false once the manager has shut
-  // down (it is destroyed before the runtime and its handler): a release after that re-arms
-  // nothing.
-  StreamCredit(std::size_t window, std::size_t read_size, EventHandler* eh, int fd, PortId port,
-               std::shared_ptr<const std::atomic<bool>> manager_open) noexcept
+  // `read_size`: bytes asked for per read(). `grow_to`: the pipe's size once it is found full
+  // (0: never grown). `manager_open`: false once the manager has shut down (it is destroyed
+  // before the runtime and its handler): a release after that re-arms nothing.
+  StreamCredit(std::size_t window, std::size_t read_size, std::size_t grow_to, EventHandler* eh,
+               int fd, PortId port, std::shared_ptr<const std::atomic<bool>> manager_open) noexcept
       : window_(window),
         read_size_(read_size),
+        grow_to_(grow_to),
         eh_(eh),
         fd_(fd),
         port_(port),
@@ -88,7 +93,12 @@ class StreamCredit {
   StreamCredit(const StreamCredit&) = delete;
   StreamCredit& operator=(const StreamCredit&) = delete;
 
-  std::size_t read_size() const noexcept { return read_size_; }
+  // Any thread; changes only when the reader grows the pipe (then a chunk released on another
+  // thread with the old value is freed rather than kept: release() checks under mu_).
+  std::size_t read_size() const noexcept { return read_size_.load(std::memory_order_relaxed); }
+  // The reader, after a read of `got` bytes: a read that took all the pipe could hold grows the
+  // pipe (once, whether the kernel agrees or not).
+  void grow_if_full(std::size_t got) noexcept;
   // The reader, before a read: false when the window is full (the stream is then stalled until
   // a release re-arms it).
   bool take_room() noexcept;
@@ -111,7 +121,8 @@ class StreamCredit {
 
   mutable std::mutex mu_;
   const std::size_t window_;  // 0: unlimited
-  const std::size_t read_size_;
+  std::atomic<std::size_t> read_size_;
+  std::size_t grow_to_;  // the reader's: 0 once grown (or never to be)
   std::size_t outstanding_ = 0;
   bool stalled_ = false;
   bool ended_ = false;

@@ -13,9 +13,9 @@
 namespace evh::detail {
 namespace {
 
-// Bytes asked for per read(), above what the pipe holds (F_GETPIPE_SZ, taken at the spawn): a
-// read returns at most what the pipe holds, so a short read says the pipe is drained, without an
-// extra EAGAIN read. Pipes are left at the kernel's default size (64 KiB).
+// Bytes asked for per read(), above what the pipe holds (F_GETPIPE_SZ, taken at the spawn and
+// after a growth): a read returns at most what the pipe holds, so a short read says the pipe is
+// drained, without an extra EAGAIN read.
 constexpr std::size_t kReadSlack = 1;
 constexpr std::size_t kDefaultPipeSize =
     64 * 1024;  // if F_GETPIPE_SZ fails (it does not on a pipe)
@@ -68,16 +68,37 @@ void StreamCredit::add(std::size_t n) noexcept {
   outstanding_ += n;
 }
 
-DataChunk* StreamCredit::take_spare() noexcept {
+void StreamCredit::grow_if_full(std::size_t got) noexcept {
+  if (grow_to_ == 0 || got + kReadSlack < read_size()) return;
+  if (grow_to_ + kReadSlack <= read_size()) {
+    grow_to_ = 0;  // it is that big already: "grow", never shrink
+    return;
+  }
+  const int size = ::fcntl(fd_, F_SETPIPE_SZ, static_cast<int>(grow_to_));
+  grow_to_ = 0;
+  // EPERM past the user's soft limit on pipe pages: the pipe keeps its size (process.h).
+  if (size <= 0) return;
   std::lock_guard lock(mu_);
-  return spare_count_ == 0 ? nullptr : spares_[--spare_count_];
+  read_size_.store(static_cast<std::size_t>(size) + kReadSlack, std::memory_order_relaxed);
+}
+
+DataChunk* StreamCredit::take_spare() noexcept {
+  DataChunk* stale = nullptr;
+  DataChunk* spare = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (spare_count_ > 0) spare = spares_[--spare_count_];
+    if (spare != nullptr && spare->capacity != read_size()) std::swap(stale, spare);
+  }
+  if (stale != nullptr) free_chunk(stale);  // of the size before a growth
+  return spare;
 }
 
 void StreamCredit::put_spare(DataChunk* chunk) noexcept {
-  EVH_ASSERT(chunk->capacity == read_size_ && !chunk->credit, "a spare is a bare read buffer");
+  EVH_ASSERT(!chunk->credit, "a spare is a bare read buffer");
   {
     std::lock_guard lock(mu_);
-    if (!ended_ && spare_count_ < kMaxSpares) {
+    if (!ended_ && spare_count_ < kMaxSpares && chunk->capacity == read_size()) {
       spares_[spare_count_++] = chunk;
       return;
     }
@@ -94,7 +115,8 @@ void StreamCredit::release(std::size_t n, DataChunk* chunk) noexcept {
       stalled_ = false;
       rearm = true;
     }
-    if (chunk != nullptr && !ended_ && spare_count_ < kMaxSpares) {
+    if (chunk != nullptr && !ended_ && spare_count_ < kMaxSpares &&
+        chunk->capacity == read_size()) {
       spares_[spare_count_++] = chunk;
       chunk = nullptr;
     }

@@ -5,11 +5,14 @@
 //   echo-stderr TXT  writes TXT to stderr, then exits 0
 //   both THEN        writes "out" to stdout and "err" to stderr, then exits 3 (THEN = exit) or
 //                    waits until killed (THEN = sleep)
+//   pipe-sizes N     writes N bytes to stdout in one write(), then prints F_GETPIPE_SZ of its
+//                    fds 1 and 2 to stderr ("65536 65536")
 //   tied-parent      starts `evh_proc_helper sleep` tied to this process (ParentDeath), prints
 //                    the child's pid and a newline, then waits until killed
 #include <dirent.h>
 #include <evh/process.h>
 #include <evh/runtime.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -75,6 +78,18 @@ int main(int argc, char** argv) {
     if (::write(1, "out", 3) != 3 || ::write(2, "err", 3) != 3) return 5;
     if (std::strcmp(argv[2], "exit") == 0) return 3;
     wait_forever();
+  }
+  if (mode == "pipe-sizes" && argc == 3) {
+    const std::string flood(std::strtoull(argv[2], nullptr, 10), 'f');
+    std::size_t done = 0;
+    while (done < flood.size()) {
+      const ssize_t n = ::write(1, flood.data() + done, flood.size() - done);
+      if (n <= 0) return 3;
+      done += static_cast<std::size_t>(n);
+    }
+    const std::string out =
+        std::to_string(::fcntl(1, F_GETPIPE_SZ)) + " " + std::to_string(::fcntl(2, F_GETPIPE_SZ));
+    return ::write(2, out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0 : 3;
   }
   if (mode == "tied-parent") return tied_parent(argv[0]);
   return 64;

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <string>
@@ -207,8 +208,9 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   constexpr std::size_t kTotal = std::size_t{1} << 30;
   constexpr std::size_t kBlock = std::size_t{1} << 20;
   constexpr std::size_t kWindow = std::size_t{1} << 20;
-  // Between the feeder's count and the reader's: cat's stdin pipe and stdout pipe (64 KiB each by
-  // default), cat's buffer (128 KiB), the chunk read past the window (120 KiB), the window.
+  // Between the feeder's count and the reader's: cat's stdin pipe (64 KiB) and stdout pipe (grown
+  // to 256 KiB by default once cat fills it), cat's buffer (128 KiB), the chunk read past the
+  // window (up to the stdout pipe's size), the window.
   constexpr std::size_t kMaxAhead = kWindow + (std::size_t{4} << 20);
   constexpr std::int64_t kRssBound = 64ll << 20;
   std::vector<char> block(kBlock);
@@ -637,6 +639,117 @@ TEST(Process, BadInputIsRefused) {
   o.stdin_mode = Stdio::from_fd(-1);
   EXPECT_EQ(f.pm->spawn(o).error(), Errc::invalid_argument);
   expect_no_children();
+}
+
+// SpawnOptions::output_pipe_size: a child that fills its stdout pipe (one 1 MiB write into a
+// 64 KiB pipe: the first read after the child blocks takes a full pipe) finds the pipe grown to
+// the size asked (rounded up by the kernel to a power-of-two number of pages); its stderr, never
+// filled, and the stdout of a child that writes little keep the kernel's size, and so does
+// everything with 0. A size outside a page to pipe-max-size is refused with a message naming it,
+// nothing started.
+TEST(Process, OutputPipeGrowsWhenFilledAndBadSizesRefused) {
+  // What this process may ask for (a user past the soft limit on pipe pages gets EPERM, and the
+  // pipe then keeps the kernel's size: nothing to check here).
+  int probe[2];
+  ASSERT_EQ(::pipe2(probe, O_CLOEXEC), 0);
+  const int kernel_default = ::fcntl(probe[0], F_GETPIPE_SZ);
+  const int grown = ::fcntl(probe[0], F_SETPIPE_SZ, 300'000);
+  const int set_errno = errno;
+  ::close(probe[0]);
+  ::close(probe[1]);
+  Fixture f;
+  // The child's "stdout stderr" pipe sizes after it wrote `flood` bytes, and what it wrote.
+  auto sizes = [&](std::size_t asked, std::size_t flood) {
+    SpawnOptions o = f.options({kHelper, "pipe-sizes", std::to_string(flood)});
+    o.output_pipe_size = asked;
+    auto p = f.pm->spawn(o);
+    EXPECT_TRUE(p.ok()) << p.error().message();
+    Collected c = collect(f.rx);
+    EXPECT_EQ(c.exit_code, 0);
+    EXPECT_EQ(c.out.size(), flood);
+    return c.err;
+  };
+  const std::string dflt = std::to_string(kernel_default);
+  constexpr std::size_t kFlood = std::size_t{1} << 20;
+  EXPECT_EQ(sizes(0, kFlood), dflt + " " + dflt);
+  EXPECT_EQ(sizes(300'000, 10), dflt + " " + dflt);
+  if (grown < 0) {
+    GTEST_SKIP() << "F_SETPIPE_SZ refused for this user: " << std::strerror(set_errno);
+  }
+  EXPECT_EQ(grown, 524288);  // 300,000 rounded up to 128 pages
+  EXPECT_EQ(sizes(300'000, kFlood), "524288 " + dflt);
+
+  const int before = count_open_fds();
+  for (std::size_t bad : {std::size_t{1}, std::size_t{4095}, std::size_t{1} << 40}) {
+    std::string why;
+    SpawnOptions o = f.options({kHelper, "pipe-sizes", "0"});
+    o.output_pipe_size = bad;
+    o.error_message = &why;
+    auto p = f.pm->spawn(o);
+    ASSERT_FALSE(p.ok()) << bad;
+    EXPECT_EQ(p.error(), Errc::invalid_argument);
+    EXPECT_NE(why.find("output_pipe_size " + std::to_string(bad)), std::string::npos) << why;
+  }
+  EXPECT_EQ(count_open_fds(), before);
+  f.pm.reset();
+  expect_no_children();
+}
+
+// With output_pipe_size 1 MiB (the pipe grows as soon as cat fills it, and the reads with it),
+// 64 MiB through cat (fed by a thread) arrive intact and in order, no chunk larger than the
+// pipe, and the exit after the last byte.
+TEST(Process, BigOutputPipeStreamsInOrderExitLast) {
+  constexpr std::size_t kTotal = std::size_t{64} << 20;
+  constexpr std::size_t kPipe = std::size_t{1} << 20;
+  auto byte_at = [](std::size_t i) { return static_cast<char>((i * 13 + i / 65521) & 0xff); };
+  Fixture f;
+  int in[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  SpawnOptions o = f.options({"cat"});
+  o.stdin_mode = Stdio::from_fd(in[0]);
+  o.output_pipe_size = kPipe;
+  auto p = f.pm->spawn(o);
+  ::close(in[0]);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  std::thread feeder([&] {
+    std::vector<char> block(std::size_t{1} << 20);
+    for (std::size_t at = 0; at < kTotal;) {
+      for (std::size_t i = 0; i < block.size(); ++i) block[i] = byte_at(at + i);
+      std::size_t done = 0;
+      while (done < block.size()) {
+        const ssize_t n = ::write(in[1], block.data() + done, block.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      if (done < block.size()) break;
+      at += done;
+    }
+    ::close(in[1]);
+  });
+  std::size_t read = 0;
+  std::size_t biggest = 0;
+  bool mismatch = false;
+  bool data_after_exit = false;
+  std::optional<int> exit_code;
+  while (!exit_code) {
+    Message m = test::expect_receive(f.rx);
+    auto ev = decode_process_event(m);
+    ASSERT_TRUE(ev.has_value());
+    if (ev->kind == ProcessEventKind::exit) {
+      exit_code = ev->exit_code;
+    } else if (ev->kind == ProcessEventKind::stdout_data) {
+      data_after_exit = data_after_exit || exit_code.has_value();
+      biggest = std::max(biggest, ev->data.size());
+      for (char c : ev->text()) mismatch = mismatch || c != byte_at(read++);
+    }
+  }
+  feeder.join();
+  EXPECT_EQ(read, kTotal);
+  EXPECT_FALSE(mismatch);
+  EXPECT_FALSE(data_after_exit);
+  EXPECT_EQ(exit_code, 0);
+  EXPECT_LE(biggest, kPipe);
 }
 
 // EMFILE while creating the pipes: the error, and no fd left open.
