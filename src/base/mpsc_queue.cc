@@ -194,10 +194,25 @@ void advance_block(QueueTail& tail, QueueHead& head) noexcept {
   set_head_pos(head, head.pos & ~kOffsetMask);
 }
 
-}  // namespace
+// What a push claims with one CAS: `words` words from the position's offset, counting
+// `messages` messages; no messages: nothing fits in what is left of the block, and the claim
+// takes the rest of it (a skip record) so that the push goes on in the next block.
+struct ClaimPlan {
+  std::uint32_t words;
+  std::uint32_t messages;
+};
 
-bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
-  const Record r = encode(message, home);
+// The claim loop that every push shares (one message, a batch, packed values): it loads the
+// position, waits out another producer's install of the next block, installs the queue's first
+// block, asks `plan(offset, room)` what to claim of the `room` words left in the block, and
+// claims that with one CAS. A claim that reaches the block's end installs the next block; a claim
+// of nothing writes a skip record and tries again in the new block. Once a claim of messages is
+// won, `write(block, offset)` writes their records and publishes them (each header last). False
+// when a block was needed and could not be allocated: then nothing was claimed (`plan` may have
+// been called, `write` was not).
+template <class Plan, class Write>
+[[gnu::always_inline]] inline bool claim_and_write(QueueTail& tail, Plan&& plan,
+                                                   Write&& write) noexcept {
   QueueBlock* fresh = nullptr;
   Backoff backoff;
   for (;;) {
@@ -211,14 +226,15 @@ bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
     }
     QueueBlock* block = tail.block.load(std::memory_order_acquire);
     if (block == nullptr) {
-      if (!install_first(tail, fresh)) return false;
+      if (!install_first(tail, fresh)) return false;  // `fresh` is null: nothing to free
       continue;
     }
-    const bool fits = offset + r.words <= kBlockWords;
-    const bool ends = offset + r.words >= kBlockWords;         // this claim reaches the block's end
-    if (ends && !ready_to_install(tail, fresh)) return false;  // `message` untouched
-    const std::uint64_t count = queue_count(pos) + (fits ? 1 : 0);
-    const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + r.words : kBlockWords);
+    const ClaimPlan p = plan(offset, kBlockWords - offset);
+    const bool fits = p.messages != 0;
+    const bool ends = !fits || offset + p.words == kBlockWords;  // the claim reaches the end
+    if (ends && !ready_to_install(tail, fresh)) return false;    // `fresh` is null here too
+    const std::uint64_t count = queue_count(pos) + p.messages;
+    const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + p.words : kBlockWords);
     // seq_cst: the mailbox owners' idle protocol pairs this with their seq_cst load of `pos`.
     // A stale `pos` (another producer won, or a block was installed) makes the CAS fail, which
     // also catches a `block` loaded after a concurrent install.
@@ -229,17 +245,17 @@ bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
     if (ends) {
       // The block is popped after the claim, so that one producer at a time pops the free list;
       // one that had to be allocated was allocated before it (ready_to_install), so the install
-      // window is a pop and a 2 KB clear at most, and cannot fail. A block allocated before the
+      // window is a pop and a clear at most, and cannot fail. A block allocated before the
       // claim, or left from a lost install_first race, is used first.
       install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), count);
       fresh = nullptr;
     }
     if (!fits) {
-      // The rest of this block stays unused; the message goes into the next one.
+      // The rest of this block stays unused; the messages go into the next one.
       header_at(block, offset).store(kSkip, std::memory_order_release);
       continue;
     }
-    write_record(block, offset, message, r);
+    write(block, offset);
     // Left from a lost install_first race, or a claim that ended the block lost to another
     // producer; never onto the list (only the consumer pushes there).
     delete fresh;
@@ -247,91 +263,78 @@ bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
   }
 }
 
+}  // namespace
+
+bool queue_push(QueueTail& tail, Message&& message, PortId home) noexcept {
+  const Record r = encode(message, home);
+  return claim_and_write(
+      tail,
+      [&](std::uint32_t, std::uint32_t room) {
+        return r.words <= room ? ClaimPlan{r.words, 1} : ClaimPlan{0, 0};
+      },
+      [&](QueueBlock* block, std::uint32_t offset) { write_record(block, offset, message, r); });
+}
+
 std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages, PortId home) noexcept {
   std::size_t done = 0;
-  QueueBlock* fresh = nullptr;
-  Backoff backoff;
+  // The runs of one claim, by length (a record takes at least one word: no more runs than
+  // words), so that the writing need not encode each message again.
+  std::uint32_t runs[kBlockWords];
+  std::uint32_t run_count = 0;
   while (done < messages.size()) {
-    std::uint64_t pos = tail.pos.load(std::memory_order_acquire);
-    const std::uint32_t offset = offset_of(pos);
-    if (offset == kBlockWords) {
-      backoff.snooze();
-      continue;
-    }
-    QueueBlock* block = tail.block.load(std::memory_order_acquire);
-    if (block == nullptr) {
-      if (!install_first(tail, fresh)) break;
-      continue;
-    }
     // As many of the remaining messages as fit in the rest of the block, in one claim; a message
     // that continues a run (mpsc_queue.h) takes only its payload words.
-    const std::uint32_t room = kBlockWords - offset;
-    std::uint32_t words = 0;
-    std::size_t n = 0;
-    std::uint64_t run_header = 0;
-    // The runs of this claim, by length (a record takes at least one word: no more runs than
-    // words), so that the writing below need not encode each message again.
-    std::uint32_t runs[kBlockWords];
-    std::uint32_t run_count = 0;
-    while (done + n < messages.size()) {
-      const Record r = encode(messages[done + n], home);
-      const bool joins = run_count != 0 && joins_run(r, run_header, runs[run_count - 1]);
-      const std::uint32_t w = joins ? r.payload_words : r.words;
-      if (words + w > room) break;
-      words += w;
-      ++n;
-      if (joins) {
-        ++runs[run_count - 1];
-      } else {
-        run_header = r.header;
-        runs[run_count++] = 1;
+    std::uint32_t n = 0;
+    auto plan = [&](std::uint32_t, std::uint32_t room) {
+      std::uint32_t words = 0;
+      std::uint64_t run_header = 0;
+      n = 0;
+      run_count = 0;
+      while (done + n < messages.size()) {
+        const Record r = encode(messages[done + n], home);
+        const bool joins = run_count != 0 && joins_run(r, run_header, runs[run_count - 1]);
+        const std::uint32_t w = joins ? r.payload_words : r.words;
+        if (words + w > room) break;
+        words += w;
+        ++n;
+        if (joins) {
+          ++runs[run_count - 1];
+        } else {
+          run_header = r.header;
+          runs[run_count++] = 1;
+        }
       }
-    }
-    const bool fits = n > 0;
-    const bool ends = !fits || words == room;
-    if (ends && !ready_to_install(tail, fresh)) break;  // messages from `done` on untouched
-    const std::uint64_t count = queue_count(pos) + n;
-    const std::uint64_t claimed = (count << kOffsetBits) | (fits ? offset + words : kBlockWords);
-    // seq_cst, and a stale view fails: as in queue_push.
-    if (!tail.pos.compare_exchange_weak(pos, claimed, std::memory_order_seq_cst,
-                                        std::memory_order_relaxed)) {
-      continue;
-    }
-    if (ends) {
-      install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), count);
-      fresh = nullptr;
-    }
-    if (!fits) {
-      header_at(block, offset).store(kSkip, std::memory_order_release);
-      continue;
-    }
+      return ClaimPlan{words, n};
+    };
     // Run by run, each published by its header (written last), in order.
-    std::uint32_t at = offset;
-    Message* m = &messages[done];
-    for (std::uint32_t k = 0; k < run_count; ++k) {
-      const Record r = encode(*m, home);
-      const std::uint32_t length = runs[k];
-      std::uint64_t* w = &block->words[at + r.words];
-      if (r.payload_words == 1) {  // the common run: one word a message (a u64, a heap pointer)
-        for (std::uint32_t j = 1; j < length; ++j, ++w) {
-          MessageAccess::write_payload(m[j], w, 1);
-          MessageAccess::forget(m[j]);
+    auto write = [&](QueueBlock* block, std::uint32_t offset) {
+      std::uint32_t at = offset;
+      Message* m = &messages[done];
+      for (std::uint32_t k = 0; k < run_count; ++k) {
+        const Record r = encode(*m, home);
+        const std::uint32_t length = runs[k];
+        std::uint64_t* w = &block->words[at + r.words];
+        if (r.payload_words == 1) {  // the common run: one word a message (a u64, a heap pointer)
+          for (std::uint32_t j = 1; j < length; ++j, ++w) {
+            MessageAccess::write_payload(m[j], w, 1);
+            MessageAccess::forget(m[j]);
+          }
+        } else {
+          for (std::uint32_t j = 1; j < length; ++j, w += r.payload_words) {
+            MessageAccess::write_payload(m[j], w, r.payload_words);
+            MessageAccess::forget(m[j]);
+          }
         }
-      } else {
-        for (std::uint32_t j = 1; j < length; ++j, w += r.payload_words) {
-          MessageAccess::write_payload(m[j], w, r.payload_words);
-          MessageAccess::forget(m[j]);
-        }
+        write_record(block, at, *m,
+                     Record{r.header | (std::uint64_t{length - 1} << kRecordRunShift), r.words,
+                            r.payload_words});
+        at += r.words + (length - 1) * r.payload_words;
+        m += length;
       }
-      write_record(block, at, *m,
-                   Record{r.header | (std::uint64_t{length - 1} << kRecordRunShift), r.words,
-                          r.payload_words});
-      at += r.words + (length - 1) * r.payload_words;
-      m += length;
-    }
+    };
+    if (!claim_and_write(tail, plan, write)) break;  // messages from `done` on untouched
     done += n;
   }
-  delete fresh;
   return done;
 }
 
@@ -346,75 +349,49 @@ std::size_t queue_push_packed(QueueTail& tail, PortId port, const std::byte* dat
                                                        : 0) |
                                (static_cast<std::uint64_t>(Message::Kind::inline_bytes) + 1);
   std::size_t done = 0;
-  QueueBlock* fresh = nullptr;
-  Backoff backoff;
   while (done < count) {
-    std::uint64_t pos = tail.pos.load(std::memory_order_acquire);
-    const std::uint32_t offset = offset_of(pos);
-    if (offset == kBlockWords) {
-      backoff.snooze();
-      continue;
-    }
-    QueueBlock* block = tail.block.load(std::memory_order_acquire);
-    if (block == nullptr) {
-      if (!install_first(tail, fresh)) break;
-      continue;
-    }
     // As many as fit in the rest of the block: records of their own (port word), or one run.
-    const std::uint32_t room = kBlockWords - offset;
-    std::size_t n = 0;
-    std::uint32_t words = 0;
-    if (port_word) {
-      n = std::min<std::size_t>(room / (2 + payload), count - done);
-      words = static_cast<std::uint32_t>(n) * (2 + payload);
-    } else if (room >= 1 + payload) {
-      n = std::min<std::size_t>(
-          {1 + (room - 1 - payload) / payload, count - done, std::size_t{kMaxRunExtra} + 1});
-      words = 1 + static_cast<std::uint32_t>(n) * payload;
-    }
-    const bool fits = n > 0;
-    const bool ends = !fits || words == room;
-    if (ends && !ready_to_install(tail, fresh)) break;
-    const std::uint64_t claimed_count = queue_count(pos) + n;
-    const std::uint64_t claimed =
-        (claimed_count << kOffsetBits) | (fits ? offset + words : kBlockWords);
-    // seq_cst, and a stale view fails: as in queue_push.
-    if (!tail.pos.compare_exchange_weak(pos, claimed, std::memory_order_seq_cst,
-                                        std::memory_order_relaxed)) {
-      continue;
-    }
-    if (ends) {
-      install_next(tail, block, fresh != nullptr ? fresh : take_block(tail), claimed_count);
-      fresh = nullptr;
-    }
-    if (!fits) {
-      header_at(block, offset).store(kSkip, std::memory_order_release);
-      continue;
-    }
+    std::uint32_t n = 0;
+    auto plan = [&](std::uint32_t, std::uint32_t room) {
+      n = 0;
+      if (port_word) {
+        n = static_cast<std::uint32_t>(std::min<std::size_t>(room / (2 + payload), count - done));
+        return ClaimPlan{n * (2 + payload), n};
+      }
+      if (room >= 1 + payload) {
+        n = static_cast<std::uint32_t>(std::min<std::size_t>(
+            {1 + (room - 1 - payload) / payload, count - done, std::size_t{kMaxRunExtra} + 1}));
+      }
+      return ClaimPlan{n == 0 ? 0 : 1 + n * payload, n};
+    };
     // The claimed words are zero (a block is zeroed before it is installed), so a payload shorter
     // than its words is padded as Message::bytes's inline copy would leave it.
-    std::uint64_t* w = &block->words[offset];
-    const std::byte* from = data + done * each;
-    if (port_word) {
-      for (std::size_t i = 0; i < n; ++i, w += 2 + payload, from += each) {
-        w[1] = static_cast<std::uint64_t>(port);
-        std::memcpy(w + 2, from, each);
-        // release: pairs with the consumer's acquire load of the header.
-        std::atomic_ref<std::uint64_t>(*w).store(header, std::memory_order_release);
+    auto write = [&](QueueBlock* block, std::uint32_t offset) {
+      std::uint64_t* w = &block->words[offset];
+      const std::byte* from = data + done * each;
+      if (port_word) {
+        for (std::uint32_t i = 0; i < n; ++i, w += 2 + payload, from += each) {
+          w[1] = static_cast<std::uint64_t>(port);
+          std::memcpy(w + 2, from, each);
+          // release: pairs with the consumer's acquire load of the header.
+          std::atomic_ref<std::uint64_t>(*w).store(header, std::memory_order_release);
+        }
+        return;
       }
-    } else {
       if (each == payload * 8) {  // whole words: one copy (a flood of u64 values)
-        std::memcpy(w + 1, from, n * each);
+        std::memcpy(w + 1, from, std::size_t{n} * each);
       } else {
-        for (std::size_t i = 0; i < n; ++i) std::memcpy(w + 1 + i * payload, from + i * each, each);
+        for (std::uint32_t i = 0; i < n; ++i) {
+          std::memcpy(w + 1 + i * payload, from + i * each, each);
+        }
       }
       // release: pairs with the consumer's acquire load of the header.
       header_at(block, offset)
           .store(header | (std::uint64_t{n - 1} << kRecordRunShift), std::memory_order_release);
-    }
+    };
+    if (!claim_and_write(tail, plan, write)) break;
     done += n;
   }
-  delete fresh;
   return done;
 }
 
