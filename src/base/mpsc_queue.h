@@ -24,10 +24,9 @@
 // record there), installs the next block and claims again in it.
 //
 // Publication: a block is zeroed (allocated zeroed, or cleared by the producer that takes it
-// from the free list) before it is linked; a
-// record's words are written first and its header (never 0) last, with a release store. The
-// consumer checks the header at its offset: 0 is "claimed but not yet written" (or nothing
-// claimed).
+// from the free list) before it is linked; a record's words are written first and its header
+// (never 0) last, with a release store. The consumer checks the header at its offset: 0 is
+// "claimed but not yet written" (or nothing claimed).
 //
 // Recycling (issue 14, defect 0: a sender that allocates can sleep in the kernel — malloc →
 // mprotect waits on the process's memory-map lock — for milliseconds while other threads fault
@@ -42,10 +41,10 @@
 // popper reads through `free` is alive even if the consumer has pushed over it meanwhile (the
 // CAS then fails). While a block is on the list its first data word holds the list's depth from
 // it down (blocks and bytes); the installer zeroes the block after popping it. A block popped
-// from the list is used whatever its size class. A producer whose claim will reach
-// the end of the block allocates the next block before that claim unless the list has one
-// (issue 14: a failed allocation then leaves nothing claimed, and the push reports it); the list
-// cannot empty between that look and the pop, the installer being its only popper.
+// from the list is used whatever its size class. A producer whose claim will reach the end of the
+// block allocates the next block before that claim unless the list has one (issue 14: a failed
+// allocation then leaves nothing claimed, and the push reports it); the list cannot empty
+// between that look and the pop, the installer being its only popper.
 //
 // The consumer (one thread at a time; the caller guarantees it) reads records in order. A record
 // whose words were claimed but whose header is not yet written is reported as `pending`.
