@@ -14,19 +14,19 @@
 // takes about 8 bytes, as in a vector of values.
 //
 // Positions: `QueueTail::pos` packs the number of messages ever claimed (high 51 bits) and the
-// word offset in the current block (low 13 bits). A producer claims a record's words with one
-// CAS that also counts its message; the packed word never repeats (the count grows with every
-// claim, and a claim without a message, the skip below, changes the offset), so a stale view
-// makes the CAS fail and there is no ABA. The offset `kBlockWords` means "the next block is
-// being installed": the producer whose claim reached the end of the block installs it, and
-// others wait the few instructions that takes. A record that does not fit in what is left of the
-// block is not split: its producer claims the rest of the block (writing a skip record there),
-// installs the next block and claims again in it.
+// word offset in the current block (low 13 bits; blocks have 254 to 2,046 data words). A producer
+// claims a record's words with one CAS that also counts its message; the packed word never repeats
+// (the count grows with every claim, and a claim without a message, the skip below, changes the
+// offset), so a stale view makes the CAS fail and there is no ABA. The offset `kInstallingOffset`
+// means "the next block is being installed": the producer whose claim reached the end of the block
+// installs it, and others wait the few instructions that takes. A record that does not fit in what
+// is left of the block is not split: its producer claims the rest of the block (writing a skip
+// record there), installs the next block and claims again in it.
 //
-// Publication: a block is zeroed by the producer that installs it, before it is linked; a
-// record's words are written first and its header (never 0) last, with a release store. The
-// consumer checks the header at its offset: 0 is "claimed but not yet written" (or nothing
-// claimed).
+// Publication: a block is zeroed (allocated zeroed, or cleared by the producer that takes it
+// from the free list) before it is linked; a record's words are written first and its header
+// (never 0) last, with a release store. The consumer checks the header at its offset: 0 is
+// "claimed but not yet written" (or nothing claimed).
 //
 // Recycling (issue 14, defect 0: a sender that allocates can sleep in the kernel — malloc →
 // mprotect waits on the process's memory-map lock — for milliseconds while other threads fault
@@ -36,14 +36,15 @@
 // position protocol (the block is taken after the claim that reached the end of the old one, and
 // no position of the new block can be claimed before the install's release store of `pos`), so
 // there is one popper at a time, and a stack with one popper has no ABA: the top it read cannot
-// be popped and pushed back before its CAS. The list keeps at most kMaxFreeBlocks blocks; the
+// be popped and pushed back before its CAS. The list keeps at most kMaxFreeBytes of blocks; the
 // rest are freed. Only the consumer frees a block, and never one on the list, so a block the
 // popper reads through `free` is alive even if the consumer has pushed over it meanwhile (the
 // CAS then fails). While a block is on the list its first data word holds the list's depth from
-// it down; the installer zeroes the block after popping it. A producer whose claim will reach
-// the end of the block allocates the next block before that claim unless the list has one
-// (issue 14: a failed allocation then leaves nothing claimed, and the push reports it); the list
-// cannot empty between that look and the pop, the installer being its only popper.
+// it down (blocks and bytes); the installer zeroes the block after popping it. A block popped
+// from the list is used whatever its size class. A producer whose claim will reach the end of the
+// block allocates the next block before that claim unless the list has one (issue 14: a failed
+// allocation then leaves nothing claimed, and the push reports it); the list cannot empty
+// between that look and the pop, the installer being its only popper.
 //
 // The consumer (one thread at a time; the caller guarantees it) reads records in order. A record
 // whose words were claimed but whose header is not yet written is reported as `pending`.
@@ -63,25 +64,50 @@
 
 namespace evh::detail {
 
-// Data words per block: a block is 2 KB with its link word.
-inline constexpr std::uint32_t kBlockWords = 255;
-// The most blocks a queue keeps for reuse (512 KiB; 21,000 one-word messages with their ports in
-// flight recycle without an allocation); a queue that once held more frees the excess as it
-// drains.
-inline constexpr std::uint32_t kMaxFreeBlocks = 256;
+// Blocks come in size classes: class c is 2 KB << c, its 16-byte header (the link, its size)
+// included. A queue starts with 2 KB blocks (a ping-pong, an idle mailbox); a producer that must
+// allocate the next block while the consumer is more than twice a block behind allocates one of
+// the class whose block holds about half that backlog, up to 16 KB (issue 19: a flood that
+// outruns its consumer paid a malloc — 20 % of port_flood_batch's samples — and an install every
+// 2 KB). Why not larger: a block is cleared before it is reused, and a 16 KB block's clear and
+// the writes after it stay in the producer's L1; 64 KB blocks measured a larger share of time in
+// the clear (BENCHMARKS.md, issue 19's fifth round).
+inline constexpr unsigned kBlockClasses = 4;
 inline constexpr unsigned kOffsetBits = 13;
 inline constexpr std::uint64_t kOffsetMask = (std::uint64_t{1} << kOffsetBits) - 1;
-static_assert(kBlockWords < kOffsetMask);
 
-struct alignas(64) QueueBlock {
+struct QueueBlock {
   std::atomic<QueueBlock*> next{nullptr};
-  std::uint64_t words[kBlockWords];
+  std::uint32_t end = 0;         // data words: block_words(size_class)
+  std::uint32_t size_class = 0;  // < kBlockClasses
+  // The data words follow the header (a block is allocated as one piece of block_bytes()).
+  std::uint64_t* words() noexcept {
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::byte*>(this) + sizeof *this);
+  }
 };
-static_assert(sizeof(QueueBlock) == 2048);
+static_assert(sizeof(QueueBlock) == 16);
+
+inline constexpr std::size_t block_bytes(unsigned size_class) noexcept {
+  return std::size_t{2048} << size_class;
+}
+inline constexpr std::uint32_t block_words(unsigned size_class) noexcept {
+  return static_cast<std::uint32_t>((block_bytes(size_class) - sizeof(QueueBlock)) / 8);
+}
+// Data words of the smallest block, the one every queue starts with.
+inline constexpr std::uint32_t kBlockWords = block_words(0);
+// A position's offset that means "the next block is being installed": above every block's end.
+inline constexpr std::uint32_t kInstallingOffset = static_cast<std::uint32_t>(kOffsetMask);
+static_assert(block_words(kBlockClasses - 1) < kInstallingOffset);
+// What a queue's free list keeps for reuse (a queue that once held more frees the excess as it
+// drains): 512 KiB, e.g. 21,000 one-word messages with their ports in flight, 65,000 in runs.
+inline constexpr std::size_t kMaxFreeBytes = 512 * 1024;
 
 struct QueueTail {
   std::atomic<std::uint64_t> pos{0};  // claimed messages << kOffsetBits | offset
-  std::atomic<QueueBlock*> block{nullptr};
+  // The tail block, tagged with its size class in the low bits (blocks are 16-byte aligned): a
+  // producer learns where the block ends without reading the block, which another producer's
+  // install and the consumer may have retired (and freed) since this producer loaded it.
+  std::atomic<std::uintptr_t> block{0};
   // One word, two uses in turn (the tail is 24 bytes: it shares an isolate's producer line).
   // Until the consumer's first look it holds the first block ever installed, tagged
   // kFirstBlockTag: where the consumer starts. The consumer's first look turns it into the free
@@ -92,6 +118,14 @@ struct QueueTail {
 inline constexpr std::uintptr_t kFirstBlockTag = 1;
 inline constexpr std::uintptr_t kFreeListTag = 2;
 inline constexpr std::uintptr_t kQueueTagMask = 3;
+inline constexpr std::uintptr_t kBlockClassMask = 15;
+static_assert(kBlockClasses <= kBlockClassMask + 1);
+
+// The tail block (null before the first install); for tests and the consumer's own checks.
+inline QueueBlock* queue_tail_block(const QueueTail& tail) noexcept {
+  return reinterpret_cast<QueueBlock*>(tail.block.load(std::memory_order_acquire) &
+                                       ~kBlockClassMask);
+}
 
 struct QueueHead {
   std::uint64_t pos = 0;  // as QueueTail::pos, at the next record to read
@@ -159,7 +193,7 @@ inline std::uint32_t record_next(std::uint64_t header, std::uint32_t offset,
 inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t next, Message& out,
                         PortId home) noexcept {
   const auto offset = static_cast<std::uint32_t>(head.pos & kOffsetMask);
-  std::uint64_t* w = &head.block->words[offset];
+  std::uint64_t* w = head.block->words() + offset;
   const auto kind = static_cast<Message::Kind>((header & kRecordTagMask) - 1);
   const auto size = static_cast<std::uint32_t>(header >> 32);
   const std::uint32_t port_words = (header & kRecordPortWord) != 0 ? 1 : 0;
@@ -170,7 +204,7 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
                           MessageAccess::payload_words(kind, size));
   if ((header & kRecordRunMask) != 0) {
     // The rest of the run, after the payload just read (relaxed: only this consumer reads it).
-    std::atomic_ref<std::uint64_t>(head.block->words[next])
+    std::atomic_ref<std::uint64_t>(head.block->words()[next])
         .store(header - kRecordRunOne, std::memory_order_relaxed);
   }
   set_head_pos(head, ((queue_count(head.pos) + 1) << kOffsetBits) | next);
@@ -181,13 +215,15 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 // `message` is untouched (the caller releases it). The block is allocated before the claim that
 // needs it, so a producer never fails half-way with others waiting for its install.
 // `home`: a port whose messages are stored without their port word (none: no such port); the
-// consumer passes the same to queue_pop.
-[[nodiscard]] bool queue_push(QueueTail& tail, Message&& message,
+// consumer passes the same to queue_pop. `head`: the queue's consumer end, read (how far behind
+// the consumer is) only to size a block that must be allocated.
+[[nodiscard]] bool queue_push(QueueTail& tail, const QueueHead& head, Message&& message,
                               PortId home = PortId::none) noexcept;
 // Pushes the messages of `messages` (leaving each empty), in order, claiming space for as many as
 // fit in the current block with one CAS. Returns how many were pushed: all of them, or those
 // before the one that needed a block that could not be allocated (the rest are untouched).
-[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, std::span<Message> messages,
+[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, const QueueHead& head,
+                                           std::span<Message> messages,
                                            PortId home = PortId::none) noexcept;
 
 // Pushes `count` byte messages of `each` bytes (1..Message::kInlineBytes), copied from `data`
@@ -196,9 +232,9 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 // claimed records (a run when `port` is `home` or none; else a record with its port word each).
 // Returns how many were pushed: all, or those before the one that needed a block that could not
 // be allocated.
-[[nodiscard]] std::size_t queue_push_packed(QueueTail& tail, PortId port, const std::byte* data,
-                                            std::uint32_t each, std::size_t count,
-                                            PortId home = PortId::none) noexcept;
+[[nodiscard]] std::size_t queue_push_packed(QueueTail& tail, const QueueHead& head, PortId port,
+                                            const std::byte* data, std::uint32_t each,
+                                            std::size_t count, PortId home = PortId::none) noexcept;
 
 // Consumer side: takes up to `max` messages to `home` that are written one after another from the
 // head, across records, runs and block ends, and returns how many (0 when the next record is not
@@ -222,13 +258,13 @@ inline PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortI
     const auto offset = static_cast<std::uint32_t>(head.pos & kOffsetMask);
     // acquire: pairs with the producer's release store of the header (queue_push).
     const std::uint64_t header =
-        std::atomic_ref<std::uint64_t>(block->words[offset]).load(std::memory_order_acquire);
+        std::atomic_ref<std::uint64_t>(block->words()[offset]).load(std::memory_order_acquire);
     if (header != 0 && (header & kRecordTagMask) != kRecordSkip) [[likely]] {
       const auto kind = static_cast<Message::Kind>((header & kRecordTagMask) - 1);
       const std::uint32_t next =
           record_next(header, offset,
                       MessageAccess::payload_words(kind, static_cast<std::uint32_t>(header >> 32)));
-      if (next != kBlockWords) [[likely]] {
+      if (next != block->end) [[likely]] {
         take_record(head, header, next, out, home);
         return PopResult::item;
       }
@@ -252,8 +288,10 @@ std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept;
 // When no producer can reach the queue any more: releases what is left and frees the blocks.
 std::uint64_t queue_destroy(QueueTail& tail, QueueHead& head) noexcept;
 
-// How many blocks the free list holds (a snapshot; for tests and stats).
+// How many blocks, and how many bytes of blocks, the free list holds (a snapshot; for tests and
+// stats).
 std::uint32_t queue_free_blocks(const QueueTail& tail) noexcept;
+std::size_t queue_free_bytes(const QueueTail& tail) noexcept;
 
 // A queue with both ends together, for owners that do not need to split them.
 struct MpscQueue {
@@ -267,16 +305,19 @@ struct MpscQueue {
 
   // As queue_push / queue_push_batch (not [[nodiscard]] here: tests of the queue alone push
   // without a failure seam armed).
-  bool push(Message&& m) noexcept { return queue_push(tail, std::move(m)); }
-  std::size_t push_batch(std::span<Message> ms) noexcept { return queue_push_batch(tail, ms); }
+  bool push(Message&& m) noexcept { return queue_push(tail, head, std::move(m)); }
+  std::size_t push_batch(std::span<Message> ms) noexcept {
+    return queue_push_batch(tail, head, ms);
+  }
   std::size_t push_packed(PortId port, const std::byte* data, std::uint32_t each,
                           std::size_t count) noexcept {
-    return queue_push_packed(tail, port, data, each, count);
+    return queue_push_packed(tail, head, port, data, each, count);
   }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }
   std::uint64_t drain() noexcept { return queue_drain(tail, head); }
   std::uint32_t free_blocks() const noexcept { return queue_free_blocks(tail); }
+  std::size_t free_bytes() const noexcept { return queue_free_bytes(tail); }
 };
 
 }  // namespace evh::detail

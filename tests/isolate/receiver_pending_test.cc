@@ -57,7 +57,7 @@ TEST(ReceiverPending, TimeoutHoldsWhileASlotIsClaimedButNotWritten) {
   MpscQueue scratch;
   scratch.push(Message::u64(2));
   const std::uint32_t words = static_cast<std::uint32_t>(scratch.tail.pos.load() & kOffsetMask);
-  const std::uint64_t* record = scratch.tail.block.load()->words;
+  const std::uint64_t* record = queue_tail_block(scratch.tail)->words();
   // The stalled producer: the next record's words claimed (one message counted), not written.
   const std::uint64_t pos = q.tail.pos.load(std::memory_order_seq_cst);
   ASSERT_EQ(queue_count(pos), 1u);
@@ -71,9 +71,10 @@ TEST(ReceiverPending, TimeoutHoldsWhileASlotIsClaimedButNotWritten) {
   EXPECT_EQ(r->receive(0ns).error(), Errc::timed_out);  // try_receive: would wait, so no
   // The producer resumes: the record's words, then its header with a release store (the queue's
   // protocol).
-  QueueBlock* block = q.tail.block.load();
-  for (std::uint32_t i = 1; i < words; ++i) block->words[offset + i] = record[i];
-  std::atomic_ref<std::uint64_t>(block->words[offset]).store(record[0], std::memory_order_release);
+  QueueBlock* block = queue_tail_block(q.tail);
+  for (std::uint32_t i = 1; i < words; ++i) block->words()[offset + i] = record[i];
+  std::atomic_ref<std::uint64_t>(block->words()[offset])
+      .store(record[0], std::memory_order_release);
   EXPECT_EQ(r->receive(1ms).value().as_u64(), 2u);
   r->close();
   r->release();
