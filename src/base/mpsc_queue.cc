@@ -142,14 +142,18 @@ unsigned class_for_depth(std::uint64_t depth) noexcept {
 // this producer loaded it, so no install (no pop) came between, and an earlier install's pop is
 // ordered before its release store of `pos`, which that load saw. A claim lost to another producer
 // keeps `fresh` for the next try. False when the allocation failed: nothing has been claimed.
-bool ready_to_install(QueueTail& tail, const QueueHead& head, std::uint64_t pos,
+bool ready_to_install(QueueTail& tail, const QueueHead* head, std::uint64_t pos,
                       QueueBlock*& fresh) noexcept {
   if (fresh != nullptr || list_has_block(tail.free.load(std::memory_order_acquire))) return true;
-  const std::uint64_t read =
-      queue_count(std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(head.pos))
-                      .load(std::memory_order_relaxed));
-  const std::uint64_t claimed = queue_count(pos);
-  fresh = new_block(class_for_depth(claimed > read ? claimed - read : 0));
+  unsigned size_class = 0;  // no head: the smallest (mpsc_queue.h, queue_push)
+  if (head != nullptr) {
+    const std::uint64_t read =
+        queue_count(std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(head->pos))
+                        .load(std::memory_order_relaxed));
+    const std::uint64_t claimed = queue_count(pos);
+    size_class = class_for_depth(claimed > read ? claimed - read : 0);
+  }
+  fresh = new_block(size_class);
   return fresh != nullptr;
 }
 
@@ -266,7 +270,7 @@ struct ClaimPlan {
 // when a block was needed and could not be allocated: then nothing was claimed (`plan` may have
 // been called, `write` was not).
 template <class Plan, class Write>
-[[gnu::always_inline]] inline bool claim_and_write(QueueTail& tail, const QueueHead& head,
+[[gnu::always_inline]] inline bool claim_and_write(QueueTail& tail, const QueueHead* head,
                                                    Plan&& plan, Write&& write) noexcept {
   QueueBlock* fresh = nullptr;
   Backoff backoff;
@@ -332,7 +336,7 @@ template <class Plan, class Write>
 
 }  // namespace
 
-bool queue_push(QueueTail& tail, const QueueHead& head, Message&& message, PortId home) noexcept {
+bool queue_push(QueueTail& tail, const QueueHead* head, Message&& message, PortId home) noexcept {
   const Record r = encode(message, home);
   return claim_and_write(
       tail, head,
@@ -342,7 +346,7 @@ bool queue_push(QueueTail& tail, const QueueHead& head, Message&& message, PortI
       [&](QueueBlock* block, std::uint32_t offset) { write_record(block, offset, message, r); });
 }
 
-std::size_t queue_push_batch(QueueTail& tail, const QueueHead& head, std::span<Message> messages,
+std::size_t queue_push_batch(QueueTail& tail, const QueueHead* head, std::span<Message> messages,
                              PortId home) noexcept {
   std::size_t done = 0;
   // The runs of one claim, by length, so that the writing need not encode each message again. A
@@ -408,7 +412,7 @@ std::size_t queue_push_batch(QueueTail& tail, const QueueHead& head, std::span<M
   return done;
 }
 
-std::size_t queue_push_packed(QueueTail& tail, const QueueHead& head, PortId port,
+std::size_t queue_push_packed(QueueTail& tail, const QueueHead* head, PortId port,
                               const std::byte* data, std::uint32_t each, std::size_t count,
                               PortId home) noexcept {
   EVH_ASSERT(each >= 1 && each <= Message::kInlineBytes, "a packed message is inline bytes");

@@ -216,13 +216,18 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 // needs it, so a producer never fails half-way with others waiting for its install.
 // `home`: a port whose messages are stored without their port word (none: no such port); the
 // consumer passes the same to queue_pop. `head`: the queue's consumer end, read (how far behind
-// the consumer is) only to size a block that must be allocated.
-[[nodiscard]] bool queue_push(QueueTail& tail, const QueueHead& head, Message&& message,
+// the consumer is) only to size a block that must be allocated; null: every block is the
+// smallest. An isolate's mailbox passes its head (a flood that outruns its consumer gets larger
+// blocks); MpscQueue — the event handler's command channel, the OOB and Receiver queues — passes
+// null, so that a burst of the depth of an earlier one finds exactly the blocks that one left
+// on the free list and allocates nothing (RuntimeEventHandler.SendersDoNotSleepInSteadyState:
+// with sized blocks a second burst could need one more, large, block and its senders slept).
+[[nodiscard]] bool queue_push(QueueTail& tail, const QueueHead* head, Message&& message,
                               PortId home = PortId::none) noexcept;
 // Pushes the messages of `messages` (leaving each empty), in order, claiming space for as many as
 // fit in the current block with one CAS. Returns how many were pushed: all of them, or those
 // before the one that needed a block that could not be allocated (the rest are untouched).
-[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, const QueueHead& head,
+[[nodiscard]] std::size_t queue_push_batch(QueueTail& tail, const QueueHead* head,
                                            std::span<Message> messages,
                                            PortId home = PortId::none) noexcept;
 
@@ -232,7 +237,7 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 // claimed records (a run when `port` is `home` or none; else a record with its port word each).
 // Returns how many were pushed: all, or those before the one that needed a block that could not
 // be allocated.
-[[nodiscard]] std::size_t queue_push_packed(QueueTail& tail, const QueueHead& head, PortId port,
+[[nodiscard]] std::size_t queue_push_packed(QueueTail& tail, const QueueHead* head, PortId port,
                                             const std::byte* data, std::uint32_t each,
                                             std::size_t count, PortId home = PortId::none) noexcept;
 
@@ -305,13 +310,13 @@ struct MpscQueue {
 
   // As queue_push / queue_push_batch (not [[nodiscard]] here: tests of the queue alone push
   // without a failure seam armed).
-  bool push(Message&& m) noexcept { return queue_push(tail, head, std::move(m)); }
+  bool push(Message&& m) noexcept { return queue_push(tail, nullptr, std::move(m)); }
   std::size_t push_batch(std::span<Message> ms) noexcept {
-    return queue_push_batch(tail, head, ms);
+    return queue_push_batch(tail, nullptr, ms);
   }
   std::size_t push_packed(PortId port, const std::byte* data, std::uint32_t each,
                           std::size_t count) noexcept {
-    return queue_push_packed(tail, head, port, data, each, count);
+    return queue_push_packed(tail, nullptr, port, data, each, count);
   }
   PopResult pop(Message& out) noexcept { return queue_pop(tail, head, out); }
   bool has_claimed() noexcept { return queue_has_claimed(tail, head); }

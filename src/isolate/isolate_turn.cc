@@ -153,7 +153,7 @@ PortTarget::Enqueued IsolateImpl::enqueue_under_lock(Message&& message,
   if (priority == Priority::oob) {
     MpscQueue* q = oob_queue();
     if (q == nullptr || !q->push(std::move(message))) return Enqueued::failed;
-  } else if (!queue_push(normal_tail_, normal_head_, std::move(message), main_port_id_)) {
+  } else if (!queue_push(normal_tail_, &normal_head_, std::move(message), main_port_id_)) {
     return Enqueued::failed;
   }
   // seq_cst: pairs with the turn's seq_cst store of kIdle (see the header's argument).
@@ -171,7 +171,7 @@ std::size_t IsolateImpl::enqueue_batch(std::span<Message> messages, Priority pri
   if (priority == Priority::oob) {
     if (MpscQueue* q = oob_queue(); q != nullptr) queued = q->push_batch(messages);
   } else {
-    queued = queue_push_batch(normal_tail_, normal_head_, messages, main_port_id_);
+    queued = queue_push_batch(normal_tail_, &normal_head_, messages, main_port_id_);
   }
   // seq_cst: as in enqueue.
   if (queued != 0 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
@@ -185,7 +185,7 @@ std::size_t IsolateImpl::enqueue_packed(PortId port, const std::byte* data, std:
   if (priority == Priority::oob) {
     if (MpscQueue* q = oob_queue(); q != nullptr) queued = q->push_packed(port, data, each, count);
   } else {
-    queued = queue_push_packed(normal_tail_, normal_head_, port, data, each, count, main_port_id_);
+    queued = queue_push_packed(normal_tail_, &normal_head_, port, data, each, count, main_port_id_);
   }
   // seq_cst: as in enqueue.
   if (queued != 0 && state_.load(std::memory_order_seq_cst) == kIdle) try_schedule();
