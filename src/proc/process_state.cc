@@ -119,18 +119,17 @@ void ProcessState::end_stream_locked(int* fd) noexcept {
   *fd = -1;
 }
 
+std::optional<ProcessState::Stream> ProcessState::stream_of(int fd) const noexcept {
+  std::lock_guard lock(mu_);
+  if (fd >= 0 && fd == out_fd_) return kOut;
+  if (fd >= 0 && fd == err_fd_) return kErr;
+  return std::nullopt;
+}
+
 void ProcessState::on_ready(int fd, FdEvents events) noexcept {
-  Stream stream;
-  {
-    std::lock_guard lock(mu_);
-    if (fd >= 0 && fd == out_fd_) {
-      stream = kOut;
-    } else if (fd >= 0 && fd == err_fd_) {
-      stream = kErr;
-    } else {
-      return;  // already at its end
-    }
-  }
+  const std::optional<Stream> of = stream_of(fd);
+  if (!of) return;  // already at its end
+  const Stream stream = *of;
   // The fd stays open while it is registered: only its registration's end closes it, and that
   // runs on the driver's holder, which is this thread.
   read_stream(stream, fd, any(events & (FdEvents::hang_up | FdEvents::error)));
@@ -202,17 +201,9 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
 }
 
 ReadBuffer ProcessState::read_buffer(int fd) noexcept {
-  Stream stream;
-  {
-    std::lock_guard lock(mu_);
-    if (fd >= 0 && fd == out_fd_) {
-      stream = kOut;
-    } else if (fd >= 0 && fd == err_fd_) {
-      stream = kErr;
-    } else {
-      return {};  // at its end
-    }
-  }
+  const std::optional<Stream> of = stream_of(fd);
+  if (!of) return {};  // at its end
+  const Stream stream = *of;
   const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
   // No credit: nothing read until a release makes room and re-arms the stream (modify_fd).
   if (!credit->take_room()) return {};
@@ -231,18 +222,12 @@ ReadBuffer ProcessState::read_buffer(int fd) noexcept {
 
 void ProcessState::on_read(int fd, ReadBuffer buffer, int result) noexcept {
   DataChunk* chunk = buffer.release != nullptr ? chunk_of(buffer.data) : nullptr;
-  Stream stream;
-  {
-    std::lock_guard lock(mu_);
-    if (fd >= 0 && fd == out_fd_) {
-      stream = kOut;
-    } else if (fd >= 0 && fd == err_fd_) {
-      stream = kErr;
-    } else {
-      if (chunk != nullptr) free_chunk(chunk);
-      return;  // already at its end
-    }
+  const std::optional<Stream> of = stream_of(fd);
+  if (!of) {
+    if (chunk != nullptr) free_chunk(chunk);
+    return;  // already at its end
   }
+  const Stream stream = *of;
   const std::shared_ptr<StreamCredit>& credit = credit_[stream - 1];
   // Nothing read (EAGAIN: the poller reads no more, and readiness takes over).
   bool eof = result <= 0 && result != -EAGAIN && result != -EINTR;

@@ -212,6 +212,9 @@ class ProcessState final : public IsolateResource, public FdReader {
   friend class ProcessManagerImpl;
   enum Stream : int { kOut = 1, kErr = 2 };
 
+  // Which of the child's streams `fd` still is (under mu_); none once it has ended.
+  std::optional<Stream> stream_of(int fd) const noexcept;
+
   void post_event(ProcessEventKind kind, int exit_code = 0) noexcept;
   // On the driver's holder. `hung_up`: the writer is gone, so no later edge will announce the
   // end of file; read until read() says so.
