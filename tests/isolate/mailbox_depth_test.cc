@@ -97,5 +97,40 @@ TEST(MailboxDepth, HighWaterCallbackOncePerExcursionNothingDropped) {
   i.destroy();
 }
 
+// A turn that knows of unread messages does not look at the producers' line again until it has
+// read them (issue 19: each look took that line from the producers); once it has, one look sees
+// everything posted meanwhile. Here 100 are queued, the handler holds the first while 200 more
+// arrive: the peak must show the later ones (a turn that never looked again would say 100).
+TEST(MailboxDepth, PeakSeesWhatArrivedWhileTheTurnReadWhatItKnew) {
+  Runtime rt;
+  auto rx = rt.open_receiver();
+  SendPort done = *rt.send_port(rx->id());
+  std::atomic<bool> entered{false};
+  std::atomic<bool> go{false};
+  auto iso = rt.spawn(make_handler([&, seen = std::uint64_t{0}](Isolate&, Message&) mutable {
+    if (seen++ == 0) {
+      entered.store(true);
+      entered.notify_one();
+      go.wait(false);
+    }
+    if (seen == 300) (void)done.post(Message::u64(seen));
+  }));
+  ASSERT_TRUE(iso.ok());
+  Isolate& i = **iso;
+  const PauseCapability cap = i.pause();
+  SendPort to = *rt.send_port(i.main_port());
+  for (std::uint64_t n = 0; n < 100; ++n) ASSERT_TRUE(to.post(Message::u64(n)).ok());
+  ASSERT_TRUE(i.resume(cap).ok());
+  entered.wait(false);
+  for (std::uint64_t n = 100; n < 300; ++n) ASSERT_TRUE(to.post(Message::u64(n)).ok());
+  go.store(true);
+  go.notify_one();
+  EXPECT_EQ(expect_receive(*rx).as_u64(), 300u);
+  // At least the 200 that were queued when the turn had read the first 100 and looked again.
+  EXPECT_GE(i.stats().mailbox_peak, 200u);
+  EXPECT_EQ(i.stats().mailbox_depth, 0u);
+  i.destroy();
+}
+
 }  // namespace
 }  // namespace evh
