@@ -238,17 +238,29 @@ struct FloodSink {
 };
 
 // The same sink as a batch handler (IsolateHandler::on_batch): the messages already in the
-// mailbox, up to kMaxBatch, in one call; each one is read and counted as FloodSink does.
+// mailbox, up to kMaxBatch, in one call; each one is read and counted as FloodSink does. As a
+// packed handler (on_packed) it also takes the values of a run in place, each read and counted
+// the same way.
 struct FloodBatchSink {
   FloodSink sink;
 
   void operator()(Isolate& self, std::span<Message> messages) {
     for (Message& m : messages) sink(self, m);
   }
+  void operator()(Isolate&, PackedMessages messages) {
+    for (std::uint32_t i = 0; i < messages.size(); ++i) {
+      if (messages.u64(i) == kPing) {
+        sink.done->push(kPing);
+      } else if (++sink.count == sink.expected) {
+        sink.done->push(sink.count);
+      }
+    }
+  }
 };
 
-// How evh's flood consumer takes its messages: one handler call per message, or per batch.
-enum class Receive : std::uint8_t { each, batch };
+// How evh's flood consumer takes its messages: one handler call per message, per batch of
+// Messages, or per run of values read in place (a packed handler).
+enum class Receive : std::uint8_t { each, batch, packed };
 
 // evh: `send(to_sink, n)` floods the sink isolate through a SendPort.
 template <class Send>
@@ -258,8 +270,9 @@ RunResult evh_flood(std::uint64_t n, Receive receive, Send&& send) {
   Runtime rt;
   ShutdownAtExit stop_first(rt);  // the sink borrows `done`
   IsolateRef sink = take(
-      rt.spawn(receive == Receive::batch ? make_batch_handler(FloodBatchSink{FloodSink{n, &done}})
-                                         : make_handler(FloodSink{n, &done})),
+      rt.spawn(receive == Receive::packed ? make_packed_handler(FloodBatchSink{FloodSink{n, &done}})
+               : receive == Receive::batch ? make_batch_handler(FloodBatchSink{FloodSink{n, &done}})
+                                           : make_handler(FloodSink{n, &done})),
       "spawn");
   SendPort to_sink = take(rt.send_port(sink->main_port()), "send_port(isolate)");
 
@@ -353,17 +366,20 @@ RunResult port_flood(std::string_view impl, std::uint64_t n) {
   throw BenchError("port_flood has no impl " + std::string(impl));
 }
 
-// port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send.
-// raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch). evh:
-// SendPort::post_u64_batch, one claim of mailbox space per batch, the values copied straight into
-// the mailbox (each arrives as a Message::u64), to a batch handler. A peer: its own post_batch.
+// port_flood_batch: the flood sent in batches of kFloodBatch, each impl its best batched send
+// and receive. raw: EventfdQueue::push_batch (one lock, at most one eventfd write per batch), the
+// consumer swapping vectors. evh: SendPort::post_u64_batch, one claim of mailbox space per batch,
+// the values copied straight into the mailbox (each arrives as a Message::u64), to a packed
+// handler that reads each run's values in place; evh-messages: the same posts to a batch handler
+// (a Message built per value). A peer: its own post_batch.
 RunResult port_flood_batch(std::string_view impl, std::uint64_t n) {
-  if (impl == "evh") {
-    return evh_flood(n, Receive::batch, [](SendPort& to, std::uint64_t count) {
-      send_batches(count, [&](std::span<const std::uint64_t> v) {
-        check(to.post_u64_batch(v), "post_u64_batch");
-      });
-    });
+  if (impl == "evh" || impl == "evh-messages") {
+    return evh_flood(n, impl == "evh" ? Receive::packed : Receive::batch,
+                     [](SendPort& to, std::uint64_t count) {
+                       send_batches(count, [&](std::span<const std::uint64_t> v) {
+                         check(to.post_u64_batch(v), "post_u64_batch");
+                       });
+                     });
   }
   if (impl == "raw" || impl == "raw-spin") {
     return raw_flood(n, raw_wait(impl), [](EventfdQueue& inbox, std::uint64_t count) {
@@ -589,7 +605,7 @@ std::vector<Workload> messaging_workloads() {
            [](Size size) -> std::uint64_t { return size == Size::quick ? 20'000 : 100'000; },
            [](std::string_view impl, std::uint64_t units) { (void)port_flood(impl, units); }}});
   all.push_back(
-      {"port_flood_batch", with_peers({"evh", "raw", "raw-spin"}), Threading::multi,
+      {"port_flood_batch", with_peers({"evh", "raw", "raw-spin", "evh-messages"}), Threading::multi,
        [](std::string_view impl, Size size) { return port_flood_batch(impl, flood_size(size)); },
        SyscallProbe{
            "syscalls_per_msg",

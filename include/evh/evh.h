@@ -294,6 +294,16 @@ typedef void (*evh_message_fn)(evh_isolate* self, evh_message* message, void* us
 typedef void (*evh_batch_fn)(evh_isolate* self, evh_message* const* messages, size_t count,
                              void* user);
 
+/* The packed form, beside the batch form (evh::PackedFn): `count` (1 or more, up to what the
+ * turn's budget has left) inline byte messages to the main port, read in place in the mailbox —
+ * message i's `each` bytes (1..40) at (const char*)data + i * stride (`each` rounded up to 8).
+ * They are one record there: one message or the run of one packed or batched post. Borrowed,
+ * read-only, for the call; nothing is left to release. Every other message comes through the
+ * batch form, as may an inline one; a handler treats both alike. Ordering, budget, kills,
+ * microtasks and errors as evh_batch_fn. `user` is the spawn's. */
+typedef void (*evh_packed_fn)(evh_isolate* self, const void* data, size_t count, size_t each,
+                              size_t stride, void* user);
+
 /* Told when the isolate's mailbox reaches the depth set in evh_isolate_options. Runs on the
  * isolate's own turn (own-turn calls work), before the message that was taken when the depth was
  * seen; `depth` counts the normal messages queued then, that one included. Told again only after
@@ -336,6 +346,13 @@ EVH_API int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message, void* 
 EVH_API int evh_isolate_spawn_batch(evh_runtime* rt, evh_batch_fn on_batch, void* user,
                                     evh_finalizer destroy_user, const evh_isolate_options* options,
                                     evh_isolate** out);
+
+/* evh_isolate_spawn with the packed form of the handler beside the batch form (both needed).
+ * Errors: as evh_isolate_spawn (EVH_EINVAL also when either is NULL). */
+EVH_API int evh_isolate_spawn_packed(evh_runtime* rt, evh_batch_fn on_batch,
+                                     evh_packed_fn on_packed, void* user,
+                                     evh_finalizer destroy_user, const evh_isolate_options* options,
+                                     evh_isolate** out);
 
 /* Another reference to the same isolate / drops one. A handle keeps the isolate's record, not its
  * life: the isolate exits by the exit rule or a kill whatever handles exist, and calls on a

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -74,13 +75,59 @@ using DropFn = void (*)(void* arg) noexcept;
 using BatchFn = void (*)(Isolate& self, std::span<Message> messages, void* user);
 inline constexpr std::size_t kMaxBatch = 64;
 
+// What a packed handler (IsolateHandler::on_packed) is given: inline byte messages to the main
+// port, read in place in the mailbox (no Message is built for them). They are the messages of one
+// record there: one message, or a run that one batched post wrote (`post_bytes_batch`,
+// `post_u64_batch`, `post_batch` of like messages), so they all have the same size. Valid only
+// during the call; the bytes are read-only.
+class PackedMessages {
+ public:
+  PackedMessages(const std::byte* data, std::uint32_t count, std::uint32_t each,
+                 std::uint32_t stride) noexcept
+      : data_(data), count_(count), each_(each), stride_(stride) {}
+  std::uint32_t size() const noexcept { return count_; }  // messages: 1 or more
+  std::uint32_t each() const noexcept { return each_; }   // bytes a message: 1..kInlineBytes
+  // Message i's bytes are at data() + i * stride(): `each` rounded up to 8.
+  const std::byte* data() const noexcept { return data_; }
+  std::uint32_t stride() const noexcept { return stride_; }
+  std::span<const std::byte> operator[](std::size_t i) const noexcept {
+    return {data_ + i * stride_, each_};
+  }
+  // Message i as `Message::as_u64()` would read it: its 8 bytes, or 0 when each() is not 8.
+  std::uint64_t u64(std::size_t i) const noexcept {
+    std::uint64_t v = 0;
+    if (each_ == sizeof v) std::memcpy(&v, data_ + i * stride_, sizeof v);
+    return v;
+  }
+
+ private:
+  const std::byte* data_;
+  std::uint32_t count_;
+  std::uint32_t each_;
+  std::uint32_t stride_;
+};
+
+// The packed form of the batch callback, beside `on_batch`: it is for a handler that reads small
+// values (a runtime's integers, samples, tokens) and wants them without a Message each — the
+// receiving side of a packed post.
+//   - Which messages come packed: inline byte messages (size 1..kInlineBytes) to the open main
+//     port, up to what the turn's budget has left, when the mailbox holds them as one record (a
+//     batched post's run, or one message). Every other message — heap bytes, a native object,
+//     another port, an empty one — and sometimes an inline one (a turn's first look at a new
+//     mailbox) comes through `on_batch` as a Message. A handler treats both alike.
+//   - FIFO per sender, budget, microtasks, kills, pauses and pings between calls, the exception
+//     rule and the counts are the batch form's (above). Inline bytes own nothing: nothing is
+//     released after the call.
+using PackedFn = void (*)(Isolate& self, PackedMessages messages, void* user);
+
 // Exactly one of `on_message` and `on_batch` is set (spawn says `Errc::invalid_argument`
-// otherwise).
+// otherwise); `on_packed`, if set, only with `on_batch`.
 struct IsolateHandler {
   MessageFn on_message = nullptr;
   void* user = nullptr;
   DropFn destroy_user = nullptr;  // called once when the isolate is freed, if set
   BatchFn on_batch = nullptr;     // the batch form, instead of on_message
+  PackedFn on_packed = nullptr;   // with on_batch: inline byte messages in place
 };
 
 // Wraps any callable `void(Isolate&, Message&)` into a handler that owns a copy of it.
@@ -100,6 +147,18 @@ IsolateHandler make_batch_handler(F f) {
                         [](Isolate& self, std::span<Message> messages, void* user) {
                           (*static_cast<F*>(user))(self, messages);
                         }};
+}
+
+// Wraps a callable with both `void(Isolate&, PackedMessages)` and
+// `void(Isolate&, std::span<Message>)` into a packed handler (with its batch form) that owns a
+// copy.
+template <class F>
+IsolateHandler make_packed_handler(F f) {
+  IsolateHandler h = make_batch_handler(std::move(f));
+  h.on_packed = [](Isolate& self, PackedMessages messages, void* user) {
+    (*static_cast<F*>(user))(self, messages);
+  };
+  return h;
 }
 
 // Why an isolate exited: it ran out of open ports (normal), it was killed (killed, also at runtime

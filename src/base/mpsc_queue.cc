@@ -471,7 +471,7 @@ std::size_t queue_push_packed(QueueTail& tail, const QueueHead* head, PortId por
 }
 
 std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
-                              PortId home) noexcept {
+                              PortId home, bool leave_inline) noexcept {
   std::uint32_t n = 0;
   if (head.block == nullptr) return 0;  // the first look is queue_pop's
   while (n < max) {
@@ -486,6 +486,7 @@ std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, st
     if ((header & (kHomePort | kPortWord)) != kHomePort) break;  // not to `home`
     const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
     const auto size = static_cast<std::uint32_t>(header >> 32);
+    if (leave_inline && kind == Message::Kind::inline_bytes && size != 0) break;
     const std::uint32_t payload = MessageAccess::payload_words(kind, size);
     const std::uint32_t in_record =
         1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
@@ -516,6 +517,53 @@ std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, st
     if (next == head.block->end) advance_block(tail, head);
   }
   return n;
+}
+
+std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t max,
+                                PackedPeek& out) noexcept {
+  if (head.block == nullptr) return 0;  // the first look is queue_pop's
+  for (;;) {
+    const std::uint32_t offset = offset_of(head.pos);
+    // acquire: pairs with the producer's release store of the header.
+    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
+    if (header == 0) return 0;  // pending or empty: queue_pop tells which
+    if ((header & kTagMask) == kSkip) {
+      advance_block(tail, head);
+      continue;
+    }
+    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
+    const auto size = static_cast<std::uint32_t>(header >> 32);
+    if (kind != Message::Kind::inline_bytes || size == 0 ||
+        (header & (kHomePort | kPortWord)) != kHomePort) {
+      return 0;
+    }
+    const std::uint32_t in_record =
+        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
+    out.payload = head.block->words() + offset + 1;
+    out.header = header;
+    out.count = std::min(in_record, max);
+    out.size = size;
+    out.words = MessageAccess::payload_words(kind, size);
+    return out.count;
+  }
+}
+
+void queue_take_packed(QueueTail& tail, QueueHead& head, const PackedPeek& peek) noexcept {
+  const std::uint32_t offset = offset_of(head.pos);
+  const std::uint32_t in_record =
+      1 + static_cast<std::uint32_t>((peek.header & kRecordRunMask) >> kRecordRunShift);
+  const std::uint64_t count = queue_count(head.pos) + peek.count;
+  if (peek.count < in_record) {
+    // The rest of the run, over the last payload word taken (as queue_pop_batch leaves it).
+    const std::uint32_t next = offset + peek.count * peek.words;
+    std::atomic_ref<std::uint64_t>(head.block->words()[next])
+        .store(peek.header - peek.count * kRecordRunOne, std::memory_order_relaxed);
+    set_head_pos(head, (count << kOffsetBits) | next);
+    return;
+  }
+  const std::uint32_t next = offset + 1 + in_record * peek.words;
+  set_head_pos(head, (count << kOffsetBits) | next);
+  if (next == head.block->end) advance_block(tail, head);
 }
 
 PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {

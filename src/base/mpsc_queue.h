@@ -247,8 +247,10 @@ inline void take_record(QueueHead& head, std::uint64_t header, std::uint32_t nex
 // which). A run may be taken in part: the rest stays at the head as queue_pop leaves it. `out` is
 // raw storage for `max` Messages: the n taken are constructed in out[0..n) (their port `home`); the
 // caller destroys them (which releases what they still own).
+// `leave_inline`: stop at an inline-bytes record (a packed handler takes those by
+// queue_peek_packed).
 std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
-                              PortId home) noexcept;
+                              PortId home, bool leave_inline = false) noexcept;
 
 // Consumer side. On `item`, `out` holds the message (its port `home` when stored as home's).
 // Inline for the common case — a written record that does not end its block — which is most of
@@ -257,6 +259,25 @@ std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, st
 inline PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out,
                            PortId home = PortId::none) noexcept;
 PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept;
+
+// Consumer side, for a packed handler (IsolateHandler::on_packed): the inline-bytes messages to
+// `home` of the written record (or run) at the head, read where they are. A peek reports up to
+// `max` of them and moves nothing; queue_take_packed() then takes exactly those. The words stay
+// valid until the take (only the consumer retires a block).
+struct PackedPeek {
+  const std::uint64_t* payload = nullptr;  // the first message's payload words
+  std::uint64_t header = 0;                // the record's header as read
+  std::uint32_t count = 0;                 // messages reported
+  std::uint32_t size = 0;                  // bytes a message (1..Message::kInlineBytes)
+  std::uint32_t words = 0;                 // payload words a message
+};
+// How many messages the peek reports (0: nothing written at the head, not inline bytes to `home`,
+// or the consumer's first look, which is queue_pop's). A skip record at the head is passed.
+std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t max,
+                                PackedPeek& out) noexcept;
+// Takes the messages `peek` reported (queue_peek_packed() on this head, nothing taken since):
+// the rest of a run stays at the head as queue_pop leaves it.
+void queue_take_packed(QueueTail& tail, QueueHead& head, const PackedPeek& peek) noexcept;
 
 inline PopResult queue_pop(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
   if (QueueBlock* block = head.block; block != nullptr) [[likely]] {

@@ -64,7 +64,8 @@ struct evh_isolate {
   evh::IsolateRef ref;
   evh::Isolate* isolate = nullptr;
   evh_message_fn on_message = nullptr;
-  evh_batch_fn on_batch = nullptr;  // instead of on_message (evh_isolate_spawn_batch)
+  evh_batch_fn on_batch = nullptr;    // instead of on_message (evh_isolate_spawn_batch)
+  evh_packed_fn on_packed = nullptr;  // beside on_batch (evh_isolate_spawn_packed)
   void* user = nullptr;
   evh_finalizer destroy_user = nullptr;
   evh_mailbox_high_water_fn on_high_water = nullptr;  // set at spawn, then read only

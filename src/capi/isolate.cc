@@ -34,6 +34,14 @@ void on_batch(Isolate& self, std::span<Message> messages, void* user) {
   TurnScope::raise_reported(handle);
 }
 
+void on_packed(Isolate& self, PackedMessages messages, void* user) {
+  auto* handle = static_cast<evh_isolate*>(user);
+  TurnScope turn(handle, self);
+  handle->on_packed(handle, messages.data(), messages.size(), messages.each(), messages.stride(),
+                    handle->user);
+  TurnScope::raise_reported(handle);
+}
+
 // The C callback, reached through the isolate's data (the handle).
 void on_high_water(Isolate& self, std::uint64_t depth) {
   auto* handle = static_cast<evh_isolate*>(self.data());
@@ -84,16 +92,19 @@ bool valid_priority(int priority) noexcept {
 namespace evh::capi {
 namespace {
 
-// Both spawns: exactly one of the two forms is set.
-int spawn(evh_runtime* rt, evh_message_fn on_message_fn, evh_batch_fn on_batch_fn, void* user,
-          evh_finalizer destroy_user, const evh_isolate_options* options, evh_isolate** out) {
+// Every spawn: exactly one of the message and batch forms is set; the packed form only beside
+// the batch form.
+int spawn(evh_runtime* rt, evh_message_fn on_message_fn, evh_batch_fn on_batch_fn,
+          evh_packed_fn on_packed_fn, void* user, evh_finalizer destroy_user,
+          const evh_isolate_options* options, evh_isolate** out) {
   // `user` is evh's from here on: every failure releases it before returning.
   auto fail = [&](int error) {
     if (destroy_user != nullptr) destroy_user(user);
     return error;
   };
   if (out != nullptr) *out = nullptr;
-  if (out == nullptr || !valid(rt) || (on_message_fn == nullptr && on_batch_fn == nullptr)) {
+  if (out == nullptr || !valid(rt) || (on_message_fn == nullptr && on_batch_fn == nullptr) ||
+      (on_packed_fn != nullptr && on_batch_fn == nullptr)) {
     return fail(EVH_EINVAL);
   }
   evh_isolate_options o = EVH_ISOLATE_OPTIONS_INIT;
@@ -109,6 +120,7 @@ int spawn(evh_runtime* rt, evh_message_fn on_message_fn, evh_batch_fn on_batch_f
   handle->runtime = rt;
   handle->on_message = on_message_fn;
   handle->on_batch = on_batch_fn;
+  handle->on_packed = on_packed_fn;
   handle->user = user;
   handle->destroy_user = destroy_user;
   handle->on_high_water = o.on_mailbox_high_water;
@@ -116,6 +128,7 @@ int spawn(evh_runtime* rt, evh_message_fn on_message_fn, evh_batch_fn on_batch_f
   evh::IsolateHandler h{nullptr, handle, &on_exit};
   if (on_batch_fn != nullptr) {
     h.on_batch = &on_batch;
+    if (on_packed_fn != nullptr) h.on_packed = &on_packed;
   } else {
     h.on_message = &on_message;
   }
@@ -161,13 +174,24 @@ extern "C" {
 int evh_isolate_spawn(evh_runtime* rt, evh_message_fn on_message_fn, void* user,
                       evh_finalizer destroy_user, const evh_isolate_options* options,
                       evh_isolate** out) {
-  return evh::capi::spawn(rt, on_message_fn, nullptr, user, destroy_user, options, out);
+  return evh::capi::spawn(rt, on_message_fn, nullptr, nullptr, user, destroy_user, options, out);
 }
 
 int evh_isolate_spawn_batch(evh_runtime* rt, evh_batch_fn on_batch_fn, void* user,
                             evh_finalizer destroy_user, const evh_isolate_options* options,
                             evh_isolate** out) {
-  return evh::capi::spawn(rt, nullptr, on_batch_fn, user, destroy_user, options, out);
+  return evh::capi::spawn(rt, nullptr, on_batch_fn, nullptr, user, destroy_user, options, out);
+}
+
+int evh_isolate_spawn_packed(evh_runtime* rt, evh_batch_fn on_batch_fn, evh_packed_fn on_packed_fn,
+                             void* user, evh_finalizer destroy_user,
+                             const evh_isolate_options* options, evh_isolate** out) {
+  if (on_batch_fn == nullptr || on_packed_fn == nullptr) {
+    if (out != nullptr) *out = nullptr;
+    if (destroy_user != nullptr) destroy_user(user);
+    return EVH_EINVAL;
+  }
+  return evh::capi::spawn(rt, nullptr, on_batch_fn, on_packed_fn, user, destroy_user, options, out);
 }
 
 int evh_isolate_retain(evh_isolate* isolate) {

@@ -160,7 +160,8 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   static constexpr std::uint8_t kOwnRunner = 1;
   static constexpr std::uint8_t kOwnBudget = 2;
   static constexpr std::uint8_t kWatchDepth = 4;
-  static constexpr std::uint8_t kBatchHandler = 8;  // handler_.batch is set, not handler_.one
+  static constexpr std::uint8_t kBatchHandler = 8;    // handler_.batch is set, not handler_.one
+  static constexpr std::uint8_t kPackedHandler = 16;  // and life().packed (with kBatchHandler)
   static constexpr std::uint8_t kInterruptKill = 1;
   static constexpr std::uint8_t kInterruptPing = 2;
   // Moves idle → scheduled and queues the turn; false when not idle (already scheduled or dead).
@@ -184,11 +185,17 @@ class IsolateImpl final : public Isolate, public Task, public PortTarget {
   // are written one after another at the head, hands them to the handler in one call, then what
   // handle() does after it; returns how many it took (0: none there, for queue_pop to say why).
   std::uint32_t handle_batch(std::uint32_t max, bool first_of_turn) noexcept;
+  // A packed handler's turn: the inline byte messages of the record at the head, up to `max`,
+  // in place to on_packed, then what handle() does after it; how many (0: not such a record).
+  std::uint32_t handle_packed(std::uint32_t max, bool first_of_turn) noexcept;
   // The end of handle(), once per message or batch: microtasks, timers, the exit rule.
   void after_handler() noexcept;
   // After a turn took `taken` normal messages: the depth it saw, for the peak and the high-water
   // mark.
-  void note_depth(bool first_of_turn, std::uint32_t taken = 1) noexcept;
+  // `not_yet_taken`: of those, how many the head has not moved past yet (a packed handler's,
+  // read in place).
+  void note_depth(bool first_of_turn, std::uint32_t taken = 1,
+                  std::uint32_t not_yet_taken = 0) noexcept;
   void check_high_water(std::uint64_t depth) noexcept;
   void rearm_high_water() noexcept;
   bool is_open_port(PortId id) noexcept;

@@ -163,6 +163,7 @@ class IsolateLife {
   std::atomic<std::uint32_t> exceptions{0};  // written by the turn, read by stats
   TaskRunner* runner = nullptr;  // the isolate's own runner (set at spawn, then read only)
   std::uint32_t budget = 0;      // its own budget (likewise)
+  PackedFn packed = nullptr;     // a packed handler's on_packed (likewise)
 
  private:
   std::atomic<bool> ports_lock_{false};

@@ -60,13 +60,19 @@ IsolateImpl::IsolateImpl(IsolateHost& host, TaskRunner& runner, IsolateHandler h
   const bool watch_depth =
       options.mailbox_high_water != 0 && options.on_mailbox_high_water != nullptr;
   // spawn() unmakes an isolate whose constructor throws (nothing is made yet to undo).
-  if (own_runner || own_budget || watch_depth || options.errors_are_fatal == ErrorsFatal::yes) {
+  const bool packed = handler.on_packed != nullptr;
+  if (own_runner || own_budget || watch_depth || packed ||
+      options.errors_are_fatal == ErrorsFatal::yes) {
     if (try_life() == nullptr) throw std::bad_alloc();
   }
   if (own_runner) {
     life().runner = &runner;
     spawn_bits_ |= kOwnRunner;
     host_word_ |= kOwnRunner;
+  }
+  if (packed) {
+    life().packed = handler.on_packed;
+    spawn_bits_ |= kPackedHandler;
   }
   if (own_budget) {
     life().budget = budget;
@@ -273,9 +279,9 @@ bool IsolateImpl::has_work_since(std::uint64_t normal_head, std::uint64_t oob_he
   deliver_other(message);
 }
 
-[[gnu::always_inline]] inline void IsolateImpl::note_depth(bool first_of_turn,
-                                                           std::uint32_t taken) noexcept {
-  const std::uint64_t read = queue_count(normal_head_.pos);
+[[gnu::always_inline]] inline void IsolateImpl::note_depth(bool first_of_turn, std::uint32_t taken,
+                                                           std::uint32_t not_yet_taken) noexcept {
+  const std::uint64_t read = queue_count(normal_head_.pos) + not_yet_taken;
   // queue_pop reads the producers' tail only when it finds no record written; in a flood that
   // keeps ahead of it, it would never look. The depth looks when the turn has read everything it
   // knew to be claimed — at a turn's first message once it has read that far, else once it has
@@ -305,7 +311,8 @@ std::uint32_t IsolateImpl::handle_batch(std::uint32_t max, bool first_of_turn) n
   // Raw storage: the queue constructs the messages it takes there.
   alignas(Message) std::byte storage[kMaxBatch * sizeof(Message)];
   auto* batch = reinterpret_cast<Message*>(storage);
-  const std::uint32_t n = queue_pop_batch(normal_tail_, normal_head_, batch, max, main_port_id_);
+  const std::uint32_t n = queue_pop_batch(normal_tail_, normal_head_, batch, max, main_port_id_,
+                                          (spawn_bits_ & kPackedHandler) != 0);
   if (n == 0) return 0;
   // Each is destroyed on the way out: what the handler left in it is released here, once.
   struct DestroyAll {
@@ -324,6 +331,33 @@ std::uint32_t IsolateImpl::handle_batch(std::uint32_t max, bool first_of_turn) n
   } catch (...) {
     report_exception();
   }
+  bump(handled_, n);
+  after_handler();
+  return n;
+}
+
+std::uint32_t IsolateImpl::handle_packed(std::uint32_t max, bool first_of_turn) noexcept {
+  PackedPeek peek;
+  const std::uint32_t n = queue_peek_packed(normal_tail_, normal_head_, max, peek);
+  if (n == 0) return 0;
+  note_depth(first_of_turn, n, n);  // the head moves past them after the handler
+  if (main_closed_.load(std::memory_order_acquire)) [[unlikely]] {
+    // Closed since the turn looked: dropped when reached, as handle_batch drops them.
+    queue_take_packed(normal_tail_, normal_head_, peek);
+    bump(life().dropped, n);
+    return n;
+  }
+  try {
+    life_if_any()->packed(*this,
+                          PackedMessages(reinterpret_cast<const std::byte*>(peek.payload), n,
+                                         peek.size, peek.words * 8),
+                          user_);
+  } catch (...) {
+    report_exception();
+  }
+  // Taken whatever the handler did (inline bytes own nothing): after a throw too, they are not
+  // delivered again. Only now, since the handler read them in the block.
+  queue_take_packed(normal_tail_, normal_head_, peek);
   bump(handled_, n);
   after_handler();
   return n;
@@ -369,7 +403,10 @@ void IsolateImpl::run() noexcept {
         // As many as the budget has left (at least one: a turn past its budget with nobody to
         // give way to goes on one message at a time, as a per-message handler's does).
         const std::uint32_t left = handled < budget ? budget - handled : 1;
-        batched = handle_batch(std::min<std::uint32_t>(left, kMaxBatch), !took_normal);
+        if ((spawn_bits_ & kPackedHandler) != 0) batched = handle_packed(left, !took_normal);
+        if (batched == 0) {
+          batched = handle_batch(std::min<std::uint32_t>(left, kMaxBatch), !took_normal);
+        }
       }
       if (batched != 0) {
         took_normal = true;

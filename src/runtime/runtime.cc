@@ -80,7 +80,8 @@ Result<IsolateRef> RuntimeImpl::spawn(IsolateHandler handler, const IsolateOptio
     if (handler.destroy_user != nullptr) handler.destroy_user(handler.user);
     return e;
   };
-  if ((handler.on_message == nullptr) == (handler.on_batch == nullptr)) {
+  if ((handler.on_message == nullptr) == (handler.on_batch == nullptr) ||
+      (handler.on_packed != nullptr && handler.on_batch == nullptr)) {
     return fail(Errc::invalid_argument);
   }
   const std::uint32_t budget = options.budget != 0 ? options.budget : options_.default_budget;

@@ -843,5 +843,103 @@ TEST(CapiIsolate, BatchHandlerAndPackedPosts) {
   EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
 }
 
+// The packed form beside the batch form: runs of u64 values come in place (checked, summed, and
+// the sum forwarded at the end), a native in between through the batch form, in order; refused
+// spawns release the user data once; an error reported from the packed form is counted.
+struct PackedCtx {
+  evh_runtime* rt = nullptr;
+  evh_port_id reply = 0;
+  std::atomic<int> destroyed{0};
+  uint64_t next = 0;  // the next value expected
+  bool in_order = true;
+  bool shapes_ok = true;
+  size_t packed_calls = 0;
+  size_t natives = 0;
+};
+
+void packed_values(evh_isolate* self, const void* data, size_t count, size_t each, size_t stride,
+                   void* user) {
+  auto* c = static_cast<PackedCtx*>(user);
+  ++c->packed_calls;
+  if (each != 8 || stride != 8 || count == 0) c->shapes_ok = false;
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t v = 0;
+    std::memcpy(&v, static_cast<const char*>(data) + i * stride, 8);
+    if (v == 999) {
+      const uint64_t ok = c->in_order && c->shapes_ok && c->natives == 1 ? 1 : 0;
+      EXPECT_EQ(evh_post_packed(c->rt, c->reply, &ok, 8, 1, 0), EVH_OK);
+      continue;
+    }
+    if (v != c->next) c->in_order = false;
+    c->next = v + 1;
+  }
+  if (c->packed_calls == 2) evh_isolate_report_error(self, "packed");
+}
+
+void batch_values(evh_isolate*, evh_message* const* ms, size_t count, void* user) {
+  auto* c = static_cast<PackedCtx*>(user);
+  for (size_t i = 0; i < count; ++i) {
+    if (evh_message_kind(ms[i]) == EVH_MESSAGE_NATIVE) {
+      // Between the two runs: every value of the first has come, none of the second.
+      if (c->next != 50) c->in_order = false;
+      ++c->natives;
+      continue;
+    }
+    size_t n = 0;
+    const void* d = evh_message_data(ms[i], &n);
+    uint64_t v = 0;
+    if (n == 8) std::memcpy(&v, d, 8);
+    if (v != c->next) c->in_order = false;
+    c->next = v + 1;
+  }
+}
+
+TEST(CapiIsolate, PackedHandlerBesideTheBatchForm) {
+  Runtime rt;
+  Receiver rx(rt);
+  PackedCtx ctx{rt, rx.port()};
+  auto destroy = [](void* c) noexcept { static_cast<PackedCtx*>(c)->destroyed.fetch_add(1); };
+  evh_isolate* iso = nullptr;
+  EXPECT_EQ(evh_isolate_spawn_packed(rt, nullptr, &packed_values, &ctx, destroy, nullptr, &iso),
+            EVH_EINVAL);
+  EXPECT_EQ(evh_isolate_spawn_packed(rt, &batch_values, nullptr, &ctx, destroy, nullptr, &iso),
+            EVH_EINVAL);
+  EXPECT_EQ(iso, nullptr);
+  EXPECT_EQ(ctx.destroyed.load(), 2);
+  ctx.destroyed = 0;
+  ASSERT_EQ(
+      evh_isolate_spawn_packed(rt, &batch_values, &packed_values, &ctx, destroy, nullptr, &iso),
+      EVH_OK);
+  const evh_port_id port = evh_isolate_main_port(iso);
+  uint64_t values[100];
+  for (uint64_t i = 0; i < 100; ++i) values[i] = i;
+  uint64_t cap = 0;
+  ASSERT_EQ(evh_isolate_pause(iso, 0, &cap), EVH_OK);
+  ASSERT_EQ(evh_post_packed(rt, port, values, 8, 50, 0), EVH_OK);
+  Finalized f;
+  ASSERT_EQ(evh_post_native(rt, port, &f, &Finalized::finalize, 0), EVH_OK);
+  ASSERT_EQ(evh_post_packed(rt, port, values + 50, 8, 50, 0), EVH_OK);
+  const uint64_t end = 999;
+  ASSERT_EQ(evh_post_packed(rt, port, &end, 8, 1, 0), EVH_OK);
+  ASSERT_EQ(evh_isolate_resume(iso, cap), EVH_OK);
+  evh_message* m = rx.next();
+  size_t n = 0;
+  const void* d = evh_message_data(m, &n);
+  ASSERT_EQ(n, 8u);
+  uint64_t ok = 0;
+  std::memcpy(&ok, d, 8);
+  EXPECT_EQ(ok, 1u);
+  evh_message_destroy(m);
+  ASSERT_EQ(evh_runtime_shutdown(rt), EVH_OK);
+  EXPECT_EQ(f.get(), 1);  // the native, left in its message, released once
+  EXPECT_GE(ctx.packed_calls, 3u);
+  evh_isolate_stats s{};
+  ASSERT_EQ(evh_isolate_stats_get(iso, &s), EVH_OK);
+  EXPECT_EQ(s.handled, 102u);
+  EXPECT_EQ(s.exceptions, 1u);
+  EXPECT_EQ(ctx.destroyed.load(), 1);
+  EXPECT_EQ(evh_isolate_release(iso), EVH_OK);
+}
+
 }  // namespace
 }  // namespace evh_capi_test
