@@ -107,14 +107,15 @@ TEST(MailboxDepth, PeakSeesWhatArrivedWhileTheTurnReadWhatItKnew) {
   SendPort done = *rt.send_port(rx->id());
   std::atomic<bool> entered{false};
   std::atomic<bool> go{false};
-  auto iso = rt.spawn(make_handler([&, seen = std::uint64_t{0}](Isolate&, Message&) mutable {
-    if (seen++ == 0) {
-      entered.store(true);
-      entered.notify_one();
-      go.wait(false);
-    }
-    if (seen == 300) (void)done.post(Message::u64(seen));
-  }));
+  auto iso = rt.spawn(
+      make_handler([&entered, &go, done, seen = std::uint64_t{0}](Isolate&, Message&) mutable {
+        if (seen++ == 0) {
+          entered.store(true);
+          entered.notify_one();
+          go.wait(false);
+        }
+        if (seen == 300) (void)done.post(Message::u64(seen));
+      }));
   ASSERT_TRUE(iso.ok());
   Isolate& i = **iso;
   const PauseCapability cap = i.pause();
