@@ -684,6 +684,83 @@ TEST(MpscQueue, PopBatchTakesRunsInPartAcrossBlocksAndStopsAtOtherPorts) {
   EXPECT_EQ(queue_depth(q.tail, q.head), 0u);
 }
 
+// queue_peek_packed reports the inline-bytes messages to `home` of the record at the head, in
+// place, without moving it; queue_take_packed takes exactly those — a run in part (the rest where
+// queue_pop goes on with it), across block ends — and a peek reports nothing at a heap payload,
+// another port or an unwritten head. A pop_batch told to leave inline runs stops at one.
+TEST(MpscQueue, PackedPeekAndTakeReadRunsInPlace) {
+  constexpr PortId kHome{77};
+  MpscQueue q;
+  PackedPeek peek;
+  std::uint64_t v0 = 1000;
+  ASSERT_EQ(
+      queue_push_packed(q.tail, &q.head, kHome, reinterpret_cast<std::byte*>(&v0), 8, 1, kHome),
+      1u);
+  EXPECT_EQ(queue_peek_packed(q.tail, q.head, 16, peek), 0u);  // the first look is queue_pop's
+  {
+    Message m;
+    ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+  }
+  // 3-byte values (one word each), enough for several blocks, then a heap message.
+  constexpr std::size_t kValues = 3 * kBlockWords;
+  std::vector<std::byte> bytes(kValues * 3);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>(i * 13 & 0xFF);
+  std::size_t pushed = 0;
+  while (pushed < kValues) {  // runs of up to 100, so that some end at a block's end
+    const std::size_t k = std::min<std::size_t>(100, kValues - pushed);
+    ASSERT_EQ(queue_push_packed(q.tail, &q.head, kHome, bytes.data() + pushed * 3, 3, k, kHome), k);
+    pushed += k;
+  }
+  std::byte big[64] = {};
+  Message heap = Message::bytes(big);
+  MessageAccess::set_port(heap, kHome);
+  ASSERT_TRUE(queue_push(q.tail, &q.head, std::move(heap), kHome));
+
+  std::vector<std::byte> got;
+  std::uint32_t round = 0;
+  while (got.size() < bytes.size()) {
+    const std::uint32_t max = 1 + round++ % 40;
+    const std::uint32_t n = queue_peek_packed(q.tail, q.head, max, peek);
+    ASSERT_GE(n, 1u);
+    ASSERT_LE(n, max);
+    ASSERT_EQ(peek.size, 3u);
+    ASSERT_EQ(peek.words, 1u);
+    EXPECT_EQ(queue_peek_packed(q.tail, q.head, max, peek), n);  // a peek moves nothing
+    const auto* at = reinterpret_cast<const std::byte*>(peek.payload);
+    for (std::uint32_t j = 0; j < n; ++j) got.insert(got.end(), at + j * 8, at + j * 8 + 3);
+    queue_take_packed(q.tail, q.head, peek);
+    if (round % 5 == 0 && got.size() < bytes.size()) {  // queue_pop goes on inside the run
+      Message m;
+      ASSERT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::item);
+      ASSERT_EQ(m.data().size(), 3u);
+      got.insert(got.end(), m.data().begin(), m.data().end());
+    }
+  }
+  EXPECT_EQ(got, bytes);
+  EXPECT_EQ(queue_peek_packed(q.tail, q.head, 16, peek), 0u);  // the heap payload
+  BatchOut out;
+  EXPECT_EQ(out.pop(q.tail, q.head, 16, kHome), 1u);
+  EXPECT_EQ(out[0].kind(), Message::Kind::heap_bytes);
+  EXPECT_EQ(queue_peek_packed(q.tail, q.head, 16, peek), 0u);  // nothing written
+
+  // pop_batch leaving inline runs: takes the heap message, stops at the run behind it.
+  Message heap2 = Message::bytes(big);
+  MessageAccess::set_port(heap2, kHome);
+  ASSERT_TRUE(queue_push(q.tail, &q.head, std::move(heap2), kHome));
+  std::uint64_t vs[4] = {1, 2, 3, 4};
+  ASSERT_EQ(
+      queue_push_packed(q.tail, &q.head, kHome, reinterpret_cast<std::byte*>(vs), 8, 4, kHome), 4u);
+  out.clear();
+  out.n = queue_pop_batch(q.tail, q.head, out.at(), 16, kHome, /*leave_inline=*/true);
+  EXPECT_EQ(out.n, 1u);
+  ASSERT_EQ(queue_peek_packed(q.tail, q.head, 16, peek), 4u);
+  EXPECT_EQ(peek.payload[3], 4u);
+  queue_take_packed(q.tail, q.head, peek);
+  Message m;
+  EXPECT_EQ(queue_pop(q.tail, q.head, m, kHome), PopResult::empty);
+  EXPECT_EQ(queue_depth(q.tail, q.head), 0u);
+}
+
 // A batch leaves native payloads to whoever holds the Messages: those taken are the taker's, the
 // rest are finalized once, by the Message or by the queue's destruction.
 TEST(MpscQueue, PopBatchHandsOverPayloadsExactlyOnce) {
