@@ -4,9 +4,14 @@
 #include <evh/runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
 
 namespace evh::test {
 
@@ -38,6 +43,39 @@ inline Message expect_receive(Receiver& rx) {
   EXPECT_TRUE(r.ok()) << r.error().message();
   if (!r.ok()) return Message{};
   return std::move(r).value();
+}
+
+// One sender of the per-sender FIFO tests: posts the values `sender << 32 | i` for i in
+// 0..count-1, in flushes of 1..100, by one kind of post chosen by the sender's number — 0 single
+// `post`s, 1 `post_batch` of Messages, 2 `post_u64_batch`, 3 `Runtime::post_bytes_batch` by id,
+// 4 single heap byte messages (48 bytes, the value in the first 8).
+inline void post_tagged(Runtime& rt, const SendPort& to, PortId port, std::uint64_t sender,
+                        std::uint64_t count) {
+  std::vector<Message> batch;
+  std::vector<std::uint64_t> values;
+  std::uint64_t i = 0;
+  for (std::uint64_t flush = 0; i < count; ++flush) {
+    const std::uint64_t k = std::min<std::uint64_t>(1 + flush % 100, count - i);
+    if (sender == 0 || sender == 4) {
+      const std::uint64_t v = sender << 32 | i++;
+      std::byte big[48] = {};  // more than kInlineBytes: a heap payload
+      std::memcpy(big, &v, sizeof v);
+      const Status st = to.post(sender == 0 ? Message::u64(v) : Message::bytes(big));
+      ASSERT_TRUE(st.ok()) << st.error().message();
+      continue;
+    }
+    if (sender == 1) {
+      batch.clear();
+      for (std::uint64_t j = 0; j < k; ++j) batch.push_back(Message::u64(sender << 32 | i++));
+      ASSERT_TRUE(to.post_batch(batch).ok());
+      continue;
+    }
+    values.clear();
+    for (std::uint64_t j = 0; j < k; ++j) values.push_back(sender << 32 | i++);
+    const Status st = sender == 2 ? to.post_u64_batch(values)
+                                  : rt.post_bytes_batch(port, std::as_bytes(std::span(values)), 8);
+    ASSERT_TRUE(st.ok()) << st.error().message();
+  }
 }
 
 }  // namespace evh::test

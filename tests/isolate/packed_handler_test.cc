@@ -104,36 +104,7 @@ TEST(PackedHandler, PerSenderFifoAcrossBothFormsAndEveryKindOfPost) {
   const PortId port = (*iso)->main_port();
   std::vector<std::thread> senders;
   for (std::uint64_t s = 0; s < kSenders; ++s) {
-    senders.emplace_back([&rt, to, s, port] {
-      std::vector<Message> batch;
-      std::vector<std::uint64_t> values;
-      std::uint64_t i = 0;
-      for (std::uint64_t flush = 0; i < kPer; ++flush) {
-        const std::uint64_t k = std::min<std::uint64_t>(1 + flush % 100, kPer - i);
-        if (s == 0) {
-          ASSERT_TRUE(to.post(Message::u64(s << 32 | i++)).ok());
-          continue;
-        }
-        if (s == 4) {
-          std::byte big[48] = {};  // more than kInlineBytes: a heap payload
-          const std::uint64_t v = s << 32 | i++;
-          std::memcpy(big, &v, sizeof v);
-          ASSERT_TRUE(to.post(Message::bytes(big)).ok());
-          continue;
-        }
-        if (s == 1) {
-          batch.clear();
-          for (std::uint64_t j = 0; j < k; ++j) batch.push_back(Message::u64(s << 32 | i++));
-          ASSERT_TRUE(to.post_batch(batch).ok());
-          continue;
-        }
-        values.clear();
-        for (std::uint64_t j = 0; j < k; ++j) values.push_back(s << 32 | i++);
-        const Status st = s == 2 ? to.post_u64_batch(values)
-                                 : rt.post_bytes_batch(port, std::as_bytes(std::span(values)), 8);
-        ASSERT_TRUE(st.ok()) << st.error().message();
-      }
-    });
+    senders.emplace_back([&rt, to, s, port] { test::post_tagged(rt, to, port, s, kPer); });
   }
   for (auto& t : senders) t.join();
   EXPECT_EQ(expect_receive(*rx).as_u64(), 1u);
