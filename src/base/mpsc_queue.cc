@@ -289,6 +289,9 @@ template <class Plan, class Write>
     QueueBlock* block = tail_block_of(word);
     if (block == nullptr) {
       if (!install_first(tail, fresh)) return false;  // `fresh` is null: nothing to free
+      // Another producer won the first install and is between its two stores: wait as for a
+      // block's install rather than spin on the line it is writing.
+      if (tail.block.load(std::memory_order_acquire) == 0) backoff.snooze();
       continue;
     }
     const std::uint32_t end = tail_end_of(word);
