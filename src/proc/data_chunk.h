@@ -30,12 +30,13 @@ void free_chunk(DataChunk* chunk) noexcept;
 DataChunk* chunk_of(std::byte* data) noexcept;
 void release_read_buffer(std::byte* data) noexcept;
 
-// The data message for `size` bytes just read into `chunk` (`read_size` asked for), under header
-// `h`: a read that filled at least half the buffer is posted in it (`chunk` becomes null); a
-// small one is copied into a chunk of its size (a chatty child's messages hold about their bytes,
-// not a read buffer each) and the buffer serves the next read. Throws std::bad_alloc (only for
-// the copy; `chunk` is then untouched).
+// The data message for `size` bytes just read into `chunk`, under header `h`, counted in
+// `credit`: posted in the chunk (`chunk` becomes null) when StreamCredit::add_in_place allows —
+// the read filled at least half of it, or the receiver keeps up; otherwise copied into a chunk of
+// its size (a chatty child's messages held by a slow receiver hold about their bytes, not a read
+// buffer each) and the buffer serves the next read. Throws std::bad_alloc (only for the copy;
+// `chunk` and `credit` are then untouched).
 Message data_message_from_read(DataChunk*& chunk, const std::shared_ptr<StreamCredit>& credit,
-                               const EventHeader& h, std::size_t size, std::size_t read_size);
+                               const EventHeader& h, std::size_t size);
 
 }  // namespace evh::detail

@@ -172,12 +172,11 @@ void ProcessState::read_stream(Stream stream, int fd, bool hung_up) noexcept {
       const auto size = static_cast<std::size_t>(n);
       Message m;
       try {
-        m = data_message_from_read(chunk, credit, h, size, want);
+        m = data_message_from_read(chunk, credit, h, size);
       } catch (const std::bad_alloc&) {
         eof = true;  // as above: the data is lost, and so would be the order
         break;
       }
-      credit->add(size);
       (void)events_.post(std::move(m));
       credit->grow_if_full(size);
       // Drained, and the writer is still there: its next write or close is a new edge.
@@ -239,12 +238,11 @@ void ProcessState::on_read(int fd, ReadBuffer buffer, int result) noexcept {
     const auto size = static_cast<std::size_t>(result);
     Message m;
     try {
-      m = data_message_from_read(chunk, credit, h, size, buffer.size);
+      m = data_message_from_read(chunk, credit, h, size);
     } catch (const std::bad_alloc&) {
       eof = true;  // the data is lost, and so would be the order of what follows
     }
     if (!eof) {
-      credit->add(size);
       (void)events_.post(std::move(m));
       credit->grow_if_full(size);
     }

@@ -13,7 +13,8 @@
 // reading; the pipe fills and the child blocks in write(); releasing a data message gives the
 // credit back and re-arms the stream (a re-arm reports data already buffered). Data held for a
 // stream is at most the window plus one read, whatever the child's pace; the memory that holds
-// it at most about twice that, plus a few spare read buffers (StreamCredit).
+// it at most about twice that, plus two read buffers' unused room and a few spare read buffers
+// (StreamCredit).
 //
 // Threads: the immutable fields are set before the state is shared; everything else is guarded
 // by mu_. on_message runs on the reaper isolate's turn; on_ready on the driver's holder; the rest
@@ -66,9 +67,11 @@ struct DataChunk;  // a data message's payload (process_state.cc)
 // One stream's credit window, and the buffers its reads go into. Shared by the state and every
 // data message of the stream not yet released (a message may outlive the state).
 //
-// Buffers: a read goes straight into a chunk of read_size() bytes, and a read that filled at
-// least half of it is posted in it, with no copy; a smaller one is copied into a chunk of its own
-// size, so that a message holds at most about twice its bytes. Released chunks of read_size() are
+// Buffers: a read goes straight into a chunk of read_size() bytes and is posted in it, with no
+// copy, when it filled at least half of it, or while the unused room of the stream's unreleased
+// messages stays within kUnusedReads buffers (a receiver that keeps up); otherwise it is copied
+// into a chunk of its own size, so that a message held for long holds at most about twice its
+// bytes. Released chunks of read_size() are
 // kept as spares (at most kMaxSpares, until the stream ends) and read into again, so that a busy
 // stream allocates, faults in and frees no memory per message.
 //
@@ -102,15 +105,20 @@ class StreamCredit {
   // The reader, before a read: false when the window is full (the stream is then stalled until
   // a release re-arms it).
   bool take_room() noexcept;
-  // The reader: `n` bytes are about to be posted.
+  // The reader: `n` bytes are about to be posted (in a copy made to their size).
   void add(std::size_t n) noexcept;
+  // The reader: `n` bytes were read into a buffer of `capacity`. True when they are to be posted
+  // in that buffer (then counted, with the buffer's unused room); false when they are to be
+  // copied into a buffer of their size (then add(n) follows).
+  bool add_in_place(std::size_t n, std::size_t capacity) noexcept;
   // The reader: a spare chunk of read_size() to read into, or null (then it makes one).
   DataChunk* take_spare() noexcept;
   // Any thread: `chunk` (of read_size(), not in a message) is kept as a spare, or freed.
   void put_spare(DataChunk* chunk) noexcept;
-  // Any thread, when a data message is released: gives its `n` bytes back, and its chunk to the
-  // spares (`chunk` of read_size()) or null; re-arms the stream if it was stalled.
-  void release(std::size_t n, DataChunk* chunk) noexcept;
+  // Any thread, when a data message is released: gives its `n` bytes and its buffer's `unused`
+  // room back, and its chunk to the spares (`chunk` of read_size()) or null; re-arms the stream
+  // if it was stalled.
+  void release(std::size_t n, std::size_t unused, DataChunk* chunk) noexcept;
   // The stream is over (end of file, or its registration ended): releases re-arm nothing, and
   // no spare is kept.
   void end() noexcept;
@@ -118,12 +126,16 @@ class StreamCredit {
 
  private:
   static constexpr int kMaxSpares = 4;
+  // Read buffers' worth of unused room that the stream's unreleased messages may hold between
+  // them (add_in_place).
+  static constexpr std::size_t kUnusedReads = 2;
 
   mutable std::mutex mu_;
   const std::size_t window_;  // 0: unlimited
   std::atomic<std::size_t> read_size_;
   std::size_t grow_to_;  // the reader's: 0 once grown (or never to be)
   std::size_t outstanding_ = 0;
+  std::size_t unused_ = 0;  // room in the buffers of messages posted and not released
   bool stalled_ = false;
   bool ended_ = false;
   DataChunk* spares_[kMaxSpares] = {};  // guarded by mu_

@@ -42,9 +42,11 @@ void release_read_buffer(std::byte* data) noexcept {
 }
 
 Message data_message_from_read(DataChunk*& chunk, const std::shared_ptr<StreamCredit>& credit,
-                               const EventHeader& h, std::size_t size, std::size_t read_size) {
-  if (size < read_size / 2) {
-    return make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
+                               const EventHeader& h, std::size_t size) {
+  if (!credit->add_in_place(size, chunk->capacity)) {
+    Message m = make_data_message(credit, h, std::span<const std::byte>(chunk->data(), size));
+    credit->add(size);
+    return m;
   }
   chunk->credit = credit;
   chunk->size = sizeof h + size;
@@ -66,6 +68,18 @@ bool StreamCredit::take_room() noexcept {
 void StreamCredit::add(std::size_t n) noexcept {
   std::lock_guard lock(mu_);
   outstanding_ += n;
+}
+
+bool StreamCredit::add_in_place(std::size_t n, std::size_t capacity) noexcept {
+  const std::size_t unused = capacity - n;
+  std::lock_guard lock(mu_);
+  // At least half full: a message holds at most twice its bytes. Less: only while the unused
+  // room of the messages not yet released stays within two read buffers — a receiver that
+  // keeps up (it released the last one) never pays the copy, one that holds many does.
+  if (n < unused && unused_ + unused > kUnusedReads * read_size()) return false;
+  outstanding_ += n;
+  unused_ += unused;
+  return true;
 }
 
 void StreamCredit::grow_if_full(std::size_t got) noexcept {
@@ -106,11 +120,12 @@ void StreamCredit::put_spare(DataChunk* chunk) noexcept {
   free_chunk(chunk);
 }
 
-void StreamCredit::release(std::size_t n, DataChunk* chunk) noexcept {
+void StreamCredit::release(std::size_t n, std::size_t unused, DataChunk* chunk) noexcept {
   bool rearm = false;
   {
     std::lock_guard lock(mu_);
     outstanding_ -= std::min(outstanding_, n);
+    unused_ -= std::min(unused_, unused);
     if (stalled_ && !ended_ && outstanding_ < window_) {
       stalled_ = false;
       rearm = true;
@@ -168,10 +183,11 @@ void release_data_message(void* p) noexcept {
     return;
   }
   const std::size_t n = chunk->size - sizeof(EventHeader);
+  const std::size_t unused = chunk->capacity - n;  // 0 for a copy (made to its size)
   if (chunk->capacity == credit->read_size()) {
-    credit->release(n, chunk);  // kept as a spare, or freed
+    credit->release(n, unused, chunk);  // kept as a spare, or freed
   } else {
-    credit->release(n, nullptr);
+    credit->release(n, unused, nullptr);
     free_chunk(chunk);
   }
 }
