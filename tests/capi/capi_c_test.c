@@ -286,6 +286,11 @@ static void test_bad_input(void) {
     const evh_fd_options fo = EVH_FD_OPTIONS_INIT;
     const evh_process_options po = EVH_PROCESS_OPTIONS_INIT;
     CHECK(io.size == sizeof io && fo.size == sizeof fo && po.size == sizeof po);
+    /* The fields appended after 0.2.0 start at 0 (evh's defaults), so that an older library
+     * takes the struct; their other special values are plain C constants. */
+    CHECK(po.stream_window == 0 && po.output_pipe_size == 0);
+    CHECK(EVH_STREAM_WINDOW_UNLIMITED == SIZE_MAX && EVH_PIPE_SIZE_KEEP == SIZE_MAX);
+    CHECK(EVH_PIPE_SIZE_MIN == 4096 && EVH_PIPE_SIZE_MAX == ((size_t)1 << 30));
     memset(&o, 0, sizeof o);
     CHECK_EQ(evh_runtime_create(&o, &rt), EVH_EOPTIONS);
     CHECK(rt == NULL);
