@@ -225,6 +225,40 @@ TEST(UringPoller, ReadOfARemovedWatchReleasesItsBufferOnce) {
   }
 }
 
+// Regression: on a single-issuer ring the poller's end ran on the thread that joined the issuer,
+// where the kernel refuses io_uring_enter (EEXIST), so a read orphaned there was never reaped and
+// its buffer never released. retire(), the issuer's last call, reaps it; the destructor on
+// another thread then finds nothing left, and releases nothing twice.
+TEST(UringPoller, RetireOnTheIssuerReleasesAReadInFlightOnce) {
+  for (const bool removed : {true, false}) {
+    SCOPED_TRACE(removed ? "watch removed first" : "watch still live");
+    UringOptions o;
+    o.issuer = UringIssuer::single;
+    auto p = make_uring(o);
+    REQUIRE_URING(p);
+    Pipe a;
+    LentBuffer buf;
+    LentBuffer::released = 0;
+    std::thread issuer([&] {
+      ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 1).ok());
+      ASSERT_TRUE(p->read_into(a.r, buf.lend(), 1).ok());
+      PollEvent events[4];
+      ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // enables the ring: the read goes in
+      if (removed) {
+        ASSERT_TRUE(p->remove(a.r).ok());
+      }
+      EXPECT_EQ(LentBuffer::released, 0);  // the kernel holds it
+      p->retire();
+    });
+    issuer.join();
+    EXPECT_EQ(LentBuffer::released, 1);
+    p.reset();  // on a thread the ring refuses
+    EXPECT_EQ(LentBuffer::released, 1);
+    a.put();
+    EXPECT_EQ(a.drain(), 1u);  // nobody reads the pipe any more
+  }
+}
+
 // A result not taken when its watch is removed or modified goes back to the buffer's owner.
 TEST(UringPoller, ReadResultNotTakenIsReleasedByRemove) {
   auto p = make_uring();
