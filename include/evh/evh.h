@@ -238,7 +238,12 @@ EVH_API int evh_post_native(evh_runtime* rt, evh_port_id port, void* object,
 EVH_API int evh_post_message(evh_runtime* rt, evh_port_id port, evh_message* message,
                              unsigned flags);
 
-/* One message of a batch: `size` bytes at `data` (NULL when size is 0), copied in. */
+/* One message of a batch: `size` bytes at `data` (NULL when size is 0), copied in. Unlike the
+ * options structs it has no `size` of its own and never gets a field: it is an array's element,
+ * and an array's stride is its element's size, so a longer evh_bytes would make the library
+ * misread every older caller's array, whatever the element said about itself. Its layout is
+ * fixed, as struct iovec's is; anything more per message would come as a new call with an
+ * element type of its own. */
 typedef struct evh_bytes {
   const void* data;
   size_t size;

@@ -2,6 +2,7 @@
  * every check holds; prints each failed check. */
 #include <evh/evh.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,9 @@ static void test_echo(void) {
   {
     evh_bytes items[3] = {{"one", 3}, {"", 0}, {"three", 5}};
     evh_bytes bad[2] = {{"ok", 2}, {NULL, 4}};
+    /* An array's element: its layout is fixed (evh.h), the same in C as in the library. */
+    CHECK(sizeof(evh_bytes) == sizeof(void*) + sizeof(size_t));
+    CHECK(offsetof(evh_bytes, size) == sizeof(void*));
     CHECK_EQ(evh_post_batch(rt, port, bad, 2, 0), EVH_EINVAL);
     CHECK_EQ(evh_post_batch(rt, port, NULL, 1, 0), EVH_EINVAL);
     CHECK_EQ(evh_post_batch(rt, port, items, 3, 4), EVH_EINVAL); /* unknown flag */
