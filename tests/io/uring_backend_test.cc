@@ -119,6 +119,38 @@ TEST(UringPoller, PollsOfAnExitedThreadAreRearmed) {
   EXPECT_GT(p->rearms(), 0u);
 }
 
+// The -ECANCELED re-arm does not report old data again (EdgeReportsNewDataOnce's contract). The
+// thread that armed an edge fd's multishot poll reports data and exits, the data unread. Its
+// exit does not end the poll (only requests that hold a ring's file are cancelled then): nothing
+// is completed until the fd's next wake-up, which cannot run as the dead thread's task work and
+// comes back -ECANCELED — a wake-up that was not reported. So the re-arm reports new data, once.
+TEST(UringPoller, EdgePollOfAnExitedThreadReportsOnlyNewData) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe a;
+  std::thread([&] {
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 7).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // the multishot is this thread's
+    a.put();
+    EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  }).join();
+  PollEvent events[4];
+  for (int i = 0; i < 3; ++i) {
+    auto r = p->wait(events, Poller::kNoWait);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->count, 0u) << "the unread byte reported again, with nothing new";
+  }
+  EXPECT_EQ(p->rearms(), 0u);  // nothing ended the poll yet
+  a.put();                     // new data: its wake-up comes back -ECANCELED, then a report
+  EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  EXPECT_EQ(p->rearms(), 1u);
+  EXPECT_EQ(a.drain(), 2u);
+  a.put();  // the poll is this thread's now
+  EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  EXPECT_EQ(p->rearms(), 1u);
+}
+
 // A completion already in the ring when its fd is removed and added again under a new token is
 // never reported under the old token.
 TEST(UringPoller, CompletionRacingARemoveIsDropped) {
