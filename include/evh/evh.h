@@ -103,9 +103,11 @@ EVH_API const char* evh_version_string(void);
  * size is the caller's). A library newer than the caller's header reads only the fields the
  * caller's struct has and takes the defaults for the rest; an older one refuses a struct that sets
  * a field it does not know, with EVH_EOPTIONS, rather than ignoring it. A struct left at {0} (size
- * 0) is refused with EVH_EOPTIONS too. The structs evh writes (stats, decoded events) are filled
- * through inline wrappers that pass the caller's sizeof: evh writes exactly that many bytes, zeros
- * in fields it does not know, and never past the end of an older caller's struct. */
+ * 0) is refused with EVH_EOPTIONS too. Fields are only ever appended, and an appended field's
+ * default is 0, so that a caller who leaves it alone is taken by older libraries as well. The
+ * structs evh writes (stats, decoded events) are filled through inline wrappers that pass the
+ * caller's sizeof: evh writes exactly that many bytes, zeros in fields it does not know, and never
+ * past the end of an older caller's struct. */
 
 /* The code in words, e.g. "port closed" or strerror's text for -errno. Never NULL; the string
  * is static. Any thread. */
@@ -236,7 +238,12 @@ EVH_API int evh_post_native(evh_runtime* rt, evh_port_id port, void* object,
 EVH_API int evh_post_message(evh_runtime* rt, evh_port_id port, evh_message* message,
                              unsigned flags);
 
-/* One message of a batch: `size` bytes at `data` (NULL when size is 0), copied in. */
+/* One message of a batch: `size` bytes at `data` (NULL when size is 0), copied in. Unlike the
+ * options structs it has no `size` of its own and never gets a field: it is an array's element,
+ * and an array's stride is its element's size, so a longer evh_bytes would make the library
+ * misread every older caller's array, whatever the element said about itself. Its layout is
+ * fixed, as struct iovec's is; anything more per message would come as a new call with an
+ * element type of its own. */
 typedef struct evh_bytes {
   const void* data;
   size_t size;
@@ -738,13 +745,40 @@ typedef struct evh_process_options {
    * directory", NUL-terminated and truncated to error_capacity. */
   char* error;
   size_t error_capacity;
+  /* ---- appended after evh 0.2.0's layout. A library that lacks them refuses a struct that sets
+   * them (EVH_EOPTIONS); a struct from an older caller, which ends above, reads as both 0. So 0
+   * is each one's default: a caller who leaves them alone works with either library. */
+  /* Flow control of stdout and stderr, each on its own: at most this many bytes of a stream's
+   * data messages posted and not yet destroyed by their receiver. With the window full evh stops
+   * reading that pipe, the pipe fills and the child blocks in write() until the receiver destroys
+   * a data message — so a fast child into a slow receiver holds at most the window plus one read
+   * (up to the pipe's size) per stream. 0: the default, 4 MiB; EVH_STREAM_WINDOW_UNLIMITED: no
+   * limit (evh reads as fast as the child writes). A receiver that keeps every data message
+   * until the exit waits for ever once the child writes more than the window. Every value is
+   * valid. (evh::SpawnOptions::stream_window, whose "no limit" is 0.) */
+  size_t stream_window;
+  /* How big a stdout or stderr pipe grows, in bytes, once the child fills it (it writes faster
+   * than it is read): evh then asks the kernel for this size (F_SETPIPE_SZ, rounded up to a
+   * power-of-two number of pages) and reads in chunks of up to the pipe's size. A child that
+   * never fills its pipe keeps the kernel's size (64 KiB). 0: the default, 256 KiB;
+   * EVH_PIPE_SIZE_KEEP: never grown; otherwise EVH_PIPE_SIZE_MIN..EVH_PIPE_SIZE_MAX, anything else
+   * refused with EVH_EINVAL and said in `error`. Where the kernel refuses the size (above
+   * /proc/sys/fs/pipe-max-size, or past the user's pipe pages, without CAP_SYS_RESOURCE) the
+   * pipe keeps its size: slower, not wrong. (evh::SpawnOptions::output_pipe_size, whose "never"
+   * is 0.) */
+  size_t output_pipe_size;
 } evh_process_options;
+
+#define EVH_STREAM_WINDOW_UNLIMITED SIZE_MAX
+#define EVH_PIPE_SIZE_KEEP SIZE_MAX
+#define EVH_PIPE_SIZE_MIN ((size_t)4096)
+#define EVH_PIPE_SIZE_MAX ((size_t)1 << 30)
 
 /* The defaults: three pipes, the parent's environment and directory, no argv (set it). */
 #define EVH_PROCESS_OPTIONS_INIT                                                                  \
   {                                                                                               \
     sizeof(evh_process_options), NULL, NULL, NULL, {{0, 0}, {0, 0}, {0, 0}}, 0, 0, 0, NULL, NULL, \
-        0                                                                                         \
+        0, 0, 0                                                                                   \
   }
 static inline void evh_process_options_init(evh_process_options* options) {
   const evh_process_options defaults = EVH_PROCESS_OPTIONS_INIT;
@@ -755,9 +789,9 @@ static inline void evh_process_options_init(evh_process_options* options) {
  * last, after both reached end of file. The caller owns *out (evh_process_release; releasing it
  * neither kills nor forgets the child). Any thread; blocks for the few hundred microseconds the
  * kernel takes to start it. Errors, with nothing left behind: EVH_EINVAL (an empty argv, a pipe
- * or tie asked of a detached child, ...), EVH_EOPTIONS, EVH_EFOREIGN (tie_to of another runtime),
- * EVH_EDEAD (tie_to has exited), the failed step's -errno (-ENOENT, -EACCES from execve or chdir;
- * no exit message follows), EVH_ESHUTTINGDOWN. */
+ * or tie asked of a detached child, an output_pipe_size out of range, ...), EVH_EOPTIONS,
+ * EVH_EFOREIGN (tie_to of another runtime), EVH_EDEAD (tie_to has exited), the failed step's
+ * -errno (-ENOENT, -EACCES from execve or chdir; no exit message follows), EVH_ESHUTTINGDOWN. */
 EVH_API int evh_process_spawn(evh_runtime* rt, const evh_process_options* options,
                               evh_process** out);
 /* Its pid (0 for a bad handle). Any thread. */

@@ -86,8 +86,14 @@ enum class ProcessGroup : std::uint8_t { inherit, new_group };
 // it is never tied. There is no exit message for it and its stdio must not be pipes.
 enum class Detach : std::uint8_t { no, yes };
 
-// SpawnOptions::output_pipe_size's default.
+// SpawnOptions::output_pipe_size's default, and the sizes it may take besides 0: F_SETPIPE_SZ's
+// floor (one page) and the largest size evh passes it (an int; the kernel refuses more than 2^31
+// with EINVAL whoever asks).
 inline constexpr std::size_t kDefaultOutputPipeSize = std::size_t{256} << 10;
+inline constexpr std::size_t kMinOutputPipeSize = 4096;
+inline constexpr std::size_t kMaxOutputPipeSize = std::size_t{1} << 30;
+// SpawnOptions::stream_window's default.
+inline constexpr std::size_t kDefaultStreamWindow = std::size_t{4} << 20;
 
 // Every field has a default, so designated initializers may name only what they change.
 struct SpawnOptions {
@@ -121,17 +127,18 @@ struct SpawnOptions {
   // the window plus one read (up to the pipe's size: output_pipe_size) per stream. 0: no limit (evh
   // reads as fast as the child writes, whatever the receiver's pace). A receiver that keeps every
   // data message until the exit therefore waits for ever once the child writes more than this.
-  std::size_t stream_window = std::size_t{4} << 20;
+  std::size_t stream_window = kDefaultStreamWindow;
   // How big the stdout and stderr pipes (those that are Stdio::pipe()) grow, in bytes, once the
   // child fills one — it writes faster than it is read: it is streaming. Each starts at the
   // kernel's default (64 KiB); the first read that finds it full asks the kernel for this size
   // (F_SETPIPE_SZ, which rounds it up to a power-of-two number of pages), and evh reads it in
   // chunks of up to the pipe's size from then on: fewer wakeups, reads and messages per MiB
   // (docs/PROCESSES.md, "Pipe growth"). A child that never fills its pipe costs no more pipe
-  // memory. 0: never grown. Refused with `Errc::invalid_argument` unless 0 or 4096..2^30. Where
-  // the kernel refuses the size (EPERM above /proc/sys/fs/pipe-max-size, 1 MiB by default, or
-  // once the user's pipes exceed /proc/sys/fs/pipe-user-pages-soft, for a process without
-  // CAP_SYS_RESOURCE) the pipe keeps its size: a smaller pipe is slower, not wrong.
+  // memory. 0: never grown. Refused with `Errc::invalid_argument` unless 0 or
+  // kMinOutputPipeSize..kMaxOutputPipeSize (4096..2^30). Where the kernel refuses the size (EPERM
+  // above /proc/sys/fs/pipe-max-size, 1 MiB by default, or once the user's pipes exceed
+  // /proc/sys/fs/pipe-user-pages-soft, for a process without CAP_SYS_RESOURCE) the pipe keeps its
+  // size: a smaller pipe is slower, not wrong.
   std::size_t output_pipe_size = kDefaultOutputPipeSize;
   // When set and spawn() fails, receives what failed in words, e.g. "chdir /nope: No such file
   // or directory" or "execve evh-tool: Permission denied" (the error code says the same errno).

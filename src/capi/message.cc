@@ -2,6 +2,7 @@
 #include <evh/event_handler.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <span>
 
@@ -39,6 +40,11 @@ int evh_post(evh_runtime* rt, evh_port_id port, const void* data, size_t size, u
                 flags);
   });
 }
+
+// An array's element: its layout is part of the ABI for good (evh.h says why it has no size).
+static_assert(sizeof(evh_bytes) == sizeof(void*) + sizeof(size_t) &&
+                  offsetof(evh_bytes, size) == sizeof(void*),
+              "evh_bytes never changes: older callers' arrays would be misread");
 
 int evh_post_batch(evh_runtime* rt, evh_port_id port, const evh_bytes* items, size_t count,
                    unsigned flags) {

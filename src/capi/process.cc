@@ -2,6 +2,7 @@
 #include <evh/process.h>
 #include <evh/signal.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "capi/handles.h"
@@ -10,6 +11,7 @@
 namespace evh::capi {
 namespace {
 
+static_assert(EVH_PIPE_SIZE_MIN == kMinOutputPipeSize && EVH_PIPE_SIZE_MAX == kMaxOutputPipeSize);
 static_assert(EVH_PROCESS_STDOUT == static_cast<int>(ProcessEventKind::stdout_data) &&
               EVH_PROCESS_STDERR == static_cast<int>(ProcessEventKind::stderr_data) &&
               EVH_PROCESS_EXIT == static_cast<int>(ProcessEventKind::exit) &&
@@ -34,7 +36,7 @@ bool stdio_of(const evh_stdio& c, Stdio& out) noexcept {
   }
 }
 
-void copy_message(const std::string& text, char* buffer, size_t capacity) noexcept {
+void copy_message(std::string_view text, char* buffer, size_t capacity) noexcept {
   if (buffer == nullptr || capacity == 0) return;
   const size_t n = std::min(text.size(), capacity - 1);
   std::memcpy(buffer, text.data(), n);
@@ -79,6 +81,14 @@ int spawn(evh_runtime* rt, const evh_process_options& c, evh_process** out) {
     if (c.tie_to->runtime != rt) return EVH_EFOREIGN;
     o.tie_to = c.tie_to->isolate;
   }
+  // The two appended fields: 0 is evh's default (so that a struct from an older caller, read
+  // with them at 0, gets it), the C++ API's 0 ("no limit", "never grown") is SIZE_MAX.
+  o.stream_window = c.stream_window == 0                             ? kDefaultStreamWindow
+                    : c.stream_window == EVH_STREAM_WINDOW_UNLIMITED ? 0
+                                                                     : c.stream_window;
+  o.output_pipe_size = c.output_pipe_size == 0                    ? kDefaultOutputPipeSize
+                       : c.output_pipe_size == EVH_PIPE_SIZE_KEEP ? 0
+                                                                  : c.output_pipe_size;
   std::string error;
   o.error_message = &error;
 
@@ -118,6 +128,18 @@ int evh_process_spawn(evh_runtime* rt, const evh_process_options* options, evh_p
     return EVH_EINVAL;
   }
   if (o.error != nullptr && o.error_capacity != 0) o.error[0] = '\0';
+  // Checked here rather than left to the C++ API, whose message would name its own encoding
+  // (0 for "never grown").
+  if (o.output_pipe_size != 0 && o.output_pipe_size != EVH_PIPE_SIZE_KEEP &&
+      (o.output_pipe_size < EVH_PIPE_SIZE_MIN || o.output_pipe_size > EVH_PIPE_SIZE_MAX)) {
+    char why[160];
+    std::snprintf(why, sizeof why,
+                  "output_pipe_size %zu is not 0 (the default), EVH_PIPE_SIZE_KEEP or %zu..%zu "
+                  "bytes",
+                  o.output_pipe_size, EVH_PIPE_SIZE_MIN, EVH_PIPE_SIZE_MAX);
+    copy_message(why, o.error, o.error_capacity);
+    return EVH_EINVAL;
+  }
   return guarded([&] { return spawn(rt, o, out); });
 }
 

@@ -328,6 +328,10 @@ void EventHandlerImpl::finish() noexcept {
   channel_.drain(~0u, [this](const Command& c) { execute(c); });
   registrations_.teardown();
   timeouts_.clear();
+  // On this thread, the one that drives: a ring read still in flight (a reader's, orphaned by
+  // the teardown) is reaped and its buffer freed here, where the kernel lets us. The own thread
+  // ends after this, and another thread destroying its single-issuer ring could not (EEXIST).
+  poller_->retire();
 }
 
 void EventHandlerImpl::drive(MonoTime until) noexcept {

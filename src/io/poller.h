@@ -113,6 +113,14 @@ class Poller {
     return std::nullopt;
   }
 
+  // The driving thread's last call, at the handler's end, after its last remove(): hands back
+  // what the kernel still holds of the caller's — buffers lent to read_into() — once the kernel
+  // is done with them, waiting for it if need be (io_uring: cancels, and reaps the completions).
+  // Only wake() and the destructor may follow. Made on the driving thread because the kernel may
+  // let only that one reap (a single-issuer ring refuses io_uring_enter from any other thread);
+  // the destructor does the same for a poller that was not retired, as far as its thread can.
+  virtual void retire() noexcept {}
+
   // Arms the one deadline (replacing any earlier one). A deadline in the past fires at once.
   virtual Status set_deadline(MonoTime deadline) noexcept = 0;
   virtual Status clear_deadline() noexcept = 0;

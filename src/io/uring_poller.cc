@@ -417,8 +417,13 @@ bool UringPoller::handle(const io_uring_cqe& cqe, std::span<PollEvent> out, std:
   // No room for a new entry: leave the completion (and the watch) untouched for the next wait.
   if (any(events) && w.reported_in != wait_seq_ && r.count >= max) return false;
   if (cqe.res == -ECANCELED) {
-    // Not ours (ours bumped the generation): the thread that armed it exited, and the kernel
-    // cancelled its requests. Arm it again from this thread.
+    // Not ours (ours bumped the generation): the thread that armed it exited. Its exit leaves a
+    // poll armed (only requests holding a ring's file are cancelled then); the poll's next
+    // wake-up, which can no longer run as that thread's task work, completes -ECANCELED
+    // instead of being reported. Armed again from this thread, whose new poll looks at the file
+    // first: it reports that wake-up (with whatever older data is still unread), once — not a
+    // second report of data already reported (UringPoller.EdgePollOfAnExitedThreadReportsOnly-
+    // NewData, 6.18).
     w.gen = 0;
     ++rearms_;
     arm_poll(fd, w);

@@ -104,6 +104,7 @@ class UringPoller final : public Poller {
   bool reads() const noexcept override { return reads_enabled_; }
   Status read_into(int fd, ReadBuffer buffer, std::uint64_t token) noexcept override;
   std::optional<ReadResult> take_read(int fd) noexcept override;
+  void retire() noexcept override { drain_reads(); }
 
   // Polls the kernel ended (or cancelled) that were armed again: for tests.
   std::uint64_t rearms() const noexcept { return rearms_; }
@@ -220,8 +221,9 @@ class UringPoller final : public Poller {
   void free_read(std::uint32_t slot) noexcept;
   bool handle_read(const io_uring_cqe& cqe, std::span<PollEvent> out, std::size_t max,
                    PollResult& r) noexcept;
-  // The poller's end: every lent buffer back to its owner once the kernel is done with it, and
-  // the eventfd read reaped (wake_armed_ false) unless its completion did not come.
+  // The poller's end (retire(), then the destructor: a second call finds nothing left): every
+  // lent buffer back to its owner once the kernel is done with it, and the eventfd read reaped
+  // (wake_armed_ false) unless its completion did not come.
   void drain_reads() noexcept;
 
   int ring_fd_ = -1;

@@ -3,7 +3,8 @@
 // a poll's completion and a read() of the caller's. The buffer is the kernel's from the read's
 // submission to its completion — whatever cancels the read meanwhile — so a read whose watch
 // goes first is kept as an orphan until its completion arrives, and only then is its buffer
-// released; the poller's end waits for those completions.
+// released; the poller's end waits for those completions: retire(), on the driving thread, and
+// the destructor for what is left.
 #include <errno.h>
 
 #include <algorithm>
@@ -174,7 +175,9 @@ void UringPoller::drain_reads() noexcept {
   if (!enabled_) {
     // A ring never enabled never took an SQE: the kernel holds no buffer.
     for (std::uint32_t slot = 0; slot < reads_.size(); ++slot) {
-      if (reads_[slot].used) release(reads_[slot].buffer);
+      if (!reads_[slot].used) continue;
+      release(reads_[slot].buffer);
+      free_read(slot);
     }
     wake_armed_ = false;
     return;
@@ -207,10 +210,11 @@ void UringPoller::drain_reads() noexcept {
       free_read(slot);
     }
   }
-  // The cancels go in and the completions are reaped, a second at most. A ring whose issuer is
-  // another thread (a handler's own thread, joined by now) refuses the call (EEXIST), but that
-  // thread's exit cancelled its requests and posted their completions: they are read from the
-  // CQ as they are.
+  // The cancels go in and the completions are reaped, a second at most. Called by retire() on
+  // the driving thread, this always can. A ring whose issuer is another thread (the destructor
+  // of a handler's own thread's poller that was not retired) refuses the call (EEXIST): whatever
+  // completions that thread's exit posted are read from the CQ as they are, and a read its exit
+  // left in flight (6.18 does) stays an orphan.
   const std::int64_t give_up = mono_now_ns() + 1'000'000'000;
   bool can_enter = ring_fd_ >= 0;
   bool not_issuer = false;

@@ -53,11 +53,6 @@ Status make_pipe(FdCloser& fds, bool child_reads, int& parent_end, int& child_en
   return {};
 }
 
-// SpawnOptions::output_pipe_size's bounds: F_SETPIPE_SZ's floor (one page) and the largest size
-// we pass it (an int; the kernel refuses more than 2^31 with EINVAL whoever asks).
-constexpr std::size_t kMinPipeSize = 4096;
-constexpr std::size_t kMaxPipeSize = std::size_t{1} << 30;
-
 // The reaper isolate's handler. Freeing it (with the isolate: at the reaper's own end, or at the
 // runtime's shutdown) makes the state let go of everything the runtime owns, so that a Process
 // handle may outlive the Runtime.
@@ -138,7 +133,7 @@ Result<Process> ProcessManagerImpl::spawn(const SpawnOptions& o) {
     return fail(Errc::invalid_argument);
   }
   if (o.output_pipe_size != 0 &&
-      (o.output_pipe_size < kMinPipeSize || o.output_pipe_size > kMaxPipeSize)) {
+      (o.output_pipe_size < kMinOutputPipeSize || o.output_pipe_size > kMaxOutputPipeSize)) {
     return fail(Errc::invalid_argument, "output_pipe_size " + std::to_string(o.output_pipe_size) +
                                             " is not 0 (never grow) or 4096..2^30 bytes");
   }

@@ -2,6 +2,7 @@
  * every check holds; prints each failed check. */
 #include <evh/evh.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,9 @@ static void test_echo(void) {
   {
     evh_bytes items[3] = {{"one", 3}, {"", 0}, {"three", 5}};
     evh_bytes bad[2] = {{"ok", 2}, {NULL, 4}};
+    /* An array's element: its layout is fixed (evh.h), the same in C as in the library. */
+    CHECK(sizeof(evh_bytes) == sizeof(void*) + sizeof(size_t));
+    CHECK(offsetof(evh_bytes, size) == sizeof(void*));
     CHECK_EQ(evh_post_batch(rt, port, bad, 2, 0), EVH_EINVAL);
     CHECK_EQ(evh_post_batch(rt, port, NULL, 1, 0), EVH_EINVAL);
     CHECK_EQ(evh_post_batch(rt, port, items, 3, 4), EVH_EINVAL); /* unknown flag */
@@ -286,6 +290,11 @@ static void test_bad_input(void) {
     const evh_fd_options fo = EVH_FD_OPTIONS_INIT;
     const evh_process_options po = EVH_PROCESS_OPTIONS_INIT;
     CHECK(io.size == sizeof io && fo.size == sizeof fo && po.size == sizeof po);
+    /* The fields appended after 0.2.0 start at 0 (evh's defaults), so that an older library
+     * takes the struct; their other special values are plain C constants. */
+    CHECK(po.stream_window == 0 && po.output_pipe_size == 0);
+    CHECK(EVH_STREAM_WINDOW_UNLIMITED == SIZE_MAX && EVH_PIPE_SIZE_KEEP == SIZE_MAX);
+    CHECK(EVH_PIPE_SIZE_MIN == 4096 && EVH_PIPE_SIZE_MAX == ((size_t)1 << 30));
     memset(&o, 0, sizeof o);
     CHECK_EQ(evh_runtime_create(&o, &rt), EVH_EOPTIONS);
     CHECK(rt == NULL);

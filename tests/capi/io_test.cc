@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <string>
+#include <vector>
 
 #include "capi_test_util.h"
 
@@ -309,6 +311,219 @@ TEST(CapiProcess, EnvAndCwd) {
   EXPECT_EQ(c.out, "yes /");
   EXPECT_EQ(c.exit_code, 0);
   EXPECT_EQ(evh_process_release(p), EVH_OK);
+}
+
+const char* const kHelper = EVH_PROC_HELPER;
+
+// What this process's new pipes hold (F_GETPIPE_SZ), and whether it may grow one to `size`.
+struct PipeLimits {
+  int kernel_default = 0;
+  int grown = -1;  // F_SETPIPE_SZ's answer: the size it rounded to, or -1 (refused)
+  explicit PipeLimits(int size = 0) {
+    int p[2];
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    kernel_default = fcntl(p[0], F_GETPIPE_SZ);
+    if (size > 0) grown = fcntl(p[0], F_SETPIPE_SZ, size);
+    close(p[0]);
+    close(p[1]);
+  }
+};
+
+// The helper's "pipe-sizes" child: floods its stdout with `flood` bytes, then says on stderr
+// the sizes of its stdout and stderr pipes ("524288 65536").
+std::string pipe_sizes(evh_runtime* rt, Receiver& rx, evh_process_options o, std::size_t flood) {
+  const std::string n = std::to_string(flood);
+  const char* argv[] = {kHelper, "pipe-sizes", n.c_str(), nullptr};
+  o.argv = argv;
+  o.events = rx.port();
+  o.stdio[0].mode = EVH_STDIO_NULL;
+  evh_process* p = nullptr;
+  const int e = evh_process_spawn(rt, &o, &p);
+  EXPECT_EQ(e, EVH_OK) << evh_strerror(e);
+  if (e != EVH_OK) return "";
+  const ChildOutput c = collect(rx);
+  EXPECT_EQ(c.exit_code, 0);
+  EXPECT_EQ(c.out.size(), flood);
+  EXPECT_EQ(evh_process_release(p), EVH_OK);
+  return c.err;
+}
+
+// output_pipe_size reaches the child's pipes: 0 is evh's default (256 KiB), EVH_PIPE_SIZE_KEEP
+// never grows them, a size is asked of the kernel when the child fills the pipe; a struct of an
+// older caller, which ends before the field, gets the default whatever follows it in memory; a
+// size out of range is refused with EVH_EINVAL and said in `error`, before anything starts.
+TEST(CapiProcess, OutputPipeSizeReachesTheChildAndBadSizesAreRefused) {
+  Runtime rt;
+  Receiver rx(rt);
+  constexpr std::size_t kFlood = std::size_t{1} << 20;  // one write: fills any pipe
+  const PipeLimits limits(300'000);
+  const std::string dflt = std::to_string(limits.kernel_default);
+
+  evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
+  char why[160] = "";
+  o.error = why;
+  o.error_capacity = sizeof why;
+  evh_process* p = nullptr;
+  const char* argv[] = {kHelper, "pipe-sizes", "0", nullptr};
+  for (std::size_t bad :
+       {std::size_t{1}, std::size_t{4095}, EVH_PIPE_SIZE_MAX + 1, EVH_PIPE_SIZE_KEEP - 1}) {
+    evh_process_options b = o;
+    b.argv = argv;
+    b.events = rx.port();
+    b.output_pipe_size = bad;
+    EXPECT_EQ(evh_process_spawn(rt, &b, &p), EVH_EINVAL) << bad;
+    EXPECT_EQ(p, nullptr);
+    EXPECT_NE(std::string(why).find("output_pipe_size " + std::to_string(bad) + " "),
+              std::string::npos)
+        << why;
+  }
+  EXPECT_TRUE(rx.empty());  // nothing started, nothing posted
+
+  o.error = nullptr;
+  o.error_capacity = 0;
+  o.output_pipe_size = EVH_PIPE_SIZE_KEEP;
+  EXPECT_EQ(pipe_sizes(rt, rx, o, kFlood), dflt + " " + dflt);
+  o.output_pipe_size = 300'000;
+  EXPECT_EQ(pipe_sizes(rt, rx, o, 10), dflt + " " + dflt);  // not filled: not grown
+  if (limits.grown < 0) {
+    GTEST_SKIP() << "F_SETPIPE_SZ refused for this user: pipes keep the kernel's size";
+  }
+  ASSERT_EQ(limits.grown, 524288);  // 300,000 rounded up to 128 pages
+  EXPECT_EQ(pipe_sizes(rt, rx, o, kFlood), "524288 " + dflt);
+  o.output_pipe_size = 0;
+  EXPECT_EQ(pipe_sizes(rt, rx, o, kFlood), "262144 " + dflt);  // the default, 256 KiB
+
+  // An older caller's struct ends at error_capacity: what lies after it is not read (here a
+  // size that would be refused), and the default applies.
+  evh_process_options older = EVH_PROCESS_OPTIONS_INIT;
+  older.size = offsetof(evh_process_options, stream_window);
+  older.stream_window = 1;
+  older.output_pipe_size = 1;
+  EXPECT_EQ(pipe_sizes(rt, rx, older, kFlood), "262144 " + dflt);
+}
+
+// stream_window reaches the child's streams. The helper's "window-probe" child writes to its
+// stdout until the pipe is full, says how much it has written in all, and waits for a byte on
+// stdin, round after round. With a window of W bytes and every data message kept (none
+// destroyed), evh reads only while less than W is held, so the child can never have written more
+// than W, one read (the pipe's size + 1) and a full pipe: checked at every round. With
+// EVH_STREAM_WINDOW_UNLIMITED, waiting each round until all it wrote has arrived, it writes more
+// than the 4 MiB default window would let through without a message destroyed.
+TEST(CapiProcess, StreamWindowBoundsWhatTheChildGetsAhead) {
+  const std::size_t pipe = static_cast<std::size_t>(PipeLimits().kernel_default);
+  const std::size_t read_size = pipe + 1;                       // what evh asks of one read
+  constexpr std::size_t kDefaultWindow = std::size_t{4} << 20;  // evh.h, stream_window
+  struct Probe {
+    Runtime rt;
+    Receiver rx{rt};
+    evh_process* p = nullptr;
+    std::vector<evh_message*> held;  // stdout's data messages, not destroyed
+    std::size_t out = 0;             // their bytes
+    std::string err;
+    int exit_code = 1000;
+
+    Probe(std::size_t window, int rounds) {
+      const std::string r = std::to_string(rounds);
+      const char* argv[] = {kHelper, "window-probe", r.c_str(), nullptr};
+      evh_process_options o = EVH_PROCESS_OPTIONS_INIT;
+      o.argv = argv;
+      o.events = rx.port();
+      o.stream_window = window;
+      o.output_pipe_size = EVH_PIPE_SIZE_KEEP;  // the pipe stays at the kernel's size
+      EXPECT_EQ(evh_process_spawn(rt, &o, &p), EVH_OK);
+    }
+    ~Probe() {
+      release();
+      EXPECT_EQ(evh_process_release(p), EVH_OK);
+    }
+    // The next message: stdout's kept, stderr's text taken; false at the exit.
+    bool next() {
+      evh_message* m = rx.next();
+      evh_process_event ev{};
+      EXPECT_EQ(evh_message_process_event(m, &ev), EVH_OK);
+      if (ev.kind == EVH_PROCESS_STDOUT) {
+        out += ev.size;
+        held.push_back(m);
+        return true;
+      }
+      if (ev.kind == EVH_PROCESS_STDERR) err.append(static_cast<const char*>(ev.data), ev.size);
+      if (ev.kind == EVH_PROCESS_EXIT) exit_code = ev.exit_code;
+      evh_message_destroy(m);
+      return ev.kind != EVH_PROCESS_EXIT;
+    }
+    // The child's next report: how much it has written in all.
+    std::size_t report() {
+      std::size_t eol;
+      while ((eol = err.find('\n')) == std::string::npos) {
+        if (!next()) return 0;
+      }
+      const std::size_t n = std::stoull(err.substr(0, eol));
+      err.erase(0, eol + 1);
+      return n;
+    }
+    void resume() { EXPECT_EQ(evh_process_write_stdin(p, "g", 1), 1); }
+    void release() {
+      for (evh_message* m : held) evh_message_destroy(m);
+      held.clear();
+    }
+    // Reads to the exit, destroying what comes; the child's stdout in all.
+    std::size_t finish() {
+      release();
+      while (next()) release();
+      return out;
+    }
+  };
+
+  {
+    SCOPED_TRACE("window 16 KiB");
+    constexpr std::size_t kWindow = 16 * 1024;
+    constexpr int kRounds = 8;
+    Probe probe(kWindow, kRounds);
+    std::size_t written = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      written = probe.report();
+      EXPECT_LE(written, kWindow + read_size + pipe) << "round " << i;
+      EXPECT_LE(probe.out, kWindow + read_size) << "round " << i;
+      probe.resume();
+    }
+    EXPECT_EQ(probe.finish(), written);  // all of it once released, then the exit
+    EXPECT_EQ(probe.exit_code, 0);
+  }
+  {
+    SCOPED_TRACE("unlimited");
+    const int rounds = static_cast<int>((kDefaultWindow + read_size + pipe) / pipe) + 2;
+    Probe probe(EVH_STREAM_WINDOW_UNLIMITED, rounds);
+    std::size_t written = 0;
+    for (int i = 0; i < rounds; ++i) {
+      const std::size_t now = probe.report();
+      EXPECT_GT(now, written) << "round " << i;  // the pipe was empty: it took more
+      written = now;
+      while (probe.out < written && probe.next()) {
+      }
+      ASSERT_EQ(probe.out, written) << "round " << i;
+      probe.resume();
+    }
+    EXPECT_GT(written, kDefaultWindow + read_size + pipe);
+    EXPECT_EQ(probe.finish(), written);
+    EXPECT_EQ(probe.exit_code, 0);
+  }
+}
+
+// A struct from a caller whose evh.h is newer, setting a field this library lacks, is refused.
+TEST(CapiProcess, ANewerCallersFieldIsRefused) {
+  Runtime rt;
+  struct {
+    evh_process_options known;
+    std::uint64_t unknown;
+  } n{EVH_PROCESS_OPTIONS_INIT, 1};
+  n.known.size = sizeof n;
+  const char* argv[] = {"true", nullptr};
+  n.known.argv = argv;
+  n.known.stdio[1].mode = EVH_STDIO_NULL;
+  n.known.stdio[2].mode = EVH_STDIO_NULL;
+  evh_process* p = nullptr;
+  EXPECT_EQ(evh_process_spawn(rt, &n.known, &p), EVH_EOPTIONS);
+  EXPECT_EQ(p, nullptr);
 }
 
 // A signal reaches every watcher's port; SIGKILL cannot be watched.

@@ -119,6 +119,38 @@ TEST(UringPoller, PollsOfAnExitedThreadAreRearmed) {
   EXPECT_GT(p->rearms(), 0u);
 }
 
+// The -ECANCELED re-arm does not report old data again (EdgeReportsNewDataOnce's contract). The
+// thread that armed an edge fd's multishot poll reports data and exits, the data unread. Its
+// exit does not end the poll (only requests that hold a ring's file are cancelled then): nothing
+// is completed until the fd's next wake-up, which cannot run as the dead thread's task work and
+// comes back -ECANCELED — a wake-up that was not reported. So the re-arm reports new data, once.
+TEST(UringPoller, EdgePollOfAnExitedThreadReportsOnlyNewData) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe a;
+  std::thread([&] {
+    ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 7).ok());
+    PollEvent events[4];
+    ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // the multishot is this thread's
+    a.put();
+    EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  }).join();
+  PollEvent events[4];
+  for (int i = 0; i < 3; ++i) {
+    auto r = p->wait(events, Poller::kNoWait);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->count, 0u) << "the unread byte reported again, with nothing new";
+  }
+  EXPECT_EQ(p->rearms(), 0u);  // nothing ended the poll yet
+  a.put();                     // new data: its wake-up comes back -ECANCELED, then a report
+  EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  EXPECT_EQ(p->rearms(), 1u);
+  EXPECT_EQ(a.drain(), 2u);
+  a.put();  // the poll is this thread's now
+  EXPECT_EQ(collect(*p, {7}).count(7), 1u);
+  EXPECT_EQ(p->rearms(), 1u);
+}
+
 // A completion already in the ring when its fd is removed and added again under a new token is
 // never reported under the old token.
 TEST(UringPoller, CompletionRacingARemoveIsDropped) {
@@ -222,6 +254,40 @@ TEST(UringPoller, ReadOfARemovedWatchReleasesItsBufferOnce) {
       p.reset();
     }
     EXPECT_EQ(LentBuffer::released, 1) << destroy_first;
+  }
+}
+
+// Regression: on a single-issuer ring the poller's end ran on the thread that joined the issuer,
+// where the kernel refuses io_uring_enter (EEXIST), so a read orphaned there was never reaped and
+// its buffer never released. retire(), the issuer's last call, reaps it; the destructor on
+// another thread then finds nothing left, and releases nothing twice.
+TEST(UringPoller, RetireOnTheIssuerReleasesAReadInFlightOnce) {
+  for (const bool removed : {true, false}) {
+    SCOPED_TRACE(removed ? "watch removed first" : "watch still live");
+    UringOptions o;
+    o.issuer = UringIssuer::single;
+    auto p = make_uring(o);
+    REQUIRE_URING(p);
+    Pipe a;
+    LentBuffer buf;
+    LentBuffer::released = 0;
+    std::thread issuer([&] {
+      ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::edge, 1).ok());
+      ASSERT_TRUE(p->read_into(a.r, buf.lend(), 1).ok());
+      PollEvent events[4];
+      ASSERT_TRUE(p->wait(events, Poller::kNoWait).ok());  // enables the ring: the read goes in
+      if (removed) {
+        ASSERT_TRUE(p->remove(a.r).ok());
+      }
+      EXPECT_EQ(LentBuffer::released, 0);  // the kernel holds it
+      p->retire();
+    });
+    issuer.join();
+    EXPECT_EQ(LentBuffer::released, 1);
+    p.reset();  // on a thread the ring refuses
+    EXPECT_EQ(LentBuffer::released, 1);
+    a.put();
+    EXPECT_EQ(a.drain(), 1u);  // nobody reads the pipe any more
   }
 }
 

@@ -7,9 +7,14 @@
 //                    waits until killed (THEN = sleep)
 //   pipe-sizes N     writes N bytes to stdout in one write(), then prints F_GETPIPE_SZ of its
 //                    fds 1 and 2 to stderr ("65536 65536")
+//   window-probe R   R rounds of: write to stdout (made non-blocking) until the pipe is full,
+//                    print on stderr how many bytes it has written in all and a newline, read
+//                    one byte from stdin; then exits 0 (a stream window's test: what the child
+//                    got ahead of its reader)
 //   tied-parent      starts `evh_proc_helper sleep` tied to this process (ParentDeath), prints
 //                    the child's pid and a newline, then waits until killed
 #include <dirent.h>
+#include <errno.h>
 #include <evh/process.h>
 #include <evh/runtime.h>
 #include <fcntl.h>
@@ -37,6 +42,29 @@ int list_fds() {
   ::closedir(dir);
   out += '\n';
   return ::write(1, out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0 : 3;
+}
+
+int window_probe(int rounds) {
+  if (::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK) != 0) return 3;
+  const std::string block(4096, 'w');
+  unsigned long long total = 0;
+  for (int i = 0; i < rounds; ++i) {
+    for (;;) {
+      const ssize_t n = ::write(1, block.data(), block.size());
+      if (n > 0) {
+        total += static_cast<unsigned long long>(n);
+      } else if (n < 0 && errno == EAGAIN) {
+        break;  // full: the reader is behind
+      } else if (n < 0 && errno != EINTR) {
+        return 3;
+      }
+    }
+    const std::string said = std::to_string(total) + "\n";
+    if (::write(2, said.data(), said.size()) != static_cast<ssize_t>(said.size())) return 3;
+    char c;
+    if (::read(0, &c, 1) != 1) return 3;
+  }
+  return 0;
 }
 
 [[noreturn]] void wait_forever() {
@@ -91,6 +119,7 @@ int main(int argc, char** argv) {
         std::to_string(::fcntl(1, F_GETPIPE_SZ)) + " " + std::to_string(::fcntl(2, F_GETPIPE_SZ));
     return ::write(2, out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0 : 3;
   }
+  if (mode == "window-probe" && argc == 3) return window_probe(std::atoi(argv[2]));
   if (mode == "tied-parent") return tied_parent(argv[0]);
   return 64;
 }
