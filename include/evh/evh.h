@@ -70,7 +70,7 @@ extern "C" {
 
 /* ==== versions and errors ================================================================= */
 
-/* The linked library's version as EVH_VERSION_HEX (0xMMmmpp) and as "0.2.0". Any thread. */
+/* The linked library's version as EVH_VERSION_HEX (0xMMmmpp) and as "0.3.0". Any thread. */
 EVH_API unsigned evh_version(void);
 EVH_API const char* evh_version_string(void);
 
