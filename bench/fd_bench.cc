@@ -521,6 +521,7 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes, std::uint64_t* ow
         if (bytes == writes) done.set_value(events);
       },
       [&] {
+        ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
         const double cpu0 = process_cpu_ms();
         start = now_ns();
         writer_calls = fanout_writer(pipes, writes);
@@ -530,6 +531,8 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes, std::uint64_t* ow
         seen = finished.get();
         end = now_ns();
         cpu = process_cpu_ms() - cpu0;
+        (void)threads.cpu_ms();
+        threads.print_if_asked("fd_fanout " + std::string(p.name));
       });
   if (own_calls != nullptr) *own_calls += writer_calls + reads;
   return fanout_result(seen, start, end, cpu);
