@@ -70,6 +70,28 @@ ThreadCpuMeter::ThreadCpuMeter(std::vector<int> excluded_tids)
   restart();
 }
 
+namespace {
+
+bool thread_cpu_asked() noexcept {
+  static const bool asked = std::getenv("EVH_BENCH_THREAD_CPU") != nullptr;
+  return asked;
+}
+
+// A thread's context switches so far, from /proc/self/task/<tid>/status (the diagnostic's only).
+void read_switches(int tid, std::int64_t& vol, std::int64_t& invol) {
+  std::ifstream status("/proc/self/task/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) {
+      vol = std::atoll(line.c_str() + sizeof("voluntary_ctxt_switches:") - 1);
+    } else if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+      invol = std::atoll(line.c_str() + sizeof("nonvoluntary_ctxt_switches:") - 1);
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<ThreadCpuMeter::Sample> ThreadCpuMeter::sample() const {
   std::vector<Sample> out;
   DIR* dir = ::opendir("/proc/self/task");
@@ -80,7 +102,9 @@ std::vector<ThreadCpuMeter::Sample> ThreadCpuMeter::sample() const {
     if (std::binary_search(excluded_.begin(), excluded_.end(), tid)) continue;
     const std::int64_t ns = thread_cpu_ns(tid);
     if (ns < 0) continue;  // exited since the listing
-    out.push_back({tid, ns});
+    Sample sample{tid, ns};
+    if (thread_cpu_asked()) read_switches(tid, sample.vol_switches, sample.invol_switches);
+    out.push_back(sample);
   }
   ::closedir(dir);
   std::sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) { return a.tid < b.tid; });
@@ -105,13 +129,15 @@ double ThreadCpuMeter::cpu_ms() {
     }
     // A tid seen at both ends is the same thread: a tid is not reused while the process runs
     // through fewer than pid_max threads in one phase.
-    std::int64_t used = e.cpu_ns;  // started during the phase: from zero
+    Sample used = e;  // started during the phase: from zero
     if (s != start_.end() && s->tid == e.tid) {
-      used -= s->cpu_ns;
+      used.cpu_ns -= s->cpu_ns;
+      used.vol_switches -= s->vol_switches;
+      used.invol_switches -= s->invol_switches;
       ++s;
     }
-    total += used;
-    last_.push_back({e.tid, used});
+    total += used.cpu_ns;
+    last_.push_back(used);
   }
   exited_ += static_cast<unsigned>(start_.end() - s);
   return static_cast<double>(total) / 1e6;
@@ -125,6 +151,10 @@ void ThreadCpuMeter::print_if_asked(std::string_view what) const {
     std::ifstream comm("/proc/self/task/" + std::to_string(t.tid) + "/comm");
     std::getline(comm, name);
     std::fprintf(stderr, " %s/%d=%.1fms", name.c_str(), t.tid, static_cast<double>(t.cpu_ns) / 1e6);
+    if (t.vol_switches >= 0) {
+      std::fprintf(stderr, "(cs %lld+%lld)", static_cast<long long>(t.vol_switches),
+                   static_cast<long long>(t.invol_switches));
+    }
   }
   if (exited_ != 0) std::fprintf(stderr, " exited=%u", exited_);
   std::fprintf(stderr, "\n");

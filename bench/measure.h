@@ -88,6 +88,10 @@ class ThreadCpuMeter {
   struct Sample {
     int tid;
     std::int64_t cpu_ns;
+    // Voluntary and involuntary context switches, read only when the diagnostic is asked for
+    // (EVH_BENCH_THREAD_CPU); -1 otherwise.
+    std::int64_t vol_switches = -1;
+    std::int64_t invol_switches = -1;
   };
   // After cpu_ms(): each counted thread's CPU over the phase, by thread id.
   const std::vector<Sample>& per_thread() const noexcept { return last_; }
