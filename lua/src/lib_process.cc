@@ -206,6 +206,25 @@ int stdio_mode(lua_State* L, int options, const char* field, int fallback) {
 // -> proc. No shell; argv[1] without a "/" is looked up in PATH. stdout (stderr) is a pipe when
 // on_stdout (on_stderr) is given, else inherited. The child is killed if this state exits first.
 // `code` is the exit code, or -signal for a death by signal.
+
+// An optional size field of the options table `t`: nil is 0 (evh's default); 0 is `zero_means`
+// (the C API's spelling of the C++ API's 0); otherwise a positive integer, as given.
+size_t byte_size(lua_State* L, int t, const char* field, size_t zero_means) {
+  const int type = lua_getfield(L, t, field);
+  size_t out = 0;
+  if (type != LUA_TNIL) {
+    int is_integer = 0;
+    const lua_Integer n = lua_tointegerx(L, -1, &is_integer);
+    if (is_integer == 0 || n < 0) {
+      return static_cast<size_t>(
+          luaL_error(L, "evh.spawn_process: %s must be an integer >= 0", field));
+    }
+    out = n == 0 ? zero_means : static_cast<size_t>(n);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
 int l_spawn_process(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   State& st = *State::of(L);
@@ -246,6 +265,10 @@ int l_spawn_process(lua_State* L) {
   o.argv = argv;
   o.env = env;
   o.cwd = cwd;
+  // Sizes, each optional (nil: evh's default): an integer >= 0, 0 meaning no limit (the window)
+  // or never grown (the pipe), as in the C++ API; a bad pipe size is the spawn's error below.
+  o.stream_window = byte_size(L, 1, "stream_window", EVH_STREAM_WINDOW_UNLIMITED);
+  o.output_pipe_size = byte_size(L, 1, "output_pipe_size", EVH_PIPE_SIZE_KEEP);
   o.stdio[0].mode = stdio_mode(L, 1, "stdin", EVH_STDIO_PIPE);
 
   auto* p = static_cast<LuaProcess*>(lua_newuserdatauv(L, sizeof(LuaProcess), 3));  // 8

@@ -89,6 +89,34 @@ do
   }
 end
 
+-- The stream's window and the pipe's size: a small window and a grown pipe still deliver every
+-- byte in order; 0 means no limit / never grown; bad sizes raise, naming the field.
+for _, sizes in ipairs{{stream_window = 16384, output_pipe_size = 262144}, {stream_window = 0, output_pipe_size = 0}} do
+  started()
+  local out = {}
+  evh.spawn_process{
+    argv = {"head", "-c", "300000", "/dev/zero"},
+    stdin = "null",
+    stream_window = sizes.stream_window,
+    output_pipe_size = sizes.output_pipe_size,
+    on_stdout = function(chunk) out[#out + 1] = chunk end,
+    on_exit = function(code)
+      assert(code == 0, code)
+      local got = table.concat(out)
+      assert(#got == 300000 and got == string.rep("\0", 300000), #got)
+      finished()
+    end,
+  }
+end
+do
+  local ok, err = pcall(evh.spawn_process, {argv = {"true"}, output_pipe_size = 1})
+  assert(not ok and err:find("output_pipe_size"), err)
+  ok, err = pcall(evh.spawn_process, {argv = {"true"}, stream_window = -1})
+  assert(not ok and err:find("stream_window must be an integer"), err)
+  ok, err = pcall(evh.spawn_process, {argv = {"true"}, output_pipe_size = "big"})
+  assert(not ok and err:find("output_pipe_size must be an integer"), err)
+end
+
 -- A program that does not exist: the spawn raises, with the reason.
 do
   local ok, err = pcall(evh.spawn_process, {argv = {"/no/such/program"}})
