@@ -473,6 +473,30 @@ std::size_t queue_push_packed(QueueTail& tail, const QueueHead* head, PortId por
   return done;
 }
 
+namespace {
+// Moves the head past `take` of the `in_record` messages of the record at it (header `header`,
+// `payload` words each), once they have been read: the rest of a run stays at the head as
+// queue_pop leaves it (its header, one fewer each, over the last payload word taken: record_next's
+// place; relaxed, only this consumer reads it), a whole record moves the head past it and off a
+// finished block. True when the whole record was taken.
+bool take_from_record(QueueTail& tail, QueueHead& head, std::uint64_t header,
+                      std::uint32_t in_record, std::uint32_t take, std::uint32_t payload) noexcept {
+  const std::uint32_t offset = offset_of(head.pos);
+  const std::uint64_t count = queue_count(head.pos) + take;
+  if (take < in_record) {
+    const std::uint32_t next = offset + take * payload;
+    std::atomic_ref<std::uint64_t>(head.block->words()[next])
+        .store(header - take * kRecordRunOne, std::memory_order_relaxed);
+    set_head_pos(head, (count << kOffsetBits) | next);
+    return false;
+  }
+  const std::uint32_t next = offset + 1 + in_record * payload;
+  set_head_pos(head, (count << kOffsetBits) | next);
+  if (next == head.block->end) advance_block(tail, head);
+  return true;
+}
+}  // namespace
+
 std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
                               PortId home, bool leave_inline) noexcept {
   std::uint32_t n = 0;
@@ -505,19 +529,7 @@ std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, st
       }
     }
     n += take;
-    const std::uint64_t count = queue_count(head.pos) + take;
-    if (take < in_record) {
-      // The rest of the run, over the last payload word taken (record_next's place for it;
-      // relaxed: only this consumer reads it).
-      const std::uint32_t next = offset + take * payload;
-      std::atomic_ref<std::uint64_t>(head.block->words()[next])
-          .store(header - take * kRecordRunOne, std::memory_order_relaxed);
-      set_head_pos(head, (count << kOffsetBits) | next);
-      break;
-    }
-    const std::uint32_t next = offset + 1 + in_record * payload;
-    set_head_pos(head, (count << kOffsetBits) | next);
-    if (next == head.block->end) advance_block(tail, head);
+    if (!take_from_record(tail, head, header, in_record, take, payload)) break;
   }
   return n;
 }
@@ -552,21 +564,9 @@ std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t 
 }
 
 void queue_take_packed(QueueTail& tail, QueueHead& head, const PackedPeek& peek) noexcept {
-  const std::uint32_t offset = offset_of(head.pos);
   const std::uint32_t in_record =
       1 + static_cast<std::uint32_t>((peek.header & kRecordRunMask) >> kRecordRunShift);
-  const std::uint64_t count = queue_count(head.pos) + peek.count;
-  if (peek.count < in_record) {
-    // The rest of the run, over the last payload word taken (as queue_pop_batch leaves it).
-    const std::uint32_t next = offset + peek.count * peek.words;
-    std::atomic_ref<std::uint64_t>(head.block->words()[next])
-        .store(peek.header - peek.count * kRecordRunOne, std::memory_order_relaxed);
-    set_head_pos(head, (count << kOffsetBits) | next);
-    return;
-  }
-  const std::uint32_t next = offset + 1 + in_record * peek.words;
-  set_head_pos(head, (count << kOffsetBits) | next);
-  if (next == head.block->end) advance_block(tail, head);
+  (void)take_from_record(tail, head, peek.header, in_record, peek.count, peek.words);
 }
 
 PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
