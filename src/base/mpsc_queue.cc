@@ -1,3 +1,7 @@
+// The queue's producer side (base/mpsc_queue.h): blocks and their install, the free list's pop,
+// the claim that every push shares and the pushes; and the free list's size and the queue's
+// destruction. The consumer side is mpsc_queue_consumer.cc; what the two share,
+// mpsc_queue_internal.h.
 #include "base/mpsc_queue.h"
 
 #include <algorithm>
@@ -7,24 +11,23 @@
 #include "base/alloc_fault.h"
 #include "base/assert.h"
 #include "base/message_access.h"
+#include "base/mpsc_queue_internal.h"
 #include "sync/spin.h"
 
 namespace evh::detail {
 namespace {
 
-// The header's bits: mpsc_queue.h (the inline pop reads them too).
-constexpr std::uint64_t kTagMask = kRecordTagMask;
-constexpr std::uint64_t kSkip = kRecordSkip;
-constexpr std::uint64_t kPortWord = kRecordPortWord;
-constexpr std::uint64_t kHomePort = kRecordHomePort;
-
-std::atomic_ref<std::uint64_t> header_at(QueueBlock* block, std::uint32_t offset) noexcept {
-  return std::atomic_ref<std::uint64_t>(block->words()[offset]);
-}
-
-std::uint32_t offset_of(std::uint64_t pos) noexcept {
-  return static_cast<std::uint32_t>(pos & kOffsetMask);
-}
+using mpsc::block_of;
+using mpsc::depth_blocks;
+using mpsc::depth_units;
+using mpsc::free_block;
+using mpsc::free_depth;
+using mpsc::header_at;
+using mpsc::kHomePort;
+using mpsc::kPortWord;
+using mpsc::kSkip;
+using mpsc::list_word;
+using mpsc::offset_of;
 
 // How a message is stored: its header and how many words it takes.
 struct Record {
@@ -62,27 +65,6 @@ void write_record(QueueBlock* block, std::uint32_t offset, Message& m, const Rec
   header_at(block, offset).store(r.header, std::memory_order_release);
 }
 
-// On the free list, a block's first data word is the list's depth from it down: its blocks (low
-// 32 bits) and their size in units of the smallest block (high 32 bits). Atomic: the consumer
-// reads the top's while the installing producer may be popping and zeroing it.
-std::atomic_ref<std::uint64_t> free_depth(QueueBlock* block) noexcept {
-  return std::atomic_ref<std::uint64_t>(block->words()[0]);
-}
-std::uint64_t depth_word(std::uint64_t blocks, std::uint64_t units) noexcept {
-  return blocks | (units << 32);
-}
-std::uint64_t depth_blocks(std::uint64_t word) noexcept {
-  return word & 0xFFFF'FFFF;
-}
-std::uint64_t depth_units(std::uint64_t word) noexcept {
-  return word >> 32;
-}
-constexpr std::uint64_t kMaxFreeUnits = kMaxFreeBytes / block_bytes(0);
-
-QueueBlock* block_of(std::uintptr_t word) noexcept {
-  return reinterpret_cast<QueueBlock*>(word & ~kQueueTagMask);
-}
-
 // The tail block's word: the block tagged with its size class (mpsc_queue.h).
 std::uintptr_t tail_word(QueueBlock* block) noexcept {
   return reinterpret_cast<std::uintptr_t>(block) | block->size_class;
@@ -92,9 +74,6 @@ QueueBlock* tail_block_of(std::uintptr_t word) noexcept {
 }
 std::uint32_t tail_end_of(std::uintptr_t word) noexcept {
   return block_words(static_cast<unsigned>(word & kBlockClassMask));
-}
-std::uintptr_t list_word(QueueBlock* top) noexcept {
-  return reinterpret_cast<std::uintptr_t>(top) | kFreeListTag;
 }
 // The word is the free list (the consumer has looked) with a block on it.
 bool list_has_block(std::uintptr_t word) noexcept {
@@ -116,10 +95,6 @@ QueueBlock* new_block(unsigned size_class) noexcept {
   block->end = block_words(size_class);
   block->size_class = size_class;
   return block;
-}
-
-void free_block(QueueBlock* block) noexcept {
-  std::free(block);  // the header is trivially destructible
 }
 
 // The size class of a block a producer must allocate: the one that holds about half the backlog
@@ -160,8 +135,8 @@ bool ready_to_install(QueueTail& tail, const QueueHead* head, std::uint64_t pos,
 // A block for the installing producer (one at a time: see the header), zeroed and unlinked: from
 // the free list (which ready_to_install() saw non-empty).
 QueueBlock* take_block(QueueTail& tail) noexcept {
-  // acquire: pairs with the release CAS in recycle_block, so the block's `next` and the
-  // consumer's last reads of it are ordered before we zero it.
+  // acquire: pairs with the release CAS in recycle_block (mpsc_queue_consumer.cc), so the
+  // block's `next` and the consumer's last reads of it are ordered before we zero it.
   // Only a free list with a block on it is popped: the first block, before the consumer's first
   // look, is not free.
   std::uintptr_t word = tail.free.load(std::memory_order_acquire);
@@ -178,32 +153,6 @@ QueueBlock* take_block(QueueTail& tail) noexcept {
   }
   EVH_ASSERT(false, "the free list emptied between ready_to_install and the install");
   return new_block(0);
-}
-
-// The consumer only, after its first look (the word is a free list): keeps a block it has read
-// to the end, up to kMaxFreeBytes of blocks.
-void recycle_block(QueueTail& tail, QueueBlock* block) noexcept {
-  const std::uint64_t units = std::uint64_t{1} << block->size_class;
-  // acquire: pairs with the release CAS below of an earlier push (the top's depth is visible).
-  std::uintptr_t word = tail.free.load(std::memory_order_acquire);
-  for (;;) {
-    QueueBlock* top = block_of(word);
-    const std::uint64_t below =
-        top == nullptr ? 0 : free_depth(top).load(std::memory_order_relaxed);
-    if (depth_units(below) + units > kMaxFreeUnits) {
-      free_block(block);
-      return;
-    }
-    block->next.store(top, std::memory_order_relaxed);
-    free_depth(block).store(depth_word(depth_blocks(below) + 1, depth_units(below) + units),
-                            std::memory_order_relaxed);
-    // release: pairs with the acquire loads in take_block; a failure means the installing
-    // producer popped the top meanwhile: look again.
-    if (tail.free.compare_exchange_weak(word, list_word(block), std::memory_order_release,
-                                        std::memory_order_acquire)) {
-      return;
-    }
-  }
 }
 
 // The very first push: installs the first block (whoever gets there first) and makes it the
@@ -242,15 +191,6 @@ void install_next(QueueTail& tail, QueueBlock* block, QueueBlock* fresh,
   block->next.store(fresh, std::memory_order_release);
   tail.block.store(tail_word(fresh), std::memory_order_release);
   tail.pos.store(count << kOffsetBits, std::memory_order_release);
-}
-
-// The consumer leaves a finished block for the next one (linked before the record that ended
-// the block, or its skip, was published).
-void advance_block(QueueTail& tail, QueueHead& head) noexcept {
-  QueueBlock* next = head.block->next.load(std::memory_order_acquire);
-  recycle_block(tail, head.block);
-  head.block = next;
-  set_head_pos(head, head.pos & ~kOffsetMask);
 }
 
 // What a push claims with one CAS: `words` words from the position's offset, counting
@@ -471,159 +411,6 @@ std::size_t queue_push_packed(QueueTail& tail, const QueueHead* head, PortId por
     done += n;
   }
   return done;
-}
-
-namespace {
-// Moves the head past `take` of the `in_record` messages of the record at it (header `header`,
-// `payload` words each), once they have been read: the rest of a run stays at the head as
-// queue_pop leaves it (its header, one fewer each, over the last payload word taken: record_next's
-// place; relaxed, only this consumer reads it), a whole record moves the head past it and off a
-// finished block. True when the whole record was taken.
-bool take_from_record(QueueTail& tail, QueueHead& head, std::uint64_t header,
-                      std::uint32_t in_record, std::uint32_t take, std::uint32_t payload) noexcept {
-  const std::uint32_t offset = offset_of(head.pos);
-  const std::uint64_t count = queue_count(head.pos) + take;
-  if (take < in_record) {
-    const std::uint32_t next = offset + take * payload;
-    std::atomic_ref<std::uint64_t>(head.block->words()[next])
-        .store(header - take * kRecordRunOne, std::memory_order_relaxed);
-    set_head_pos(head, (count << kOffsetBits) | next);
-    return false;
-  }
-  const std::uint32_t next = offset + 1 + in_record * payload;
-  set_head_pos(head, (count << kOffsetBits) | next);
-  if (next == head.block->end) advance_block(tail, head);
-  return true;
-}
-}  // namespace
-
-std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
-                              PortId home, bool leave_inline) noexcept {
-  std::uint32_t n = 0;
-  if (head.block == nullptr) return 0;  // the first look is queue_pop's
-  while (n < max) {
-    const std::uint32_t offset = offset_of(head.pos);
-    // acquire: pairs with the producer's release store of the header.
-    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
-    if (header == 0) break;  // pending or empty: queue_pop tells which
-    if ((header & kTagMask) == kSkip) {
-      advance_block(tail, head);
-      continue;
-    }
-    if ((header & (kHomePort | kPortWord)) != kHomePort) break;  // not to `home`
-    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
-    const auto size = static_cast<std::uint32_t>(header >> 32);
-    if (leave_inline && kind == Message::Kind::inline_bytes && size != 0) break;
-    const std::uint32_t payload = MessageAccess::payload_words(kind, size);
-    const std::uint32_t in_record =
-        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
-    const std::uint32_t take = std::min(in_record, max - n);
-    const std::uint64_t* w = head.block->words() + offset + 1;
-    if (payload == 1) {  // the common run: one word a message (a u64, a heap pointer)
-      for (std::uint32_t j = 0; j < take; ++j) {
-        MessageAccess::construct(out + n + j, home, kind, size, w + j, 1);
-      }
-    } else {
-      for (std::uint32_t j = 0; j < take; ++j) {
-        MessageAccess::construct(out + n + j, home, kind, size, w + j * payload, payload);
-      }
-    }
-    n += take;
-    if (!take_from_record(tail, head, header, in_record, take, payload)) break;
-  }
-  return n;
-}
-
-std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t max,
-                                PackedPeek& out) noexcept {
-  if (head.block == nullptr) return 0;  // the first look is queue_pop's
-  for (;;) {
-    const std::uint32_t offset = offset_of(head.pos);
-    // acquire: pairs with the producer's release store of the header.
-    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
-    if (header == 0) return 0;  // pending or empty: queue_pop tells which
-    if ((header & kTagMask) == kSkip) {
-      advance_block(tail, head);
-      continue;
-    }
-    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
-    const auto size = static_cast<std::uint32_t>(header >> 32);
-    if (kind != Message::Kind::inline_bytes || size == 0 ||
-        (header & (kHomePort | kPortWord)) != kHomePort) {
-      return 0;
-    }
-    const std::uint32_t in_record =
-        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
-    out.payload = head.block->words() + offset + 1;
-    out.header = header;
-    out.count = std::min(in_record, max);
-    out.size = size;
-    out.words = MessageAccess::payload_words(kind, size);
-    return out.count;
-  }
-}
-
-void queue_take_packed(QueueTail& tail, QueueHead& head, const PackedPeek& peek) noexcept {
-  const std::uint32_t in_record =
-      1 + static_cast<std::uint32_t>((peek.header & kRecordRunMask) >> kRecordRunShift);
-  (void)take_from_record(tail, head, peek.header, in_record, peek.count, peek.words);
-}
-
-PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
-  if (head.block == nullptr) {
-    // The first look: take the first block (acquire: pairs with install_first's acq_rel CAS,
-    // the block's zeroing before it) and turn the word into the (empty) free list. Producers
-    // only read a first-block word, so a store would do; nothing else writes it now.
-    const std::uintptr_t word = tail.free.load(std::memory_order_acquire);
-    if ((word & kFirstBlockTag) == 0) {
-      // Nothing installed yet, or (with a claim racing) not yet visible here.
-      return queue_has_claimed(tail, head) ? PopResult::pending : PopResult::empty;
-    }
-    head.block = block_of(word);
-    tail.free.store(kFreeListTag, std::memory_order_release);
-  }
-  for (;;) {
-    const std::uint32_t offset = offset_of(head.pos);
-    // acquire: pairs with the producer's release store of the header.
-    const std::uint64_t header = header_at(head.block, offset).load(std::memory_order_acquire);
-    if (header == 0) {
-      // Only when every message known to be claimed has been read does the consumer look at
-      // the producers' cache line again: polling it would slow every producer's CAS. (Counts,
-      // not positions: a position's offset goes back to 0 in each new block.)
-      if (queue_count(head.pos) < queue_count(head.known_tail)) return PopResult::pending;
-      return queue_has_claimed(tail, head) ? PopResult::pending : PopResult::empty;
-    }
-    if ((header & kTagMask) == kSkip) {
-      advance_block(tail, head);
-      continue;
-    }
-    const auto kind = static_cast<Message::Kind>((header & kTagMask) - 1);
-    const std::uint32_t next =
-        record_next(header, offset,
-                    MessageAccess::payload_words(kind, static_cast<std::uint32_t>(header >> 32)));
-    const bool last = next == head.block->end;
-    take_record(head, header, next, out, home);
-    if (last) advance_block(tail, head);
-    return PopResult::item;
-  }
-}
-
-std::uint64_t queue_drain(QueueTail& tail, QueueHead& head) noexcept {
-  std::uint64_t released = 0;
-  Backoff backoff;
-  for (;;) {
-    Message m;
-    switch (queue_pop(tail, head, m)) {
-      case PopResult::item:
-        ++released;
-        break;  // `m` releases the payload here
-      case PopResult::pending:
-        backoff.snooze();
-        break;
-      case PopResult::empty:
-        return released;
-    }
-  }
 }
 
 namespace {
