@@ -85,6 +85,11 @@ bool take_from_record(QueueTail& tail, QueueHead& head, std::uint64_t header,
   if (next == head.block->end) advance_block(tail, head);
   return true;
 }
+
+// The messages of a record: 1, or a run's (mpsc_queue.h).
+std::uint32_t record_messages(std::uint64_t header) noexcept {
+  return 1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
+}
 }  // namespace
 
 std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, std::uint32_t max,
@@ -105,8 +110,7 @@ std::uint32_t queue_pop_batch(QueueTail& tail, QueueHead& head, Message* out, st
     const auto size = static_cast<std::uint32_t>(header >> 32);
     if (leave_inline && kind == Message::Kind::inline_bytes && size != 0) break;
     const std::uint32_t payload = MessageAccess::payload_words(kind, size);
-    const std::uint32_t in_record =
-        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
+    const std::uint32_t in_record = record_messages(header);
     const std::uint32_t take = std::min(in_record, max - n);
     const std::uint64_t* w = head.block->words() + offset + 1;
     if (payload == 1) {  // the common run: one word a message (a u64, a heap pointer)
@@ -142,8 +146,7 @@ std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t 
         (header & (kHomePort | kPortWord)) != kHomePort) {
       return 0;
     }
-    const std::uint32_t in_record =
-        1 + static_cast<std::uint32_t>((header & kRecordRunMask) >> kRecordRunShift);
+    const std::uint32_t in_record = record_messages(header);
     out.payload = head.block->words() + offset + 1;
     out.header = header;
     out.count = std::min(in_record, max);
@@ -154,9 +157,8 @@ std::uint32_t queue_peek_packed(QueueTail& tail, QueueHead& head, std::uint32_t 
 }
 
 void queue_take_packed(QueueTail& tail, QueueHead& head, const PackedPeek& peek) noexcept {
-  const std::uint32_t in_record =
-      1 + static_cast<std::uint32_t>((peek.header & kRecordRunMask) >> kRecordRunShift);
-  (void)take_from_record(tail, head, peek.header, in_record, peek.count, peek.words);
+  (void)take_from_record(tail, head, peek.header, record_messages(peek.header), peek.count,
+                         peek.words);
 }
 
 PopResult queue_pop_slow(QueueTail& tail, QueueHead& head, Message& out, PortId home) noexcept {
