@@ -487,17 +487,12 @@ void open_tcp(lua_State* L) {
   lua_pushcfunction(L, &l_connect);
   lua_setfield(L, -2, "connect");
 
-  luaL_newmetatable(L, kSocketType);
-  lua_newtable(L);
   static const luaL_Reg kMethods[] = {
       {"write", &socket_write}, {"on_data", &socket_on_data}, {"shutdown", &socket_shutdown},
       {"close", &socket_close}, {"port", &socket_port},       {nullptr, nullptr},
   };
-  luaL_setfuncs(L, kMethods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &socket_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg kMeta[] = {{"__gc", &socket_gc}, {nullptr, nullptr}};
+  new_type(L, kSocketType, kMethods, kMeta);
 }
 
 }  // namespace evh_lua
