@@ -87,7 +87,32 @@ struct Fixture {
     o.events = rx.id();
     return o;
   }
+
+  // Spawns `o` with its stdin the read end of a new pipe (closed here once the child has it);
+  // `feed` gets the write end, the test's to fill and close.
+  Result<Process> spawn_fed(SpawnOptions o, int& feed) {
+    int in[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) return std::error_code(errno, std::generic_category());
+    o.stdin_mode = Stdio::from_fd(in[0]);
+    auto p = pm->spawn(o);
+    ::close(in[0]);
+    feed = in[1];
+    return p;
+  }
 };
+
+// Writes `data` to `fd`, retrying after EINTR; returns how much went in (less only when a write
+// failed).
+std::size_t write_all(int fd, const char* data, std::size_t size) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
 
 // echo through cat: what goes into stdin comes out of stdout, then exit 0, last.
 TEST(Process, EchoRoundTripThroughCat) {
@@ -217,13 +242,10 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   for (std::size_t i = 0; i < kBlock; ++i) block[i] = static_cast<char>((i * 7 + i / 4099) & 0xff);
 
   Fixture f;
-  int in[2];
-  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  int feed = -1;
   SpawnOptions o = f.options({"cat"});
-  o.stdin_mode = Stdio::from_fd(in[0]);
   o.stream_window = kWindow;
-  auto p = f.pm->spawn(o);
-  ::close(in[0]);
+  auto p = f.spawn_fed(o, feed);
   ASSERT_TRUE(p.ok()) << p.error().message();
 
   const bool peak_resettable = reset_peak_rss();
@@ -231,18 +253,12 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   std::atomic<std::size_t> written{0};
   std::thread feeder([&] {
     while (written.load(std::memory_order_relaxed) < kTotal) {
-      std::size_t done = 0;
-      while (done < kBlock) {
-        const ssize_t n = ::write(in[1], block.data() + done, kBlock - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
+      const std::size_t done = write_all(feed, block.data(), kBlock);
       // release: pairs with the reader's acquire; counted once the bytes are in the pipe.
       written.fetch_add(done, std::memory_order_release);
       if (done < kBlock) break;
     }
-    ::close(in[1]);
+    ::close(feed);
   });
 
   std::size_t read = 0;
@@ -703,29 +719,20 @@ TEST(Process, BigOutputPipeStreamsInOrderExitLast) {
   constexpr std::size_t kPipe = std::size_t{1} << 20;
   auto byte_at = [](std::size_t i) { return static_cast<char>((i * 13 + i / 65521) & 0xff); };
   Fixture f;
-  int in[2];
-  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  int feed = -1;
   SpawnOptions o = f.options({"cat"});
-  o.stdin_mode = Stdio::from_fd(in[0]);
   o.output_pipe_size = kPipe;
-  auto p = f.pm->spawn(o);
-  ::close(in[0]);
+  auto p = f.spawn_fed(o, feed);
   ASSERT_TRUE(p.ok()) << p.error().message();
   std::thread feeder([&] {
     std::vector<char> block(std::size_t{1} << 20);
     for (std::size_t at = 0; at < kTotal;) {
       for (std::size_t i = 0; i < block.size(); ++i) block[i] = byte_at(at + i);
-      std::size_t done = 0;
-      while (done < block.size()) {
-        const ssize_t n = ::write(in[1], block.data() + done, block.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
+      const std::size_t done = write_all(feed, block.data(), block.size());
       if (done < block.size()) break;
       at += done;
     }
-    ::close(in[1]);
+    ::close(feed);
   });
   std::size_t read = 0;
   std::size_t biggest = 0;
