@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <thread>
 #include <vector>
 
 namespace evh::test {
@@ -77,5 +78,33 @@ inline void post_tagged(Runtime& rt, const SendPort& to, PortId port, std::uint6
     ASSERT_TRUE(st.ok()) << st.error().message();
   }
 }
+
+// post_tagged's senders 0..senders-1 at once, one thread each, into `port`; returns when all
+// have posted.
+inline void post_tagged_concurrently(Runtime& rt, PortId port, std::uint64_t senders,
+                                     std::uint64_t count) {
+  const SendPort to = *rt.send_port(port);
+  std::vector<std::thread> threads;
+  for (std::uint64_t s = 0; s < senders; ++s) {
+    threads.emplace_back([&rt, to, port, s, count] { post_tagged(rt, to, port, s, count); });
+  }
+  for (auto& t : threads) t.join();
+}
+
+// The receiving side of the per-sender FIFO tests: sees values `sender << 32 | i` and keeps
+// whether each sender's arrived in its order from 0, and none from a sender beyond kSenders.
+template <std::size_t kSenders>
+struct SenderOrder {
+  std::uint64_t next[kSenders] = {};
+  std::uint64_t got = 0;
+  bool in_order = true;
+
+  void see(std::uint64_t v) noexcept {
+    const std::uint64_t s = v >> 32;
+    if (s >= kSenders || (v & 0xFFFFFFFF) != next[s]) in_order = false;
+    if (s < kSenders) next[s] = (v & 0xFFFFFFFF) + 1;
+    ++got;
+  }
+};
 
 }  // namespace evh::test

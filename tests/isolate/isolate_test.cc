@@ -105,18 +105,10 @@ TEST(Isolate, PerSenderFifo) {
   SendPort done = *rt.send_port(rx->id());
   constexpr int kSenders = 4;
   constexpr std::uint64_t kPer = 20'000;
-  struct State {
-    std::uint64_t next[kSenders] = {};
-    std::uint64_t got = 0;
-    bool in_order = true;
-  };
-  auto state = std::make_shared<State>();
-  auto iso = rt.spawn(make_handler([state, done](Isolate&, Message& m) {
-    const auto v = m.as_u64();
-    const auto s = v >> 32;
-    if ((v & 0xFFFFFFFF) != state->next[s]) state->in_order = false;
-    state->next[s] = (v & 0xFFFFFFFF) + 1;
-    if (++state->got == kSenders * kPer) (void)done.post(Message::u64(state->in_order));
+  auto order = std::make_shared<test::SenderOrder<kSenders>>();
+  auto iso = rt.spawn(make_handler([order, done](Isolate&, Message& m) {
+    order->see(m.as_u64());
+    if (order->got == kSenders * kPer) (void)done.post(Message::u64(order->in_order));
   }));
   ASSERT_TRUE(iso.ok());
   SendPort to = *rt.send_port((*iso)->main_port());
