@@ -67,6 +67,35 @@ Collected collect(Receiver& rx, std::uint64_t tag = 0) {
   }
 }
 
+// What a child streamed to the end: its exit code, and whether stdout data came after the exit.
+struct Streamed {
+  std::optional<int> exit_code;
+  bool data_after_exit = false;
+};
+
+// Receives until a child's exit, handing each stdout chunk to `on_stdout(text)` as it comes (for
+// output too big to collect). A message that is not a process event fails the test and ends it.
+template <class OnStdout>
+Streamed stream_stdout(Receiver& rx, OnStdout&& on_stdout) {
+  Streamed s;
+  while (!s.exit_code) {
+    Message m = test::expect_receive(rx);
+    auto ev = decode_process_event(m);
+    if (!ev) {
+      ADD_FAILURE() << "not a process event";
+      break;
+    }
+    if (ev->kind == ProcessEventKind::exit) {
+      s.exit_code = ev->exit_code;
+      continue;
+    }
+    if (ev->kind != ProcessEventKind::stdout_data) continue;
+    s.data_after_exit = s.data_after_exit || s.exit_code.has_value();
+    on_stdout(ev->text());
+  }
+  return s;
+}
+
 // No child of this process is left, not even a zombie.
 void expect_no_children() {
   siginfo_t info{};
@@ -265,41 +294,26 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   std::size_t max_ahead = 0;
   std::size_t chunks = 0;
   bool mismatch = false;
-  bool data_after_exit = false;
-  std::optional<int> exit_code;
-  while (!exit_code) {
-    Message m = test::expect_receive(f.rx);
-    auto ev = decode_process_event(m);
-    if (!ev) {
-      ADD_FAILURE() << "not a process event";
-      break;
-    }
-    if (ev->kind == ProcessEventKind::exit) {
-      exit_code = ev->exit_code;
-      continue;
-    }
-    if (ev->kind != ProcessEventKind::stdout_data) continue;
-    data_after_exit = data_after_exit || exit_code.has_value();
+  const Streamed s = stream_stdout(f.rx, [&](std::string_view text) {
     // acquire: the feeder's count covers only bytes already in the pipe. It lags behind a write
     // in progress, whose first bytes may be read before it returns: then nobody is ahead.
     const std::size_t fed = written.load(std::memory_order_acquire);
     const std::size_t ahead = fed > read ? fed - read : 0;
     max_ahead = std::max(max_ahead, ahead);
-    const std::string_view text = ev->text();
     for (std::size_t i = 0; i < text.size(); i += 4093) {
       mismatch = mismatch || text[i] != block[(read + i) % kBlock];
     }
     read += text.size();
     // The slow part: a pause every 8 chunks (pacing, not synchronisation: nothing waits for it).
     if (++chunks % 8 == 0) std::this_thread::sleep_for(1ms);
-  }
+  });
   feeder.join();
   const std::int64_t rss_peak = peak_rss();
 
   EXPECT_EQ(read, kTotal);
   EXPECT_FALSE(mismatch);
-  EXPECT_FALSE(data_after_exit);
-  EXPECT_EQ(exit_code, 0);
+  EXPECT_FALSE(s.data_after_exit);
+  EXPECT_EQ(s.exit_code, 0);
   EXPECT_LE(max_ahead, kMaxAhead) << "evh read ahead of its reader past the window";
   if (peak_resettable) {
     EXPECT_LT(rss_peak - rss_before, kRssBound + kAllocatorSlack)
@@ -737,25 +751,15 @@ TEST(Process, BigOutputPipeStreamsInOrderExitLast) {
   std::size_t read = 0;
   std::size_t biggest = 0;
   bool mismatch = false;
-  bool data_after_exit = false;
-  std::optional<int> exit_code;
-  while (!exit_code) {
-    Message m = test::expect_receive(f.rx);
-    auto ev = decode_process_event(m);
-    ASSERT_TRUE(ev.has_value());
-    if (ev->kind == ProcessEventKind::exit) {
-      exit_code = ev->exit_code;
-    } else if (ev->kind == ProcessEventKind::stdout_data) {
-      data_after_exit = data_after_exit || exit_code.has_value();
-      biggest = std::max(biggest, ev->data.size());
-      for (char c : ev->text()) mismatch = mismatch || c != byte_at(read++);
-    }
-  }
+  const Streamed s = stream_stdout(f.rx, [&](std::string_view text) {
+    biggest = std::max(biggest, text.size());
+    for (char c : text) mismatch = mismatch || c != byte_at(read++);
+  });
   feeder.join();
   EXPECT_EQ(read, kTotal);
   EXPECT_FALSE(mismatch);
-  EXPECT_FALSE(data_after_exit);
-  EXPECT_EQ(exit_code, 0);
+  EXPECT_FALSE(s.data_after_exit);
+  EXPECT_EQ(s.exit_code, 0);
   EXPECT_LE(biggest, kPipe);
 }
 
