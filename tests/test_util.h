@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <thread>
 #include <vector>
@@ -106,5 +107,16 @@ struct SenderOrder {
     ++got;
   }
 };
+
+// An isolate whose handler checks `total` u64 messages with a SenderOrder and, at the last one,
+// posts its verdict to `done`: 1 when every sender's came in order.
+template <std::size_t kSenders>
+Result<IsolateRef> spawn_order_checker(Runtime& rt, SendPort done, std::uint64_t total) {
+  auto order = std::make_shared<SenderOrder<kSenders>>();
+  return rt.spawn(make_handler([order, done, total](Isolate&, Message& m) {
+    order->see(m.as_u64());
+    if (order->got == total) (void)done.post(Message::u64(order->in_order));
+  }));
+}
 
 }  // namespace evh::test

@@ -105,11 +105,7 @@ TEST(Isolate, PerSenderFifo) {
   SendPort done = *rt.send_port(rx->id());
   constexpr int kSenders = 4;
   constexpr std::uint64_t kPer = 20'000;
-  auto order = std::make_shared<test::SenderOrder<kSenders>>();
-  auto iso = rt.spawn(make_handler([order, done](Isolate&, Message& m) {
-    order->see(m.as_u64());
-    if (order->got == kSenders * kPer) (void)done.post(Message::u64(order->in_order));
-  }));
+  auto iso = test::spawn_order_checker<kSenders>(rt, done, kSenders * kPer);
   ASSERT_TRUE(iso.ok());
   SendPort to = *rt.send_port((*iso)->main_port());
   std::vector<std::thread> senders;
