@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 namespace evh::test {
@@ -76,6 +78,45 @@ inline void post_tagged(Runtime& rt, const SendPort& to, PortId port, std::uint6
                                   : rt.post_bytes_batch(port, std::as_bytes(std::span(values)), 8);
     ASSERT_TRUE(st.ok()) << st.error().message();
   }
+}
+
+// post_tagged's senders 0..senders-1 at once, one thread each, into `port`; returns when all
+// have posted.
+inline void post_tagged_concurrently(Runtime& rt, PortId port, std::uint64_t senders,
+                                     std::uint64_t count) {
+  const SendPort to = *rt.send_port(port);
+  std::vector<std::thread> threads;
+  for (std::uint64_t s = 0; s < senders; ++s) {
+    threads.emplace_back([&rt, to, port, s, count] { post_tagged(rt, to, port, s, count); });
+  }
+  for (auto& t : threads) t.join();
+}
+
+// The receiving side of the per-sender FIFO tests: sees values `sender << 32 | i` and keeps
+// whether each sender's arrived in its order from 0, and none from a sender beyond kSenders.
+template <std::size_t kSenders>
+struct SenderOrder {
+  std::uint64_t next[kSenders] = {};
+  std::uint64_t got = 0;
+  bool in_order = true;
+
+  void see(std::uint64_t v) noexcept {
+    const std::uint64_t s = v >> 32;
+    if (s >= kSenders || (v & 0xFFFFFFFF) != next[s]) in_order = false;
+    if (s < kSenders) next[s] = (v & 0xFFFFFFFF) + 1;
+    ++got;
+  }
+};
+
+// An isolate whose handler checks `total` u64 messages with a SenderOrder and, at the last one,
+// posts its verdict to `done`: 1 when every sender's came in order.
+template <std::size_t kSenders>
+Result<IsolateRef> spawn_order_checker(Runtime& rt, SendPort done, std::uint64_t total) {
+  auto order = std::make_shared<SenderOrder<kSenders>>();
+  return rt.spawn(make_handler([order, done, total](Isolate&, Message& m) {
+    order->see(m.as_u64());
+    if (order->got == total) (void)done.post(Message::u64(order->in_order));
+  }));
 }
 
 }  // namespace evh::test

@@ -422,6 +422,15 @@ const luaL_Reg kPortMethods[] = {
     {"id", &port_id},
     {nullptr, nullptr},
 };
+const luaL_Reg kPortMeta[] = {
+    {"__gc", &port_gc},
+    {"__eq", &port_eq},
+    {"__tostring", &port_tostring},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg kListenerMethods[] = {{"cancel", &listener_cancel}, {nullptr, nullptr}};
+const luaL_Reg kListenerMeta[] = {{"__gc", &listener_gc}, {nullptr, nullptr}};
 
 }  // namespace
 
@@ -436,28 +445,20 @@ LuaPort* check_port(lua_State* L, int index) {
   return static_cast<LuaPort*>(luaL_checkudata(L, index, kPortType));
 }
 
+void new_type(lua_State* L, const char* name, const luaL_Reg* methods, const luaL_Reg* meta,
+              const char* methods_field) {
+  luaL_newmetatable(L, name);
+  if (meta != nullptr) luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, methods_field);
+  lua_pop(L, 1);
+}
+
 void open_core(lua_State* L) {
   luaL_setfuncs(L, kCore, 0);
-
-  luaL_newmetatable(L, kPortType);
-  luaL_newlib(L, kPortMethods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &port_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, &port_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pushcfunction(L, &port_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, kListenerType);
-  lua_newtable(L);
-  lua_pushcfunction(L, &listener_cancel);
-  lua_setfield(L, -2, "cancel");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &listener_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  new_type(L, kPortType, kPortMethods, kPortMeta);
+  new_type(L, kListenerType, kListenerMethods, kListenerMeta);
 
   // os.exit ends the program through main(), never with exit() on an isolate's thread.
   lua_getglobal(L, "os");

@@ -451,29 +451,19 @@ void open_processes(lua_State* L) {
   lua_pushcfunction(L, &l_signal);
   lua_setfield(L, -2, "signal");
 
-  luaL_newmetatable(L, kProcessType);
-  lua_newtable(L);
-  lua_pushcfunction(L, &process_write);
-  lua_setfield(L, -2, "write");
-  lua_pushcfunction(L, &process_close_stdin);
-  lua_setfield(L, -2, "close_stdin");
-  lua_pushcfunction(L, &process_kill);
-  lua_setfield(L, -2, "kill");
-  lua_setfield(L, -2, "methods");
-  lua_pushcfunction(L, &process_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &process_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg kProcessMethods[] = {
+      {"write", &process_write},
+      {"close_stdin", &process_close_stdin},
+      {"kill", &process_kill},
+      {nullptr, nullptr},
+  };
+  static const luaL_Reg kProcessMeta[] = {
+      {"__index", &process_index}, {"__gc", &process_gc}, {nullptr, nullptr}};
+  new_type(L, kProcessType, kProcessMethods, kProcessMeta, "methods");  // process_index reads it
 
-  luaL_newmetatable(L, kSignalType);
-  lua_newtable(L);
-  lua_pushcfunction(L, &signal_stop);
-  lua_setfield(L, -2, "stop");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &signal_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg kSignalMethods[] = {{"stop", &signal_stop}, {nullptr, nullptr}};
+  static const luaL_Reg kSignalMeta[] = {{"__gc", &signal_gc}, {nullptr, nullptr}};
+  new_type(L, kSignalType, kSignalMethods, kSignalMeta);
 }
 
 }  // namespace evh_lua

@@ -168,81 +168,84 @@ bool parse_address(const char* host, lua_Integer port, sockaddr_storage& addr, s
   return false;
 }
 
-// evh.listen(host, port, fn) -> server: fn(conn) for every accepted connection. `host` is a
-// numeric address or "localhost"; port 0 picks a free one (server:port() says which).
-int l_listen(lua_State* L) {
-  const char* host = luaL_checkstring(L, 1);
-  const lua_Integer port = luaL_checkinteger(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+// What evh.listen and evh.connect are called with: (host, port, fn).
+struct Endpoint {
+  const char* host;
+  lua_Integer port;
   sockaddr_storage addr;
-  socklen_t len = 0;
-  if (!parse_address(host, port, addr, len)) {
-    return luaL_error(L, "evh.listen: not a numeric address and port: %s:%d", host,
-                      static_cast<int>(port));
+  socklen_t len;
+};
+
+// The start of evh.listen and evh.connect (`what`, in errors): checks (host, port, fn), pushes a
+// new socket object holding fn in its user value `slot`, and opens its non-blocking fd.
+LuaSocket* open_socket(lua_State* L, const char* what, int slot, Endpoint& ep) {
+  ep.host = luaL_checkstring(L, 1);
+  ep.port = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  ep.len = 0;
+  if (!parse_address(ep.host, ep.port, ep.addr, ep.len)) {
+    luaL_error(L, "evh.%s: not a numeric address and port: %s:%d", what, ep.host,
+               static_cast<int>(ep.port));
   }
-  State& st = *State::of(L);
   LuaSocket* s = new_socket(L);
   lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, kHandler);
-  s->listening = true;
-  s->fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s->fd < 0) return luaL_error(L, "evh.listen: socket: %s", std::strerror(errno));
-  const int one = 1;
-  (void)::setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(s->fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(s->fd, 128) != 0) {
-    const int e = errno;
-    ::close(s->fd);
-    s->fd = -1;
-    return luaL_error(L, "evh.listen: %s:%d: %s", host, static_cast<int>(port), std::strerror(e));
-  }
-  const int rc = register_socket(st, L, s, EVH_READABLE);
+  lua_setiuservalue(L, -2, slot);
+  s->fd = ::socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) luaL_error(L, "evh.%s: socket: %s", what, std::strerror(errno));
+  return s;
+}
+
+// A socket of evh.listen or evh.connect whose bind, listen or connect failed with errno `e`: its
+// fd is closed now, and the error raised.
+int raise_setup_error(lua_State* L, LuaSocket* s, const char* what, const Endpoint& ep, int e) {
+  ::close(s->fd);
+  s->fd = -1;
+  return luaL_error(L, "evh.%s: %s:%d: %s", what, ep.host, static_cast<int>(ep.port),
+                    std::strerror(e));
+}
+
+// The end of evh.listen and evh.connect: returns the new socket (on the stack top), registered
+// for `interest`, or closes its fd and raises.
+int register_new_socket(lua_State* L, LuaSocket* s, uint32_t interest, const char* what) {
+  const int rc = register_socket(*State::of(L), L, s, interest);
   if (rc != EVH_OK) {
     ::close(s->fd);
     s->fd = -1;
-    return raise_evh_error(L, "listen", rc);
+    return raise_evh_error(L, what, rc);
   }
   return 1;
+}
+
+// evh.listen(host, port, fn) -> server: fn(conn) for every accepted connection. `host` is a
+// numeric address or "localhost"; port 0 picks a free one (server:port() says which).
+int l_listen(lua_State* L) {
+  Endpoint ep;
+  LuaSocket* s = open_socket(L, "listen", kHandler, ep);
+  s->listening = true;
+  const int one = 1;
+  (void)::setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(s->fd, reinterpret_cast<sockaddr*>(&ep.addr), ep.len) != 0 ||
+      ::listen(s->fd, 128) != 0) {
+    return raise_setup_error(L, s, "listen", ep, errno);
+  }
+  return register_new_socket(L, s, EVH_READABLE, "listen");
 }
 
 // evh.connect(host, port, fn) -> conn: fn(conn) once connected, or fn(nil, reason). Writes
 // before that are kept and sent on connection.
 int l_connect(lua_State* L) {
-  const char* host = luaL_checkstring(L, 1);
-  const lua_Integer port = luaL_checkinteger(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  sockaddr_storage addr;
-  socklen_t len = 0;
-  if (!parse_address(host, port, addr, len)) {
-    return luaL_error(L, "evh.connect: not a numeric address and port: %s:%d", host,
-                      static_cast<int>(port));
-  }
-  State& st = *State::of(L);
-  LuaSocket* s = new_socket(L);
-  lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, kOnConnect);
-  s->fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s->fd < 0) return luaL_error(L, "evh.connect: socket: %s", std::strerror(errno));
+  Endpoint ep;
+  LuaSocket* s = open_socket(L, "connect", kOnConnect, ep);
   const int one = 1;
   (void)::setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   int r;
   do {
-    r = ::connect(s->fd, reinterpret_cast<sockaddr*>(&addr), len);
+    r = ::connect(s->fd, reinterpret_cast<sockaddr*>(&ep.addr), ep.len);
   } while (r != 0 && errno == EINTR);
-  if (r != 0 && errno != EINPROGRESS) {
-    const int e = errno;
-    ::close(s->fd);
-    s->fd = -1;
-    return luaL_error(L, "evh.connect: %s:%d: %s", host, static_cast<int>(port), std::strerror(e));
-  }
+  if (r != 0 && errno != EINPROGRESS) return raise_setup_error(L, s, "connect", ep, errno);
   // Writability says the connection is made (or failed: SO_ERROR tells).
   s->connecting = true;
-  const int rc = register_socket(st, L, s, EVH_WRITABLE);
-  if (rc != EVH_OK) {
-    ::close(s->fd);
-    s->fd = -1;
-    return raise_evh_error(L, "connect", rc);
-  }
-  return 1;
+  return register_new_socket(L, s, EVH_WRITABLE, "connect");
 }
 
 // conn:write(bytes) -> true | false, reason. Never blocks: what the socket cannot take now is
@@ -487,17 +490,12 @@ void open_tcp(lua_State* L) {
   lua_pushcfunction(L, &l_connect);
   lua_setfield(L, -2, "connect");
 
-  luaL_newmetatable(L, kSocketType);
-  lua_newtable(L);
   static const luaL_Reg kMethods[] = {
       {"write", &socket_write}, {"on_data", &socket_on_data}, {"shutdown", &socket_shutdown},
       {"close", &socket_close}, {"port", &socket_port},       {nullptr, nullptr},
   };
-  luaL_setfuncs(L, kMethods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, &socket_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg kMeta[] = {{"__gc", &socket_gc}, {nullptr, nullptr}};
+  new_type(L, kSocketType, kMethods, kMeta);
 }
 
 }  // namespace evh_lua

@@ -173,13 +173,10 @@ int l_now(lua_State* L) {
 }  // namespace
 
 void open_timers(lua_State* L) {
-  luaL_newmetatable(L, kTimerType);
-  lua_newtable(L);
-  lua_pushcfunction(L, &timer_cancel);
-  lua_setfield(L, -2, "cancel");
-  lua_pushcfunction(L, &timer_armed);
-  lua_setfield(L, -2, "armed");
-  lua_setfield(L, -2, "__index");
+  static const luaL_Reg kMethods[] = {
+      {"cancel", &timer_cancel}, {"armed", &timer_armed}, {nullptr, nullptr}};
+  new_type(L, kTimerType, kMethods, nullptr);
+  luaL_getmetatable(L, kTimerType);
   // The metatable is an upvalue of the three starters: no registry lookup per timer.
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, &l_after, 1);  // evh, mt, after

@@ -94,6 +94,22 @@ int deliver(lua_State* L) {
   return 0;
 }
 
+// Points `d` at the Lua values a message carries: plain bytes, or a Payload with the isolate
+// handles of its ports. False for a message of another kind (it is dropped).
+bool read_values(evh_message* message, Delivery& d) {
+  if (evh_message_kind(message) == EVH_MESSAGE_BYTES) {
+    d.data = evh_message_data(message, &d.size);
+    return true;
+  }
+  auto* p = static_cast<Payload*>(evh_message_native(message));
+  if (p == nullptr || p->magic != Payload::kMagic) return false;
+  d.data = p->bytes.data();
+  d.size = p->bytes.size();
+  d.handles = p->handles.data();
+  d.handle_count = p->handles.size();
+  return true;
+}
+
 const char* exit_reason(int reason) {
   switch (reason) {
     case EVH_EXIT_NORMAL:
@@ -305,18 +321,7 @@ void State::dispatch(evh_message* message) {
   if (port == main_port) {
     if (main_handler == LUA_NOREF) return;
     Delivery d{main_handler, LUA_NOREF, nullptr, 0, nullptr, 0};
-    if (evh_message_kind(message) == EVH_MESSAGE_BYTES) {
-      d.data = evh_message_data(message, &d.size);
-    } else if (auto* p = static_cast<Payload*>(evh_message_native(message));
-               p != nullptr && p->magic == Payload::kMagic) {
-      d.data = p->bytes.data();
-      d.size = p->bytes.size();
-      d.handles = p->handles.data();
-      d.handle_count = p->handles.size();
-    } else {
-      return;
-    }
-    (void)protected_c(&deliver, &d);
+    if (read_values(message, d)) (void)protected_c(&deliver, &d);
     return;
   }
   auto it = ports.find(port);
@@ -326,18 +331,7 @@ void State::dispatch(evh_message* message) {
   switch (entry.kind) {
     case PortKind::user: {
       Delivery d{entry.handler, entry.object, nullptr, 0, nullptr, 0};
-      if (evh_message_kind(message) == EVH_MESSAGE_BYTES) {
-        d.data = evh_message_data(message, &d.size);
-      } else if (auto* p = static_cast<Payload*>(evh_message_native(message));
-                 p != nullptr && p->magic == Payload::kMagic) {
-        d.data = p->bytes.data();
-        d.size = p->bytes.size();
-        d.handles = p->handles.data();
-        d.handle_count = p->handles.size();
-      } else {
-        return;
-      }
-      (void)protected_c(&deliver, &d);
+      if (read_values(message, d)) (void)protected_c(&deliver, &d);
       return;
     }
     case PortKind::exit_listener:

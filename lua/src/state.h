@@ -166,6 +166,13 @@ void open_timers(lua_State* L);
 void open_processes(lua_State* L);
 void open_tcp(lua_State* L);
 
+// Registers the userdata type `name` (luaL_newmetatable): its metatable holds the functions of
+// `meta` (__gc, __eq, ...; may be null) and a table of `methods` under `methods_field`, which is
+// __index unless an __index function in `meta` reads the methods from there. The stack is left
+// as it was.
+void new_type(lua_State* L, const char* name, const luaL_Reg* methods, const luaL_Reg* meta,
+              const char* methods_field = "__index");
+
 // Dispatch of events for ports of the other parts.
 void on_process_event(State& st, PortEntry& entry, evh_message* message);
 void on_signal_event(State& st, PortEntry& entry, evh_message* message);

@@ -15,6 +15,7 @@
 #include <evh/receiver.h>
 #include <evh/runtime.h>
 #include <evh/signal.h>
+#include <evh/timer.h>
 
 #include <atomic>
 #include <chrono>
@@ -209,5 +210,24 @@ inline int check_own_turn(const evh_isolate* self, evh::Isolate*& out) noexcept 
 
 // Drops one reference to an isolate handle (the isolate's own or a caller's).
 void unref(evh_isolate* handle) noexcept;
+
+// Frees a handle that counts in its runtime's `handles` (receiver, process, signal watcher):
+// its object goes with it. `handle` must be valid.
+template <class H>
+int release_counted(H* handle) noexcept {
+  evh_runtime* rt = handle->runtime;
+  handle->magic = kFreed;
+  delete handle;
+  // release: pairs with evh_runtime_destroy's acquire load of the count.
+  rt->handles.fetch_sub(1, std::memory_order_release);
+  return EVH_OK;
+}
+
+// evh's timer counters as the C struct (a runtime's and an isolate's alike).
+inline evh_timer_stats to_c(const TimerStats& s) noexcept {
+  return evh_timer_stats{s.live,         s.started,       s.fired,       s.cancelled,
+                         s.batches,      s.largest_batch, s.late_p50_ns, s.late_p99_ns,
+                         s.late_p999_ns, s.late_max_ns};
+}
 
 }  // namespace evh::capi

@@ -86,6 +86,23 @@ bool valid_priority(int priority) noexcept {
   return priority == EVH_IMMEDIATE || priority == EVH_BEFORE_NEXT_EVENT;
 }
 
+// The fills behind the `_size` entry points (write_out).
+int fill_stats(const evh_isolate* isolate, evh_isolate_stats* out) {
+  evh::Isolate* iso = any_thread(isolate);
+  if (iso == nullptr) return EVH_EINVAL;
+  const evh::IsolateStats s = iso->stats();
+  *out = evh_isolate_stats{s.handled, s.dropped, s.exceptions,    s.turns,
+                           s.wakeups, s.yields,  s.mailbox_depth, s.mailbox_peak};
+  return EVH_OK;
+}
+
+int fill_timer_stats(evh_isolate* self, evh_timer_stats* out) {
+  evh::Isolate* iso = nullptr;
+  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
+  *out = to_c(iso->timer_stats());
+  return EVH_OK;
+}
+
 }  // namespace
 }  // namespace evh::capi
 
@@ -346,40 +363,13 @@ int evh_isolate_microtask(evh_isolate* self, evh_microtask_fn fn, void* arg, evh
   return error;
 }
 
-static int evh_isolate_stats_get_into(const evh_isolate* isolate, evh_isolate_stats* out);
-
 int evh_isolate_stats_get_size(const evh_isolate* isolate, evh_isolate_stats* out,
                                size_t out_size) {
-  return write_out(out, out_size, [&](evh_isolate_stats* full) {
-    return evh_isolate_stats_get_into(isolate, full);
-  });
+  return write_out(out, out_size, &fill_stats, isolate);
 }
-
-static int evh_isolate_stats_get_into(const evh_isolate* isolate, evh_isolate_stats* out) {
-  evh::Isolate* iso = any_thread(isolate);
-  if (iso == nullptr || out == nullptr) return EVH_EINVAL;
-  const evh::IsolateStats s = iso->stats();
-  *out = evh_isolate_stats{s.handled, s.dropped, s.exceptions,    s.turns,
-                           s.wakeups, s.yields,  s.mailbox_depth, s.mailbox_peak};
-  return EVH_OK;
-}
-
-static int evh_isolate_timer_stats_into(evh_isolate* self, evh_timer_stats* out);
 
 int evh_isolate_timer_stats_size(evh_isolate* self, evh_timer_stats* out, size_t out_size) {
-  return write_out(out, out_size,
-                   [&](evh_timer_stats* full) { return evh_isolate_timer_stats_into(self, full); });
-}
-
-static int evh_isolate_timer_stats_into(evh_isolate* self, evh_timer_stats* out) {
-  evh::Isolate* iso = nullptr;
-  if (int e = check_own_turn(self, iso); e != EVH_OK) return e;
-  if (out == nullptr) return EVH_EINVAL;
-  const evh::TimerStats s = iso->timer_stats();
-  *out =
-      evh_timer_stats{s.live,          s.started,     s.fired,       s.cancelled,    s.batches,
-                      s.largest_batch, s.late_p50_ns, s.late_p99_ns, s.late_p999_ns, s.late_max_ns};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_timer_stats, self);
 }
 
 }  // extern "C"

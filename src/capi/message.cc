@@ -25,6 +25,24 @@ int post(evh_runtime* rt, evh_port_id port, Message message, unsigned flags) noe
   return to_c(rt->rt->post(port_id(port), std::move(message), priority));
 }
 
+// The fills behind the `_size` entry points (write_out).
+int fill_isolate_exit(const evh_message* message, evh_isolate_exit* out) {
+  if (message == nullptr) return EVH_EINVAL;
+  const auto exit = decode_isolate_exit(*from_c(message));
+  if (!exit) return EVH_EINVAL;
+  *out = evh_isolate_exit{static_cast<evh_port_id>(exit->isolate), static_cast<int>(exit->reason)};
+  return EVH_OK;
+}
+
+int fill_io_event(const evh_message* message, evh_io_event* out) {
+  if (message == nullptr) return EVH_EINVAL;
+  const auto ev = decode_io_event(*from_c(message));
+  if (!ev) return EVH_EINVAL;
+  *out = evh_io_event{static_cast<int>(ev->notice), ev->fd, static_cast<uint32_t>(ev->events),
+                      ev->error > 0 ? -ev->error : ev->error, ev->deadline_ns};
+  return EVH_OK;
+}
+
 }  // namespace
 }  // namespace evh::capi
 
@@ -135,21 +153,9 @@ void evh_message_destroy(evh_message* message) {
   delete from_c(message);
 }
 
-static int evh_message_isolate_exit_into(const evh_message* message, evh_isolate_exit* out);
-
 int evh_message_isolate_exit_size(const evh_message* message, evh_isolate_exit* out,
                                   size_t out_size) {
-  return write_out(out, out_size, [&](evh_isolate_exit* full) {
-    return evh_message_isolate_exit_into(message, full);
-  });
-}
-
-static int evh_message_isolate_exit_into(const evh_message* message, evh_isolate_exit* out) {
-  if (message == nullptr || out == nullptr) return EVH_EINVAL;
-  const auto exit = evh::decode_isolate_exit(*from_c(message));
-  if (!exit) return EVH_EINVAL;
-  *out = evh_isolate_exit{static_cast<evh_port_id>(exit->isolate), static_cast<int>(exit->reason)};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_isolate_exit, message);
 }
 
 int evh_message_isolate_error(const evh_message* message, evh_port_id* isolate, char* what,
@@ -168,20 +174,8 @@ int evh_message_isolate_error(const evh_message* message, evh_port_id* isolate, 
   });
 }
 
-static int evh_message_io_event_into(const evh_message* message, evh_io_event* out);
-
 int evh_message_io_event_size(const evh_message* message, evh_io_event* out, size_t out_size) {
-  return write_out(out, out_size,
-                   [&](evh_io_event* full) { return evh_message_io_event_into(message, full); });
-}
-
-static int evh_message_io_event_into(const evh_message* message, evh_io_event* out) {
-  if (message == nullptr || out == nullptr) return EVH_EINVAL;
-  const auto ev = evh::decode_io_event(*from_c(message));
-  if (!ev) return EVH_EINVAL;
-  *out = evh_io_event{static_cast<int>(ev->notice), ev->fd, static_cast<uint32_t>(ev->events),
-                      ev->error > 0 ? -ev->error : ev->error, ev->deadline_ns};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_io_event, message);
 }
 
 // ---- receivers ----
@@ -240,11 +234,7 @@ int evh_receiver_close(evh_receiver* receiver) {
 
 int evh_receiver_destroy(evh_receiver* receiver) {
   if (!valid(receiver)) return EVH_EINVAL;
-  evh_runtime* rt = receiver->runtime;
-  receiver->magic = kFreed;
-  delete receiver;  // closes it; queued messages are released here
-  rt->handles.fetch_sub(1, std::memory_order_release);
-  return EVH_OK;
+  return release_counted(receiver);  // closes it; queued messages are released here
 }
 
 }  // extern "C"

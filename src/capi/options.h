@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 namespace evh::capi {
 
@@ -90,6 +91,13 @@ int write_out(T* out, std::size_t out_size, Fill&& fill) noexcept {
   std::memset(static_cast<void*>(out), 0, out_size);
   std::memcpy(static_cast<void*>(out), &full, std::min(out_size, sizeof(T)));
   return EVH_OK;
+}
+
+// The same with `fill(from, T*)`: every `_size` entry point's whole body.
+template <class T, class From>
+int write_out(T* out, std::size_t out_size, int (*fill)(From, T*),
+              std::type_identity_t<From> from) noexcept {
+  return write_out(out, out_size, [&](T* full) { return fill(from, full); });
 }
 
 }  // namespace evh::capi

@@ -108,6 +108,28 @@ int spawn(evh_runtime* rt, const evh_process_options& c, evh_process** out) {
   return EVH_OK;
 }
 
+// The fills behind the `_size` entry points (write_out).
+int fill_process_event(const evh_message* message, evh_process_event* out) {
+  if (message == nullptr) return EVH_EINVAL;
+  const auto ev = decode_process_event(*from_c(message));
+  if (!ev) return EVH_EINVAL;
+  *out = evh_process_event{static_cast<int>(ev->kind),
+                           ev->pid,
+                           ev->tag,
+                           ev->exit_code,
+                           ev->data.empty() ? nullptr : ev->data.data(),
+                           ev->data.size()};
+  return EVH_OK;
+}
+
+int fill_signal_event(const evh_message* message, evh_signal_event* out) {
+  if (message == nullptr) return EVH_EINVAL;
+  const auto ev = decode_signal_event(*from_c(message));
+  if (!ev) return EVH_EINVAL;
+  *out = evh_signal_event{ev->signal, ev->count};
+  return EVH_OK;
+}
+
 }  // namespace
 }  // namespace evh::capi
 
@@ -179,33 +201,12 @@ int evh_process_exit_code(const evh_process* process, int* code) {
 
 int evh_process_release(evh_process* process) {
   if (!valid(process)) return EVH_EINVAL;
-  evh_runtime* rt = process->runtime;
-  process->magic = kFreed;
-  delete process;
-  rt->handles.fetch_sub(1, std::memory_order_release);
-  return EVH_OK;
+  return release_counted(process);
 }
-
-static int evh_message_process_event_into(const evh_message* message, evh_process_event* out);
 
 int evh_message_process_event_size(const evh_message* message, evh_process_event* out,
                                    size_t out_size) {
-  return write_out(out, out_size, [&](evh_process_event* full) {
-    return evh_message_process_event_into(message, full);
-  });
-}
-
-static int evh_message_process_event_into(const evh_message* message, evh_process_event* out) {
-  if (message == nullptr || out == nullptr) return EVH_EINVAL;
-  const auto ev = evh::decode_process_event(*from_c(message));
-  if (!ev) return EVH_EINVAL;
-  *out = evh_process_event{static_cast<int>(ev->kind),
-                           ev->pid,
-                           ev->tag,
-                           ev->exit_code,
-                           ev->data.empty() ? nullptr : ev->data.data(),
-                           ev->data.size()};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_process_event, message);
 }
 
 // ---- signals ----
@@ -234,28 +235,12 @@ int evh_signal_stop(evh_signal_watcher* watcher) {
 
 int evh_signal_destroy(evh_signal_watcher* watcher) {
   if (!valid(watcher)) return EVH_EINVAL;
-  evh_runtime* rt = watcher->runtime;
-  watcher->magic = kFreed;
-  delete watcher;  // stops it
-  rt->handles.fetch_sub(1, std::memory_order_release);
-  return EVH_OK;
+  return release_counted(watcher);  // stops it
 }
-
-static int evh_message_signal_event_into(const evh_message* message, evh_signal_event* out);
 
 int evh_message_signal_event_size(const evh_message* message, evh_signal_event* out,
                                   size_t out_size) {
-  return write_out(out, out_size, [&](evh_signal_event* full) {
-    return evh_message_signal_event_into(message, full);
-  });
-}
-
-static int evh_message_signal_event_into(const evh_message* message, evh_signal_event* out) {
-  if (message == nullptr || out == nullptr) return EVH_EINVAL;
-  const auto ev = evh::decode_signal_event(*from_c(message));
-  if (!ev) return EVH_EINVAL;
-  *out = evh_signal_event{ev->signal, ev->count};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_signal_event, message);
 }
 
 }  // extern "C"

@@ -64,6 +64,22 @@ int add_runner(evh_runtime* rt, std::unique_ptr<evh_runner> r, evh_runner** out)
   return EVH_OK;
 }
 
+// The fills behind the `_size` entry points (write_out).
+int fill_stats(evh_runtime* rt, evh_runtime_stats* out) {
+  if (!valid(rt)) return EVH_EINVAL;
+  const RuntimeStats s = rt->rt->stats();
+  *out = evh_runtime_stats{
+      s.isolates_live, s.isolates_spawned, s.ports_open,    s.workers_live,      s.workers_started,
+      s.exceptions,    s.timer_deadlines,  s.mailbox_depth, s.mailbox_depth_max, s.mailbox_peak};
+  return EVH_OK;
+}
+
+int fill_timer_stats(evh_runtime* rt, evh_timer_stats* out) {
+  if (!valid(rt)) return EVH_EINVAL;
+  *out = to_c(rt->rt->timer_stats());
+  return EVH_OK;
+}
+
 }  // namespace
 }  // namespace evh::capi
 
@@ -146,36 +162,12 @@ int evh_runtime_destroy(evh_runtime* rt) {
   return EVH_OK;
 }
 
-static int evh_runtime_stats_get_into(evh_runtime* rt, evh_runtime_stats* out);
-
 int evh_runtime_stats_get_size(evh_runtime* rt, evh_runtime_stats* out, size_t out_size) {
-  return write_out(out, out_size,
-                   [&](evh_runtime_stats* full) { return evh_runtime_stats_get_into(rt, full); });
+  return write_out(out, out_size, &fill_stats, rt);
 }
-
-static int evh_runtime_stats_get_into(evh_runtime* rt, evh_runtime_stats* out) {
-  if (!valid(rt) || out == nullptr) return EVH_EINVAL;
-  const evh::RuntimeStats s = rt->rt->stats();
-  *out = evh_runtime_stats{
-      s.isolates_live, s.isolates_spawned, s.ports_open,    s.workers_live,      s.workers_started,
-      s.exceptions,    s.timer_deadlines,  s.mailbox_depth, s.mailbox_depth_max, s.mailbox_peak};
-  return EVH_OK;
-}
-
-static int evh_runtime_timer_stats_into(evh_runtime* rt, evh_timer_stats* out);
 
 int evh_runtime_timer_stats_size(evh_runtime* rt, evh_timer_stats* out, size_t out_size) {
-  return write_out(out, out_size,
-                   [&](evh_timer_stats* full) { return evh_runtime_timer_stats_into(rt, full); });
-}
-
-static int evh_runtime_timer_stats_into(evh_runtime* rt, evh_timer_stats* out) {
-  if (!valid(rt) || out == nullptr) return EVH_EINVAL;
-  const evh::TimerStats s = rt->rt->timer_stats();
-  *out =
-      evh_timer_stats{s.live,          s.started,     s.fired,       s.cancelled,    s.batches,
-                      s.largest_batch, s.late_p50_ns, s.late_p99_ns, s.late_p999_ns, s.late_max_ns};
-  return EVH_OK;
+  return write_out(out, out_size, &fill_timer_stats, rt);
 }
 
 int evh_runner_dedicated(evh_runtime* rt, const char* name, evh_runner** out) {

@@ -32,6 +32,23 @@ Result<IsolateRef> spawn_forwarder(Runtime& rt, SendPort out) {
   return rt.spawn(make_handler([out](Isolate&, Message& m) { (void)out.post(std::move(m)); }));
 }
 
+// The end of a batch of 1..600 that failed part-way, behind a 0: a marker (1000) is posted after
+// it and the paused isolate resumed; what it forwards to `rx` is 0, 1, 2, ... up to the marker,
+// holding some of the batch but not all of it.
+void expect_a_prefix_queued(const SendPort& to, const IsolateRef& iso, PauseCapability paused,
+                            Receiver& rx) {
+  ASSERT_TRUE(to.post(Message::u64(1000)).ok());
+  ASSERT_TRUE(iso->resume(paused).ok());
+  std::uint64_t expected = 0;
+  for (;;) {
+    const std::uint64_t v = expect_receive(rx).as_u64();
+    if (v == 1000) break;
+    ASSERT_EQ(v, expected++);
+  }
+  EXPECT_GT(expected, 1u) << "nothing of the batch was queued";
+  EXPECT_LT(expected, 601u) << "the whole batch was queued";
+}
+
 // Every post that needs a new queue block meets a failed allocation: it returns ENOMEM, a native
 // payload is released by the post (once), and the queue is untouched — the retry succeeds and
 // the isolate receives every accepted message in order. By id (the port map's path) and through
@@ -111,16 +128,7 @@ TEST(AllocFault, BatchThatNeedsABlockQueuesAPrefixAndReleasesTheRest) {
     EXPECT_EQ(to.post_batch(batch).error(), kNoMemory);
     ASSERT_TRUE(disarm_alloc_fault());
     for (const Message& m : batch) EXPECT_EQ(m.kind(), Message::Kind::empty);
-    ASSERT_TRUE(to.post(Message::u64(1000)).ok());
-    ASSERT_TRUE((*iso)->resume(paused).ok());
-    std::uint64_t expected = 0;
-    for (;;) {
-      const std::uint64_t v = expect_receive(*rx).as_u64();
-      if (v == 1000) break;
-      ASSERT_EQ(v, expected++);
-    }
-    EXPECT_GT(expected, 1u) << "nothing of the batch was queued";
-    EXPECT_LT(expected, 601u) << "the whole batch was queued";
+    ASSERT_NO_FATAL_FAILURE(expect_a_prefix_queued(to, *iso, paused, *rx));
     // Native payloads: every one finalized once, queued or not.
     batch.clear();
     for (int i = 0; i < 200; ++i) batch.push_back(c.make());
@@ -151,16 +159,7 @@ TEST(AllocFault, PackedPostThatNeedsABlockQueuesAPrefix) {
   arm_alloc_fault(2);
   EXPECT_EQ(to.post_u64_batch(values).error(), kNoMemory);
   ASSERT_TRUE(disarm_alloc_fault());
-  ASSERT_TRUE(to.post(Message::u64(1000)).ok());
-  ASSERT_TRUE((*iso)->resume(paused).ok());
-  std::uint64_t expected = 0;
-  for (;;) {
-    const std::uint64_t v = expect_receive(*rx).as_u64();
-    if (v == 1000) break;
-    ASSERT_EQ(v, expected++);
-  }
-  EXPECT_GT(expected, 1u) << "nothing of the batch was queued";
-  EXPECT_LT(expected, 601u) << "the whole batch was queued";
+  ASSERT_NO_FATAL_FAILURE(expect_a_prefix_queued(to, *iso, paused, *rx));
 }
 
 // Opening a Receiver with each of its allocations failing in turn: ENOMEM, and no port opened.

@@ -48,32 +48,21 @@ TEST(BatchHandler, PerSenderFifoAcrossEveryKindOfPost) {
   constexpr int kSenders = 4;
   constexpr std::uint64_t kPer = 20'000;
   struct State {
-    std::uint64_t next[kSenders] = {};
-    std::uint64_t got = 0;
+    test::SenderOrder<kSenders> order;
     std::size_t largest = 0;
-    bool in_order = true;
   };
   auto state = std::make_shared<State>();
   auto iso = rt.spawn(make_batch_handler([state, done](Isolate&, std::span<Message> ms) {
     state->largest = std::max(state->largest, ms.size());
     for (Message& m : ms) {
-      const auto v = m.as_u64();
-      const auto s = v >> 32;
-      if (s >= kSenders || (v & 0xFFFFFFFF) != state->next[s]) state->in_order = false;
-      if (s < kSenders) state->next[s] = (v & 0xFFFFFFFF) + 1;
-      if (++state->got == kSenders * kPer) {
-        (void)done.post(Message::u64(state->in_order && state->largest <= kMaxBatch));
+      state->order.see(m.as_u64());
+      if (state->order.got == kSenders * kPer) {
+        (void)done.post(Message::u64(state->order.in_order && state->largest <= kMaxBatch));
       }
     }
   }));
   ASSERT_TRUE(iso.ok());
-  SendPort to = *rt.send_port((*iso)->main_port());
-  const PortId port = (*iso)->main_port();
-  std::vector<std::thread> senders;
-  for (std::uint64_t s = 0; s < kSenders; ++s) {
-    senders.emplace_back([&rt, to, s, port] { test::post_tagged(rt, to, port, s, kPer); });
-  }
-  for (auto& t : senders) t.join();
+  test::post_tagged_concurrently(rt, (*iso)->main_port(), kSenders, kPer);
   EXPECT_EQ(expect_receive(*rx).as_u64(), 1u);
 }
 

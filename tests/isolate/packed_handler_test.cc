@@ -58,25 +58,17 @@ TEST(PackedHandler, PerSenderFifoAcrossBothFormsAndEveryKindOfPost) {
   constexpr int kSenders = 5;
   constexpr std::uint64_t kPer = 20'000;
   struct State {
-    std::uint64_t next[kSenders] = {};
-    std::uint64_t got = 0;
+    test::SenderOrder<kSenders> order;
     std::uint64_t packed_calls = 0;
     std::uint64_t heap_messages = 0;
     std::size_t largest_packed = 0;
-    bool in_order = true;
-    void see(std::uint64_t v) {
-      const auto s = v >> 32;
-      if (s >= kSenders || (v & 0xFFFFFFFF) != next[s]) in_order = false;
-      if (s < kSenders) next[s] = (v & 0xFFFFFFFF) + 1;
-      ++got;
-    }
   };
   struct Sink {
     std::shared_ptr<State> state;
     SendPort done;
     void finish_if_all() {
-      if (state->got == kSenders * kPer) {
-        const bool ok = state->in_order && state->packed_calls > 0 &&
+      if (state->order.got == kSenders * kPer) {
+        const bool ok = state->order.in_order && state->packed_calls > 0 &&
                         state->heap_messages == kPer && state->largest_packed <= 64;
         (void)done.post(Message::u64(ok ? 1 : 0));
       }
@@ -86,27 +78,21 @@ TEST(PackedHandler, PerSenderFifoAcrossBothFormsAndEveryKindOfPost) {
         std::uint64_t v = 0;
         std::memcpy(&v, m.data().data(), sizeof v);
         if (m.kind() == Message::Kind::heap_bytes) ++state->heap_messages;
-        state->see(v);
+        state->order.see(v);
       }
       finish_if_all();
     }
     void operator()(Isolate&, PackedMessages ms) {
       ++state->packed_calls;
       state->largest_packed = std::max<std::size_t>(state->largest_packed, ms.size());
-      for (std::uint32_t i = 0; i < ms.size(); ++i) state->see(ms.u64(i));
+      for (std::uint32_t i = 0; i < ms.size(); ++i) state->order.see(ms.u64(i));
       finish_if_all();
     }
   };
   auto state = std::make_shared<State>();
   auto iso = rt.spawn(make_packed_handler(Sink{state, done}));
   ASSERT_TRUE(iso.ok());
-  SendPort to = *rt.send_port((*iso)->main_port());
-  const PortId port = (*iso)->main_port();
-  std::vector<std::thread> senders;
-  for (std::uint64_t s = 0; s < kSenders; ++s) {
-    senders.emplace_back([&rt, to, s, port] { test::post_tagged(rt, to, port, s, kPer); });
-  }
-  for (auto& t : senders) t.join();
+  test::post_tagged_concurrently(rt, (*iso)->main_port(), kSenders, kPer);
   EXPECT_EQ(expect_receive(*rx).as_u64(), 1u);
   rt.shutdown();
   EXPECT_EQ((*iso)->stats().handled, kSenders * kPer);

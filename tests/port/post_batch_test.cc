@@ -24,19 +24,7 @@ TEST(PostBatch, PerSenderFifoMixedWithSinglePosts) {
   SendPort done = *rt.send_port(rx->id());
   constexpr int kSenders = 4;
   constexpr std::uint64_t kPer = 20'000;
-  struct State {
-    std::uint64_t next[kSenders] = {};
-    std::uint64_t got = 0;
-    bool in_order = true;
-  };
-  auto state = std::make_shared<State>();
-  auto iso = rt.spawn(make_handler([state, done](Isolate&, Message& m) {
-    const auto v = m.as_u64();
-    const auto s = v >> 32;
-    if (s >= kSenders || (v & 0xFFFFFFFF) != state->next[s]) state->in_order = false;
-    if (s < kSenders) state->next[s] = (v & 0xFFFFFFFF) + 1;
-    if (++state->got == kSenders * kPer) (void)done.post(Message::u64(state->in_order));
-  }));
+  auto iso = test::spawn_order_checker<kSenders>(rt, done, kSenders * kPer);
   ASSERT_TRUE(iso.ok());
   SendPort to = *rt.send_port((*iso)->main_port());
   std::vector<std::thread> senders;

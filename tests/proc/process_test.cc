@@ -67,6 +67,35 @@ Collected collect(Receiver& rx, std::uint64_t tag = 0) {
   }
 }
 
+// What a child streamed to the end: its exit code, and whether stdout data came after the exit.
+struct Streamed {
+  std::optional<int> exit_code;
+  bool data_after_exit = false;
+};
+
+// Receives until a child's exit, handing each stdout chunk to `on_stdout(text)` as it comes (for
+// output too big to collect). A message that is not a process event fails the test and ends it.
+template <class OnStdout>
+Streamed stream_stdout(Receiver& rx, OnStdout&& on_stdout) {
+  Streamed s;
+  while (!s.exit_code) {
+    Message m = test::expect_receive(rx);
+    auto ev = decode_process_event(m);
+    if (!ev) {
+      ADD_FAILURE() << "not a process event";
+      break;
+    }
+    if (ev->kind == ProcessEventKind::exit) {
+      s.exit_code = ev->exit_code;
+      continue;
+    }
+    if (ev->kind != ProcessEventKind::stdout_data) continue;
+    s.data_after_exit = s.data_after_exit || s.exit_code.has_value();
+    on_stdout(ev->text());
+  }
+  return s;
+}
+
 // No child of this process is left, not even a zombie.
 void expect_no_children() {
   siginfo_t info{};
@@ -87,7 +116,32 @@ struct Fixture {
     o.events = rx.id();
     return o;
   }
+
+  // Spawns `o` with its stdin the read end of a new pipe (closed here once the child has it);
+  // `feed` gets the write end, the test's to fill and close.
+  Result<Process> spawn_fed(SpawnOptions o, int& feed) {
+    int in[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) return std::error_code(errno, std::generic_category());
+    o.stdin_mode = Stdio::from_fd(in[0]);
+    auto p = pm->spawn(o);
+    ::close(in[0]);
+    feed = in[1];
+    return p;
+  }
 };
+
+// Writes `data` to `fd`, retrying after EINTR; returns how much went in (less only when a write
+// failed).
+std::size_t write_all(int fd, const char* data, std::size_t size) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
 
 // echo through cat: what goes into stdin comes out of stdout, then exit 0, last.
 TEST(Process, EchoRoundTripThroughCat) {
@@ -217,13 +271,10 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   for (std::size_t i = 0; i < kBlock; ++i) block[i] = static_cast<char>((i * 7 + i / 4099) & 0xff);
 
   Fixture f;
-  int in[2];
-  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  int feed = -1;
   SpawnOptions o = f.options({"cat"});
-  o.stdin_mode = Stdio::from_fd(in[0]);
   o.stream_window = kWindow;
-  auto p = f.pm->spawn(o);
-  ::close(in[0]);
+  auto p = f.spawn_fed(o, feed);
   ASSERT_TRUE(p.ok()) << p.error().message();
 
   const bool peak_resettable = reset_peak_rss();
@@ -231,59 +282,38 @@ TEST(Process, GibibyteThroughCatIntoSlowReaderKeepsMemoryBounded) {
   std::atomic<std::size_t> written{0};
   std::thread feeder([&] {
     while (written.load(std::memory_order_relaxed) < kTotal) {
-      std::size_t done = 0;
-      while (done < kBlock) {
-        const ssize_t n = ::write(in[1], block.data() + done, kBlock - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
+      const std::size_t done = write_all(feed, block.data(), kBlock);
       // release: pairs with the reader's acquire; counted once the bytes are in the pipe.
       written.fetch_add(done, std::memory_order_release);
       if (done < kBlock) break;
     }
-    ::close(in[1]);
+    ::close(feed);
   });
 
   std::size_t read = 0;
   std::size_t max_ahead = 0;
   std::size_t chunks = 0;
   bool mismatch = false;
-  bool data_after_exit = false;
-  std::optional<int> exit_code;
-  while (!exit_code) {
-    Message m = test::expect_receive(f.rx);
-    auto ev = decode_process_event(m);
-    if (!ev) {
-      ADD_FAILURE() << "not a process event";
-      break;
-    }
-    if (ev->kind == ProcessEventKind::exit) {
-      exit_code = ev->exit_code;
-      continue;
-    }
-    if (ev->kind != ProcessEventKind::stdout_data) continue;
-    data_after_exit = data_after_exit || exit_code.has_value();
+  const Streamed s = stream_stdout(f.rx, [&](std::string_view text) {
     // acquire: the feeder's count covers only bytes already in the pipe. It lags behind a write
     // in progress, whose first bytes may be read before it returns: then nobody is ahead.
     const std::size_t fed = written.load(std::memory_order_acquire);
     const std::size_t ahead = fed > read ? fed - read : 0;
     max_ahead = std::max(max_ahead, ahead);
-    const std::string_view text = ev->text();
     for (std::size_t i = 0; i < text.size(); i += 4093) {
       mismatch = mismatch || text[i] != block[(read + i) % kBlock];
     }
     read += text.size();
     // The slow part: a pause every 8 chunks (pacing, not synchronisation: nothing waits for it).
     if (++chunks % 8 == 0) std::this_thread::sleep_for(1ms);
-  }
+  });
   feeder.join();
   const std::int64_t rss_peak = peak_rss();
 
   EXPECT_EQ(read, kTotal);
   EXPECT_FALSE(mismatch);
-  EXPECT_FALSE(data_after_exit);
-  EXPECT_EQ(exit_code, 0);
+  EXPECT_FALSE(s.data_after_exit);
+  EXPECT_EQ(s.exit_code, 0);
   EXPECT_LE(max_ahead, kMaxAhead) << "evh read ahead of its reader past the window";
   if (peak_resettable) {
     EXPECT_LT(rss_peak - rss_before, kRssBound + kAllocatorSlack)
@@ -703,52 +733,33 @@ TEST(Process, BigOutputPipeStreamsInOrderExitLast) {
   constexpr std::size_t kPipe = std::size_t{1} << 20;
   auto byte_at = [](std::size_t i) { return static_cast<char>((i * 13 + i / 65521) & 0xff); };
   Fixture f;
-  int in[2];
-  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  int feed = -1;
   SpawnOptions o = f.options({"cat"});
-  o.stdin_mode = Stdio::from_fd(in[0]);
   o.output_pipe_size = kPipe;
-  auto p = f.pm->spawn(o);
-  ::close(in[0]);
+  auto p = f.spawn_fed(o, feed);
   ASSERT_TRUE(p.ok()) << p.error().message();
   std::thread feeder([&] {
     std::vector<char> block(std::size_t{1} << 20);
     for (std::size_t at = 0; at < kTotal;) {
       for (std::size_t i = 0; i < block.size(); ++i) block[i] = byte_at(at + i);
-      std::size_t done = 0;
-      while (done < block.size()) {
-        const ssize_t n = ::write(in[1], block.data() + done, block.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
+      const std::size_t done = write_all(feed, block.data(), block.size());
       if (done < block.size()) break;
       at += done;
     }
-    ::close(in[1]);
+    ::close(feed);
   });
   std::size_t read = 0;
   std::size_t biggest = 0;
   bool mismatch = false;
-  bool data_after_exit = false;
-  std::optional<int> exit_code;
-  while (!exit_code) {
-    Message m = test::expect_receive(f.rx);
-    auto ev = decode_process_event(m);
-    ASSERT_TRUE(ev.has_value());
-    if (ev->kind == ProcessEventKind::exit) {
-      exit_code = ev->exit_code;
-    } else if (ev->kind == ProcessEventKind::stdout_data) {
-      data_after_exit = data_after_exit || exit_code.has_value();
-      biggest = std::max(biggest, ev->data.size());
-      for (char c : ev->text()) mismatch = mismatch || c != byte_at(read++);
-    }
-  }
+  const Streamed s = stream_stdout(f.rx, [&](std::string_view text) {
+    biggest = std::max(biggest, text.size());
+    for (char c : text) mismatch = mismatch || c != byte_at(read++);
+  });
   feeder.join();
   EXPECT_EQ(read, kTotal);
   EXPECT_FALSE(mismatch);
-  EXPECT_FALSE(data_after_exit);
-  EXPECT_EQ(exit_code, 0);
+  EXPECT_FALSE(s.data_after_exit);
+  EXPECT_EQ(s.exit_code, 0);
   EXPECT_LE(biggest, kPipe);
 }
 
