@@ -528,9 +528,15 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
   const std::int64_t until_ns =
       until == kForever ? INT64_MAX : (until == kNoWait ? INT64_MIN : to_ns(until));
   if (!wake_armed_) arm_wake();
+  // The clock is read only when a time is compared with it: a deadline, or a limit that is a
+  // time. kForever and kNoWait compare the same whatever "now" is (0 here), so the pool's usual
+  // wait — no deadline, no limit — reads no clock, as epoll_wait(-1) does not (two vDSO reads
+  // per wakeup before).
+  const bool timed = until_ns != INT64_MAX && until_ns != INT64_MIN;
+  const auto clock = [&]() noexcept { return deadline_set_ || timed ? mono_now_ns() : 0; };
   PollResult r;
   for (;;) {
-    std::int64_t now = mono_now_ns();
+    std::int64_t now = clock();
     if (deadline_set_ && now >= deadline_ns_) {
       deadline_set_ = false;
       r.deadline_reached = true;
@@ -561,7 +567,7 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
       if (!handle(cqe, out, max, r)) break;  // no room: it stays for the next wait
       pop_cqe();
     }
-    now = mono_now_ns();
+    now = clock();
     if (deadline_set_ && now >= deadline_ns_) {
       deadline_set_ = false;
       r.deadline_reached = true;
