@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <climits>
 #include <cstring>
@@ -60,9 +61,65 @@ void store_release(unsigned* p, unsigned v) noexcept {
   std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release);
 }
 
+// This thread's registrations of rings (UringPoller::register_ring), by poller id: a mirror of the
+// kernel's per-thread table (16 slots), which only its own thread can read or change. Not a
+// "current loop": it says how this thread names a kernel object, not which one it serves. Four
+// entries: a pool worker waits in one ring; more is a test's or an embedder's many pollers on
+// one thread, and the fifth ring waits by its fd. An entry goes with its poller's destructor on
+// this thread; one whose poller died elsewhere stays (ids are never reused, so it matches
+// nothing), its slot the kernel's until the thread exits.
+struct RingIndex {
+  std::uint64_t poller = 0;  // 0: free
+  int index = -1;            // -1: the kernel refused this thread; the fd
+};
+thread_local std::array<RingIndex, 4> t_ring_indexes{};
+
 }  // namespace
 
 // ---- the rings --------------------------------------------------------------------------------
+
+int UringPoller::ring_index() const noexcept {
+  if (!ring_registrable_) return -1;
+  for (const RingIndex& e : t_ring_indexes) {
+    if (e.poller == id_) return e.index;
+  }
+  return -1;
+}
+
+void UringPoller::register_ring() noexcept {
+  if (!ring_registrable_) return;
+  RingIndex* free = nullptr;
+  for (RingIndex& e : t_ring_indexes) {
+    if (e.poller == id_) return;  // registered, or refused, for this thread already
+    if (e.poller == 0 && free == nullptr) free = &e;
+  }
+  if (free == nullptr) return;  // the table is full: this ring waits by its fd
+  io_uring_rsrc_update u{};
+  u.offset = ~0u;  // any free slot; the kernel writes back which
+  u.data = static_cast<std::uint64_t>(ring_fd_);
+  if (sys_register(ring_fd_, IORING_REGISTER_RING_FDS, &u, 1) == 1) {
+    *free = RingIndex{id_, static_cast<int>(u.offset)};
+    ++ring_registrations_;
+  } else if (errno == EBUSY) {
+    // This thread's kernel table is full (someone else's rings): the fd, for this thread.
+    *free = RingIndex{id_, -1};
+  } else {
+    // EINVAL before 5.18, a filter's EPERM, ...: the fd, for every thread.
+    ring_registrable_ = false;
+  }
+}
+
+void UringPoller::drop_ring_index() noexcept {
+  for (RingIndex& e : t_ring_indexes) {
+    if (e.poller != id_) continue;
+    if (e.index >= 0) {
+      io_uring_rsrc_update u{};
+      u.offset = static_cast<std::uint32_t>(e.index);
+      (void)sys_register(ring_fd_, IORING_UNREGISTER_RING_FDS, &u, 1);
+    }
+    e = RingIndex{};
+  }
+}
 
 int UringPoller::enter(unsigned wait_for, bool get_events, std::int64_t until_ns) noexcept {
   if (!enabled_) {
@@ -71,6 +128,12 @@ int UringPoller::enter(unsigned wait_for, bool get_events, std::int64_t until_ns
     enabled_ = true;
   }
   unsigned flags = get_events || wait_for > 0 ? IORING_ENTER_GETEVENTS : 0u;
+  // The ring as this thread names it: its registered index (no fd look-up), else the fd.
+  unsigned ring = static_cast<unsigned>(ring_fd_);
+  if (const int index = ring_index(); index >= 0) {
+    ring = static_cast<unsigned>(index);
+    flags |= IORING_ENTER_REGISTERED_RING;
+  }
   // A limited wait: the kernel arms an hrtimer on the waiter's stack for it (io_cqring_wait),
   // and the call ends with -ETIME when it fires.
   io_uring_getevents_arg arg{};
@@ -98,7 +161,7 @@ int UringPoller::enter(unsigned wait_for, bool get_events, std::int64_t until_ns
       ts.tv_sec = at / 1'000'000'000;
       ts.tv_nsec = at % 1'000'000'000;
     }
-    r = ::syscall(__NR_io_uring_enter, ring_fd_, to_submit_, wait_for, flags, argp, argsz);
+    r = ::syscall(__NR_io_uring_enter, ring, to_submit_, wait_for, flags, argp, argsz);
     // EINVAL with ABS_TIMER: a kernel that does not know the flag (it checks the flags before
     // taking any SQE). Every later wait says the time left instead.
     if (r < 0 && errno == EINVAL && (flags & kEnterAbsTimer) != 0) {
@@ -465,9 +528,15 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
   const std::int64_t until_ns =
       until == kForever ? INT64_MAX : (until == kNoWait ? INT64_MIN : to_ns(until));
   if (!wake_armed_) arm_wake();
+  // The clock is read only when a time is compared with it: a deadline, or a limit that is a
+  // time. kForever and kNoWait compare the same whatever "now" is (0 here), so the pool's usual
+  // wait — no deadline, no limit — reads no clock, as epoll_wait(-1) does not (two vDSO reads
+  // per wakeup before).
+  const bool timed = until_ns != INT64_MAX && until_ns != INT64_MIN;
+  const auto clock = [&]() noexcept { return deadline_set_ || timed ? mono_now_ns() : 0; };
   PollResult r;
   for (;;) {
-    std::int64_t now = mono_now_ns();
+    std::int64_t now = clock();
     if (deadline_set_ && now >= deadline_ns_) {
       deadline_set_ = false;
       r.deadline_reached = true;
@@ -480,6 +549,10 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
     // A look with nothing in the CQ enters the kernel only if task work waits to post.
     const bool look = cq_empty() && (flags & IORING_SQ_TASKRUN) != 0;
     if (block || to_submit_ > 0 || look || (flags & IORING_SQ_CQ_OVERFLOW) != 0) {
+      // Registered at the thread's first wait that sleeps: the threads that sleep in a ring come
+      // back to it (a pool's workers, a handler's own thread); one that only submits or looks (a
+      // shutdown, a manual clock's move) keeps the fd rather than leave a registration behind.
+      if (block) register_ring();
       // Submits the re-arms and waits, with its time limit, in one system call.
       const int rc = block ? enter(1, true, target) : enter(0, true);
       if (rc == -EBUSY || rc == -EAGAIN) {
@@ -494,7 +567,7 @@ Result<PollResult> UringPoller::wait(std::span<PollEvent> out, MonoTime until) n
       if (!handle(cqe, out, max, r)) break;  // no room: it stays for the next wait
       pop_cqe();
     }
-    now = mono_now_ns();
+    now = clock();
     if (deadline_set_ && now >= deadline_ns_) {
       deadline_set_ = false;
       r.deadline_reached = true;

@@ -47,6 +47,12 @@
 // variable, say), but leaving it to run the work at its next kernel entry if it is running user
 // code (at the latest its next timer tick). Both set IORING_SETUP_TASKRUN_FLAG, so a wait that
 // only looks enters the kernel only when the CQ has something or task work waits to post.
+// The ring's fd is registered with each thread that waits in it (IORING_REGISTER_RING_FDS, Linux
+// 5.18), and that thread's io_uring_enter names the ring by its index in the thread's table
+// (IORING_ENTER_REGISTERED_RING), which spares the kernel the fd's look-up and reference count
+// on every call. The table is per thread (the kernel's io_uring_task), so a pool's workers each
+// register the shared ring, at their first wait that sleeps; a thread's exit drops its
+// registrations. Any refusal (a kernel or filter without it, a full table) leaves the fd.
 // SQ full: flush and take the slot (never drop). CQ overflow: IORING_FEAT_NODROP is required; an
 // io_uring_enter refused with EBUSY moves the ring's completions to a backlog and retries.
 // EINTR: retried.
@@ -108,6 +114,8 @@ class UringPoller final : public Poller {
 
   // Polls the kernel ended (or cancelled) that were armed again: for tests.
   std::uint64_t rearms() const noexcept { return rearms_; }
+  // Threads that registered the ring (one each, at its first wait): for tests.
+  std::uint64_t ring_registrations() const noexcept { return ring_registrations_; }
   // Whether the kernel has IORING_OP_WAITID, and how many were armed: for tests.
   bool has_waitid() const noexcept { return has_waitid_; }
   std::uint64_t exit_waits() const noexcept { return exit_waits_; }
@@ -178,6 +186,15 @@ class UringPoller final : public Poller {
   // `until_ns` (CLOCK_MONOTONIC; INT64_MAX: no limit) at the latest. -errno on error, -ETIME
   // when the wait reached `until_ns`.
   int enter(unsigned wait_for, bool get_events, std::int64_t until_ns = INT64_MAX) noexcept;
+  // The ring's index in this thread's table of registered rings; -1: this thread names it by
+  // its fd.
+  int ring_index() const noexcept;
+  // Registers the ring with this thread (IORING_REGISTER_RING_FDS) unless it tried already; a
+  // refusal leaves the fd.
+  void register_ring() noexcept;
+  // The destructor: this thread's registration of the ring, if any, is dropped, so that the
+  // ring goes with its fd. Other threads' registrations go when they exit.
+  void drop_ring_index() noexcept;
   // Submits what is queued without waiting (EINTR retried, EBUSY handled by the backlog).
   void flush() noexcept;
   // Moves the ring's completions to the backlog (the kernel may then flush its overflow list).
@@ -228,6 +245,11 @@ class UringPoller final : public Poller {
 
   int ring_fd_ = -1;
   int wake_fd_ = -1;
+  // Names this poller in each thread's table of registered rings: never reused, unlike the
+  // poller's address or its ring's fd.
+  std::uint64_t id_ = 0;
+  bool ring_registrable_ = true;  // false once the kernel refused a registration for good
+  std::uint64_t ring_registrations_ = 0;
   bool single_issuer_ = false;
   bool enabled_ = true;  // false while an R_DISABLED ring waits for its issuer
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string>
@@ -55,6 +56,8 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
   params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
   params.cq_entries = std::max(options.cq_entries, options.sq_entries);
   single_issuer_ = options.issuer == UringIssuer::single;
+  static std::atomic<std::uint64_t> next_id{1};
+  id_ = next_id.fetch_add(1, std::memory_order_relaxed);  // only unique, nothing to order
   abs_timer_ = options.time_limit == UringTimeLimit::absolute;
   if (single_issuer_) {
     // Enabled by the first thread that submits: the event handler's own thread, not the one
@@ -195,6 +198,10 @@ Status UringPoller::setup(const UringOptions& options, std::string* why) noexcep
 UringPoller::~UringPoller() {
   // Before the ring goes: buffers lent to reads go back to their owners once the kernel is done.
   if (sqes_ != nullptr) drain_reads();
+  // This thread's registration holds a reference to the ring's file: dropped, so that closing
+  // the fd below ends the ring. Pool workers' registrations end with the workers (the pool is
+  // joined just after its handler's end, whose removals already cancelled every poll).
+  if (ring_fd_ >= 0) drop_ring_index();
   if (sqes_ != nullptr) ::munmap(sqes_, sqes_size_);
   if (cq_ring_ != nullptr && cq_ring_ != sq_ring_) ::munmap(cq_ring_, cq_ring_size_);
   if (sq_ring_ != nullptr) ::munmap(sq_ring_, sq_ring_size_);

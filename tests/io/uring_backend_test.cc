@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -149,6 +151,91 @@ TEST(UringPoller, EdgePollOfAnExitedThreadReportsOnlyNewData) {
   a.put();  // the poll is this thread's now
   EXPECT_EQ(collect(*p, {7}).count(7), 1u);
   EXPECT_EQ(p->rearms(), 1u);
+}
+
+// ---- the ring registered per thread (IORING_REGISTER_RING_FDS) ---------------------------------
+
+// A wait that sleeps — nothing is ready, so it ends at its limit, 1 ms on — which registers the
+// ring with the calling thread; then `pipe`'s data, reported under `token`. A registered index
+// that names no ring fails the wait (EBADF), and one that names another ring never reports.
+void sleep_then_report(UringPoller& p, const Pipe& pipe, std::uint64_t token) {
+  PollEvent events[4];
+  const auto until = detail::MonoClock::now() + std::chrono::milliseconds(1);
+  auto r = p.wait(events, until);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->count, 0u);
+  pipe.put();
+  EXPECT_EQ(collect(p, {token}).count(token), 1u);
+  EXPECT_EQ(pipe.drain(), 1u);
+}
+
+// Pool workers take turns waiting in the shared ring: each registers it with itself, at its
+// first wait that sleeps, and is served through its own index from then on (a second wait
+// registers nothing more); a worker that exits takes its registration with it and a new one
+// registers its own. Threads of their own, whose tables start empty.
+TEST(UringPoller, EachThreadThatWaitsRegistersTheSharedRingOnce) {
+  auto p = make_uring();
+  REQUIRE_URING(p);
+  Pipe a;
+  ASSERT_TRUE(p->add(a.r, FdEvents::readable, FdMode::level, 7).ok());
+  for (std::uint64_t n = 1; n <= 3; ++n) {
+    std::thread([&] {
+      sleep_then_report(*p, a, 7);
+      sleep_then_report(*p, a, 7);
+    }).join();  // the thread exits: its registration goes with it
+    EXPECT_EQ(p->ring_registrations(), n);
+  }
+}
+
+// A thread keeps its registration of a ring whose poller another thread destroyed (the kernel's
+// table is its own); the next poller — whose ring likely gets the same fd number — must not be
+// taken for it: this thread registers the new ring and is served by it.
+TEST(UringPoller, RingOfADestroyedPollerIsNotTakenForTheNextOne) {
+  auto first = make_uring();
+  REQUIRE_URING(first);
+  Pipe a;
+  ASSERT_TRUE(first->add(a.r, FdEvents::readable, FdMode::level, 1).ok());
+  std::atomic<int> step{0};
+  std::unique_ptr<UringPoller> second;
+  std::thread t([&] {
+    sleep_then_report(*first, a, 1);
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();  // the main thread swaps the pollers
+    sleep_then_report(*second, a, 2);
+    EXPECT_EQ(second->ring_registrations(), 1u);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  EXPECT_EQ(first->ring_registrations(), 1u);
+  first.reset();  // on this thread: t's registration still holds the old ring
+  second = make_uring();
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->add(a.r, FdEvents::readable, FdMode::level, 2).ok());
+  step.store(2);
+  t.join();
+}
+
+// More rings than a thread keeps registered (four): the rest are waited in through their fds,
+// and every one reports. On a thread of its own, whose table starts empty; the pollers are
+// destroyed on it, which drops its registrations.
+TEST(UringPoller, RingsBeyondTheThreadsTableWaitByTheirFd) {
+  REQUIRE_URING(make_uring());
+  std::thread([] {
+    constexpr int kRings = 6;
+    std::vector<std::unique_ptr<UringPoller>> rings;
+    std::vector<std::unique_ptr<Pipe>> pipes;
+    for (int i = 0; i < kRings; ++i) {
+      rings.push_back(make_uring());
+      ASSERT_NE(rings.back(), nullptr);
+      pipes.push_back(std::make_unique<Pipe>());
+      ASSERT_TRUE(rings.back()->add(pipes.back()->r, FdEvents::readable, FdMode::level, 9).ok());
+    }
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < kRings; ++i) sleep_then_report(*rings[i], *pipes[i], 9);
+    }
+    std::uint64_t registered = 0;
+    for (auto& r : rings) registered += r->ring_registrations();
+    EXPECT_EQ(registered, 4u);
+  }).join();
 }
 
 // A completion already in the ring when its fd is removed and added again under a new token is
