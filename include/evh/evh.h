@@ -67,15 +67,15 @@
 #define EVH_EVH_H
 
 #include <evh/evh_core.h>
-#include <evh/evh_runtime.h>
-#include <evh/evh_message.h>
+#include <evh/evh_io.h>
 #include <evh/evh_isolate.h>
+#include <evh/evh_message.h>
+#include <evh/evh_mutex.h>
+#include <evh/evh_process.h>
 #include <evh/evh_receiver.h>
 #include <evh/evh_runner.h>
-#include <evh/evh_timer.h>
-#include <evh/evh_io.h>
-#include <evh/evh_process.h>
+#include <evh/evh_runtime.h>
 #include <evh/evh_signal.h>
-#include <evh/evh_mutex.h>
+#include <evh/evh_timer.h>
 
 #endif /* EVH_EVH_H */

@@ -1,13 +1,12 @@
 // The queue's consumer side (base/mpsc_queue.h): the pops, the batch pop, the packed peek and
 // take, the drain, and the recycling of finished blocks onto the free list. The producer side is
 // mpsc_queue.cc; what the two share, mpsc_queue_internal.h.
-#include "base/mpsc_queue.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 
 #include "base/message_access.h"
+#include "base/mpsc_queue.h"
 #include "base/mpsc_queue_internal.h"
 #include "sync/spin.h"
 
