@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 
 #include "port/port.h"
 #include "port/port_directory.h"
@@ -31,6 +32,14 @@ class Delivery {
     }
     if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
     // Shutting down: counted as delivered, as ever (the handler ends every registration next).
+    return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
+  }
+  // Notices for one port as one batch (a teardown's final notices): the port's isolate is
+  // scheduled once for all of them, not woken once each. The messages are consumed.
+  Posted post_batch(PortId port, std::span<Message> messages) noexcept {
+    const Status s = ports_.post_batch(port, messages);
+    if (s) return Posted::delivered;
+    if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
     return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
   }
   // A readiness handed to a reader (FdReader) rather than posted: counted all the same.

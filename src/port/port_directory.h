@@ -11,6 +11,8 @@
 #include <evh/error.h>
 #include <evh/message.h>
 
+#include <span>
+
 namespace evh::detail {
 
 class PortState;
@@ -22,6 +24,10 @@ class PortDirectory {
   // `Errc::shutting_down` once the runtime shuts down; on error the message is released here.
   virtual Status post(PortId port, Message&& message,
                       Priority priority = Priority::normal) noexcept = 0;
+  // Posts every message of `messages` to `port` in order, in one enqueue: Runtime::post_batch's
+  // contract (the same errors as post(); on error the messages not queued are released here).
+  virtual Status post_batch(PortId port, std::span<Message> messages,
+                            Priority priority = Priority::normal) noexcept = 0;
   // A new reference to the open port `port`, or null.
   virtual PortState* acquire(PortId port) noexcept = 0;
   // Opens a new port delivering into `target` (retained by the port); the caller owns the one

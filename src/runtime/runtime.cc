@@ -151,6 +151,19 @@ Status RuntimeImpl::post(PortId port, Message&& message, Priority priority) noex
   return map_.post(port, std::move(message), priority);
 }
 
+Status RuntimeImpl::post_batch(PortId port, std::span<Message> messages,
+                               Priority priority) noexcept {
+  if (!shutting_down()) {
+    if (PortState* state = acquire(port); state != nullptr) {
+      const Status s = state->post_batch(messages, priority);
+      state->release();
+      return s;
+    }
+  }
+  for (Message& m : messages) m = Message{};
+  return shutting_down() ? Errc::shutting_down : Errc::unknown_port;
+}
+
 PortState* RuntimeImpl::acquire(PortId port) noexcept {
   if (port == PortId::none) return nullptr;
   return map_.acquire(port);
@@ -438,15 +451,7 @@ Status Runtime::post(PortId port, Message message, Priority priority) noexcept {
 }
 
 Status Runtime::post_batch(PortId port, std::span<Message> messages, Priority priority) noexcept {
-  if (!impl_->shutting_down()) {
-    if (detail::PortState* state = impl_->acquire(port); state != nullptr) {
-      const Status s = state->post_batch(messages, priority);
-      state->release();
-      return s;
-    }
-  }
-  for (Message& m : messages) m = Message{};
-  return impl_->shutting_down() ? Errc::shutting_down : Errc::unknown_port;
+  return impl_->post_batch(port, messages, priority);
 }
 
 Status Runtime::post_bytes_batch(PortId port, std::span<const std::byte> packed, std::size_t each,

@@ -69,6 +69,7 @@ class RuntimeImpl final : public IsolateHost {
 
   // PortDirectory.
   Status post(PortId port, Message&& message, Priority priority) noexcept override;
+  Status post_batch(PortId port, std::span<Message> messages, Priority priority) noexcept override;
   PortState* acquire(PortId port) noexcept override;
   PortState* open(PortTarget& target) override;
   void close(PortId port) noexcept override;

@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <latch>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,6 +106,62 @@ TEST(RuntimeEventHandler, OwnedFdsEndWithTheirRegistrationOrPort) {
   EXPECT_EQ(eh->stats().registrations, 0u);
   // A registration for a port that has closed is refused at once.
   EXPECT_EQ(eh->add_fd(c.r, doomed.id(), FdEvents::readable).error(), Errc::unknown_port);
+}
+
+// Shutdown with many registrations on one isolate's port: every fd's final notice arrives once
+// (owned fds `closed` and closed, borrowed ones `unregistered` and open), and all of them in one
+// enqueue — the idle isolate is scheduled once (IsolateStats::wakeups), not once per fd. Posted
+// one at a time, the worker took each notice before the next came and the isolate woke per fd.
+TEST(RuntimeEventHandler, ShutdownHandsAPortItsFinalNoticesInOneBatch) {
+  for (IoBackend backend : {IoBackend::epoll, IoBackend::uring}) {
+    SCOPED_TRACE(backend == IoBackend::epoll ? "epoll" : "io_uring");
+    constexpr int kFds = 64;
+    Runtime rt(RuntimeOptions{.io_backend = backend});
+    EventHandler* eh = *rt.event_handler();
+    auto done_rx = std::move(rt.open_receiver()).value();
+    SendPort done = std::move(rt.send_port(done_rx.id())).value();
+    auto seen = std::make_shared<std::vector<IoEvent>>();
+    IsolateRef iso = *rt.spawn(make_handler([seen, done](Isolate&, Message& m) mutable {
+      auto ev = decode_io_event(m);
+      if (!ev) return;
+      seen->push_back(*ev);
+      if (seen->size() == kFds) (void)done.post(Message::u64(1));
+    }));
+    std::vector<std::unique_ptr<Pipe>> pipes;
+    FdOptions owned;
+    owned.owned = true;
+    for (int i = 0; i < kFds; ++i) {
+      pipes.push_back(std::make_unique<Pipe>());
+      ASSERT_TRUE(eh->add_fd(pipes.back()->r, iso->main_port(), FdEvents::readable,
+                             i % 2 ? owned : FdOptions{})
+                      .ok());
+    }
+    // Every add has run (the fence), and the isolate has had nothing yet.
+    auto fence_rx = std::move(rt.open_receiver()).value();
+    EXPECT_TRUE(test::events_until_fence(*eh, fence_rx).empty());
+    const std::uint64_t wakeups = iso->stats().wakeups;
+    eh->shutdown();
+    ASSERT_TRUE(done_rx.receive(test::kLongWait).ok());
+    EXPECT_EQ(iso->stats().wakeups - wakeups, 1u);
+    std::vector<int> fds;
+    for (const IoEvent& ev : *seen) fds.push_back(ev.fd);
+    std::sort(fds.begin(), fds.end());
+    EXPECT_EQ(std::adjacent_find(fds.begin(), fds.end()), fds.end());  // one notice per fd
+    for (const IoEvent& ev : *seen) {
+      std::size_t i = 0;
+      while (i < pipes.size() && pipes[i]->r != ev.fd) ++i;
+      ASSERT_LT(i, pipes.size()) << "a notice for an fd never registered: " << ev.fd;
+      if (i % 2 == 1) {
+        EXPECT_EQ(ev.notice, IoNotice::closed);
+        EXPECT_FALSE(test::fd_is_open(ev.fd));
+        pipes[i]->r = -1;  // closed by the handler
+      } else {
+        EXPECT_EQ(ev.notice, IoNotice::unregistered);
+        EXPECT_TRUE(test::fd_is_open(ev.fd));
+      }
+    }
+    iso->kill(KillPriority::immediate);
+  }
 }
 
 // Three isolates share one listening socket, each accepting one connection per notification

@@ -23,6 +23,10 @@ using namespace std::chrono_literals;
 class OnePortDirectory final : public PortDirectory {
  public:
   Status post(PortId, Message&&, Priority) noexcept override { return Errc::unknown_port; }
+  Status post_batch(PortId, std::span<Message> messages, Priority) noexcept override {
+    for (Message& m : messages) m = Message{};
+    return Errc::unknown_port;
+  }
   PortState* acquire(PortId) noexcept override { return nullptr; }
   PortState* open(PortTarget& target) override {
     port_ = PortState::make(PortId{42}, &target, nullptr);
