@@ -455,12 +455,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return true;
   }();
   (void)warm;
-  const int fds_at_start = test::count_open_fds();
+  const test::FdSet fds_at_start = test::open_fds();
   FuzzedDataProvider in(data, size);
   {
     Harness h(in.ConsumeBool(), in);
     h.run();
   }
-  check(test::count_open_fds() == fds_at_start, "an fd leaked");
+  check(test::fds_opened_since(fds_at_start).empty(), "an fd leaked");
   return 0;
 }

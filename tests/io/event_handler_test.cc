@@ -421,7 +421,7 @@ TYPED_TEST(EventHandlerTest, NoFdLeftOpenAfterShutdown) {
   // A runtime of its own: the fixture's handler is not part of this count.
   Runtime rt;
   auto rx = std::move(rt.open_receiver()).value();
-  const int before = test::count_open_fds();
+  const test::FdSet before = test::open_fds();
   {
     auto poller = TypeParam::make();
     ASSERT_TRUE(poller.ok());
@@ -440,7 +440,7 @@ TYPED_TEST(EventHandlerTest, NoFdLeftOpenAfterShutdown) {
     }
     eh->shutdown();
   }
-  EXPECT_EQ(test::count_open_fds(), before);
+  EXPECT_EQ(test::fds_opened_since(before), std::vector<std::string>{});
 }
 
 // A listening socket shared by three ports hands accept readiness round-robin, at most one

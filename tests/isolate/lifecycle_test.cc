@@ -402,7 +402,7 @@ TEST(Lifecycle, KillClosesOwnedFdsAndEndsRegistrations) {
   ASSERT_TRUE(rt.event_handler().ok());  // its own fds are counted in the baseline
   auto rx = rt.open_receiver();
   SendPort out = *rt.send_port(rx->id());
-  const int before = test::count_open_fds();
+  const test::FdSet before = test::open_fds();
   int borrowed = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // registered, not handed over
   ASSERT_GE(borrowed, 0);
   auto iso = rt.spawn(make_handler([out, borrowed](Isolate& self, Message&) {
@@ -422,14 +422,15 @@ TEST(Lifecycle, KillClosesOwnedFdsAndEndsRegistrations) {
   }));
   ASSERT_TRUE(rt.post((*iso)->main_port(), Message::u64(0)).ok());
   EXPECT_EQ(expect_receive(*rx).as_u64(), 1u);
-  EXPECT_EQ(test::count_open_fds(), before + 17);
+  EXPECT_EQ(test::fds_opened_since(before, 17).size(), 17u);
   (*iso)->kill();
   flush_event_handler(rt);
-  EXPECT_EQ(test::count_open_fds(), before + 1);  // only the borrowed fd, still the caller's
+  // Only the borrowed fd, still the caller's.
+  EXPECT_EQ(test::fds_opened_since(before, 1).size(), 1u);
   EXPECT_TRUE(test::fd_is_open(borrowed));
   EXPECT_EQ((*rt.event_handler())->stats().registrations, 0u);
   ::close(borrowed);
-  EXPECT_EQ(test::count_open_fds(), before);
+  EXPECT_EQ(test::fds_opened_since(before), std::vector<std::string>{});
 }
 
 // Ping while busy: an immediate ping is answered from inside a long-running message at its
@@ -662,11 +663,11 @@ TEST(Lifecycle, SpawnKillLoopLeavesNothingBehind) {
     }
   };
   round(2'000);  // warm-up: slabs, maps and the allocator reach their working size
-  const int fds = test::count_open_fds();
+  const test::FdSet fds = test::open_fds();
   const long rss = rss_kib();
   const auto stats = rt.stats();
   round(8'000);
-  EXPECT_EQ(test::count_open_fds(), fds);
+  EXPECT_EQ(test::fds_opened_since(fds), std::vector<std::string>{});
   EXPECT_EQ(stats.isolates_live, 0u);
   EXPECT_EQ(rt.stats().isolates_live, 0u);
   EXPECT_EQ(rt.stats().ports_open, stats.ports_open);

@@ -103,7 +103,8 @@ void expect_no_children() {
   EXPECT_EQ(errno, ECHILD) << "a child (pid " << info.si_pid << ") is left";
 }
 
-using test::count_open_fds;
+using test::fds_opened_since;
+using test::open_fds;
 
 struct Fixture {
   Runtime rt;
@@ -417,7 +418,7 @@ TEST(Process, SignalDeathIsMinusSignal) {
 TEST(Process, ExitLastAfterBothStreamsForEveryEnd) {
   Fixture f;
   ASSERT_TRUE(f.rt.event_handler().ok());  // its poller's fds are not the children's
-  const int fds_before = count_open_fds();
+  const test::FdSet fds_before = open_fds();
   enum class End { exits, killed, isolate_killed };
   for (End end : {End::exits, End::killed, End::isolate_killed}) {
     SCOPED_TRACE(static_cast<int>(end));
@@ -463,11 +464,7 @@ TEST(Process, ExitLastAfterBothStreamsForEveryEnd) {
   expect_no_children();
   // The pipes and pidfds are closed by the event handler once their registrations end, which
   // may be just after the exit was posted.
-  const auto deadline = std::chrono::steady_clock::now() + test::kLongWait;
-  while (count_open_fds() != fds_before && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(1ms);  // polling a deadline, not synchronising
-  }
-  EXPECT_EQ(count_open_fds(), fds_before);
+  EXPECT_EQ(fds_opened_since(fds_before, 0, test::kLongWait), std::vector<std::string>{});
 }
 
 // 1,000 children alive at once (each blocked reading its stdin), then all released.
@@ -709,7 +706,7 @@ TEST(Process, OutputPipeGrowsWhenFilledAndBadSizesRefused) {
   EXPECT_EQ(grown, 524288);  // 300,000 rounded up to 128 pages
   EXPECT_EQ(sizes(300'000, kFlood), "524288 " + dflt);
 
-  const int before = count_open_fds();
+  const test::FdSet before = open_fds();
   for (std::size_t bad : {std::size_t{1}, std::size_t{4095}, std::size_t{1} << 40}) {
     std::string why;
     SpawnOptions o = f.options({kHelper, "pipe-sizes", "0"});
@@ -720,7 +717,7 @@ TEST(Process, OutputPipeGrowsWhenFilledAndBadSizesRefused) {
     EXPECT_EQ(p.error(), Errc::invalid_argument);
     EXPECT_NE(why.find("output_pipe_size " + std::to_string(bad)), std::string::npos) << why;
   }
-  EXPECT_EQ(count_open_fds(), before);
+  EXPECT_EQ(fds_opened_since(before), std::vector<std::string>{});
   f.pm.reset();
   expect_no_children();
 }
@@ -767,7 +764,7 @@ TEST(Process, BigOutputPipeStreamsInOrderExitLast) {
 TEST(Process, EmfileWhileCreatingPipesLeaksNothing) {
   Fixture f;
   (void)*f.rt.event_handler();  // its fds are made before the limit
-  const int before = count_open_fds();
+  const test::FdSet before = open_fds();
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   // Room for the first pipe (and the /proc listing), not for the second.
@@ -780,7 +777,7 @@ TEST(Process, EmfileWhileCreatingPipesLeaksNothing) {
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.error(), std::errc::too_many_files_open) << p.error().message();
-  EXPECT_EQ(count_open_fds(), before);
+  EXPECT_EQ(fds_opened_since(before), std::vector<std::string>{});
   expect_no_children();
 }
 
