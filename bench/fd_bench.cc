@@ -405,6 +405,7 @@ RunResult fanout_result(std::uint64_t events, std::int64_t start, std::int64_t e
 
 // raw: one thread, one epoll instance, every read end edge-triggered.
 RunResult raw_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
+  const ScopedPlacement at_loop(ThreadRole::loop);  // --pin-threads: the loop thread's CPU
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) fail_errno("epoll_create1");
@@ -431,6 +432,7 @@ RunResult raw_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
       }
     }
   });
+  const ScopedPlacement at_sender(ThreadRole::sender);
   ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
@@ -456,6 +458,8 @@ struct FanoutSink {
 };
 
 RunResult evh_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
+  // --pin-threads: the pool's worker, started by event_handler() below, inherits the loop's CPU.
+  const ScopedPlacement at_loop(ThreadRole::loop);
   std::vector<BenchPipe> pipes = make_pipes(fanout_pipes());
   Runtime rt(evh_options());
   EventHandler* eh = take(rt.event_handler(), "event_handler");
@@ -480,6 +484,7 @@ RunResult evh_fanout(std::uint64_t writes, std::uint64_t* own_calls = nullptr) {
   check(eh->set_timeout(rx.id(), EventHandler::Clock::now()), "set_timeout");
   (void)take(rx.receive(kReplyTimeout), "registration fence");
 
+  const ScopedPlacement at_sender(ThreadRole::sender);
   ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
   const double cpu0 = process_cpu_ms();
   const std::int64_t start = now_ns();
@@ -513,6 +518,7 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes, std::uint64_t* ow
   std::int64_t start = 0;
   std::int64_t end = 0;
   std::uint64_t seen = 0;
+  const ScopedPlacement at_loop(ThreadRole::loop);  // --pin-threads: the peer's loop thread
   p.serve_fds(
       fds,
       [&](int fd) {
@@ -521,6 +527,7 @@ RunResult peer_fanout(const PeerImpl& p, std::uint64_t writes, std::uint64_t* ow
         if (bytes == writes) done.set_value(events);
       },
       [&] {
+        const ScopedPlacement at_sender(ThreadRole::sender);
         ThreadCpuMeter threads;  // EVH_BENCH_THREAD_CPU: each thread's share, a diagnostic
         const double cpu0 = process_cpu_ms();
         start = now_ns();

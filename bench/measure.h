@@ -146,7 +146,7 @@ class ScopedCpuPin {
 };
 
 // Thread placement of the cross-thread workloads (thread_pingpong, thread_pingpong_block,
-// port_flood, port_flood_batch) under `--pin-threads`: the peer harness's placement
+// port_flood, port_flood_batch, fd_fanout) under `--pin-threads`: the peer harness's placement
 // (../shared/peer-harness, `pin_to_cpu`), the sending / measuring thread on CPU 0 and the
 // consuming loop on CPU 1, for every impl alike. Off by default: the scheduler places threads.
 enum class ThreadRole {
