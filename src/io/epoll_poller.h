@@ -23,6 +23,7 @@ class EpollPoller final : public Poller {
   Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override;
   Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override;
   Status remove(int fd) noexcept override;
+  bool close_drops_watches() const noexcept override { return true; }
   Status set_deadline(MonoTime deadline) noexcept override;
   Status clear_deadline() noexcept override;
   void wake() noexcept override;

@@ -85,6 +85,11 @@ class Poller {
   virtual Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept = 0;
   // Stops watching. Events already collected for it may still be returned by the next wait().
   virtual Status remove(int fd) noexcept = 0;
+  // True when the handler's end may leave its watches to the poller's close instead of a
+  // remove() each: closing the poller drops them all (epoll: closing the epoll fd ends every
+  // registration). False where remove() does more than forget (io_uring: the cancels it issues
+  // are what retire() waits for).
+  virtual bool close_drops_watches() const noexcept { return false; }
   // Hands the kernel what add/modify/remove asked for, if the backend queued it (io_uring: the
   // SQEs otherwise wait for the next wait()'s io_uring_enter). The event handler calls it after
   // a pass's commands and before the pass posts anything, so a notice that follows a command

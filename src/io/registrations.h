@@ -221,7 +221,9 @@ class Registrations {
   // A ring-read entry's report: the read's result (or readiness) to its reader, then the next
   // read.
   void dispatch_read(FdEntry& e, const PollEvent& event) noexcept;
-  void drop_entry(int fd) noexcept;
+  // `kernel`: remove the fd from the poller too (false only at the teardown, where the poller's
+  // close drops every watch: Poller::close_drops_watches).
+  void drop_entry(int fd, bool kernel = true) noexcept;
   // Removes the registration at `index` of `e` without a notice; ends the entry (closing an
   // owned fd) when it was the last. False when the entry is gone.
   bool remove_registration(FdEntry& e, std::size_t index) noexcept;

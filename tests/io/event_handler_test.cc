@@ -12,6 +12,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdio>
+#include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -357,6 +360,101 @@ TYPED_TEST(EventHandlerTest, ShutdownWithLiveRegistrations) {
   EXPECT_EQ(this->eh().set_timeout(this->port(), EventHandler::Clock::now()).error(),
             Errc::shutting_down);
   this->eh().shutdown();
+}
+
+// A poller that counts the handler's remove() calls and passes everything to a real one.
+class RemoveCountingPoller final : public detail::Poller {
+ public:
+  RemoveCountingPoller(std::unique_ptr<detail::Poller> inner, std::atomic<int>& removes)
+      : inner_(std::move(inner)), removes_(removes) {}
+  const char* name() const noexcept override { return inner_->name(); }
+  Status add(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override {
+    return inner_->add(fd, interest, mode, token);
+  }
+  Status modify(int fd, FdEvents interest, FdMode mode, std::uint64_t token) noexcept override {
+    return inner_->modify(fd, interest, mode, token);
+  }
+  Status remove(int fd) noexcept override {
+    removes_.fetch_add(1, std::memory_order_relaxed);
+    return inner_->remove(fd);
+  }
+  bool close_drops_watches() const noexcept override { return inner_->close_drops_watches(); }
+  void submit() noexcept override { inner_->submit(); }
+  bool reads() const noexcept override { return inner_->reads(); }
+  Status read_into(int fd, detail::ReadBuffer buffer, std::uint64_t token) noexcept override {
+    return inner_->read_into(fd, buffer, token);
+  }
+  std::optional<detail::ReadResult> take_read(int fd) noexcept override {
+    return inner_->take_read(fd);
+  }
+  void retire() noexcept override { inner_->retire(); }
+  Status set_deadline(detail::MonoTime deadline) noexcept override {
+    return inner_->set_deadline(deadline);
+  }
+  Status clear_deadline() noexcept override { return inner_->clear_deadline(); }
+  void wake() noexcept override { inner_->wake(); }
+  Result<detail::PollResult> wait(std::span<detail::PollEvent> out,
+                                  detail::MonoTime until) noexcept override {
+    return inner_->wait(out, until);
+  }
+
+ private:
+  std::unique_ptr<detail::Poller> inner_;
+  std::atomic<int>& removes_;
+};
+
+// The handler's end leaves an epoll's watches to the epoll fd's close (no epoll_ctl DEL per fd:
+// nothing waits in it again), while io_uring still cancels each (retire() reaps the cancels).
+// Either way every registration hears `unregistered` once, owned fds are closed and borrowed
+// ones stay open and usable.
+TYPED_TEST(EventHandlerTest, ShutdownRemovesWatchesOnlyWhereThePollersCloseDoesNot) {
+  constexpr int kFds = 12;
+  Runtime rt;
+  auto rx = std::move(rt.open_receiver()).value();
+  std::atomic<int> removes{0};
+  auto inner = TypeParam::make();
+  ASSERT_TRUE(inner.ok());
+  const bool drops = (*inner)->close_drops_watches();
+  EXPECT_EQ(drops, std::string(TypeParam::backend::kName) == "epoll");
+  auto h =
+      std::move(test::make_handler(
+                    rt, std::make_unique<RemoveCountingPoller>(std::move(inner).value(), removes),
+                    TypeParam::kDrive))
+          .value();
+  std::vector<std::unique_ptr<Pipe>> pipes;
+  FdOptions owned;
+  owned.owned = true;
+  for (int i = 0; i < kFds; ++i) {
+    pipes.push_back(std::make_unique<Pipe>());
+    ASSERT_TRUE(
+        h.eh->add_fd(pipes.back()->r, rx.id(), FdEvents::readable, i % 2 == 1 ? owned : FdOptions{})
+            .ok());
+  }
+  EXPECT_TRUE(events_until_fence(*h.eh, rx).empty());
+  EXPECT_EQ(removes.load(), 0);
+  h.eh->shutdown();
+  EXPECT_EQ(removes.load(), drops ? 0 : kFds);
+  std::vector<int> heard(kFds, 0);
+  while (auto m = rx.try_receive()) {
+    auto ev = decode_io_event(*m);
+    ASSERT_TRUE(ev.has_value());
+    int i = 0;
+    while (i < kFds && pipes[i]->r != ev->fd) ++i;
+    ASSERT_LT(i, kFds) << "a notice for an fd never registered: " << ev->fd;
+    EXPECT_EQ(ev->notice, i % 2 == 1 ? IoNotice::closed : IoNotice::unregistered) << i;
+    ++heard[i];
+  }
+  EXPECT_EQ(heard, std::vector<int>(kFds, 1));
+  for (int i = 0; i < kFds; ++i) {
+    if (i % 2 == 1) {
+      EXPECT_FALSE(test::fd_is_open(pipes[i]->r));
+      pipes[i]->r = -1;  // closed by the handler
+      continue;
+    }
+    // Borrowed: still the caller's, and still a working pipe.
+    pipes[i]->put();
+    EXPECT_EQ(pipes[i]->drain(), 1u);
+  }
 }
 
 // A reader that lets the poller read for it (FdReader::ring_reads: io_uring reads a child's
