@@ -26,21 +26,15 @@ class Delivery {
   enum class Posted : std::uint8_t { delivered, gone, dropped };
   Posted post(PortId port, const IoEvent& event) noexcept {
     const Status s = ports_.post(port, to_message(event));
-    if (s) {
-      if (event.notice == IoNotice::ready) notifications_.fetch_add(1, std::memory_order_relaxed);
-      return Posted::delivered;
+    if (s && event.notice == IoNotice::ready) {
+      notifications_.fetch_add(1, std::memory_order_relaxed);
     }
-    if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
-    // Shutting down: counted as delivered, as ever (the handler ends every registration next).
-    return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
+    return outcome(s);
   }
   // Notices for one port as one batch (a teardown's final notices): the port's isolate is
   // scheduled once for all of them, not woken once each. The messages are consumed.
   Posted post_batch(PortId port, std::span<Message> messages) noexcept {
-    const Status s = ports_.post_batch(port, messages);
-    if (s) return Posted::delivered;
-    if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
-    return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
+    return outcome(ports_.post_batch(port, messages));
   }
   // A readiness handed to a reader (FdReader) rather than posted: counted all the same.
   void count_ready() noexcept { notifications_.fetch_add(1, std::memory_order_relaxed); }
@@ -73,6 +67,13 @@ class Delivery {
   }
 
  private:
+  static Posted outcome(const Status& s) noexcept {
+    if (s) return Posted::delivered;
+    if (s.error() == std::errc::not_enough_memory) return Posted::dropped;
+    // Shutting down: counted as delivered, as ever (the handler ends every registration next).
+    return s.error() == Errc::shutting_down ? Posted::delivered : Posted::gone;
+  }
+
   PortDirectory& ports_;
   std::atomic<std::uint64_t> notifications_{0};
 };
